@@ -1,0 +1,24 @@
+// graphrecall graph schema, version 1.
+// Applied by graph_schema.schema.apply_schema(); every statement is idempotent.
+// Statements are separated by ';' at the end of a line.
+//
+// (:User {id})-[:ENGAGED {type, count, first_ts, last_ts}]->(:Item {id, category, brand, shop, price, price_bucket, market})
+// (:User)-[:HAS_SESSION]->(:Session {id, user, start_ts, end_ts, items, booked})-[:BOOKED]->(:Item)
+// (:Item)-[:TRANSITION {weight}]->(:Item)          session item -> next item, summed over sessions
+// (:Item)-[:SWING {score, rank}]->(:Item)          written by query.scores.compute_swing
+// (:Item)-[:COOC {score, rank}]->(:Item)           written by query.scores.compute_cooc
+// (:IngestBatch {key, rows, at})                   one per committed ingest batch (idempotency, resume)
+// (:SchemaVersion {name: 'graphrecall', version})
+
+CREATE CONSTRAINT user_id IF NOT EXISTS FOR (u:User) REQUIRE u.id IS UNIQUE;
+CREATE CONSTRAINT item_id IF NOT EXISTS FOR (i:Item) REQUIRE i.id IS UNIQUE;
+CREATE CONSTRAINT session_id IF NOT EXISTS FOR (s:Session) REQUIRE s.id IS UNIQUE;
+CREATE CONSTRAINT ingest_batch_key IF NOT EXISTS FOR (b:IngestBatch) REQUIRE b.key IS UNIQUE;
+CREATE CONSTRAINT schema_version_name IF NOT EXISTS FOR (v:SchemaVersion) REQUIRE v.name IS UNIQUE;
+CREATE INDEX item_category IF NOT EXISTS FOR (i:Item) ON (i.category);
+CREATE INDEX item_brand IF NOT EXISTS FOR (i:Item) ON (i.brand);
+CREATE INDEX item_market IF NOT EXISTS FOR (i:Item) ON (i.market);
+CREATE INDEX engaged_type IF NOT EXISTS FOR ()-[e:ENGAGED]-() ON (e.type);
+CREATE INDEX swing_rank IF NOT EXISTS FOR ()-[r:SWING]-() ON (r.rank);
+CREATE INDEX cooc_rank IF NOT EXISTS FOR ()-[r:COOC]-() ON (r.rank);
+MERGE (v:SchemaVersion {name: 'graphrecall'}) SET v.version = 1;

@@ -1,0 +1,52 @@
+"""Apply ``schema.cypher`` and the vector index; both idempotent."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_FILE = Path(__file__).with_name("schema.cypher")
+SCHEMA_VERSION = 1
+VECTOR_INDEX = "item_embedding"
+
+
+def schema_statements(text: str | None = None) -> list[str]:
+    text = SCHEMA_FILE.read_text() if text is None else text
+    lines = [ln for ln in text.splitlines() if not ln.strip().startswith("//")]
+    parts = re.split(r";\s*$", "\n".join(lines), flags=re.M)
+    return [p.strip() for p in parts if p.strip()]
+
+
+def apply_schema(driver, database: str = "neo4j") -> int:
+    """Create constraints and indexes; returns the schema version."""
+    with driver.session(database=database) as session:
+        for stmt in schema_statements():
+            session.run(stmt).consume()
+        session.run("CALL db.awaitIndexes(300)").consume()
+    logger.info("schema version %d applied", SCHEMA_VERSION)
+    return SCHEMA_VERSION
+
+
+def create_vector_index(driver, dimensions: int, database: str = "neo4j", similarity: str = "cosine") -> None:
+    """Native vector index on ``Item.embedding``; recreated when the dimension changes."""
+    if similarity not in ("cosine", "euclidean"):
+        raise ValueError(f"similarity must be 'cosine' or 'euclidean', got {similarity!r}")
+    with driver.session(database=database) as session:
+        rec = session.run(
+            "SHOW INDEXES YIELD name, options WHERE name = $name RETURN options", name=VECTOR_INDEX
+        ).single()
+        if rec is not None:
+            cfg = (rec["options"] or {}).get("indexConfig", {})
+            if cfg.get("vector.dimensions") == dimensions and cfg.get("vector.similarity_function", "").lower() == similarity:
+                return
+            session.run("DROP INDEX item_embedding IF EXISTS").consume()
+        session.run(
+            "CREATE VECTOR INDEX item_embedding IF NOT EXISTS FOR (i:Item) ON (i.embedding) "
+            "OPTIONS {indexConfig: {`vector.dimensions`: $dim, `vector.similarity_function`: $sim}}",
+            dim=int(dimensions), sim=similarity,
+        ).consume()
+        session.run("CALL db.awaitIndex($name, 300)", name=VECTOR_INDEX).consume()
+    logger.info("vector index %s: %d dims, %s", VECTOR_INDEX, dimensions, similarity)
