@@ -53,7 +53,7 @@ class Neo4jSettings:
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
-    def driver(self):
+    def driver(self, **kwargs):
         """Open a ``neo4j.Driver``. Raises a clear error when no password is known."""
         import neo4j
 
@@ -63,4 +63,6 @@ class Neo4jSettings:
                 "`graphrecall neo4j start` (it writes one), or export "
                 "GRAPHRECALL_NEO4J_PASSWORD for your own server (e.g. the one in docker-compose.yml)."
             )
-        return neo4j.GraphDatabase.driver(self.uri, auth=(self.user, self.password))
+        return neo4j.GraphDatabase.driver(
+            self.uri, auth=(self.user, self.password), notifications_min_severity="OFF", **kwargs
+        )
