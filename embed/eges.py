@@ -1,0 +1,257 @@
+"""EGES (Wang et al. 2018, "Billion-scale Commodity Embedding for E-commerce Recommendation in Alibaba").
+
+* Each item has an ID embedding plus one embedding per side-info field
+  (category, brand, shop, price bucket, market); the item vector is their
+  softmax-weighted sum with per-item attention weights ``a_v`` (``H_v = sum_j softmax(a_v)_j W^j_v``).
+* A separate context table; skip-gram with negative sampling (unigram^0.75).
+* Airbnb-style booked-item global context (Grbovic & Cheng 2018): in a session
+  with a booking/purchase, the booked item is a positive context for every item of it.
+* Airbnb-style market negatives: for each positive pair, extra negatives drawn
+  from the centre item's market (a configurable side field).
+* Cold items (never seen in training) get the mean of their side-info embeddings.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN = 0  # index of the "missing value" row in every side table
+
+
+@dataclass
+class SideInfo:
+    """Side-info codes per item: ``codes[:, f]`` indexes ``vocab[f]`` (0 = missing)."""
+
+    fields: tuple[str, ...]
+    codes: np.ndarray  # (n_items, n_fields) int64
+    vocab: list[list[str | None]]
+
+    @classmethod
+    def from_columns(cls, columns: dict[str, list[str | None]]) -> "SideInfo":
+        fields = tuple(columns)
+        n = len(next(iter(columns.values()))) if columns else 0
+        codes = np.zeros((n, len(fields)), dtype=np.int64)
+        vocab = []
+        for f, name in enumerate(fields):
+            values = columns[name]
+            uniq = sorted({v for v in values if v is not None})
+            lookup = {v: k + 1 for k, v in enumerate(uniq)}
+            codes[:, f] = [lookup.get(v, UNKNOWN) if v is not None else UNKNOWN for v in values]
+            vocab.append([None, *uniq])
+        return cls(fields, codes, vocab)
+
+    def cardinalities(self) -> list[int]:
+        return [len(v) for v in self.vocab]
+
+
+class EGESModel(nn.Module):
+    def __init__(self, n_items: int, side_cardinalities: list[int], dim: int = 32):
+        super().__init__()
+        self.item = nn.Embedding(n_items, dim)
+        self.side = nn.ModuleList(nn.Embedding(c, dim) for c in side_cardinalities)
+        self.attention = nn.Embedding(n_items, 1 + len(side_cardinalities))
+        self.context = nn.Embedding(n_items, dim)
+        bound = 0.5 / dim
+        for emb in [self.item, *self.side]:
+            nn.init.uniform_(emb.weight, -bound, bound)
+        nn.init.zeros_(self.attention.weight)
+        nn.init.zeros_(self.context.weight)
+
+    def stacked(self, items: torch.Tensor, side_codes: torch.Tensor) -> torch.Tensor:
+        parts = [self.item(items)] + [emb(side_codes[:, f]) for f, emb in enumerate(self.side)]
+        return torch.stack(parts, dim=1)  # (B, 1 + F, dim)
+
+    def attention_weights(self, items: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.attention(items), dim=-1)
+
+    def forward(self, items: torch.Tensor, side_codes: torch.Tensor) -> torch.Tensor:
+        e = self.stacked(items, side_codes)
+        a = self.attention_weights(items)
+        return (a.unsqueeze(-1) * e).sum(dim=1)
+
+    def cold(self, side_codes: torch.Tensor) -> torch.Tensor:
+        """Mean of the known side-info embeddings (missing fields are left out)."""
+        if not self.side:
+            raise ValueError("cold-start needs side info; train EGES with at least one side field")
+        parts = torch.stack([emb(side_codes[:, f]) for f, emb in enumerate(self.side)], dim=1)
+        known = (side_codes != UNKNOWN).unsqueeze(-1).float()
+        return (parts * known).sum(1) / known.sum(1).clamp(min=1.0)
+
+
+def skipgram_pairs(walks: np.ndarray, window: int) -> np.ndarray:
+    """All (centre, context) pairs within ``window`` of each other, both directions; -1 padding skipped."""
+    out = []
+    for o in range(1, window + 1):
+        if o >= walks.shape[1]:
+            break
+        a, b = walks[:, :-o].ravel(), walks[:, o:].ravel()
+        ok = (a >= 0) & (b >= 0) & (a != b)
+        out.append(np.stack([a[ok], b[ok]], 1))
+        out.append(np.stack([b[ok], a[ok]], 1))
+    return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
+
+
+def booked_pairs(sessions: list[np.ndarray], booked: np.ndarray) -> np.ndarray:
+    """Airbnb global context: (item, booked item) for every other item of a booking session."""
+    rows = []
+    for items, b in zip(sessions, booked):
+        if b >= 0:
+            others = items[items != b]
+            if len(others):
+                rows.append(np.stack([others, np.full(len(others), b)], 1))
+    return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 2), np.int64)
+
+
+@dataclass
+class EGESResult:
+    embeddings: np.ndarray  # (n_items, dim) float32, cold items filled from side info
+    cold: np.ndarray  # bool per item: True when it got the side-info mean
+    losses: list[float] = field(default_factory=list)
+    attention: np.ndarray | None = None  # (n_items, 1 + F) softmax weights
+
+
+class EGES:
+    """Trainer. Keyword defaults follow the paper (dim 160 in production; 32 here for small data)."""
+
+    def __init__(
+        self,
+        *,
+        dim: int = 32,
+        window: int = 5,
+        negatives: int = 5,
+        market_negatives: int = 2,
+        market_field: str | None = "market",
+        booked_context: bool = True,
+        ns_exponent: float = 0.75,
+        epochs: int = 5,
+        batch_size: int = 2048,
+        lr: float = 0.01,
+        random_seed: int = 0,
+        progress: bool = True,
+    ):
+        if dim < 1 or window < 1 or negatives < 0 or market_negatives < 0 or epochs < 1 or batch_size < 1:
+            raise ValueError("dim, window, epochs and batch_size must be >= 1; negatives and market_negatives >= 0")
+        self.dim, self.window, self.negatives = dim, window, negatives
+        self.market_negatives, self.market_field, self.booked_context = market_negatives, market_field, booked_context
+        self.ns_exponent, self.epochs, self.batch_size, self.lr = ns_exponent, epochs, batch_size, lr
+        self.random_seed, self.progress = random_seed, progress
+        self.model: EGESModel | None = None
+        self.side: SideInfo | None = None
+
+    # ------------------------------------------------------------------ sampling
+    def _market_sampler(self, rng: np.random.Generator):
+        if not self.market_negatives or self.market_field is None or self.market_field not in self.side.fields:
+            return None
+        m = self.side.codes[:, self.side.fields.index(self.market_field)]
+        order = np.argsort(m, kind="stable")
+        counts = np.bincount(m, minlength=len(self.side.vocab[self.side.fields.index(self.market_field)]))
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+        def sample(centres: np.ndarray) -> np.ndarray:
+            mk = m[centres]
+            pick = offsets[mk][:, None] + (rng.random((len(centres), self.market_negatives)) * counts[mk][:, None]).astype(np.int64)
+            out = order[pick]
+            unknown = mk == UNKNOWN  # no market: fall back to a uniform item
+            if unknown.any():
+                out[unknown] = rng.integers(0, len(m), size=(int(unknown.sum()), self.market_negatives))
+            return out
+
+        return sample
+
+    def fit(
+        self,
+        walks: np.ndarray,
+        side: SideInfo,
+        *,
+        sessions: list[np.ndarray] | None = None,
+        booked: np.ndarray | None = None,
+        holdout: np.ndarray | None = None,
+    ) -> EGESResult:
+        """Train on ``walks`` (int array, -1 padded). ``holdout`` items are treated as cold (never trained)."""
+        n_items = side.codes.shape[0]
+        if walks.size and walks.max() >= n_items:
+            raise ValueError(f"walks reference item {walks.max()} but side info has {n_items} items; export both from one graph")
+        self.side = side
+        rng = np.random.default_rng(self.random_seed)
+        torch.manual_seed(self.random_seed)
+        pairs = skipgram_pairs(walks, self.window)
+        if self.booked_context and sessions is not None and booked is not None:
+            bp = booked_pairs(sessions, booked)
+            logger.info("EGES: %d booked-context pairs added to %d walk pairs", len(bp), len(pairs))
+            pairs = np.concatenate([pairs, bp])
+        if holdout is not None and len(holdout):
+            mask = np.zeros(n_items, bool)
+            mask[holdout] = True
+            pairs = pairs[~(mask[pairs[:, 0]] | mask[pairs[:, 1]])]
+        if len(pairs) == 0:
+            raise ValueError("no training pairs: the walks are empty or all of length 1. Ingest sessions with at "
+                             "least two items (TRANSITION edges), or lower min session length.")
+        freq = np.bincount(pairs[:, 1], minlength=n_items).astype(np.float64)
+        noise = freq ** self.ns_exponent
+        noise /= noise.sum()
+        noise_cdf = np.cumsum(noise)
+        market = self._market_sampler(rng)
+
+        self.model = EGESModel(n_items, side.cardinalities(), self.dim)
+        opt = torch.optim.Adam(self.model.parameters(), lr=self.lr)
+        codes_t = torch.from_numpy(side.codes)
+        losses = []
+        t0 = time.perf_counter()
+        for epoch in range(self.epochs):
+            perm = rng.permutation(len(pairs))
+            total, n_batches = 0.0, 0
+            for s in range(0, len(perm), self.batch_size):
+                b = pairs[perm[s:s + self.batch_size]]
+                negs = np.searchsorted(noise_cdf, rng.random((len(b), self.negatives)) * noise_cdf[-1])
+                negs = np.minimum(negs, n_items - 1)
+                if market is not None:
+                    negs = np.concatenate([negs, market(b[:, 0])], 1)
+                centre = torch.from_numpy(b[:, 0])
+                h = self.model(centre, codes_t[centre])
+                pos = self.model.context(torch.from_numpy(b[:, 1]))
+                neg = self.model.context(torch.from_numpy(negs))
+                pos_logit = (h * pos).sum(-1)
+                neg_logit = torch.bmm(neg, h.unsqueeze(-1)).squeeze(-1)
+                loss = -(nn.functional.logsigmoid(pos_logit).mean() + nn.functional.logsigmoid(-neg_logit).sum(-1).mean())
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.item()
+                n_batches += 1
+            losses.append(total / max(n_batches, 1))
+            dt = time.perf_counter() - t0
+            logger.info("EGES epoch %d/%d: loss %.4f, %.0f pairs/s", epoch + 1, self.epochs, losses[-1],
+                        len(pairs) * (epoch + 1) / dt)
+        seen = np.zeros(n_items, bool)
+        seen[pairs[:, 0]] = True
+        return EGESResult(self.embed_all(seen), ~seen, losses, self.attention_weights())
+
+    # ------------------------------------------------------------------ outputs
+    @torch.no_grad()
+    def embed_all(self, seen: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            raise RuntimeError("call fit() first")
+        n = len(seen)
+        items = torch.arange(n)
+        codes = torch.from_numpy(self.side.codes)
+        warm = self.model(items, codes)
+        cold = self.model.cold(codes) if self.side.fields else warm
+        out = torch.where(torch.from_numpy(seen).unsqueeze(-1), warm, cold)
+        return out.numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def embed_cold(self, side_codes: np.ndarray) -> np.ndarray:
+        """Vectors for new items from side-info codes only."""
+        return self.model.cold(torch.from_numpy(np.asarray(side_codes, dtype=np.int64))).numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def attention_weights(self) -> np.ndarray:
+        return self.model.attention_weights(torch.arange(self.model.item.num_embeddings)).numpy()

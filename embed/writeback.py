@@ -1,0 +1,50 @@
+"""Write item vectors back to Neo4j as ``Item.embedding`` with a native vector index."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from graph_schema.schema import create_vector_index
+
+logger = logging.getLogger(__name__)
+
+Q_SET_VECTORS = """
+UNWIND $rows AS r
+MATCH (i:Item {id: r.id})
+CALL db.create.setNodeVectorProperty(i, 'embedding', r.v)
+SET i.embedding_cold = r.cold
+"""
+
+
+def write_embeddings(driver, item_ids, vectors: np.ndarray, cold: np.ndarray | None = None,
+                     database: str = "neo4j", batch_size: int = 1000) -> int:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    create_vector_index(driver, vectors.shape[1], database=database)
+    cold = np.zeros(len(item_ids), bool) if cold is None else np.asarray(cold, bool)
+    t0 = time.perf_counter()
+    n = 0
+    with driver.session(database=database) as s:
+        for start in range(0, len(item_ids), batch_size):
+            rows = [{"id": str(i), "v": v.tolist(), "cold": bool(c)}
+                    for i, v, c in zip(item_ids[start:start + batch_size], vectors[start:start + batch_size], cold[start:start + batch_size])]
+            s.execute_write(lambda tx, rows=rows: tx.run(Q_SET_VECTORS, rows=rows).consume())
+            n += len(rows)
+        s.run("CALL db.awaitIndex('item_embedding', 300)").consume()
+    dt = time.perf_counter() - t0
+    logger.info("wrote %d embeddings to Neo4j in %.1fs (%.0f items/s)", n, dt, n / dt if dt else 0.0)
+    return n
+
+
+def neo4j_vector_neighbours(driver, item_id: str, k: int = 10, database: str = "neo4j") -> list[tuple[str, float]]:
+    """Top-k by the native vector index (approximate), the query item left out."""
+    with driver.session(database=database, default_access_mode="READ") as s:
+        res = s.run(
+            "MATCH (q:Item {id: $id}) WHERE q.embedding IS NOT NULL "
+            "CALL db.index.vector.queryNodes('item_embedding', $k1, q.embedding) YIELD node, score "
+            "WHERE node <> q RETURN node.id AS id, score LIMIT $k",
+            id=str(item_id), k1=int(k) + 1, k=int(k),
+        )
+        return [(r["id"], r["score"]) for r in res]

@@ -1,0 +1,305 @@
+"""``graphrecall`` command line. Run ``graphrecall COMMAND --help`` for each command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+logger = logging.getLogger("graphrecall")
+
+FORMAT_HELP = "rees46 | taobao | movielens | generic (generic needs --map)"
+
+
+class CliError(Exception):
+    """An error with a message that says how to fix it."""
+
+
+# --------------------------------------------------------------------------- connection
+def _local_instance(args):
+    from graph_schema.server import instance_from_env
+
+    inst = instance_from_env(getattr(args, "instance", "default") or "default")
+    if getattr(args, "bolt_port", None):
+        inst.bolt_port = args.bolt_port
+    if getattr(args, "http_port", None):
+        inst.http_port = args.http_port
+    return inst
+
+
+def connect(args):
+    """A driver for GRAPHRECALL_NEO4J_URI, or for the local server (started or reused)."""
+    from graph_schema.config import Neo4jSettings
+
+    if os.environ.get("GRAPHRECALL_NEO4J_URI"):
+        settings = Neo4jSettings.from_env()
+    else:
+        inst = _local_instance(args).start()
+        settings = inst.settings()
+    driver = settings.driver()
+    try:
+        driver.verify_connectivity()
+    except Exception as exc:  # noqa: BLE001
+        raise CliError(f"cannot reach Neo4j at {settings.uri}: {exc}. Start it with `graphrecall neo4j start`, "
+                       "or set GRAPHRECALL_NEO4J_URI/USER/PASSWORD for your own server.") from exc
+    return driver, settings
+
+
+def artifacts_dir() -> Path:
+    from graph_schema.config import graphrecall_home
+
+    return Path(os.environ.get("GRAPHRECALL_ARTIFACTS", graphrecall_home() / "artifacts"))
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_neo4j(args) -> int:
+    inst = _local_instance(args)
+    if args.action == "start":
+        inst.start()
+        print(f"Neo4j {inst.version} running: Bolt {inst.uri}, Browser {inst.browser_url}")
+        print(f"user neo4j, password in {inst.password_file}")
+    elif args.action == "stop":
+        print("stopped" if inst.stop() else "not running")
+    elif args.action == "status":
+        pid = inst.pid()
+        print(f"running (pid {pid}) at {inst.uri}, Browser {inst.browser_url}" if inst.is_running() else "not running")
+    elif args.action == "fetch":
+        print(f"jars in {inst.fetch()}")
+    elif args.action == "password":
+        print(inst.password() or "")
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from graph_schema.schema import apply_schema
+    from ingest.formats import ColumnMapping
+    from ingest.writer import ingest_events, ingest_items
+
+    mapping = ColumnMapping.parse(args.map, args.events) if args.map else None
+    if args.format == "generic" and mapping is None:
+        raise CliError("--format generic needs --map, e.g. --map user=customer,item=sku,event=action,ts=time")
+    driver, settings = connect(args)
+    with driver:
+        apply_schema(driver, settings.database)
+        total_rejects = 0
+        for f in args.files:
+            if args.kind == "events":
+                rep = ingest_events(driver, f, args.format, reject_dir=args.reject_dir, mapping=mapping,
+                                    session_gap=int(args.session_gap_minutes * 60), min_rating=args.min_rating,
+                                    batch_size=args.batch_size, database=settings.database, progress=not args.quiet)
+            else:
+                rep = ingest_items(driver, f, args.format, reject_dir=args.reject_dir, mapping=mapping,
+                                   batch_size=args.batch_size, database=settings.database, progress=not args.quiet)
+            print(rep.summary())
+            total_rejects += rep.rejected
+    return 1 if (total_rejects and args.strict) else 0
+
+
+def _cfg_from_args(args):
+    from graphrecall.pipeline import PipelineConfig
+
+    cfg = PipelineConfig()
+    for name in vars(cfg):
+        if getattr(args, name, None) is not None:
+            setattr(cfg, name, getattr(args, name))
+    if getattr(args, "no_booked_context", False):
+        cfg.booked_context = False
+    if getattr(args, "event_types", None):
+        cfg.event_types = tuple(args.event_types.split(","))
+    return cfg
+
+
+def cmd_scores(args) -> int:
+    from graphrecall.pipeline import compute_scores
+
+    driver, settings = connect(args)
+    with driver:
+        swing, cooc = compute_scores(driver, _cfg_from_args(args), settings.database)
+    print(f"SWING: {swing.written} relationships in {swing.seconds:.1f}s; COOC: {cooc.written} in {cooc.seconds:.1f}s")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from graphrecall.pipeline import train_embeddings
+
+    driver, settings = connect(args)
+    with driver:
+        g, walks, res, faiss_dir = train_embeddings(driver, _cfg_from_args(args), artifacts_dir(), settings.database)
+    print(f"{len(walks)} walks; EGES on {len(g.item_ids)} items ({int(res.cold.sum())} cold); "
+          f"final loss {res.losses[-1]:.4f}; Faiss index in {faiss_dir}; vectors in Neo4j index item_embedding")
+    return 0
+
+
+def _datasets(args) -> list[tuple[Path, str]]:
+    from graphrecall.pipeline import DEFAULT_DATASET
+    from ingest.synthetic import generate_rees46
+
+    if args.data:
+        return [(Path(p), args.format) for p in args.data]
+    if DEFAULT_DATASET.exists() and not args.generated:
+        return [(DEFAULT_DATASET, "rees46")]
+    path = artifacts_dir() / "generated" / "rees46_synthetic.csv"
+    logger.info("no dataset given and %s not found: generating %s", DEFAULT_DATASET, path)
+    return [(generate_rees46(path, random_seed=args.random_seed or 0), "rees46")]
+
+
+def cmd_demo(args) -> int:
+    from graphrecall.pipeline import pick_sample_items, run_pipeline
+    from query.retriever import SnapshotRetriever
+
+    datasets = _datasets(args)
+    driver, settings = connect(args)
+    with driver:
+        res = run_pipeline(driver, datasets, artifacts_dir(), _cfg_from_args(args), reset=not args.keep,
+                           reject_dir=args.reject_dir, database=settings.database, progress=not args.quiet)
+        for rep in res.ingest:
+            print(rep.summary())
+        print(f"SWING {res.swing.written} rels, COOC {res.cooc.written} rels; {res.n_walks} walks; "
+              f"EGES {res.n_items} items ({res.n_cold} cold); Faiss in {res.faiss_dir}")
+        print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in res.seconds.items()))
+        snap = SnapshotRetriever.from_neo4j(driver, res.faiss_dir, settings.database)
+        for item in pick_sample_items(driver, 3, settings.database):
+            print(f"\nitem {item}:")
+            for ch in ("swing", "cooc", "eges", "blend"):
+                nb = snap.similar_items(item, k=5, channel=ch)
+                print(f"  {ch:6s} " + ", ".join(f"{i} ({s:.3f})" for i, s in zip(nb.ids, nb.scores)))
+    print(f"\nNeo4j Browser: {settings.uri.replace('bolt://', 'http://').replace(':7687', ':7474')}/browser/ "
+          f"(user {settings.user}; password: `graphrecall neo4j password`)")
+    print("API: `graphrecall serve` then http://127.0.0.1:8000/i2i/<item_id>?k=10&channel=blend (docs at /docs)")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    import uvicorn
+
+    if not os.environ.get("GRAPHRECALL_NEO4J_URI"):
+        inst = _local_instance(args).start()
+        os.environ["GRAPHRECALL_NEO4J_URI"] = inst.uri
+        os.environ.setdefault("GRAPHRECALL_NEO4J_PASSWORD", inst.password() or "")
+    os.environ.setdefault("GRAPHRECALL_FAISS_DIR", str(artifacts_dir() / "faiss"))
+    uvicorn.run("query.api:app_from_env", factory=True, host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from ingest.synthetic import generate_rees46
+
+    path = generate_rees46(args.out, n_users=args.users, random_seed=args.random_seed)
+    print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def _add_conn(p):
+    p.add_argument("--instance", default="default", help="local server instance name (default: default)")
+    p.add_argument("--bolt-port", type=int, help="local server Bolt port (default 7687 or $GRAPHRECALL_NEO4J_BOLT_PORT)")
+    p.add_argument("--http-port", type=int, help="local server HTTP port (default 7474 or $GRAPHRECALL_NEO4J_HTTP_PORT)")
+
+
+def _add_model(p):
+    g = p.add_argument_group("scores and embeddings")
+    g.add_argument("--swing-alpha", type=float, help="Swing alpha (default 1.0)")
+    g.add_argument("--top-k", type=int, help="neighbours kept per item (default 50)")
+    g.add_argument("--max-items-per-user", type=int, help="cap on items per user in the basis (default 1000)")
+    g.add_argument("--max-users-per-item", type=int, help="cap on users per item in the basis (default 1000)")
+    g.add_argument("--event-types", help="comma list of ENGAGED types for Swing/ItemCF (default all positive)")
+    g.add_argument("--walk-length", type=int, help="random walk length (default 10)")
+    g.add_argument("--walks-per-node", type=int, help="walks started per item (default 10)")
+    g.add_argument("--dim", type=int, help="EGES dimension (default 32)")
+    g.add_argument("--epochs", type=int, help="EGES epochs (default 5)")
+    g.add_argument("--window", type=int, help="skip-gram window (default 5)")
+    g.add_argument("--market-field", help="item field for same-market negatives (default market)")
+    g.add_argument("--market-negatives", type=int, help="same-market negatives per positive (default 2)")
+    g.add_argument("--no-booked-context", action="store_true", help="turn off the booked-item global context")
+    g.add_argument("--random-seed", type=int, help="seed for walks and EGES (default 0)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="graphrecall", description=__doc__.split("\n")[0] + "\n\n"
+                                "Neo4j: the local 5.26 server is fetched with Maven and started on 127.0.0.1 unless "
+                                "GRAPHRECALL_NEO4J_URI (with _USER, _PASSWORD) points elsewhere.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("neo4j", help="fetch/start/stop the local Neo4j server")
+    s.add_argument("action", choices=["start", "stop", "status", "fetch", "password"])
+    _add_conn(s)
+    s.set_defaults(func=cmd_neo4j)
+
+    s = sub.add_parser("ingest", help="ingest event logs or item catalogs",
+                       description="Bad rows are logged as FILE:LINE: reason and written to a reject CSV; "
+                                   "re-ingesting the same file changes nothing; a killed ingest resumes.")
+    s.add_argument("kind", choices=["events", "items"])
+    s.add_argument("files", nargs="+", type=Path)
+    s.add_argument("--format", required=True, help=FORMAT_HELP + "; items: movielens-movies | generic")
+    s.add_argument("--map", help="generic column mapping, e.g. user=uid,item=sku,event=type,ts=time,category=cat")
+    s.add_argument("--events", help="generic event value mapping, e.g. buy=purchase,click=view (others rejected)")
+    s.add_argument("--session-gap-minutes", type=float, default=30.0, help="session cut (default 30)")
+    s.add_argument("--min-rating", type=float, default=4.0, help="MovieLens: rating >= this is rated_high")
+    s.add_argument("--reject-dir", type=Path, default=Path("graphrecall-rejects"), help="where reject CSVs go")
+    s.add_argument("--batch-size", type=int, default=2000, help="rows per transaction (keep it when resuming)")
+    s.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
+    _add_conn(s)
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("scores", help="compute Swing and ItemCF in Cypher, write top-K SWING/COOC")
+    _add_model(s)
+    _add_conn(s)
+    s.set_defaults(func=cmd_scores)
+
+    s = sub.add_parser("embed", help="walks + EGES; vectors to Neo4j (vector index) and Faiss")
+    _add_model(s)
+    _add_conn(s)
+    s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("demo", help="the main job end to end on the default dataset",
+                       description="Starts local Neo4j, resets the graph, ingests the dataset (REES46 head17k from "
+                                   "../shared/data if present, else a generated one), computes Swing/ItemCF, walks, "
+                                   "EGES, write-back and Faiss, and prints sample lookups.")
+    s.add_argument("--data", nargs="*", help="event files instead of the default dataset")
+    s.add_argument("--format", default="rees46", help=FORMAT_HELP)
+    s.add_argument("--generated", action="store_true", help="use the generated dataset even if real data exists")
+    s.add_argument("--keep", action="store_true", help="do not reset the graph first")
+    s.add_argument("--reject-dir", type=Path, default=Path("graphrecall-rejects"))
+    _add_model(s)
+    _add_conn(s)
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("serve", help="run the i2i HTTP API (FastAPI + uvicorn)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    _add_conn(s)
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("generate", help="write a generated REES46-format event log")
+    s.add_argument("--out", type=Path, required=True)
+    s.add_argument("--users", type=int, default=400)
+    s.add_argument("--random-seed", type=int, default=0)
+    s.set_defaults(func=cmd_generate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("neo4j").setLevel(logging.WARNING)
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+    from graph_schema.server import Neo4jServerError
+    from ingest.formats import IngestError
+
+    try:
+        return args.func(args)
+    except (CliError, Neo4jServerError, IngestError, FileNotFoundError, ValueError) as exc:
+        print(f"graphrecall: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("graphrecall: interrupted; committed batches are kept, re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

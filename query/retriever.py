@@ -1,0 +1,233 @@
+"""The one retriever interface the API depends on, and its backends.
+
+* :class:`ItemRetriever`: ``similar_items(item_id, k, channel) -> Neighbours``.
+* :class:`SnapshotRetriever`: in-memory top-K lists and a Faiss index, loaded from
+  Neo4j once (or built from arrays); serves without touching the database.
+* :class:`Neo4jRetriever`: live read-only Cypher per call (SWING/COOC by rank,
+  the native vector index for eges).
+* :class:`ResilientRetriever`: serves a snapshot, probes Neo4j, reports
+  ``degraded`` while it is down and reloads the snapshot on its own when it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+CHANNELS = ("swing", "cooc", "eges", "blend")
+BASE_CHANNELS = ("swing", "cooc", "eges")
+DEFAULT_BLEND_WEIGHTS = {"swing": 1.0, "cooc": 0.8, "eges": 0.6}
+RRF_K = 60.0
+
+
+class UnknownItem(KeyError):
+    pass
+
+
+@dataclass
+class Neighbours:
+    """``ids[n]`` scored ``scores[n]``, found by ``channels[n]``."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    channels: list[str]
+
+    @classmethod
+    def empty(cls) -> "Neighbours":
+        return cls(np.array([], dtype=object), np.array([], dtype=np.float32), [])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def check_channel(channel: str) -> None:
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
+
+
+def blend(per_channel: dict[str, Neighbours], k: int, weights: dict[str, float] | None = None) -> Neighbours:
+    """Weighted reciprocal-rank fusion; each item is labelled by its largest contributor."""
+    weights = weights or DEFAULT_BLEND_WEIGHTS
+    score: dict[str, float] = {}
+    best: dict[str, tuple[float, str]] = {}
+    for ch, nb in per_channel.items():
+        w = weights.get(ch, 0.0)
+        for rank, iid in enumerate(nb.ids):
+            c = w / (RRF_K + rank + 1)
+            score[iid] = score.get(iid, 0.0) + c
+            if c > best.get(iid, (-1.0, ""))[0]:
+                best[iid] = (c, ch)
+    order = sorted(score, key=lambda i: (-score[i], i))[:k]
+    return Neighbours(np.array(order, dtype=object), np.array([score[i] for i in order], dtype=np.float32),
+                      [best[i][1] for i in order])
+
+
+class ItemRetriever(ABC):
+    """Item-to-item recall. Raises :class:`UnknownItem` for items it has never seen."""
+
+    @abstractmethod
+    def has_item(self, item_id: str) -> bool: ...
+
+    @abstractmethod
+    def _channel(self, item_id: str, k: int, channel: str) -> Neighbours: ...
+
+    def similar_items(self, item_id: str, k: int = 10, channel: str = "blend") -> Neighbours:
+        check_channel(channel)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        item_id = str(item_id)
+        if not self.has_item(item_id):
+            raise UnknownItem(item_id)
+        if channel != "blend":
+            return self._channel(item_id, k, channel)
+        return blend({ch: self._channel(item_id, 3 * k, ch) for ch in BASE_CHANNELS}, k)
+
+    def health(self) -> dict:
+        return {"status": "ok"}
+
+
+# --------------------------------------------------------------------------- snapshot
+@dataclass
+class SnapshotRetriever(ItemRetriever):
+    items: set[str]
+    lists: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)  # channel -> item -> (ids, scores)
+    vectors: object | None = None  # embed.index.ItemVectorIndex
+    loaded_at: float = field(default_factory=time.time)
+
+    def has_item(self, item_id: str) -> bool:
+        return item_id in self.items
+
+    def _channel(self, item_id: str, k: int, channel: str) -> Neighbours:
+        if channel == "eges":
+            if self.vectors is None or item_id not in self.vectors:
+                return Neighbours.empty()
+            ids, scores = self.vectors.similar_items(item_id, k)
+            return Neighbours(ids, scores, [channel] * len(ids))
+        ids, scores = self.lists.get(channel, {}).get(item_id, (np.array([], dtype=object), np.array([], np.float32)))
+        return Neighbours(ids[:k], scores[:k], [channel] * min(k, len(ids)))
+
+    def stats(self) -> dict:
+        return {"items": len(self.items), "loaded_at": self.loaded_at,
+                **{f"{ch}_lists": len(v) for ch, v in self.lists.items()},
+                "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids)}
+
+    @classmethod
+    def from_neo4j(cls, driver, faiss_dir: str | Path | None = None, database: str = "neo4j") -> "SnapshotRetriever":
+        t0 = time.perf_counter()
+        lists: dict[str, dict] = {}
+        with driver.session(database=database, default_access_mode="READ") as s:
+            items = {r[0] for r in s.run("MATCH (i:Item) RETURN i.id").values()}
+            for ch, rel in (("swing", "SWING"), ("cooc", "COOC")):
+                per = {}
+                res = s.run("MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel "
+                            "WITH i, r, j ORDER BY r.rank RETURN i.id AS i, collect(j.id) AS ids, collect(r.score) AS sc", rel=rel)
+                for rec in res:
+                    per[rec["i"]] = (np.array(rec["ids"], dtype=object), np.array(rec["sc"], dtype=np.float32))
+                lists[ch] = per
+        vectors = None
+        if faiss_dir is not None and (Path(faiss_dir) / "ids.json").exists():
+            from embed.index import ItemVectorIndex
+
+            vectors = ItemVectorIndex.load(faiss_dir)
+        snap = cls(items, lists, vectors)
+        logger.info("snapshot loaded in %.1fs: %s", time.perf_counter() - t0, snap.stats())
+        return snap
+
+
+# --------------------------------------------------------------------------- live Neo4j
+class Neo4jRetriever(ItemRetriever):
+    """Reads each answer from Neo4j with read-only sessions."""
+
+    def __init__(self, driver, database: str = "neo4j"):
+        self.driver, self.database = driver, database
+
+    def _read(self, query: str, **params):
+        with self.driver.session(database=self.database, default_access_mode="READ") as s:
+            return s.run(query, **params).values()
+
+    def has_item(self, item_id: str) -> bool:
+        return bool(self._read("MATCH (i:Item {id: $id}) RETURN count(i) > 0", id=item_id)[0][0])
+
+    def _channel(self, item_id: str, k: int, channel: str) -> Neighbours:
+        if channel == "eges":
+            rows = self._read(
+                "MATCH (q:Item {id: $id}) WHERE q.embedding IS NOT NULL "
+                "CALL db.index.vector.queryNodes('item_embedding', $k1, q.embedding) YIELD node, score "
+                "WHERE node <> q RETURN node.id, score LIMIT $k", id=item_id, k1=k + 1, k=k)
+        else:
+            rows = self._read("MATCH (:Item {id: $id})-[r]->(j:Item) WHERE type(r) = $rel "
+                              "RETURN j.id, r.score ORDER BY r.rank LIMIT $k", id=item_id, rel=channel.upper(), k=k)
+        return Neighbours(np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.float32),
+                          [channel] * len(rows))
+
+
+# --------------------------------------------------------------------------- resilient
+class ResilientRetriever(ItemRetriever):
+    """Serves from a snapshot; probes Neo4j every ``probe_every`` seconds in a thread.
+
+    While the probe fails, ``health()`` says ``degraded`` and answers keep coming
+    from the last snapshot. When the probe succeeds again the snapshot is reloaded.
+    """
+
+    def __init__(self, load_snapshot: Callable[[], SnapshotRetriever], probe: Callable[[], None], probe_every: float = 5.0):
+        self._load, self._probe, self.probe_every = load_snapshot, probe, probe_every
+        self.snapshot = load_snapshot()
+        self.neo4j_ok = True
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "ResilientRetriever":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="neo4j-probe", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def check(self) -> bool:
+        """One probe; on recovery, reload the snapshot."""
+        try:
+            self._probe()
+        except Exception as exc:  # noqa: BLE001 - any failure is "down"
+            if self.neo4j_ok:
+                logger.warning("Neo4j unreachable, serving the snapshot of %s: %s",
+                               time.strftime("%H:%M:%S", time.localtime(self.snapshot.loaded_at)), exc)
+            self.neo4j_ok, self.last_error = False, f"{type(exc).__name__}: {exc}"[:300]
+            return False
+        if not self.neo4j_ok:
+            try:
+                self.snapshot = self._load()
+                logger.info("Neo4j is back; snapshot reloaded")
+            except Exception as exc:  # noqa: BLE001
+                self.last_error = f"reload failed: {exc}"[:300]
+                return False
+        self.neo4j_ok, self.last_error = True, None
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.probe_every):
+            self.check()
+
+    def has_item(self, item_id: str) -> bool:
+        return self.snapshot.has_item(item_id)
+
+    def _channel(self, item_id: str, k: int, channel: str) -> Neighbours:
+        return self.snapshot._channel(item_id, k, channel)
+
+    def health(self) -> dict:
+        return {"status": "ok" if self.neo4j_ok else "degraded", "neo4j": self.neo4j_ok,
+                "error": self.last_error, "snapshot": self.snapshot.stats()}
