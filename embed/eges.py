@@ -132,7 +132,7 @@ class EGES:
         booked_context: bool = True,
         ns_exponent: float = 0.75,
         epochs: int = 5,
-        batch_size: int = 2048,
+        batch_size: int = 512,
         lr: float = 0.01,
         random_seed: int = 0,
         progress: bool = True,

@@ -39,9 +39,17 @@ def connect(args):
         inst = _local_instance(args).start()
         settings = inst.settings()
     driver = settings.driver()
+    import neo4j.exceptions
+
     try:
         driver.verify_connectivity()
+    except neo4j.exceptions.AuthError as exc:
+        driver.close()
+        raise CliError(f"Neo4j at {settings.uri} refused user {settings.user!r}: wrong password. Set "
+                       "GRAPHRECALL_NEO4J_PASSWORD to the right one (the local server's: `graphrecall neo4j password`), "
+                       "or unset GRAPHRECALL_NEO4J_URI to use the local server.") from exc
     except Exception as exc:  # noqa: BLE001
+        driver.close()
         raise CliError(f"cannot reach Neo4j at {settings.uri}: {exc}. Start it with `graphrecall neo4j start`, "
                        "or set GRAPHRECALL_NEO4J_URI/USER/PASSWORD for your own server.") from exc
     return driver, settings

@@ -53,7 +53,7 @@ def create_app(retriever: ItemRetriever) -> FastAPI:
                   description="Item-to-item recall from Swing, co-occurrence and EGES, stored in Neo4j.")
     app.state.retriever = retriever
 
-    @app.get("/i2i/{item_id}", response_model=I2IResponse)
+    @app.get("/i2i/{item_id:path}", response_model=I2IResponse)
     def i2i(
         item_id: str = Path(..., min_length=1, max_length=512),
         k: int = Query(10, ge=1, le=MAX_K, description=f"number of neighbours, 1..{MAX_K}"),

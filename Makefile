@@ -1,0 +1,34 @@
+# The two README commands: `make demo` (main job end to end) and `make test`.
+# Both install what they need first (system: Java 17 + Maven via apt when missing; Python: a .venv).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test sysdeps install bench clean-neo4j
+
+sysdeps:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  echo "installing OpenJDK 17 and Maven with apt-get"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless maven; }
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+install: sysdeps $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/graphrecall demo
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) bench/speed.py
+	$(PY) bench/funrec_cf.py
+
+clean-neo4j:
+	-$(VENV)/bin/graphrecall neo4j stop
+	-$(VENV)/bin/graphrecall neo4j stop --instance test --bolt-port 17687 --http-port 17474

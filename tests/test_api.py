@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from query.api import create_app
+from query.retriever import ResilientRetriever, SnapshotRetriever
+from test_retrievers import EVIL, build_tiny_graph
+
+
+@pytest.fixture
+def client_and_state(driver, tmp_path):
+    faiss_dir = build_tiny_graph(driver, tmp_path)
+    state = {"up": True}
+
+    def probe():
+        if not state["up"]:
+            raise ConnectionError("down")
+
+    r = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir), probe, probe_every=3600)
+    with TestClient(create_app(r)) as c:
+        yield c, r, state
+
+
+def test_lookup_each_channel(client_and_state):
+    c, _, _ = client_and_state
+    for ch in ("swing", "cooc", "eges", "blend"):
+        res = c.get("/i2i/h", params={"k": 3, "channel": ch})
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert body["item_id"] == "h" and body["channel"] == ch and 0 < len(body["items"]) <= 3
+        assert all(set(x) == {"item_id", "score", "channel"} for x in body["items"])
+    assert c.get("/i2i/h", params={"channel": "swing"}).json()["items"][0]["item_id"] == "p"
+
+
+def test_unknown_item_is_404(client_and_state):
+    c, _, _ = client_and_state
+    res = c.get("/i2i/nope")
+    assert res.status_code == 404 and "unknown item" in res.json()["detail"]
+
+
+@pytest.mark.parametrize("params", [{"k": 0}, {"k": -3}, {"k": 100000}, {"k": "ten"}, {"channel": "magic"}])
+def test_bad_parameters_are_422(client_and_state, params):
+    c, _, _ = client_and_state
+    assert c.get("/i2i/h", params=params).status_code == 422
+
+
+def test_injection_item_id_round_trips(client_and_state, driver):
+    c, _, _ = client_and_state
+    from urllib.parse import quote
+
+    res = c.get("/i2i/" + quote(EVIL, safe=""), params={"channel": "cooc"})
+    assert res.status_code == 200 and res.json()["item_id"] == EVIL
+    with driver.session() as s:
+        assert s.run("MATCH (n) RETURN count(n)").single()[0] > 5
+
+
+def test_health_degraded_and_back(client_and_state):
+    c, r, state = client_and_state
+    assert c.get("/health").json()["status"] == "ok"
+    state["up"] = False
+    r.check()
+    assert c.get("/health").json()["status"] == "degraded"
+    assert c.get("/i2i/h", params={"channel": "swing"}).status_code == 200
+    state["up"] = True
+    r.check()
+    assert c.get("/health").json()["status"] == "ok"
+
+
+def test_openapi_lists_the_route(client_and_state):
+    c, _, _ = client_and_state
+    assert "/i2i/{item_id}" in c.get("/openapi.json").json()["paths"]

@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+
+from embed.eges import EGES, SideInfo, booked_pairs, skipgram_pairs
+from walkers.walk import random_walks
+import scipy.sparse as sp
+
+
+def two_cluster_graph(n=20):
+    """Items 0..n/2-1 and n/2..n-1 form two dense clusters without edges between them."""
+    h = n // 2
+    rows, cols = [], []
+    for block in (range(h), range(h, n)):
+        for a in block:
+            for b in block:
+                if a != b:
+                    rows.append(a)
+                    cols.append(b)
+    return sp.csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, n))
+
+
+def side_for(n=20):
+    h = n // 2
+    return SideInfo.from_columns({
+        "category": ["c0" if i < h else "c1" for i in range(n)],
+        "market": ["m0" if i < h else "m1" for i in range(n)],
+        "brand": [None if i % 5 == 0 else f"b{i % 3}" for i in range(n)],
+    })
+
+
+def cos(a, b):
+    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
+
+
+def test_training_separates_clusters():
+    g = two_cluster_graph()
+    walks = random_walks(g, walk_length=8, walks_per_node=20, random_seed=0)
+    res = EGES(dim=16, epochs=3, batch_size=256, random_seed=0, progress=False).fit(walks, side_for())
+    e = res.embeddings
+    within = np.mean([cos(e[a], e[b]) for a in range(10) for b in range(10) if a != b])
+    across = np.mean([cos(e[a], e[b]) for a in range(10) for b in range(10, 20)])
+    assert within > across + 0.3
+    assert res.losses[-1] < res.losses[0]
+    np.testing.assert_allclose(res.attention.sum(1), 1.0, rtol=1e-5)
+
+
+def test_cold_items_get_mean_of_side_embeddings():
+    g = two_cluster_graph()
+    walks = random_walks(g, walk_length=6, walks_per_node=5, random_seed=0)
+    side = side_for()
+    model = EGES(dim=8, epochs=1, random_seed=0, progress=False)
+    res = model.fit(walks, side, holdout=np.array([3, 15]))
+    assert res.cold.tolist() == [i in (3, 15) for i in range(20)]
+    with torch.no_grad():
+        for i in (3, 15):
+            parts = [model.model.side[f].weight[side.codes[i, f]].numpy() for f in range(3) if side.codes[i, f] != 0]
+            np.testing.assert_allclose(res.embeddings[i], np.mean(parts, 0), rtol=1e-5, atol=1e-7)
+    # item 15 has no brand (15 % 5 == 0): the mean is over category and market only
+    assert side.codes[15, 2] == 0
+
+
+def test_warm_vector_is_attention_weighted_sum():
+    g = two_cluster_graph()
+    walks = random_walks(g, walk_length=6, walks_per_node=5, random_seed=0)
+    side = side_for()
+    model = EGES(dim=8, epochs=1, random_seed=0, progress=False)
+    res = model.fit(walks, side)
+    m = model.model
+    with torch.no_grad():
+        i = 7
+        parts = [m.item.weight[i]] + [m.side[f].weight[side.codes[i, f]] for f in range(3)]
+        a = torch.softmax(m.attention.weight[i], 0)
+        want = sum(w * p for w, p in zip(a, parts)).numpy()
+    np.testing.assert_allclose(res.embeddings[i], want, rtol=1e-5, atol=1e-7)
+
+
+def test_booked_context_pairs():
+    pairs = booked_pairs([np.array([1, 2, 3]), np.array([4, 5])], np.array([3, -1]))
+    assert sorted(map(tuple, pairs.tolist())) == [(1, 3), (2, 3)]
+
+
+def test_skipgram_pairs_window():
+    p = skipgram_pairs(np.array([[0, 1, 2, -1]]), window=1)
+    assert sorted(map(tuple, p.tolist())) == [(0, 1), (1, 0), (1, 2), (2, 1)]
+
+
+def test_market_negatives_come_from_the_same_market():
+    side = side_for()
+    model = EGES(market_negatives=4, random_seed=0, progress=False)
+    model.side = side
+    sample = model._market_sampler(np.random.default_rng(0))
+    centres = np.arange(20).repeat(50)
+    negs = sample(centres)
+    mk = side.codes[:, side.fields.index("market")]
+    assert (mk[negs] == mk[centres][:, None]).all()
+
+
+def test_errors_name_the_fix():
+    with pytest.raises(ValueError, match="no training pairs"):
+        EGES(progress=False).fit(np.array([[0, -1]]), side_for())

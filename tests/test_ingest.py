@@ -1,0 +1,232 @@
+import csv
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, graph_counts, graph_fingerprint
+from ingest.formats import ColumnMapping, IngestError, RejectSink, read_events
+from ingest.sessions import derive_rows, session_ids
+from ingest.writer import GraphWriter, ingest_events, ingest_items
+import numpy as np
+
+HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
+GOOD = [
+    "2019-10-01 00:00:00 UTC,view,1,10,electronics.phone,acme,100.0,7,s",
+    "2019-10-01 00:01:00 UTC,view,2,10,electronics.phone,acme,120.0,7,s",
+    "2019-10-01 00:02:00 UTC,purchase,2,10,electronics.phone,acme,120.0,7,s",
+    "2019-10-01 00:03:00 UTC,view,3,20,,,,8,s2",
+]
+BAD = {
+    "missing column": "2019-10-01 00:00:00 UTC,view,1,10,electronics.phone,acme,100.0,7",
+    "bad time": "yesterday,view,1,10,electronics.phone,acme,100.0,7,s",
+    "bad id": "2019-10-01 00:00:00 UTC,view,abc,10,electronics.phone,acme,100.0,7,s",
+    "unknown event": "2019-10-01 00:00:00 UTC,teleport,1,10,electronics.phone,acme,100.0,7,s",
+    "nul byte": "2019-10-01 00:00:00 UTC,view,1,10,elec\x00tronics,acme,100.0,7,s",
+    "huge field": "2019-10-01 00:00:00 UTC,view,1,10," + "x" * 100_000 + ",acme,100.0,7,s",
+    "bad price": "2019-10-01 00:00:00 UTC,view,1,10,electronics.phone,acme,cheap,7,s",
+}
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+    return path
+
+
+@pytest.fixture
+def mixed_file(tmp_path):
+    lines = [HEADER]
+    expected_bad = {}
+    for n, good in enumerate(GOOD):
+        lines.append(good)
+        if n < len(BAD):
+            reason, bad = list(BAD.items())[n]
+            lines.append(bad)
+            expected_bad[len(lines)] = reason
+    for reason, bad in list(BAD.items())[len(GOOD):]:
+        lines.append(bad)
+        expected_bad[len(lines)] = reason
+    return write_lines(tmp_path / "mixed.csv", lines), expected_bad
+
+
+def test_bad_rows_are_rejected_with_file_and_line(mixed_file, tmp_path, caplog):
+    path, expected_bad = mixed_file
+    sink = RejectSink(path, tmp_path / "rej.csv")
+    with caplog.at_level(logging.WARNING):
+        events = list(read_events(path, "rees46", sink))
+    sink.close()
+    assert len(events) == len(GOOD)
+    assert sink.count == len(BAD)
+    with open(tmp_path / "rej.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert sorted(int(r["line"]) for r in rows) == sorted(expected_bad)
+    for line in expected_bad:
+        assert any(f"{path}:{line}:" in m for m in caplog.messages), f"no log naming {path}:{line}"
+    reasons = {int(r["line"]): r["reason"] for r in rows}
+    by_kind = {v: reasons[k] for k, v in expected_bad.items()}
+    assert "expected 9 columns" in by_kind["missing column"]
+    assert "unparsable time" in by_kind["bad time"]
+    assert "product_id" in by_kind["bad id"]
+    assert "unknown event type 'teleport'" in by_kind["unknown event"]
+    assert "NUL" in by_kind["nul byte"]
+    assert "too long" in by_kind["huge field"]
+    assert "price" in by_kind["bad price"]
+
+
+def test_ingest_keeps_every_valid_row_and_is_idempotent(driver, mixed_file, tmp_path):
+    path, _ = mixed_file
+    rep = ingest_events(driver, path, "rees46", reject_dir=tmp_path, progress=False)
+    assert (rep.lines_ok, rep.rejected) == (len(GOOD), len(BAD))
+    assert Path(rep.reject_path).exists()
+    first = graph_counts(driver)
+    assert first["engaged_sum"] == len(GOOD)
+    assert first["users"] == 2 and first["items"] == 3
+    assert first["sessions"] == 2 and first["transitions"] == 1 and first["booked"] == 1
+    rep2 = ingest_events(driver, path, "rees46", reject_dir=tmp_path, progress=False)
+    assert rep2.batches_written == 0 and rep2.batches_skipped == rep.batches_written
+    assert graph_counts(driver) == first
+
+
+def test_side_info_and_market_from_rees46(driver, tmp_path):
+    ingest_events(driver, DATA / "rees46_head300.csv", "rees46", reject_dir=tmp_path, progress=False)
+    with driver.session() as s:
+        rec = s.run("MATCH (i:Item {id: '3900821'}) RETURN i.brand AS b, i.market AS m, i.price_bucket AS p, "
+                    "i.category AS c").single()
+    assert rec["b"] == "aqua" and rec["m"] == "appliances" and rec["p"] == "32-64" and rec["c"] == "2053013552326770905"
+
+
+@pytest.mark.parametrize("fmt,path,rows", [
+    ("rees46", "rees46_head300.csv", 300),
+    ("taobao", "taobao_300.csv", 300),
+    ("movielens", "ml_ratings_300.csv", 300),
+])
+def test_real_formats_parse_every_row(fmt, path, rows, tmp_path):
+    sink = RejectSink(DATA / path, tmp_path / "r.csv")
+    events = list(read_events(DATA / path, fmt, sink))
+    assert len(events) == rows and sink.count == 0
+    assert all(isinstance(e.ts, int) and e.ts > 0 for e in events)
+
+
+def test_movielens_rating_threshold(tmp_path):
+    p = write_lines(tmp_path / "r.csv", ["userId,movieId,rating,timestamp", "1,10,4.0,964982703", "1,11,3.5,964982704"])
+    ev = list(read_events(p, "movielens", RejectSink(p, None)))
+    assert [e.event_type for e in ev] == ["rated_high", "rated_low"]
+
+
+def test_wrong_header_names_the_file(tmp_path):
+    p = write_lines(tmp_path / "x.csv", ["a,b,c", "1,2,3"])
+    with pytest.raises(IngestError, match=r"x\.csv:1: not a REES46 header"):
+        list(read_events(p, "rees46", RejectSink(p, None)))
+
+
+def test_generic_mapping_and_item_catalog(driver, tmp_path):
+    ev = write_lines(tmp_path / "ev.csv", ["cust,sku,act,when", "a,x1,buy,2020-01-01T00:00:00", "a,x2,click,2020-01-01T00:05:00",
+                                           "b,x1,zap,2020-01-01T00:05:00"])
+    mapping = ColumnMapping.parse("user=cust,item=sku,event=act,ts=when", "buy=purchase,click=view")
+    rep = ingest_events(driver, ev, "generic", mapping=mapping, reject_dir=tmp_path, progress=False)
+    assert (rep.lines_ok, rep.rejected) == (2, 1)
+    cat = write_lines(tmp_path / "items.csv", ["sku,cat,shop,price", "x1,c1,s1,9.5", "x2,c2,s2,bad"])
+    rep = ingest_items(driver, cat, "generic", mapping=ColumnMapping.parse("item=sku,category=cat,shop=shop,price=price"),
+                       reject_dir=tmp_path, progress=False)
+    assert (rep.lines_ok, rep.rejected) == (1, 1)
+    with driver.session() as s:
+        assert s.run("MATCH (i:Item {id: 'x1'}) RETURN i.shop, i.price_bucket").values() == [["s1", "8-16"]]
+
+
+def test_movielens_movies_catalog(driver, tmp_path):
+    rep = ingest_items(driver, DATA / "ml_movies_200.csv", "movielens-movies", reject_dir=tmp_path, progress=False)
+    assert rep.lines_ok == 199 and rep.rejected == 0
+    with driver.session() as s:
+        assert s.run("MATCH (i:Item {id: '1'}) RETURN i.category").single()[0] == "Adventure"
+
+
+def test_session_cut_at_30_minutes():
+    users = np.array(["u", "u", "u", "u", "v"])
+    ts = np.array([0, 1800, 3601, 3602, 3603])  # gap of exactly 30 min stays; 1801 s cuts
+    assert session_ids(users, ts, 1800).tolist() == [0, 0, 1, 1, 2]
+
+
+def test_derived_rows_transitions_and_booked():
+    from ingest.formats import Event
+
+    ev = [Event("u", "a", "view", 0, 1), Event("u", "a", "view", 10, 2), Event("u", "b", "view", 20, 3),
+          Event("u", "b", "purchase", 30, 4), Event("u", "a", "view", 40, 5), Event("u", "c", "view", 4000, 6)]
+    rows = derive_rows(ev)
+    assert [s["items"] for s in rows.sessions] == [["a", "b", "a"], ["c"]]
+    assert rows.sessions[0]["booked"] == "b" and rows.sessions[1]["booked"] is None
+    assert {(t["src"], t["dst"]): t["weight"] for t in rows.transitions} == {("a", "b"): 1, ("b", "a"): 1}
+
+
+def test_resume_after_failure_mid_file_equals_clean_run(driver, tmp_path, monkeypatch):
+    path = DATA / "taobao_300.csv"
+    ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=50, progress=False)
+    clean = graph_fingerprint(driver)
+    from conftest import wipe
+
+    wipe(driver)
+    import ingest.writer as w
+
+    calls = {"n": 0}
+    real = w._write_batch
+
+    def flaky(tx, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt("simulated kill")
+        return real(tx, *a, **kw)
+
+    monkeypatch.setattr(w, "_write_batch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=50, progress=False)
+    monkeypatch.setattr(w, "_write_batch", real)
+    partial = graph_fingerprint(driver)
+    assert partial != clean
+    rep = ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=50, progress=False)
+    assert rep.batches_skipped == 3
+    assert graph_fingerprint(driver) == clean
+
+
+def test_resume_with_other_batch_size_is_refused(driver, tmp_path):
+    path = DATA / "taobao_300.csv"
+    ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=50, progress=False)
+    with pytest.raises(ValueError, match="--batch-size 50"):
+        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=40, progress=False)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_ingest_then_resume_equals_clean_run(driver, neo4j_server, tmp_path):
+    """A real ``kill -9`` of the ingest CLI after some committed batches."""
+    path = tmp_path / "big.csv"
+    src = (Path(__file__).parents[1].parent / "shared/data/taobao/UserBehavior_tail10k_HotItems.csv")
+    if not src.exists():
+        src = DATA / "taobao_300.csv"
+    path.write_bytes(src.read_bytes())
+    server, settings = neo4j_server
+    env = dict(os.environ, GRAPHRECALL_NEO4J_URI=settings.uri, GRAPHRECALL_NEO4J_USER=settings.user,
+               GRAPHRECALL_NEO4J_PASSWORD=settings.password)
+    cmd = [sys.executable, "-m", "graphrecall.cli", "-q", "ingest", "events", str(path), "--format", "taobao",
+           "--batch-size", "20", "--reject-dir", str(tmp_path)]
+    subprocess.run(cmd, env=env, check=True)
+    clean = graph_fingerprint(driver)
+    from conftest import wipe
+
+    wipe(driver)
+    proc = subprocess.Popen(cmd, env=env)
+    deadline = time.time() + 120
+    n = 0
+    while time.time() < deadline:
+        with driver.session() as s:
+            n = s.run("MATCH (b:IngestBatch) RETURN count(b)").single()[0]
+        if n >= 5 or proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "ingest finished before it could be killed; use a larger file"
+    subprocess.run(cmd, env=env, check=True)
+    assert graph_fingerprint(driver) == clean

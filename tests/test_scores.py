@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+
+from ingest.formats import Event
+from ingest.sessions import derive_rows
+from ingest.writer import GraphWriter, IngestReport
+from query.oracle import (capped_basis, cooc_bruteforce, cooc_sparse, swing_bruteforce, swing_sparse)
+from query.scores import BasisParams, compute_cooc, compute_swing, read_basis, read_scores
+
+
+def load_triples(driver, triples, key="t"):
+    """Write (user, item, ts) view events straight through the ingest writer."""
+    events = [Event(str(u), str(i), "view", int(t), n + 1) for n, (u, i, t) in enumerate(triples)]
+    GraphWriter(driver, progress=False).write(derive_rows(events), key, key, IngestReport(key, key))
+
+
+def assert_scores_equal(got: dict, want: dict, tol=1e-9):
+    assert set(got) == set(want)
+    for k in want:
+        assert got[k] == pytest.approx(want[k], abs=tol), k
+
+
+# The example of the Swing design text: A and B bought h, t, r, p; C bought h and p.
+# Pairs (A,B): |I_A ∩ I_B| = 4 -> 1/5; (A,C), (B,C): intersection {h, p} -> 1/3 each.
+DESIGN_EXAMPLE = [("A", "h", 1), ("A", "t", 2), ("A", "r", 3), ("A", "p", 4),
+                  ("B", "h", 1), ("B", "t", 2), ("B", "r", 3), ("B", "p", 4),
+                  ("C", "h", 1), ("C", "p", 2)]
+
+
+def test_design_example_oracle():
+    s = swing_bruteforce(capped_basis(DESIGN_EXAMPLE), alpha=1.0, user_weight=False)
+    assert s[("h", "p")] == pytest.approx(13 / 15)
+    assert s[("h", "t")] == pytest.approx(1 / 5)
+
+
+def test_design_example_cypher(driver):
+    load_triples(driver, DESIGN_EXAMPLE)
+    compute_swing(driver, alpha=1.0, user_weight=False, k=10)
+    got = read_scores(driver, "SWING")
+    assert got[("h", "p")] == pytest.approx(13 / 15)
+    assert got[("p", "h")] == pytest.approx(13 / 15)
+    assert got[("h", "t")] == pytest.approx(1 / 5)
+    assert_scores_equal(got, swing_bruteforce(capped_basis(DESIGN_EXAMPLE), user_weight=False))
+
+
+def checkerboard(n_users=6, n_items=6):
+    """User u has item i when (u + i) is even: two blocks that never co-occur across."""
+    return [(f"u{u}", f"i{i}", u * 10 + i) for u in range(n_users) for i in range(n_items) if (u + i) % 2 == 0]
+
+
+def test_checkerboard_cypher_matches_oracle_and_blocks(driver):
+    t = checkerboard()
+    load_triples(driver, t)
+    compute_swing(driver, k=100)
+    compute_cooc(driver, k=100, basis=None)
+    basis = capped_basis(t)
+    sw, co = read_scores(driver, "SWING"), read_scores(driver, "COOC")
+    assert_scores_equal(sw, swing_bruteforce(basis))
+    assert_scores_equal(co, cooc_bruteforce(basis))
+    parity = lambda s: int(s[1:]) % 2
+    assert all(parity(i) == parity(j) for i, j in sw)  # no cross-block scores
+    # each of 3 users of i0 has 3 items: w = 1/sqrt(3); 3 pairs, each |∩| = 3 -> 3 * (1/3)/(1+3)
+    assert sw[("i0", "i2")] == pytest.approx(3 * (1 / 3) / 4)
+    assert co[("i0", "i2")] == pytest.approx(1.0)
+
+
+def random_triples(seed, n_users=25, n_items=18, density=0.3):
+    rng = np.random.default_rng(seed)
+    return [(f"u{u}", f"i{i}", int(rng.integers(0, 1000)))
+            for u in range(n_users) for i in range(n_items) if rng.random() < density]
+
+
+@pytest.mark.parametrize("seed,caps,alpha,uw", [(1, (1000, 1000), 1.0, True), (2, (4, 6), 0.5, True), (3, (5, 3), 2.0, False)])
+def test_random_graph_cypher_equals_bruteforce(driver, seed, caps, alpha, uw):
+    t = random_triples(seed)
+    load_triples(driver, t)
+    params = BasisParams(event_types=("view",), max_items_per_user=caps[0], max_users_per_item=caps[1])
+    compute_swing(driver, alpha=alpha, user_weight=uw, k=1000, basis=params)
+    compute_cooc(driver, k=1000, basis=None)
+    basis = capped_basis(t, *caps)
+    assert set(read_basis(driver)) == basis
+    assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis, alpha, uw))
+    assert_scores_equal(read_scores(driver, "COOC"), cooc_bruteforce(basis))
+
+
+def test_topk_keeps_the_best_with_ranks(driver):
+    t = random_triples(4)
+    load_triples(driver, t)
+    compute_swing(driver, k=3)
+    full = swing_bruteforce(capped_basis(t))
+    with driver.session() as s:
+        rows = s.run("MATCH (i:Item)-[r:SWING]->(j:Item) RETURN i.id, j.id, r.score, r.rank ORDER BY i.id, r.rank").values()
+    by_item = {}
+    for i, j, sc, rank in rows:
+        by_item.setdefault(i, []).append((j, sc, rank))
+    for i, lst in by_item.items():
+        assert [r for _, _, r in lst] == list(range(1, len(lst) + 1))
+        want = sorted(((j, s) for (a, j), s in full.items() if a == i), key=lambda x: (-x[1], x[0]))[:3]
+        assert [j for j, _, _ in lst] == [j for j, _ in want]
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_sparse_versions_equal_bruteforce(seed):
+    basis = capped_basis(random_triples(seed, 40, 30), 8, 10)
+    assert_scores_equal(swing_sparse(basis, k=1000).as_dict(), swing_bruteforce(basis), tol=1e-6)
+    assert_scores_equal(cooc_sparse(basis, k=1000).as_dict(), cooc_bruteforce(basis), tol=1e-6)
+
+
+def test_bad_parameters_are_refused(driver):
+    with pytest.raises(ValueError, match="alpha"):
+        compute_swing(driver, alpha=-1)
+    with pytest.raises(ValueError, match="event_types"):
+        compute_swing(driver, basis=BasisParams(event_types=()))
