@@ -1,0 +1,268 @@
+"""FunRec's classical-CF protocol on ml-latest-small, every graphrecall channel.
+
+Protocol (../shared/data/FUNREC_REFERENCE.md): ratings >= 4 are positives; random
+80/20 row split as sklearn's ``train_test_split(test_size=0.2, random_state=42)``;
+users with positives on both sides; relevant = all test positives; items seen in
+training are excluded; each history item contributes its top-20 neighbours,
+scores summed. HR@K = any hit, P@K = hits / min(K, #recommended), NDCG@10 binary.
+
+Swing and ItemCF come from the project's Cypher implementation on a real Neo4j
+(``--backend neo4j``, default) or its in-memory scipy twin (``--backend memory``).
+EGES is trained on walks over the session transition graph of the training positives.
+
+    python bench/funrec_cf.py [--data DIR] [--json] [--backend neo4j|memory]
+
+The last line printed is JSON: {"channels": {"swing": {"hr@5": ..}, ..}, "published": {..}}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from embed.eges import EGES, SideInfo  # noqa: E402
+from embed.index import ItemVectorIndex  # noqa: E402
+from ingest.sessions import session_ids  # noqa: E402
+from query.oracle import cooc_sparse, swing_sparse  # noqa: E402
+from walkers.walk import random_walks  # noqa: E402
+
+logger = logging.getLogger("bench.funrec")
+
+PUBLISHED = {
+    "ItemCF": {"hr@5": 0.5459, "hr@10": 0.6594, "p@5": 0.1826, "p@10": 0.1444},
+    "Swing": {"hr@5": 0.5042, "hr@10": 0.6194, "p@5": 0.1629, "p@10": 0.1282},
+    "UserCF": {"hr@5": 0.5927, "hr@10": 0.6912, "p@5": 0.2063, "p@10": 0.1643},
+}
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
+NEIGHBOURS = 20
+
+
+def train_test_split_rows(n: int, test_size: float = 0.2, random_state: int = 42) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices exactly as sklearn's train_test_split(shuffle=True) draws them (ShuffleSplit)."""
+    n_test = int(np.ceil(test_size * n))
+    n_train = n - n_test
+    perm = np.random.RandomState(random_state).permutation(n)
+    return perm[n_test:n_test + n_train], perm[:n_test]
+
+
+def load_split(data: Path):
+    ratings = pd.read_csv(data / "ratings.csv")
+    tr, te = train_test_split_rows(len(ratings))
+    try:  # cross-check against sklearn itself when it is installed
+        from sklearn.model_selection import train_test_split
+
+        a, b = train_test_split(np.arange(len(ratings)), test_size=0.2, random_state=42)
+        if not (np.array_equal(a, tr) and np.array_equal(b, te)):
+            raise RuntimeError("split differs from sklearn's train_test_split")
+    except ImportError:
+        pass
+    # FunRec splits all ratings, then keeps the positives of each side (599 users)
+    train, test = ratings.iloc[tr], ratings.iloc[te]
+    train, test = train[train["rating"] >= 4], test[test["rating"] >= 4]
+    users = sorted(set(train["userId"]) & set(test["userId"]))
+    return train, test, users
+
+
+def topk_lists_to_matrix(item_ids, lists: dict[str, tuple[list[str], list[float]]], k: int) -> sp.csr_matrix:
+    """Item x item sparse matrix holding each item's top-k neighbour scores."""
+    index = {str(i): n for n, i in enumerate(item_ids)}
+    rows, cols, vals = [], [], []
+    for i, (ids, scores) in lists.items():
+        if i not in index:
+            continue
+        for j, s in list(zip(ids, scores))[:k]:
+            if j in index:
+                rows.append(index[i])
+                cols.append(index[j])
+                vals.append(s)
+    n = len(item_ids)
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
+
+
+def evaluate(scores: np.ndarray, hist: sp.csr_matrix, truth: list[set[int]], ks=(5, 10)) -> dict:
+    """scores: users x items; hist rows are excluded; truth: relevant item indices per user."""
+    scores = scores.copy()
+    scores[hist.nonzero()] = -np.inf
+    kmax = max(ks)
+    out = {f"{m}@{k}": 0.0 for k in ks for m in ("hr", "p")}
+    out["ndcg@10"] = 0.0
+    disc = 1.0 / np.log2(np.arange(2, 12))
+    for u in range(scores.shape[0]):
+        row = scores[u]
+        cand = np.flatnonzero(row > 0)
+        if len(cand) > kmax:
+            cand = cand[np.argpartition(-row[cand], kmax - 1)[:kmax]]
+        rec = cand[np.lexsort((cand, -row[cand]))]
+        hits = np.array([r in truth[u] for r in rec], dtype=bool)
+        for k in ks:
+            h = hits[:k]
+            out[f"hr@{k}"] += float(h.any())
+            out[f"p@{k}"] += h.sum() / max(1, min(k, len(rec)))
+        ideal = disc[:min(10, len(truth[u]))].sum()
+        out["ndcg@10"] += float((hits[:10] * disc[:len(hits[:10])]).sum() / ideal) if ideal else 0.0
+    return {k: v / scores.shape[0] for k, v in out.items()}
+
+
+def cypher_lists(train: pd.DataFrame, alpha: float, max_items_per_user: int, max_users_per_item: int):
+    """Swing and ItemCF top-20 lists computed by the Cypher path on a local Neo4j (instance 'bench')."""
+    import tempfile
+
+    from graph_schema.schema import apply_schema
+    from graph_schema.server import LocalNeo4j
+    from graphrecall.pipeline import reset_graph
+    from ingest.writer import ingest_events
+    from query.scores import BasisParams, compute_cooc, compute_swing
+
+    server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
+    lists = {}
+    with server.settings().driver() as driver:
+        apply_schema(driver)
+        reset_graph(driver)
+        with tempfile.TemporaryDirectory() as tmp:
+            f = Path(tmp) / "ratings.csv"
+            train[["userId", "movieId", "rating", "timestamp"]].to_csv(f, index=False)
+            ingest_events(driver, f, "movielens", reject_dir=tmp, progress=False, batch_size=5000)
+        basis = BasisParams(("rated_high",), max_items_per_user, max_users_per_item)
+        t0 = time.perf_counter()
+        compute_swing(driver, alpha=alpha, k=NEIGHBOURS, basis=basis)
+        compute_cooc(driver, k=NEIGHBOURS, basis=None)
+        lists["seconds"] = time.perf_counter() - t0
+        for ch in ("SWING", "COOC"):
+            per = {}
+            for i, ids, sc in driver.session().run(
+                    "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
+                    "RETURN i.id, collect(j.id), collect(r.score)", rel=ch).values():
+                per[i] = (ids, sc)
+            lists[ch.lower()] = per
+    return lists
+
+
+def memory_lists(train: pd.DataFrame, alpha: float):
+    basis = {(str(u), str(i)) for u, i in zip(train["userId"], train["movieId"])}
+    t0 = time.perf_counter()
+    sw, co = swing_sparse(basis, alpha=alpha, k=NEIGHBOURS), cooc_sparse(basis, k=NEIGHBOURS)
+    lists = {"seconds": time.perf_counter() - t0}
+    for name, tk in (("swing", sw), ("cooc", co)):
+        per = {}
+        for r, iid in enumerate(tk.item_ids):
+            keep = tk.ids[r] >= 0
+            per[str(iid)] = ([str(tk.item_ids[j]) for j in tk.ids[r][keep]], tk.scores[r][keep].tolist())
+        lists[name] = per
+    return lists
+
+
+def eges_vectors(train: pd.DataFrame, movies: pd.DataFrame, item_ids, random_seed: int = 0, epochs: int = 3,
+                 session_gap: int = 30 * 60, walk_length: int = 10, walks_per_node: int = 5, window: int = 3):
+    """EGES on walks over the rating-session transition graph; side info = genres."""
+    index = {str(i): n for n, i in enumerate(item_ids)}
+    df = train.sort_values(["userId", "timestamp", "movieId"])
+    sid = session_ids(df["userId"].to_numpy(), df["timestamp"].to_numpy(), session_gap)
+    it = np.array([index[str(i)] for i in df["movieId"]])
+    same = np.r_[False, sid[1:] == sid[:-1]]
+    src, dst = it[:-1][same[1:]], it[1:][same[1:]]
+    n = len(item_ids)
+    g = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
+    g = g + g.T  # rating order inside a burst carries little direction
+    walks = random_walks(g, walk_length=walk_length, walks_per_node=walks_per_node, random_seed=random_seed)
+    gen = dict(zip(movies["movieId"].astype(str), movies["genres"]))
+    genres = [gen.get(str(i), "").split("|") for i in item_ids]
+    side = SideInfo.from_columns({
+        "genre1": [g[0] if g and g[0] else None for g in genres],
+        "genres": ["|".join(sorted(g)) if g and g[0] else None for g in genres],
+    })
+    res = EGES(dim=64, window=window, epochs=epochs, batch_size=2048, lr=0.02, market_field="genre1",
+               market_negatives=0, booked_context=False, random_seed=random_seed, progress=False).fit(walks, side)
+    return res.embeddings
+
+
+def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_users_per_item: int,
+        eges_epochs: int, random_seed: int) -> dict:
+    train, test, users = load_split(data)
+    logger.info("train %d, test %d positives; %d users with both", len(train), len(test), len(users))
+    item_ids = np.array(sorted({str(i) for i in train["movieId"]}))
+    index = {i: n for n, i in enumerate(item_ids)}
+    uindex = {u: n for n, u in enumerate(users)}
+    tr = train[train["userId"].isin(uindex)]
+    hist = sp.csr_matrix((np.ones(len(tr)), ([uindex[u] for u in tr["userId"]], [index[str(i)] for i in tr["movieId"]])),
+                         shape=(len(users), len(item_ids)))
+    hist.data[:] = 1.0
+    truth = [set() for _ in users]
+    for u, i in zip(test["userId"], test["movieId"]):
+        if u in uindex and str(i) in index:
+            truth[uindex[u]].add(index[str(i)])
+
+    if backend == "neo4j":
+        lists = cypher_lists(train, alpha, max_items_per_user, max_users_per_item)
+    else:
+        lists = memory_lists(train, alpha)
+    logger.info("swing + cooc (%s) in %.1fs", backend, lists["seconds"])
+    sims = {ch: topk_lists_to_matrix(item_ids, lists[ch], NEIGHBOURS) for ch in ("swing", "cooc")}
+
+    t0 = time.perf_counter()
+    movies = pd.read_csv(data / "movies.csv")
+    vec = eges_vectors(train, movies, item_ids, random_seed, eges_epochs)
+    idx = ItemVectorIndex(item_ids, vec)
+    s, nb = idx.search(idx.vectors, NEIGHBOURS + 1)
+    rows = np.repeat(np.arange(len(item_ids)), NEIGHBOURS + 1)
+    m = sp.csr_matrix((np.maximum(s.ravel(), 0), (rows, nb.ravel())), shape=(len(item_ids),) * 2)
+    m.setdiag(0)
+    m.eliminate_zeros()
+    sims["eges"] = m
+    logger.info("eges in %.1fs", time.perf_counter() - t0)
+
+    user_scores = {ch: np.asarray((hist @ m).todense()) for ch, m in sims.items()}
+    results = {ch: evaluate(sc, hist, truth) for ch, sc in user_scores.items()}
+
+    def norm(x):
+        mx = x.max(axis=1, keepdims=True)
+        return np.divide(x, mx, out=np.zeros_like(x), where=mx > 0)
+
+    blended = norm(user_scores["swing"]) + norm(user_scores["cooc"]) + 0.5 * norm(user_scores["eges"])
+    results["blend"] = evaluate(blended, hist, truth)
+    return {"users": len(users), "train": len(train), "test": len(test), "backend": backend, "channels": results}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ml-latest-small folder (ratings.csv, movies.csv)")
+    p.add_argument("--json", action="store_true", help="print only the JSON line")
+    p.add_argument("--backend", choices=["neo4j", "memory"], default="neo4j", help="where Swing/ItemCF run")
+    p.add_argument("--alpha", type=float, default=1.0, help="Swing alpha (FunRec: 1)")
+    p.add_argument("--max-items-per-user", type=int, default=1000)
+    p.add_argument("--max-users-per-item", type=int, default=1000)
+    p.add_argument("--eges-epochs", type=int, default=3)
+    p.add_argument("--random-seed", type=int, default=0)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("neo4j").setLevel(logging.WARNING)
+    logging.getLogger("faiss").setLevel(logging.WARNING)
+    if not (args.data / "ratings.csv").exists():
+        p.error(f"{args.data}/ratings.csv not found; pass --data pointing at ml-latest-small")
+    out = run(args.data, args.backend, args.alpha, args.max_items_per_user, args.max_users_per_item,
+              args.eges_epochs, args.random_seed)
+    out["published"] = PUBLISHED
+    if not args.json:
+        cols = ["hr@5", "hr@10", "p@5", "p@10", "ndcg@10"]
+        print(f"ml-latest-small, FunRec protocol: {out['users']} users, {out['train']} train / {out['test']} test positives")
+        print(f"{'model':22s}" + "".join(f"{c:>9s}" for c in cols))
+        for name, r in PUBLISHED.items():
+            print(f"{'FunRec ' + name:22s}" + "".join(f"{r.get(c, float('nan')):9.4f}" for c in cols))
+        for ch, r in out["channels"].items():
+            print(f"{'graphrecall ' + ch:22s}" + "".join(f"{r[c]:9.4f}" for c in cols))
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

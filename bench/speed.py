@@ -1,0 +1,226 @@
+"""Speed benchmarks, each printed as a ratio against a baseline measured in the same run.
+
+1. Swing: Cypher on Neo4j vs in-memory scipy vs a per-pair Python loop (FunRec style).
+2. Walks: vectorised alias walker vs a per-step Python walker.
+3. Embeddings: EGES epoch time vs gensim skip-gram (negative sampling) on the same walks.
+4. Ingest: events/s over Bolt (vs reading + validating alone).
+5. API: p50/p99 latency and QPS of ``GET /i2i`` under a bounded fixed-rate loopback load.
+
+    python bench/speed.py [--data FILE --format rees46] [--api-seconds 20] [--api-rate 200]
+
+Runs against a local Neo4j instance ``bench`` (ports 27687/27474), which it resets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from graph_schema.schema import apply_schema  # noqa: E402
+from graph_schema.server import LocalNeo4j  # noqa: E402
+from graphrecall.pipeline import DEFAULT_DATASET, reset_graph  # noqa: E402
+
+logger = logging.getLogger("bench.speed")
+
+
+def timed(fn, *a, **kw):
+    t0 = time.perf_counter()
+    out = fn(*a, **kw)
+    return out, time.perf_counter() - t0
+
+
+def machine() -> str:
+    import torch
+
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {platform.system()} {platform.release()}")
+
+
+def bench_ingest(driver, path: Path, fmt: str) -> dict:
+    from ingest.formats import RejectSink, read_events
+    from ingest.writer import ingest_events
+
+    with tempfile.TemporaryDirectory() as tmp:
+        sink = RejectSink(path, None)
+        events, t_read = timed(lambda: list(read_events(path, fmt, sink)))
+        reset_graph(driver)
+        rep, t_all = timed(ingest_events, driver, path, fmt, reject_dir=tmp, progress=False)
+        _, t_again = timed(ingest_events, driver, path, fmt, reject_dir=tmp, progress=False)
+    return {"events": len(events), "read_validate_events_per_s": len(events) / t_read,
+            "ingest_events_per_s": len(events) / t_all, "reingest_noop_events_per_s": len(events) / t_again,
+            "ratio_ingest_vs_parse_only": t_all / t_read}
+
+
+def bench_swing(driver) -> dict:
+    from query.oracle import swing_bruteforce, swing_sparse
+    from query.scores import BasisParams, compute_swing, read_basis
+
+    rep, t_cypher = timed(compute_swing, driver, k=50, basis=BasisParams())
+    basis = set(read_basis(driver))
+    _, t_sparse = timed(swing_sparse, basis, k=50)
+    _, t_python = timed(swing_bruteforce, basis)
+    return {"basis_edges": len(basis), "cypher_s": t_cypher, "scipy_s": t_sparse, "python_pairs_s": t_python,
+            "ratio_python_over_cypher": t_python / t_cypher, "ratio_python_over_scipy": t_python / t_sparse,
+            "ratio_cypher_over_scipy": t_cypher / t_sparse}
+
+
+def bench_walks(driver) -> dict:
+    from walkers.export import export_graph
+    from walkers.walk import AliasGraph, python_alias_walks, random_walks
+
+    g = export_graph(driver)
+    m = g.transitions
+    ag, t_build = timed(AliasGraph.from_csr, m)
+    random_walks(ag, walk_length=10, walks_per_node=1)  # warm numba caches
+    walks, t_vec = timed(random_walks, ag, walk_length=10, walks_per_node=20, random_seed=0)
+    py, t_py = timed(python_alias_walks, m.indptr, m.indices, m.data, 10, 2, 0)
+    vec_rate, py_rate = len(walks) / t_vec, len(py) / t_py
+    return {"nodes": m.shape[0], "edges": m.nnz, "alias_build_s": t_build, "vectorised_walks_per_s": vec_rate,
+            "python_walks_per_s": py_rate, "ratio_vectorised_over_python": vec_rate / py_rate, "_graph": g, "_walks": walks}
+
+
+def bench_embeddings(g, walks) -> dict:
+    from gensim.models import Word2Vec
+
+    from embed.eges import EGES, SideInfo
+    from walkers.walk import walks_to_corpus
+
+    side = SideInfo.from_columns(g.side)
+    eges = EGES(dim=32, window=5, epochs=1, batch_size=2048, market_negatives=2, progress=False)
+    _, t_eges = timed(eges.fit, walks, side, sessions=g.sessions, booked=g.booked)
+    corpus = [[str(x) for x in w] for w in walks_to_corpus(walks)]
+    _, t_gensim = timed(Word2Vec, corpus, vector_size=32, window=5, sg=1, negative=5, min_count=1, epochs=1,
+                        workers=os.cpu_count() or 1, seed=0)
+    return {"walks": len(walks), "eges_epoch_s": t_eges, "gensim_sg_epoch_s": t_gensim,
+            "ratio_eges_over_gensim": t_eges / t_gensim}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_api(server: LocalNeo4j, faiss_dir: Path, item_ids: list[str], seconds: float, rate: float) -> dict:
+    """uvicorn in a subprocess; a fixed-rate open-loop load from 8 client threads, bounded in time."""
+    import httpx
+
+    port = _free_port()
+    env = dict(os.environ, GRAPHRECALL_NEO4J_URI=server.uri, GRAPHRECALL_NEO4J_PASSWORD=server.password(),
+               GRAPHRECALL_FAISS_DIR=str(faiss_dir))
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "query.api:app_from_env", "--factory", "--host", "127.0.0.1",
+                             "--port", str(port), "--log-level", "warning"], env=env,
+                            cwd=str(Path(__file__).resolve().parents[1]))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        else:
+            raise RuntimeError("API did not start")
+        lat, errors = [], [0]
+        lock = threading.Lock()
+        n_threads = 8
+        interval = n_threads / rate
+        rng = np.random.default_rng(0)
+        picks = rng.choice(item_ids, size=int(seconds * rate) + n_threads)
+        channels = ["blend", "swing", "cooc", "eges"]
+
+        def worker(tid: int):
+            with httpx.Client(base_url=base, timeout=5) as c:
+                t_next = time.perf_counter()
+                end = t_next + seconds
+                n = tid
+                while time.perf_counter() < end:
+                    t0 = time.perf_counter()
+                    try:
+                        r = c.get(f"/i2i/{picks[n % len(picks)]}", params={"k": 10, "channel": channels[n % 4]})
+                        ok = r.status_code == 200
+                    except httpx.HTTPError:
+                        ok = False
+                    dt = time.perf_counter() - t0
+                    with lock:
+                        lat.append(dt)
+                        errors[0] += 0 if ok else 1
+                    n += n_threads
+                    t_next += interval
+                    time.sleep(max(0.0, t_next - time.perf_counter()))
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - t0
+        a = np.array(lat) * 1000
+        return {"requests": len(a), "errors": errors[0], "target_rate": rate, "qps": len(a) / wall,
+                "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "seconds": wall}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATASET, help="event file (default: REES46 head17k)")
+    p.add_argument("--format", default="rees46")
+    p.add_argument("--api-seconds", type=float, default=20.0, help="load duration (bounded)")
+    p.add_argument("--api-rate", type=float, default=200.0, help="target requests/s")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    if not args.data.exists():
+        from ingest.synthetic import generate_rees46
+
+        args.data = generate_rees46(Path(tempfile.mkdtemp()) / "gen.csv", n_users=2000)
+        args.format = "rees46"
+    server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
+    out = {"machine": machine(), "data": str(args.data)}
+    with server.settings().driver() as driver:
+        apply_schema(driver)
+        out["ingest"] = bench_ingest(driver, args.data, args.format)
+        out["swing"] = bench_swing(driver)
+        from query.scores import compute_cooc
+
+        compute_cooc(driver, k=50, basis=None)
+        w = bench_walks(driver)
+        g, walks = w.pop("_graph"), w.pop("_walks")
+        out["walks"] = w
+        out["embeddings"] = bench_embeddings(g, walks)
+        from embed.eges import EGES, SideInfo
+        from embed.index import ItemVectorIndex
+
+        res = EGES(dim=32, epochs=1, batch_size=2048, progress=False).fit(walks, SideInfo.from_columns(g.side))
+        faiss_dir = ItemVectorIndex(g.item_ids, res.embeddings).save(Path(tempfile.mkdtemp()) / "faiss")
+        out["api"] = bench_api(server, faiss_dir, [str(i) for i in g.item_ids], args.api_seconds, args.api_rate)
+    if not args.json:
+        print(f"machine: {out['machine']}")
+        for section, vals in out.items():
+            if isinstance(vals, dict):
+                print(f"[{section}] " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in vals.items()))
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
