@@ -1,4 +1,6 @@
-// graphrecall graph schema, version 1.
+// graphrecall graph schema, version 2.
+// v2: dropped the ENGAGED(type) index; MERGE on ENGAGED planned seeks on it (one type = most rows) and
+//     ingest slowed down quadratically.
 // Applied by graph_schema.schema.apply_schema(); every statement is idempotent.
 // Statements are separated by ';' at the end of a line.
 //
@@ -18,7 +20,7 @@ CREATE CONSTRAINT schema_version_name IF NOT EXISTS FOR (v:SchemaVersion) REQUIR
 CREATE INDEX item_category IF NOT EXISTS FOR (i:Item) ON (i.category);
 CREATE INDEX item_brand IF NOT EXISTS FOR (i:Item) ON (i.brand);
 CREATE INDEX item_market IF NOT EXISTS FOR (i:Item) ON (i.market);
-CREATE INDEX engaged_type IF NOT EXISTS FOR ()-[e:ENGAGED]-() ON (e.type);
+DROP INDEX engaged_type IF EXISTS;
 CREATE INDEX swing_rank IF NOT EXISTS FOR ()-[r:SWING]-() ON (r.rank);
 CREATE INDEX cooc_rank IF NOT EXISTS FOR ()-[r:COOC]-() ON (r.rank);
-MERGE (v:SchemaVersion {name: 'graphrecall'}) SET v.version = 1;
+MERGE (v:SchemaVersion {name: 'graphrecall'}) SET v.version = 2;

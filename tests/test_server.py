@@ -1,0 +1,61 @@
+import os
+import signal
+import stat
+import urllib.request
+
+import pytest
+
+from conftest import DATA, graph_counts
+from graph_schema.schema import apply_schema, schema_statements
+from graph_schema.server import LocalNeo4j, STOCK_JVM_FLAGS
+from ingest.writer import ingest_events
+
+
+def test_local_server_is_reused_and_serves_browser(neo4j_server):
+    server, settings = neo4j_server
+    if server is None:
+        pytest.skip("running against an external server (GRAPHRECALL_TEST_NEO4J_URI)")
+    again = LocalNeo4j(server.name, bolt_port=server.bolt_port, http_port=server.http_port).start()
+    assert again.pid() == server.pid()
+    assert stat.S_IMODE(os.stat(server.password_file).st_mode) == 0o600
+    with urllib.request.urlopen(server.browser_url, timeout=10) as r:
+        assert r.status == 200 and b"Neo4j Browser" in r.read()
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/", timeout=10) as r:
+        assert b'"neo4j_version":"5.26.' in r.read()
+    assert any(f.startswith("--add-opens") for f in STOCK_JVM_FLAGS)
+
+
+def test_schema_is_versioned_and_idempotent(session_driver):
+    apply_schema(session_driver)
+    apply_schema(session_driver)
+    with session_driver.session() as s:
+        assert s.run("MATCH (v:SchemaVersion {name: 'graphrecall'}) RETURN v.version").single()[0] == 2
+        names = {r[0] for r in s.run("SHOW CONSTRAINTS YIELD name RETURN name").values()}
+    assert {"user_id", "item_id", "session_id", "ingest_batch_key"} <= names
+    assert all(stmt.split()[0] in ("CREATE", "MERGE", "DROP") for stmt in schema_statements())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["sigterm", "sigkill"])
+def test_restart_loses_no_committed_data(tmp_path, how):
+    """Stop (clean) or kill -9 the server after an ingest; after a restart every count is there."""
+    server = LocalNeo4j(f"restart-{how}", bolt_port=18687, http_port=18474, heap="512m", pagecache="128m")
+    try:
+        server.start()
+        with server.settings().driver() as d:
+            apply_schema(d)
+            ingest_events(d, DATA / "taobao_300.csv", "taobao", reject_dir=tmp_path, progress=False, batch_size=50)
+            before = graph_counts(d)
+        if how == "sigterm":
+            server.stop()
+        else:
+            os.kill(server.pid(), signal.SIGKILL)
+            server.stop()  # reaps and clears the pid file
+        server.start()
+        with server.settings().driver() as d:
+            assert graph_counts(d) == before
+            rep = ingest_events(d, DATA / "taobao_300.csv", "taobao", reject_dir=tmp_path, progress=False, batch_size=50)
+            assert rep.batches_written == 0
+            assert graph_counts(d) == before
+    finally:
+        server.stop()
