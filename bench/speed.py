@@ -184,7 +184,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=DEFAULT_DATASET, help="event file (default: REES46 head17k)")
     p.add_argument("--format", default="rees46")
-    p.add_argument("--api-seconds", type=float, default=20.0, help="load duration (bounded)")
+    p.add_argument("--api-seconds", type=float, default=60.0, help="load duration (bounded)")
     p.add_argument("--api-rate", type=float, default=200.0, help="target requests/s")
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)

@@ -311,12 +311,27 @@ class ColumnMapping:
         return cls(cols, ev)
 
 
-def make_generic_parser(header: list[str], mapping: ColumnMapping, path: str) -> RowParser:
+def _column_index(header: list[str], mapping: ColumnMapping, path: str) -> dict[str, int]:
     idx = {}
     for key, col in mapping.columns.items():
         if col not in header:
             raise IngestError(path, 1, f"mapped column {col!r} (for {key}) not in header {header}; fix --map")
         idx[key] = header.index(col)
+    return idx
+
+
+def _mapped_side(f: list[str], idx: dict[str, int]) -> dict:
+    side = {}
+    for k in SIDE_FIELDS:
+        if k in idx:
+            side[k] = _parse_price(f[idx[k]]) if k == "price" else _clean(f[idx[k]])
+    if "price" in side:
+        side["price_bucket"] = price_bucket(side["price"])
+    return side
+
+
+def make_generic_parser(header: list[str], mapping: ColumnMapping, path: str) -> RowParser:
+    idx = _column_index(header, mapping, path)
     for req in ("user", "item", "ts"):
         if req not in idx:
             raise IngestError(path, 1, f"--map needs '{req}=<column>'")
@@ -336,15 +351,9 @@ def make_generic_parser(header: list[str], mapping: ColumnMapping, path: str) ->
                 etype = raw
         else:
             etype = mapping.default_event
-        side = {}
-        for k in SIDE_FIELDS:
-            if k in idx:
-                side[k] = _parse_price(f[idx[k]]) if k == "price" else _clean(f[idx[k]])
-        if "price" in side:
-            side["price_bucket"] = price_bucket(side["price"])
         return Event(
             user=parse_text_id(f[idx["user"]], "user"), item=parse_text_id(f[idx["item"]], "item"),
-            event_type=etype, ts=parse_time(f[idx["ts"]]), line=line, side=side,
+            event_type=etype, ts=parse_time(f[idx["ts"]]), line=line, side=_mapped_side(f, idx),
         )
 
     return parse
@@ -418,21 +427,11 @@ def read_items(path: str | Path, fmt: str, sink: RejectSink, mapping: ColumnMapp
         return
     if fmt != "generic" or mapping is None or "item" not in mapping.columns:
         raise ValueError("item catalogs: use format 'movielens-movies', or 'generic' with --map item=<column>,category=...")
-    idx = {}
-    for k, col in mapping.columns.items():
-        if col not in header:
-            raise IngestError(path, first[0], f"mapped column {col!r} (for {k}) not in header {header}; fix --map")
-        idx[k] = header.index(col)
+    idx = _column_index(header, mapping, str(path))
     for lineno, text in lines:
         try:
             f = split_csv(text)
             _check_width(f, len(header), header)
-            side = {}
-            for k in SIDE_FIELDS:
-                if k in idx:
-                    side[k] = _parse_price(f[idx[k]]) if k == "price" else _clean(f[idx[k]])
-            if "price" in side:
-                side["price_bucket"] = price_bucket(side["price"])
-            yield ItemInfo(parse_text_id(f[idx["item"]], "item"), side, lineno)
+            yield ItemInfo(parse_text_id(f[idx["item"]], "item"), _mapped_side(f, idx), lineno)
         except (ValueError, csv.Error) as exc:
             sink.reject(lineno, str(exc), text)

@@ -171,14 +171,8 @@ def ingest_events(
     max_events: int | None = None,
 ) -> IngestReport:
     """Read, validate, sessionise and write one event file. Returns an :class:`IngestReport`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; pass the path of a {fmt} event log")
-    t0 = time.perf_counter()
-    sha = file_sha256(path)
-    reject_path = Path(reject_dir or "graphrecall-rejects") / f"{path.name}.rejects.csv"
-    reject_path.unlink(missing_ok=True)
-    report = IngestReport(path=str(path), sha256=sha)
+    path, t0 = Path(path), time.perf_counter()
+    report, reject_path = _start_report(path, reject_dir, f"a {fmt} event log")
     events: list[Event] = []
     with RejectSink(path, reject_path) as sink:
         bar = tqdm(unit="rows", desc=f"read {path.name}", disable=not progress, leave=False)
@@ -188,14 +182,8 @@ def ingest_events(
             if max_events is not None and len(events) >= max_events:
                 break
         bar.close()
-    report.lines_ok, report.rejected = len(events), sink.count
-    report.reject_reasons = dict(sink.reasons)
-    report.reject_path = str(reject_path) if sink.count else None
     rows = derive_rows(events, gap_seconds=session_gap)
-    GraphWriter(driver, database, batch_size, progress).write(rows, sha, str(path), report)
-    report.seconds = time.perf_counter() - t0
-    logger.info("%s", report.summary())
-    return report
+    return _finish(driver, report, sink, len(events), rows, reject_path, database, batch_size, progress, t0)
 
 
 def ingest_items(
@@ -210,24 +198,30 @@ def ingest_items(
     progress: bool = True,
 ) -> IngestReport:
     """Item catalog (side info) ingest; setting properties is idempotent by nature."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file; pass the path of an item catalog")
-    t0 = time.perf_counter()
-    sha = file_sha256(path)
-    reject_path = Path(reject_dir or "graphrecall-rejects") / f"{path.name}.rejects.csv"
-    reject_path.unlink(missing_ok=True)
-    report = IngestReport(path=str(path), sha256=sha)
+    path, t0 = Path(path), time.perf_counter()
+    report, reject_path = _start_report(path, reject_dir, "an item catalog")
     with RejectSink(path, reject_path) as sink:
         infos: list[ItemInfo] = list(read_items(path, fmt, sink, mapping))
-    report.lines_ok, report.rejected = len(infos), sink.count
-    report.reject_reasons = dict(sink.reasons)
-    report.reject_path = str(reject_path) if sink.count else None
     latest = {}
     for info in infos:
         latest[info.item] = {k: v for k, v in info.side.items() if v is not None}
     rows = DerivedRows([{"id": k, "props": latest[k]} for k in sorted(latest)], [], [], [])
-    GraphWriter(driver, database, batch_size, progress).write(rows, sha, str(path), report)
+    return _finish(driver, report, sink, len(infos), rows, reject_path, database, batch_size, progress, t0)
+
+
+def _start_report(path: Path, reject_dir, what: str) -> tuple[IngestReport, Path]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file; pass the path of {what}")
+    reject_path = Path(reject_dir or "graphrecall-rejects") / f"{path.name}.rejects.csv"
+    reject_path.unlink(missing_ok=True)
+    return IngestReport(path=str(path), sha256=file_sha256(path)), reject_path
+
+
+def _finish(driver, report, sink, n_ok, rows, reject_path, database, batch_size, progress, t0) -> IngestReport:
+    report.lines_ok, report.rejected = n_ok, sink.count
+    report.reject_reasons = dict(sink.reasons)
+    report.reject_path = str(reject_path) if sink.count else None
+    GraphWriter(driver, database, batch_size, progress).write(rows, report.sha256, report.path, report)
     report.seconds = time.perf_counter() - t0
     logger.info("%s", report.summary())
     return report

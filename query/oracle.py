@@ -76,14 +76,15 @@ def swing_bruteforce(basis: set[tuple[str, str]], alpha: float = 1.0, user_weigh
     return scores
 
 
-def cooc_bruteforce(basis: set[tuple[str, str]]) -> dict[tuple[str, str], float]:
-    """ItemCF cosine ``C_ij / sqrt(N_i N_j)``."""
+def cooc_bruteforce(basis: set[tuple[str, str]], iuf: bool = False) -> dict[tuple[str, str], float]:
+    """ItemCF cosine ``C_ij / sqrt(N_i N_j)``; ``iuf``: users count ``1/log(1 + |I_u|)``."""
     items_of, users_of = _sets(basis)
     scores: dict[tuple[str, str], float] = {}
     for i, ui in users_of.items():
         for j, uj in users_of.items():
             if i != j:
-                c = len(ui & uj)
+                common = ui & uj
+                c = sum(1.0 / np.log(1.0 + len(items_of[u])) for u in common) if iuf else len(common)
                 if c:
                     scores[(i, j)] = c / np.sqrt(len(ui) * len(uj))
     return scores
@@ -164,10 +165,14 @@ def swing_sparse(
     return TopK(items, ids, scores)
 
 
-def cooc_sparse(basis, k: int = 50) -> TopK:
+def cooc_sparse(basis, k: int = 50, iuf: bool = False) -> TopK:
     """ItemCF cosine with one sparse product ``B^T B`` and per-row top-k."""
     B, users, items = basis_matrix(basis)
-    C = (B.T @ B).tocsr()
+    if iuf:
+        deg = np.asarray(B.sum(axis=1)).ravel()
+        C = (B.T @ sp.diags(1.0 / np.log1p(deg)) @ B).tocsr()
+    else:
+        C = (B.T @ B).tocsr()
     n = np.asarray(B.sum(axis=0)).ravel()
     n_items = len(items)
     ids = np.full((n_items, k), -1, dtype=np.int64)

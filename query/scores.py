@@ -13,7 +13,8 @@ degrees ``basis_deg`` on both ends. On the basis:
   have i and j of  w_u * w_v / (alpha + |I_u ∩ I_v|)``, with ``w_u = 1/sqrt(|I_u|)``
   (or 1 when ``user_weight=False``). Ordered pairs (as FunRec counts) double every
   score and leave rankings unchanged.
-* Co-occurrence: ItemCF cosine ``C_ij / sqrt(N_i N_j)``.
+* Co-occurrence: ItemCF cosine ``C_ij / sqrt(N_i N_j)``; with ``iuf=True`` each user adds
+  ``1/log(1 + |I_u|)`` to ``C_ij`` instead of 1 (ItemCF-IUF, Breese et al.), damping heavy users.
 
 The top ``k`` per item are written as ``(:Item)-[:SWING|COOC {score, rank}]->(:Item)``,
 replacing earlier ones. Every value reaches Cypher as a ``$parameter``.
@@ -67,6 +68,19 @@ MATCH (:Item)-[r]->(:Item) WHERE type(r) = $rel
 CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS
 """
 
+# Shared tail: keep the top $k of (i, j, score) rows and write them with ranks. REL is replaced by a
+# constant relationship type in this module (never by user input).
+_TOPK_TAIL = """
+  WHERE score > $min_score
+  ORDER BY score DESC, j.id ASC
+  LIMIT $k
+  WITH i, collect([j, score]) AS top
+  UNWIND range(0, size(top) - 1) AS r
+  WITH i, top[r][0] AS j, top[r][1] AS score, r + 1 AS rank
+  CREATE (i)-[:REL {score: score, rank: rank}]->(j)
+} IN TRANSACTIONS OF $tx_rows ROWS
+"""
+
 # Swing: pairs of users of i, their common items j, 1/(alpha + |I_u ∩ I_v|).
 Q_SWING = """
 MATCH (i:Item) WHERE i.basis_deg >= 2
@@ -83,32 +97,16 @@ CALL (i) {
          / ($alpha + size(common)) AS c
   UNWIND others AS j
   WITH i, j, sum(c) AS score
-  WHERE score > $min_score
-  ORDER BY score DESC, j.id ASC
-  LIMIT $k
-  WITH i, collect([j, score]) AS top
-  UNWIND range(0, size(top) - 1) AS r
-  WITH i, top[r][0] AS j, top[r][1] AS score, r + 1 AS rank
-  CREATE (i)-[:SWING {score: score, rank: rank}]->(j)
-} IN TRANSACTIONS OF $tx_rows ROWS
-"""
+""" + _TOPK_TAIL.replace("REL", "SWING")
 
 Q_COOC = """
 MATCH (i:Item) WHERE i.basis_deg >= 1
 CALL (i) {
   MATCH (i)<-[:BASIS]-(u:User)-[:BASIS]->(j:Item)
   WHERE j <> i
-  WITH i, j, count(u) AS c
+  WITH i, j, sum(CASE WHEN $iuf THEN 1.0 / log(1.0 + u.basis_deg) ELSE 1.0 END) AS c
   WITH i, j, c / sqrt(toFloat(i.basis_deg) * j.basis_deg) AS score
-  WHERE score > $min_score
-  ORDER BY score DESC, j.id ASC
-  LIMIT $k
-  WITH i, collect([j, score]) AS top
-  UNWIND range(0, size(top) - 1) AS r
-  WITH i, top[r][0] AS j, top[r][1] AS score, r + 1 AS rank
-  CREATE (i)-[:COOC {score: score, rank: rank}]->(j)
-} IN TRANSACTIONS OF $tx_rows ROWS
-"""
+""" + _TOPK_TAIL.replace("REL", "COOC")
 
 Q_COUNT = "MATCH (:Item)-[r]->(:Item) WHERE type(r) = $rel RETURN count(r) AS n"
 
@@ -193,17 +191,18 @@ def compute_cooc(
     driver,
     *,
     k: int = 50,
+    iuf: bool = False,
     min_score: float = 0.0,
     basis: BasisParams | None = BasisParams(),
     database: str = "neo4j",
     tx_rows: int = 200,
 ) -> ScoreReport:
-    """ItemCF cosine top-``k`` per item as ``COOC`` relationships."""
+    """ItemCF cosine top-``k`` per item as ``COOC`` relationships (``iuf``: inverse user frequency)."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if basis is not None:
         build_basis(driver, basis, database)
-    return _run_scores(driver, "COOC", Q_COOC, dict(k=int(k), min_score=float(min_score), tx_rows=int(tx_rows)), database)
+    return _run_scores(driver, "COOC", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score), tx_rows=int(tx_rows)), database)
 
 
 def read_scores(driver, rel: str, database: str = "neo4j") -> dict[tuple[str, str], float]:

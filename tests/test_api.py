@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -69,3 +71,42 @@ def test_health_degraded_and_back(client_and_state):
 def test_openapi_lists_the_route(client_and_state):
     c, _, _ = client_and_state
     assert "/i2i/{item_id}" in c.get("/openapi.json").json()["paths"]
+
+
+@pytest.mark.slow
+def test_real_neo4j_stop_degrades_and_recovers(tmp_path):
+    """Stop the real server under the API: answers continue from the snapshot, /health says degraded,
+    and after a restart it is ok again without touching the API."""
+    from graph_schema.schema import apply_schema
+    from graph_schema.server import LocalNeo4j
+
+    server = LocalNeo4j("api-outage", bolt_port=19687, http_port=19474, heap="512m", pagecache="128m")
+    try:
+        server.start()
+        driver = server.settings().driver(connection_timeout=2.0, max_transaction_retry_time=1.0)
+        apply_schema(driver)
+        faiss_dir = build_tiny_graph(driver, tmp_path)
+
+        def probe():
+            with driver.session(default_access_mode="READ") as s:
+                s.run("RETURN 1").consume()
+
+        r = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir), probe, probe_every=0.5)
+        with TestClient(create_app(r)) as c:
+            assert c.get("/health").json()["status"] == "ok"
+            server.stop()
+            deadline = time.time() + 30
+            while c.get("/health").json()["status"] != "degraded" and time.time() < deadline:
+                time.sleep(0.2)
+            assert c.get("/health").json()["status"] == "degraded"
+            for ch in ("swing", "cooc", "eges", "blend"):
+                assert c.get("/i2i/h", params={"channel": ch}).status_code == 200
+            assert c.get("/i2i/nope").status_code == 404
+            server.start()
+            deadline = time.time() + 60
+            while c.get("/health").json()["status"] != "ok" and time.time() < deadline:
+                time.sleep(0.2)
+            assert c.get("/health").json()["status"] == "ok"
+        driver.close()
+    finally:
+        server.stop()

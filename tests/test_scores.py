@@ -83,6 +83,17 @@ def test_random_graph_cypher_equals_bruteforce(driver, seed, caps, alpha, uw):
     assert_scores_equal(read_scores(driver, "COOC"), cooc_bruteforce(basis))
 
 
+def test_cooc_iuf_cypher_equals_bruteforce(driver):
+    t = random_triples(7)
+    load_triples(driver, t)
+    compute_cooc(driver, k=1000, iuf=True)
+    basis = capped_basis(t)
+    want = cooc_bruteforce(basis, iuf=True)
+    assert want != cooc_bruteforce(basis)
+    assert_scores_equal(read_scores(driver, "COOC"), want)
+    assert_scores_equal(cooc_sparse(basis, k=1000, iuf=True).as_dict(), want, tol=1e-6)
+
+
 def test_topk_keeps_the_best_with_ranks(driver):
     t = random_triples(4)
     load_triples(driver, t)
