@@ -81,23 +81,38 @@ _TOPK_TAIL = """
 } IN TRANSACTIONS OF $tx_rows ROWS
 """
 
-# Swing: pairs of users of i, their common items j, 1/(alpha + |I_u ∩ I_v|).
+# Swing in two passes, so that no user pair is intersected more than once:
+# 1. for each user pair {u, v} (u.id < v.id) with >= 2 common items, a temporary
+#    (u)-[:PAIR {c, items}]->(v) with c = w_u w_v / (alpha + |I_u ∩ I_v|) and the common item ids;
+# 2. for each item i, the pairs whose common items hold i add c to every other common item j.
+Q_SWING_PAIRS = """
+MATCH (u:User) WHERE u.basis_deg >= 2
+CALL (u) {
+  MATCH (u)-[:BASIS]->(j:Item)<-[:BASIS]-(v:User)
+  WHERE u.id < v.id
+  WITH u, v, collect(j.id) AS common
+  WHERE size(common) >= 2
+  CREATE (u)-[:PAIR {
+    c: CASE WHEN $user_weight THEN 1.0 / sqrt(toFloat(u.basis_deg) * v.basis_deg) ELSE 1.0 END / ($alpha + size(common)),
+    items: common}]->(v)
+} IN TRANSACTIONS OF $tx_rows ROWS
+"""
+
 Q_SWING = """
 MATCH (i:Item) WHERE i.basis_deg >= 2
 CALL (i) {
-  MATCH (i)<-[:BASIS]-(u:User)
-  WITH i, collect(u) AS us
-  UNWIND range(0, size(us) - 2) AS a
-  UNWIND range(a + 1, size(us) - 1) AS b
-  WITH i, us[a] AS u, us[b] AS v
-  MATCH (u)-[:BASIS]->(j:Item)<-[:BASIS]-(v)
-  WITH i, u, v, collect(j) AS common
-  WITH i, [j IN common WHERE j <> i] AS others,
-       CASE WHEN $user_weight THEN 1.0 / sqrt(toFloat(u.basis_deg) * v.basis_deg) ELSE 1.0 END
-         / ($alpha + size(common)) AS c
-  UNWIND others AS j
-  WITH i, j, sum(c) AS score
+  MATCH (i)<-[:BASIS]-(:User)-[p:PAIR]->(:User)
+  WHERE i.id IN p.items
+  UNWIND p.items AS jid
+  WITH i, jid, sum(p.c) AS score
+  WHERE jid <> i.id
+  MATCH (j:Item {id: jid})
 """ + _TOPK_TAIL.replace("REL", "SWING")
+
+Q_CLEAR_PAIRS = """
+MATCH ()-[p:PAIR]->()
+CALL (p) { DELETE p } IN TRANSACTIONS OF 10000 ROWS
+"""
 
 Q_COOC = """
 MATCH (i:Item) WHERE i.basis_deg >= 1
@@ -183,8 +198,18 @@ def compute_swing(
         raise ValueError(f"k must be >= 1, got {k}")
     if basis is not None:
         build_basis(driver, basis, database)
-    return _run_scores(driver, "SWING", Q_SWING, dict(alpha=float(alpha), user_weight=bool(user_weight), k=int(k),
-                                                     min_score=float(min_score), tx_rows=int(tx_rows)), database)
+    t0 = time.perf_counter()
+    with driver.session(database=database) as s:
+        s.run(Q_CLEAR_PAIRS).consume()
+        s.run(Q_SWING_PAIRS, alpha=float(alpha), user_weight=bool(user_weight), tx_rows=int(tx_rows)).consume()
+        n_pairs = s.run("MATCH ()-[p:PAIR]->() RETURN count(p)").single()[0]
+    logger.info("swing: %d user pairs with >= 2 common items in %.1fs", n_pairs, time.perf_counter() - t0)
+    try:
+        return _run_scores(driver, "SWING", Q_SWING, dict(k=int(k), min_score=float(min_score), tx_rows=int(tx_rows)),
+                           database)
+    finally:
+        with driver.session(database=database) as s:
+            s.run(Q_CLEAR_PAIRS).consume()
 
 
 def compute_cooc(
