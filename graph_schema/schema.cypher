@@ -7,8 +7,8 @@
 // (:User {id})-[:ENGAGED {type, count, first_ts, last_ts}]->(:Item {id, category, brand, shop, price, price_bucket, market})
 // (:User)-[:HAS_SESSION]->(:Session {id, user, start_ts, end_ts, items, booked})-[:BOOKED]->(:Item)
 // (:Item)-[:TRANSITION {weight}]->(:Item)          session item -> next item, summed over sessions
-// (:Item)-[:SWING {score, rank}]->(:Item)          written by query.scores.compute_swing
-// (:Item)-[:COOC {score, rank}]->(:Item)           written by query.scores.compute_cooc
+// (:Item)-[:SWING {score, norm, rank}]->(:Item)    written by query.scores.compute_swing (norm = score / best of i)
+// (:Item)-[:COOC {score, norm, rank}]->(:Item)     written by query.scores.compute_cooc
 // (:IngestBatch {key, rows, at})                   one per committed ingest batch (idempotency, resume)
 // (:SchemaVersion {name: 'graphrecall', version})
 

@@ -68,7 +68,8 @@ MATCH (:Item)-[r]->(:Item) WHERE type(r) = $rel
 CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS
 """
 
-# Shared tail: keep the top $k of (i, j, score) rows and write them with ranks. REL is replaced by a
+# Shared tail: keep the top $k of (i, j, score) rows and write them with ranks and the row-normalised
+# score norm = score / (i's best score) (Deshpande & Karypis 2004), which sums better across items. REL is replaced by a
 # constant relationship type in this module (never by user input).
 _TOPK_TAIL = """
   WHERE score > $min_score
@@ -76,8 +77,8 @@ _TOPK_TAIL = """
   LIMIT $k
   WITH i, collect([j, score]) AS top
   UNWIND range(0, size(top) - 1) AS r
-  WITH i, top[r][0] AS j, top[r][1] AS score, r + 1 AS rank
-  CREATE (i)-[:REL {score: score, rank: rank}]->(j)
+  WITH i, top[r][0] AS j, top[r][1] AS score, r + 1 AS rank, top[0][1] AS best
+  CREATE (i)-[:REL {score: score, norm: score / best, rank: rank}]->(j)
 } IN TRANSACTIONS OF $tx_rows ROWS
 """
 
@@ -194,6 +195,8 @@ def compute_swing(
     """Swing top-``k`` per item as ``SWING`` relationships. ``basis=None`` reuses the current BASIS."""
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
+    if min_score < 0:
+        raise ValueError(f"min_score must be >= 0, got {min_score}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if basis is not None:
@@ -223,6 +226,8 @@ def compute_cooc(
     tx_rows: int = 200,
 ) -> ScoreReport:
     """ItemCF cosine top-``k`` per item as ``COOC`` relationships (``iuf``: inverse user frequency)."""
+    if min_score < 0:
+        raise ValueError(f"min_score must be >= 0, got {min_score}")
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if basis is not None:

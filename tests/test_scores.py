@@ -100,10 +100,12 @@ def test_topk_keeps_the_best_with_ranks(driver):
     compute_swing(driver, k=3)
     full = swing_bruteforce(capped_basis(t))
     with driver.session() as s:
-        rows = s.run("MATCH (i:Item)-[r:SWING]->(j:Item) RETURN i.id, j.id, r.score, r.rank ORDER BY i.id, r.rank").values()
+        rows = s.run("MATCH (i:Item)-[r:SWING]->(j:Item) RETURN i.id, j.id, r.score, r.rank, r.norm "
+                     "ORDER BY i.id, r.rank").values()
     by_item = {}
-    for i, j, sc, rank in rows:
+    for i, j, sc, rank, norm in rows:
         by_item.setdefault(i, []).append((j, sc, rank))
+        assert norm == pytest.approx(sc / by_item[i][0][1])
     for i, lst in by_item.items():
         assert [r for _, _, r in lst] == list(range(1, len(lst) + 1))
         want = sorted(((j, s) for (a, j), s in full.items() if a == i), key=lambda x: (-x[1], x[0]))[:3]
