@@ -269,11 +269,11 @@ def main(argv=None) -> int:
     if not args.json:
         cols = ["hr@5", "hr@10", "p@5", "p@10", "ndcg@10"]
         print(f"ml-latest-small, FunRec protocol: {out['users']} users, {out['train']} train / {out['test']} test positives")
-        print(f"{'model':22s}" + "".join(f"{c:>9s}" for c in cols))
+        print(f"{'model':26s}" + "".join(f"{c:>9s}" for c in cols))
         for name, r in PUBLISHED.items():
-            print(f"{'FunRec ' + name:22s}" + "".join(f"{r.get(c, float('nan')):9.4f}" for c in cols))
+            print(f"{'FunRec ' + name:26s}" + "".join(f"{r.get(c, float('nan')):9.4f}" for c in cols))
         for ch, r in out["channels"].items():
-            print(f"{'graphrecall ' + ch:22s}" + "".join(f"{r[c]:9.4f}" for c in cols))
+            print(f"{'graphrecall ' + ch:26s}" + "".join(f"{r[c]:9.4f}" for c in cols))
     print(json.dumps(out))
     return 0
 

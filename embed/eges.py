@@ -86,16 +86,23 @@ class EGESModel(nn.Module):
         return (parts * known).sum(1) / known.sum(1).clamp(min=1.0)
 
 
-def skipgram_pairs(walks: np.ndarray, window: int) -> np.ndarray:
-    """All (centre, context) pairs within ``window`` of each other, both directions; -1 padding skipped."""
+def skipgram_pairs(walks: np.ndarray, window: int, rng: np.random.Generator | None = None) -> np.ndarray:
+    """(centre, context) pairs within ``window`` of each other; -1 padding skipped.
+
+    With ``rng``, each centre draws its own window in ``1..window`` as word2vec does
+    (nearer contexts count more, and about half the pairs remain); without, the full window.
+    """
     out = []
+    reach = None if rng is None else rng.integers(1, window + 1, size=walks.shape)
     for o in range(1, window + 1):
         if o >= walks.shape[1]:
             break
-        a, b = walks[:, :-o].ravel(), walks[:, o:].ravel()
+        a, b = walks[:, :-o], walks[:, o:]
         ok = (a >= 0) & (b >= 0) & (a != b)
-        out.append(np.stack([a[ok], b[ok]], 1))
-        out.append(np.stack([b[ok], a[ok]], 1))
+        fwd = ok if reach is None else ok & (reach[:, :-o] >= o)  # a is the centre
+        bwd = ok if reach is None else ok & (reach[:, o:] >= o)  # b is the centre
+        out.append(np.stack([a[fwd], b[fwd]], 1))
+        out.append(np.stack([b[bwd], a[bwd]], 1))
     return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
 
 
@@ -131,6 +138,7 @@ class EGES:
         market_field: str | None = "market",
         booked_context: bool = True,
         ns_exponent: float = 0.75,
+        shrink_window: bool = True,
         epochs: int = 5,
         batch_size: int = 512,
         lr: float = 0.01,
@@ -142,6 +150,7 @@ class EGES:
         self.dim, self.window, self.negatives = dim, window, negatives
         self.market_negatives, self.market_field, self.booked_context = market_negatives, market_field, booked_context
         self.ns_exponent, self.epochs, self.batch_size, self.lr = ns_exponent, epochs, batch_size, lr
+        self.shrink_window = shrink_window
         self.random_seed, self.progress = random_seed, progress
         self.model: EGESModel | None = None
         self.side: SideInfo | None = None
@@ -182,7 +191,7 @@ class EGES:
         self.side = side
         rng = np.random.default_rng(self.random_seed)
         torch.manual_seed(self.random_seed)
-        pairs = skipgram_pairs(walks, self.window)
+        pairs = skipgram_pairs(walks, self.window, rng if self.shrink_window else None)
         if self.booked_context and sessions is not None and booked is not None:
             bp = booked_pairs(sessions, booked)
             logger.info("EGES: %d booked-context pairs added to %d walk pairs", len(bp), len(pairs))

@@ -36,7 +36,7 @@ def cos(a, b):
 def test_training_separates_clusters():
     g = two_cluster_graph()
     walks = random_walks(g, walk_length=8, walks_per_node=20, random_seed=0)
-    res = EGES(dim=16, epochs=3, batch_size=256, random_seed=0, progress=False).fit(walks, side_for())
+    res = EGES(dim=16, epochs=6, batch_size=256, random_seed=0, progress=False).fit(walks, side_for())
     e = res.embeddings
     within = np.mean([cos(e[a], e[b]) for a in range(10) for b in range(10) if a != b])
     across = np.mean([cos(e[a], e[b]) for a in range(10) for b in range(10, 20)])
@@ -83,6 +83,18 @@ def test_booked_context_pairs():
 def test_skipgram_pairs_window():
     p = skipgram_pairs(np.array([[0, 1, 2, -1]]), window=1)
     assert sorted(map(tuple, p.tolist())) == [(0, 1), (1, 0), (1, 2), (2, 1)]
+
+
+def test_shrunk_windows_keep_near_pairs_more_often():
+    walks = np.tile(np.arange(8), (4000, 1))
+    p = skipgram_pairs(walks, window=3, rng=np.random.default_rng(0))
+    full = skipgram_pairs(walks[:1], window=3)
+    assert set(map(tuple, p.tolist())) == set(map(tuple, full.tolist()))
+    dist = np.abs(p[:, 0] - p[:, 1])
+    share = np.bincount(dist, minlength=4)[1:] / len(walks)
+    # a pair at distance o survives when the centre's window >= o: P = (3 - o + 1) / 3
+    per_walk = np.array([2 * (8 - o) * (4 - o) / 3 for o in (1, 2, 3)])
+    np.testing.assert_allclose(share, per_walk, rtol=0.05)
 
 
 def test_market_negatives_come_from_the_same_market():
