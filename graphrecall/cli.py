@@ -114,6 +114,8 @@ def _cfg_from_args(args):
             setattr(cfg, name, getattr(args, name))
     if getattr(args, "no_booked_context", False):
         cfg.booked_context = False
+    if getattr(args, "no_iuf", False):
+        cfg.cooc_iuf = False
     if getattr(args, "event_types", None):
         cfg.event_types = tuple(args.event_types.split(","))
     return cfg
@@ -124,7 +126,7 @@ def cmd_scores(args) -> int:
 
     driver, settings = connect(args)
     with driver:
-        swing, cooc = compute_scores(driver, _cfg_from_args(args), settings.database)
+        swing, cooc = compute_scores(driver, _cfg_from_args(args), settings.database, progress=not args.quiet)
     print(f"SWING: {swing.written} relationships in {swing.seconds:.1f}s; COOC: {cooc.written} in {cooc.seconds:.1f}s")
     return 0
 
@@ -212,6 +214,7 @@ def _add_model(p):
     g.add_argument("--top-k", type=int, help="neighbours kept per item (default 50)")
     g.add_argument("--max-items-per-user", type=int, help="cap on items per user in the basis (default 1000)")
     g.add_argument("--max-users-per-item", type=int, help="cap on users per item in the basis (default 1000)")
+    g.add_argument("--no-iuf", action="store_true", help="plain ItemCF counts (default: IUF-weighted users)")
     g.add_argument("--event-types", help="comma list of ENGAGED types for Swing/ItemCF (default all positive)")
     g.add_argument("--walk-length", type=int, help="random walk length (default 10)")
     g.add_argument("--walks-per-node", type=int, help="walks started per item (default 10)")

@@ -29,6 +29,7 @@ DEFAULT_DATASET = SHARED_DATA / "rees46" / "2019-Oct_head17k_clean.csv"
 class PipelineConfig:
     swing_alpha: float = 1.0
     top_k: int = 50
+    cooc_iuf: bool = True
     max_items_per_user: int = 1000
     max_users_per_item: int = 1000
     event_types: tuple[str, ...] = ("view", "cart", "fav", "purchase", "rated_high")
@@ -62,10 +63,11 @@ def reset_graph(driver, database: str = "neo4j") -> None:
     logger.info("graph reset")
 
 
-def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j") -> tuple[ScoreReport, ScoreReport]:
+def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True
+                   ) -> tuple[ScoreReport, ScoreReport]:
     basis = BasisParams(tuple(cfg.event_types), cfg.max_items_per_user, cfg.max_users_per_item)
-    swing = compute_swing(driver, alpha=cfg.swing_alpha, k=cfg.top_k, basis=basis, database=database)
-    cooc = compute_cooc(driver, k=cfg.top_k, basis=None, database=database)
+    swing = compute_swing(driver, alpha=cfg.swing_alpha, k=cfg.top_k, basis=basis, database=database, progress=progress)
+    cooc = compute_cooc(driver, k=cfg.top_k, iuf=cfg.cooc_iuf, basis=None, database=database, progress=progress)
     return swing, cooc
 
 
@@ -104,7 +106,7 @@ def run_pipeline(
         out.ingest.append(ingest_events(driver, path, fmt, reject_dir=reject_dir, database=database, progress=progress))
     out.seconds["ingest"] = time.perf_counter() - t
     t = time.perf_counter()
-    out.swing, out.cooc = compute_scores(driver, cfg, database)
+    out.swing, out.cooc = compute_scores(driver, cfg, database, progress)
     out.seconds["scores"] = time.perf_counter() - t
     t = time.perf_counter()
     g, walks, res, out.faiss_dir = train_embeddings(driver, cfg, artifacts, database, progress)

@@ -26,6 +26,8 @@ import logging
 import time
 from dataclasses import dataclass
 
+from tqdm.auto import tqdm
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_EVENT_TYPES = ("view", "cart", "fav", "purchase", "rated_high")
@@ -79,7 +81,7 @@ _TOPK_TAIL = """
   UNWIND range(0, size(top) - 1) AS r
   WITH i, top[r][0] AS j, top[r][1] AS score, r + 1 AS rank, top[0][1] AS best
   CREATE (i)-[:REL {score: score, norm: score / best, rank: rank}]->(j)
-} IN TRANSACTIONS OF $tx_rows ROWS
+}
 """
 
 # Swing in two passes, so that no user pair is intersected more than once:
@@ -87,7 +89,8 @@ _TOPK_TAIL = """
 #    (u)-[:PAIR {c, items}]->(v) with c = w_u w_v / (alpha + |I_u ∩ I_v|) and the common item ids;
 # 2. for each item i, the pairs whose common items hold i add c to every other common item j.
 Q_SWING_PAIRS = """
-MATCH (u:User) WHERE u.basis_deg >= 2
+UNWIND $ids AS uid
+MATCH (u:User {id: uid})
 CALL (u) {
   MATCH (u)-[:BASIS]->(j:Item)<-[:BASIS]-(v:User)
   WHERE u.id < v.id
@@ -96,11 +99,12 @@ CALL (u) {
   CREATE (u)-[:PAIR {
     c: CASE WHEN $user_weight THEN 1.0 / sqrt(toFloat(u.basis_deg) * v.basis_deg) ELSE 1.0 END / ($alpha + size(common)),
     items: common}]->(v)
-} IN TRANSACTIONS OF $tx_rows ROWS
+}
 """
 
 Q_SWING = """
-MATCH (i:Item) WHERE i.basis_deg >= 2
+UNWIND $ids AS iid
+MATCH (i:Item {id: iid})
 CALL (i) {
   MATCH (i)<-[:BASIS]-(:User)-[p:PAIR]->(:User)
   WHERE i.id IN p.items
@@ -116,7 +120,8 @@ CALL (p) { DELETE p } IN TRANSACTIONS OF 10000 ROWS
 """
 
 Q_COOC = """
-MATCH (i:Item) WHERE i.basis_deg >= 1
+UNWIND $ids AS iid
+MATCH (i:Item {id: iid})
 CALL (i) {
   MATCH (i)<-[:BASIS]-(u:User)-[:BASIS]->(j:Item)
   WHERE j <> i
@@ -170,11 +175,33 @@ def build_basis(driver, params: BasisParams = BasisParams(), database: str = "ne
     return dt
 
 
-def _run_scores(driver, rel: str, query: str, params: dict, database: str) -> ScoreReport:
+def _in_batches(driver, label: str, min_deg: int, query: str, params: dict, batch: int, database: str,
+                progress: bool) -> None:
+    """Run ``query`` over the ids of ``label`` nodes with ``basis_deg >= min_deg``, ``batch`` ids per
+    transaction, with a progress bar (ids/s)."""
+    id_query = {"User": "MATCH (n:User) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id",
+                "Item": "MATCH (n:Item) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id"}[label]
+    with driver.session(database=database) as s:
+        ids = [r[0] for r in s.run(id_query, d=min_deg).values()]
+        bar = tqdm(total=len(ids), unit=label.lower() + "s", desc=params.get("_desc", label), disable=not progress,
+                   leave=False)
+        run_params = {k: v for k, v in params.items() if not k.startswith("_")}
+        try:
+            for start in range(0, len(ids), batch):
+                chunk = ids[start:start + batch]
+                s.execute_write(lambda tx, chunk=chunk: tx.run(query, ids=chunk, **run_params).consume())
+                bar.update(len(chunk))
+        finally:
+            bar.close()
+
+
+def _run_scores(driver, rel: str, query: str, params: dict, database: str, min_deg: int, batch: int,
+                progress: bool) -> ScoreReport:
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
         s.run(Q_DROP, rel=rel).consume()
-        s.run(query, **params).consume()
+    _in_batches(driver, "Item", min_deg, query, dict(params, _desc=rel), batch, database, progress)
+    with driver.session(database=database) as s:
         n = s.run(Q_COUNT, rel=rel).single()["n"]
     dt = time.perf_counter() - t0
     logger.info("%s: wrote %d relationships in %.1fs (%.0f rels/s)", rel, n, dt, n / dt if dt else 0.0)
@@ -190,9 +217,12 @@ def compute_swing(
     min_score: float = 0.0,
     basis: BasisParams | None = BasisParams(),
     database: str = "neo4j",
-    tx_rows: int = 100,
+    batch_size: int = 100,
+    progress: bool = True,
 ) -> ScoreReport:
-    """Swing top-``k`` per item as ``SWING`` relationships. ``basis=None`` reuses the current BASIS."""
+    """Swing top-``k`` per item as ``SWING`` relationships. ``basis=None`` reuses the current BASIS.
+
+    ``batch_size`` users (pass 1) or items (pass 2) go in one transaction."""
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     if min_score < 0:
@@ -204,12 +234,14 @@ def compute_swing(
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
         s.run(Q_CLEAR_PAIRS).consume()
-        s.run(Q_SWING_PAIRS, alpha=float(alpha), user_weight=bool(user_weight), tx_rows=int(tx_rows)).consume()
+    _in_batches(driver, "User", 2, Q_SWING_PAIRS, dict(alpha=float(alpha), user_weight=bool(user_weight),
+                                                       _desc="swing pairs"), batch_size, database, progress)
+    with driver.session(database=database) as s:
         n_pairs = s.run("MATCH ()-[p:PAIR]->() RETURN count(p)").single()[0]
     logger.info("swing: %d user pairs with >= 2 common items in %.1fs", n_pairs, time.perf_counter() - t0)
     try:
-        return _run_scores(driver, "SWING", Q_SWING, dict(k=int(k), min_score=float(min_score), tx_rows=int(tx_rows)),
-                           database)
+        return _run_scores(driver, "SWING", Q_SWING, dict(k=int(k), min_score=float(min_score)), database,
+                           2, batch_size, progress)
     finally:
         with driver.session(database=database) as s:
             s.run(Q_CLEAR_PAIRS).consume()
@@ -223,7 +255,8 @@ def compute_cooc(
     min_score: float = 0.0,
     basis: BasisParams | None = BasisParams(),
     database: str = "neo4j",
-    tx_rows: int = 200,
+    batch_size: int = 200,
+    progress: bool = True,
 ) -> ScoreReport:
     """ItemCF cosine top-``k`` per item as ``COOC`` relationships (``iuf``: inverse user frequency)."""
     if min_score < 0:
@@ -232,7 +265,8 @@ def compute_cooc(
         raise ValueError(f"k must be >= 1, got {k}")
     if basis is not None:
         build_basis(driver, basis, database)
-    return _run_scores(driver, "COOC", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score), tx_rows=int(tx_rows)), database)
+    return _run_scores(driver, "COOC", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)), database,
+                       1, batch_size, progress)
 
 
 def read_scores(driver, rel: str, database: str = "neo4j") -> dict[tuple[str, str], float]:
