@@ -175,8 +175,9 @@ def cmd_demo(args) -> int:
             for ch in ("swing", "cooc", "eges", "blend"):
                 nb = snap.similar_items(item, k=5, channel=ch)
                 print(f"  {ch:6s} " + ", ".join(f"{i} ({s:.3f})" for i, s in zip(nb.ids, nb.scores)))
-    print(f"\nNeo4j Browser: {settings.uri.replace('bolt://', 'http://').replace(':7687', ':7474')}/browser/ "
-          f"(user {settings.user}; password: `graphrecall neo4j password`)")
+    if not os.environ.get("GRAPHRECALL_NEO4J_URI"):
+        print(f"\nNeo4j Browser: {_local_instance(args).browser_url} (user {settings.user}; "
+              "password: `graphrecall neo4j password`; saved queries in graph_schema/browser/saved_queries.cypher)")
     print("API: `graphrecall serve` then http://127.0.0.1:8000/i2i/<item_id>?k=10&channel=blend (docs at /docs)")
     return 0
 

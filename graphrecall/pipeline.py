@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 
 from embed.eges import EGES, SideInfo
 from embed.index import ItemVectorIndex

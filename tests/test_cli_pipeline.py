@@ -1,10 +1,6 @@
-import os
-import subprocess
-import sys
-
 import pytest
 
-from graphrecall.cli import build_parser, main
+from graphrecall.cli import main
 from graphrecall.pipeline import PipelineConfig, pick_sample_items, run_pipeline
 from ingest.synthetic import generate_rees46
 from query.retriever import SnapshotRetriever

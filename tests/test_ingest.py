@@ -12,7 +12,7 @@ import pytest
 from conftest import DATA, graph_counts, graph_fingerprint
 from ingest.formats import ColumnMapping, IngestError, RejectSink, read_events
 from ingest.sessions import derive_rows, session_ids
-from ingest.writer import GraphWriter, ingest_events, ingest_items
+from ingest.writer import ingest_events, ingest_items
 import numpy as np
 
 HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
