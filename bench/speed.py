@@ -69,7 +69,7 @@ def bench_swing(driver, event_types=("view", "cart", "fav", "purchase", "rated_h
     from query.oracle import swing_bruteforce, swing_sparse
     from query.scores import BasisParams, compute_swing, read_basis
 
-    rep, t_cypher = timed(compute_swing, driver, k=50, basis=BasisParams(event_types=tuple(event_types)))
+    rep, t_cypher = timed(compute_swing, driver, k=50, basis=BasisParams(event_types=tuple(event_types)), progress=False)
     basis = set(read_basis(driver))
     _, t_sparse = timed(swing_sparse, basis, k=50)
     _, t_python = timed(swing_bruteforce, basis)
@@ -202,7 +202,7 @@ def main(argv=None) -> int:
         out["swing"] = bench_swing(driver)
         from query.scores import compute_cooc
 
-        compute_cooc(driver, k=50, basis=None)
+        compute_cooc(driver, k=50, basis=None, progress=False)
         w = bench_walks(driver)
         g, walks = w.pop("_graph"), w.pop("_walks")
         out["walks"] = w
