@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from walkers.walk import AliasGraph, random_walks, walks_to_corpus
+from walkers.walk import AliasGraph, python_alias_walks, random_walks, walks_to_corpus
 
 
 def three_node():
@@ -66,3 +66,10 @@ def test_negative_weights_refused():
 def test_corpus_drops_padding():
     w = np.array([[1, 2, -1], [3, -1, -1]])
     assert [c.tolist() for c in walks_to_corpus(w)] == [[1, 2]]
+
+
+def test_python_baseline_walker_samples_the_same_distribution():
+    g = AliasGraph.from_csr(three_node())
+    walks = python_alias_walks(g, walk_length=2, walks_per_node=20000, random_seed=1)
+    from_0 = [w[1] for w in walks if w[0] == 0]
+    assert abs(np.mean(np.array(from_0) == 2) - 0.75) < 0.015

@@ -157,23 +157,26 @@ def walks_to_corpus(walks: np.ndarray, min_len: int = 2) -> list[np.ndarray]:
     return [w[:n] for w, n in zip(walks, lengths) if n >= min_len]
 
 
-def python_alias_walks(indptr, indices, weights, walk_length: int, walks_per_node: int, random_seed: int = 0):
-    """A straightforward per-step Python walker (node2vec-style); the benchmark baseline only."""
+def python_alias_walks(graph: AliasGraph, walk_length: int, walks_per_node: int, random_seed: int = 0) -> list[list[int]]:
+    """The same alias sampling, one walker and one step at a time in Python; the benchmark baseline only."""
     import random
 
     rnd = random.Random(random_seed)
-    n = len(indptr) - 1
+    indptr, indices, prob, alias = (graph.indptr.tolist(), graph.indices.tolist(), graph.prob.tolist(),
+                                    graph.alias.tolist())
     out = []
     for _ in range(walks_per_node):
-        for s in range(n):
+        for s in range(graph.n_nodes):
             if indptr[s + 1] == indptr[s]:
                 continue
             walk = [s]
             while len(walk) < walk_length:
                 c = walk[-1]
-                lo, hi = indptr[c], indptr[c + 1]
-                if lo == hi:
+                lo, deg = indptr[c], indptr[c + 1] - indptr[c]
+                if deg == 0:
                     break
-                walk.append(int(indices[lo + rnd.choices(range(hi - lo), weights=weights[lo:hi])[0]]))
+                k = int(rnd.random() * deg)
+                off = k if rnd.random() < prob[lo + k] else alias[lo + k]
+                walk.append(indices[lo + off])
             out.append(walk)
     return out
