@@ -83,11 +83,17 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
     settings = Neo4jSettings.from_env()
     driver = settings.driver(connection_timeout=3.0, max_transaction_retry_time=2.0)
     faiss_dir = os.environ.get("GRAPHRECALL_FAISS_DIR", str(graphrecall_home() / "artifacts" / "faiss"))
+    snapshot_dir = os.environ.get("GRAPHRECALL_SNAPSHOT_DIR", str(graphrecall_home() / "artifacts" / "snapshot"))
 
     def probe():
         with driver.session(database=settings.database, default_access_mode="READ") as s:
             s.run("RETURN 1").consume()
 
-    retriever = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir, settings.database), probe,
-                                   probe_every=float(os.environ.get("GRAPHRECALL_PROBE_SECONDS", "5")))
+    def load():
+        snap = SnapshotRetriever.from_neo4j(driver, faiss_dir, settings.database)
+        snap.save(snapshot_dir)
+        return snap
+
+    retriever = ResilientRetriever(load, probe, probe_every=float(os.environ.get("GRAPHRECALL_PROBE_SECONDS", "5")),
+                                   fallback=lambda: SnapshotRetriever.load(snapshot_dir, faiss_dir))
     return create_app(retriever)

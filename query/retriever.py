@@ -120,6 +120,37 @@ class SnapshotRetriever(ItemRetriever):
                 **{f"{ch}_lists": len(v) for ch, v in self.lists.items()},
                 "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids)}
 
+    def save(self, directory: str | Path) -> Path:
+        """Write the top-K lists and item set as JSON (vectors stay in their Faiss folder)."""
+        import json
+
+        d = Path(directory)
+        d.mkdir(parents=True, exist_ok=True)
+        body = {"items": sorted(self.items), "loaded_at": self.loaded_at,
+                "lists": {ch: {i: [list(map(str, ids)), [float(x) for x in sc]] for i, (ids, sc) in per.items()}
+                          for ch, per in self.lists.items()}}
+        tmp = d / "snapshot.json.tmp"
+        tmp.write_text(json.dumps(body))
+        tmp.replace(d / "snapshot.json")
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, faiss_dir: str | Path | None = None) -> "SnapshotRetriever":
+        import json
+
+        path = Path(directory) / "snapshot.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} not found; start the API once while Neo4j is up so that it saves one")
+        body = json.loads(path.read_text())
+        lists = {ch: {i: (np.array(v[0], dtype=object), np.array(v[1], dtype=np.float32)) for i, v in per.items()}
+                 for ch, per in body["lists"].items()}
+        vectors = None
+        if faiss_dir is not None and (Path(faiss_dir) / "ids.json").exists():
+            from embed.index import ItemVectorIndex
+
+            vectors = ItemVectorIndex.load(faiss_dir)
+        return cls(set(body["items"]), lists, vectors, body["loaded_at"])
+
     @classmethod
     def from_neo4j(cls, driver, faiss_dir: str | Path | None = None, database: str = "neo4j") -> "SnapshotRetriever":
         t0 = time.perf_counter()
@@ -178,11 +209,21 @@ class ResilientRetriever(ItemRetriever):
     from the last snapshot. When the probe succeeds again the snapshot is reloaded.
     """
 
-    def __init__(self, load_snapshot: Callable[[], SnapshotRetriever], probe: Callable[[], None], probe_every: float = 5.0):
+    def __init__(self, load_snapshot: Callable[[], SnapshotRetriever], probe: Callable[[], None], probe_every: float = 5.0,
+                 fallback: Callable[[], SnapshotRetriever] | None = None):
+        """``fallback`` (e.g. :meth:`SnapshotRetriever.load` of a saved snapshot) is used when Neo4j
+        is down at start-up; the service then starts ``degraded`` and recovers like after any outage."""
         self._load, self._probe, self.probe_every = load_snapshot, probe, probe_every
-        self.snapshot = load_snapshot()
         self.neo4j_ok = True
         self.last_error: str | None = None
+        try:
+            self.snapshot = load_snapshot()
+        except Exception as exc:  # noqa: BLE001
+            if fallback is None:
+                raise
+            logger.warning("Neo4j unreachable at start-up (%s); serving the saved snapshot", exc)
+            self.snapshot = fallback()
+            self.neo4j_ok, self.last_error = False, f"{type(exc).__name__}: {exc}"[:300]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 

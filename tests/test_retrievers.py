@@ -108,6 +108,24 @@ def test_resilient_degrades_and_recovers(driver, tmp_path):
     assert state["loads"] == 2
 
 
+def test_saved_snapshot_serves_when_neo4j_is_down_at_start(driver, tmp_path):
+    faiss_dir = build_tiny_graph(driver, tmp_path)
+    live = SnapshotRetriever.from_neo4j(driver, faiss_dir)
+    live.save(tmp_path / "snap")
+
+    def down():
+        raise ConnectionError("neo4j down")
+
+    r = ResilientRetriever(down, down, fallback=lambda: SnapshotRetriever.load(tmp_path / "snap", faiss_dir))
+    assert r.health()["status"] == "degraded"
+    for ch in ("swing", "cooc", "eges", "blend"):
+        a, b = r.similar_items("h", k=3, channel=ch), live.similar_items("h", k=3, channel=ch)
+        assert list(a.ids) == list(b.ids)
+        np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
+    with pytest.raises(UnknownItem):
+        r.similar_items("nope")
+
+
 def test_blend_rrf():
     a = Neighbours(np.array(["x", "y"], dtype=object), np.array([1, 0.5]), ["swing"] * 2)
     b = Neighbours(np.array(["y", "z"], dtype=object), np.array([1, 0.5]), ["eges"] * 2)
