@@ -27,6 +27,7 @@ CHANNELS = ("swing", "cooc", "eges", "blend")
 BASE_CHANNELS = ("swing", "cooc", "eges")
 DEFAULT_BLEND_WEIGHTS = {"swing": 1.0, "cooc": 0.8, "eges": 0.6}
 RRF_K = 60.0
+BLEND_DEPTH = 200  # candidates per channel; fixed so that blend's top-k is a prefix of its top-(k+1)
 
 
 class UnknownItem(KeyError):
@@ -89,7 +90,8 @@ class ItemRetriever(ABC):
             raise UnknownItem(item_id)
         if channel != "blend":
             return self._channel(item_id, k, channel)
-        return blend({ch: self._channel(item_id, 3 * k, ch) for ch in BASE_CHANNELS}, k)
+        depth = max(BLEND_DEPTH, k)
+        return blend({ch: self._channel(item_id, depth, ch) for ch in BASE_CHANNELS}, k)
 
     def health(self) -> dict:
         return {"status": "ok"}

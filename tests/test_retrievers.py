@@ -58,6 +58,11 @@ class RetrieverContract:
         nb = retriever.similar_items("h", k=4, channel="blend")
         assert len(nb) == 4 and set(nb.channels) <= {"swing", "cooc", "eges"}
 
+    def test_blend_top_k_is_a_prefix_of_top_k_plus_one(self, retriever):
+        lists = [list(retriever.similar_items("h", k=k, channel="blend").ids) for k in (1, 2, 3, 4)]
+        for short, long in zip(lists, lists[1:]):
+            assert long[:len(short)] == short
+
     def test_injection_string_is_plain_data(self, retriever, driver):
         nb = retriever.similar_items(EVIL, k=5, channel="cooc")
         assert "h" in list(nb.ids)
