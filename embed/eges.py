@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +215,7 @@ class EGES:
         codes_t = torch.from_numpy(side.codes)
         losses = []
         t0 = time.perf_counter()
+        bar = tqdm(total=self.epochs * len(pairs), unit="pairs", desc="EGES", disable=not self.progress, leave=False)
         for epoch in range(self.epochs):
             perm = rng.permutation(len(pairs))
             total, n_batches = 0.0, 0
@@ -235,10 +237,12 @@ class EGES:
                 opt.step()
                 total += loss.item()
                 n_batches += 1
+                bar.update(len(b))
             losses.append(total / max(n_batches, 1))
             dt = time.perf_counter() - t0
             logger.info("EGES epoch %d/%d: loss %.4f, %.0f pairs/s", epoch + 1, self.epochs, losses[-1],
                         len(pairs) * (epoch + 1) / dt)
+        bar.close()
         seen = np.zeros(n_items, bool)
         seen[pairs[:, 0]] = True
         return EGESResult(self.embed_all(seen), ~seen, losses, self.attention_weights())

@@ -208,6 +208,16 @@ def _run_scores(driver, rel: str, query: str, params: dict, database: str, min_d
     return ScoreReport(rel, n, dt)
 
 
+def _prepare(driver, k: int, min_score: float, basis: BasisParams | None, database: str) -> None:
+    """Checks shared by both scores, then the basis (unless reused)."""
+    if min_score < 0:
+        raise ValueError(f"min_score must be >= 0, got {min_score}")
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if basis is not None:
+        build_basis(driver, basis, database)
+
+
 def compute_swing(
     driver,
     *,
@@ -225,12 +235,7 @@ def compute_swing(
     ``batch_size`` users (pass 1) or items (pass 2) go in one transaction."""
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    if min_score < 0:
-        raise ValueError(f"min_score must be >= 0, got {min_score}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if basis is not None:
-        build_basis(driver, basis, database)
+    _prepare(driver, k, min_score, basis, database)
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
         s.run(Q_CLEAR_PAIRS).consume()
@@ -259,12 +264,7 @@ def compute_cooc(
     progress: bool = True,
 ) -> ScoreReport:
     """ItemCF cosine top-``k`` per item as ``COOC`` relationships (``iuf``: inverse user frequency)."""
-    if min_score < 0:
-        raise ValueError(f"min_score must be >= 0, got {min_score}")
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if basis is not None:
-        build_basis(driver, basis, database)
+    _prepare(driver, k, min_score, basis, database)
     return _run_scores(driver, "COOC", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)), database,
                        1, batch_size, progress)
 
