@@ -59,3 +59,25 @@ def test_restart_loses_no_committed_data(tmp_path, how):
             assert graph_counts(d) == before
     finally:
         server.stop()
+
+
+def test_browser_saved_queries_run(driver, tmp_path):
+    """Every saved Browser query parses and runs on a small graph with scores and vectors."""
+    import re
+    from pathlib import Path
+
+    from test_retrievers import build_tiny_graph
+
+    build_tiny_graph(driver, tmp_path)
+    text = (Path(__file__).parents[1] / "graph_schema" / "browser" / "saved_queries.cypher").read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.strip().startswith("//"))
+    queries = [q.strip() for q in re.split(r";\s*$", body, flags=re.M) if q.strip()]
+    assert len(queries) >= 8
+    with driver.session() as s:
+        side_by_side = None
+        for q in queries:
+            rows = s.run(q, item="h").values()
+            if "swing, cooc, eges" in q:
+                side_by_side = rows
+    _, _, _, _, swing, cooc, eges = side_by_side[0]
+    assert swing[0] == "p" and eges[0] == "p" and "p" in cooc

@@ -14,7 +14,7 @@ RETURN i, r, j ORDER BY r.rank LIMIT 10;
 
 // 3. Swing vs co-occurrence vs EGES for one item, side by side
 MATCH (i:Item {id: $item})
-CALL (i) { MATCH (i)-[r:SWING]->(j) RETURN collect(j.id)[..10] AS swing }
+CALL (i) { MATCH (i)-[r:SWING]->(j) WITH j ORDER BY r.rank RETURN collect(j.id)[..10] AS swing }
 CALL (i) { MATCH (i)-[r:COOC]->(j) WITH j ORDER BY r.rank RETURN collect(j.id)[..10] AS cooc }
 CALL (i) {
   CALL db.index.vector.queryNodes('item_embedding', 11, i.embedding) YIELD node, score
