@@ -113,14 +113,6 @@ def evaluate(scores: np.ndarray, hist: sp.csr_matrix, truth: list[set[int]], ks=
     return {k: v / scores.shape[0] for k, v in out.items()}
 
 
-def read_lists(driver, rel: str, prop: str = "score") -> dict:
-    """Top lists as {item: (ids, values)}; ``prop`` is "score" or "norm" (row-normalised)."""
-    with driver.session() as s:
-        return {i: (ids, sc) for i, ids, sc in s.run(
-            "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
-            "RETURN i.id, collect(j.id), collect(r[$prop])", rel=rel, prop=prop).values()}
-
-
 def cypher_lists(train: pd.DataFrame, alpha: float, max_items_per_user: int, max_users_per_item: int):
     """Swing and ItemCF top-20 lists computed by the Cypher path on a local Neo4j (instance 'bench')."""
     import tempfile
@@ -129,7 +121,7 @@ def cypher_lists(train: pd.DataFrame, alpha: float, max_items_per_user: int, max
     from graph_schema.server import LocalNeo4j
     from graphrecall.pipeline import reset_graph
     from ingest.writer import ingest_events
-    from query.scores import BasisParams, compute_cooc, compute_swing
+    from query.scores import BasisParams, compute_cooc, compute_swing, read_top_lists
 
     server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
     lists = {}
@@ -143,13 +135,13 @@ def cypher_lists(train: pd.DataFrame, alpha: float, max_items_per_user: int, max
         basis = BasisParams(("rated_high",), max_items_per_user, max_users_per_item)
         t0 = time.perf_counter()
         compute_swing(driver, alpha=alpha, k=NEIGHBOURS, basis=basis, progress=False)
-        lists["swing"] = read_lists(driver, "SWING")
-        lists["swing_norm"] = read_lists(driver, "SWING", "norm")
+        lists["swing"] = read_top_lists(driver, "SWING")
+        lists["swing_norm"] = read_top_lists(driver, "SWING", "norm")
         compute_cooc(driver, k=NEIGHBOURS, basis=None, progress=False)
-        lists["cooc"] = read_lists(driver, "COOC")
+        lists["cooc"] = read_top_lists(driver, "COOC")
         compute_cooc(driver, k=NEIGHBOURS, iuf=True, basis=None, progress=False)
-        lists["cooc_iuf"] = read_lists(driver, "COOC")
-        lists["cooc_iuf_norm"] = read_lists(driver, "COOC", "norm")
+        lists["cooc_iuf"] = read_top_lists(driver, "COOC")
+        lists["cooc_iuf_norm"] = read_top_lists(driver, "COOC", "norm")
         lists["seconds"] = time.perf_counter() - t0
     return lists
 

@@ -155,17 +155,14 @@ class SnapshotRetriever(ItemRetriever):
 
     @classmethod
     def from_neo4j(cls, driver, faiss_dir: str | Path | None = None, database: str = "neo4j") -> "SnapshotRetriever":
+        from query.scores import read_top_lists
+
         t0 = time.perf_counter()
-        lists: dict[str, dict] = {}
         with driver.session(database=database, default_access_mode="READ") as s:
             items = {r[0] for r in s.run("MATCH (i:Item) RETURN i.id").values()}
-            for ch, rel in (("swing", "SWING"), ("cooc", "COOC")):
-                per = {}
-                res = s.run("MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel "
-                            "WITH i, r, j ORDER BY r.rank RETURN i.id AS i, collect(j.id) AS ids, collect(r.score) AS sc", rel=rel)
-                for rec in res:
-                    per[rec["i"]] = (np.array(rec["ids"], dtype=object), np.array(rec["sc"], dtype=np.float32))
-                lists[ch] = per
+        lists = {ch: {i: (np.array(ids, dtype=object), np.array(sc, dtype=np.float32))
+                      for i, (ids, sc) in read_top_lists(driver, ch.upper(), database=database).items()}
+                 for ch in ("swing", "cooc")}
         vectors = None
         if faiss_dir is not None and (Path(faiss_dir) / "ids.json").exists():
             from embed.index import ItemVectorIndex

@@ -152,10 +152,6 @@ class ScoreReport:
     written: int
     seconds: float
 
-    @property
-    def rate(self) -> float:
-        return self.written / self.seconds if self.seconds else 0.0
-
 
 def build_basis(driver, params: BasisParams = BasisParams(), database: str = "neo4j") -> float:
     """(Re)build the capped BASIS graph; returns seconds taken."""
@@ -176,20 +172,18 @@ def build_basis(driver, params: BasisParams = BasisParams(), database: str = "ne
 
 
 def _in_batches(driver, label: str, min_deg: int, query: str, params: dict, batch: int, database: str,
-                progress: bool) -> None:
+                progress: bool, desc: str) -> None:
     """Run ``query`` over the ids of ``label`` nodes with ``basis_deg >= min_deg``, ``batch`` ids per
     transaction, with a progress bar (ids/s)."""
     id_query = {"User": "MATCH (n:User) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id",
                 "Item": "MATCH (n:Item) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id"}[label]
     with driver.session(database=database) as s:
         ids = [r[0] for r in s.run(id_query, d=min_deg).values()]
-        bar = tqdm(total=len(ids), unit=label.lower() + "s", desc=params.get("_desc", label), disable=not progress,
-                   leave=False)
-        run_params = {k: v for k, v in params.items() if not k.startswith("_")}
+        bar = tqdm(total=len(ids), unit=label.lower() + "s", desc=desc, disable=not progress, leave=False)
         try:
             for start in range(0, len(ids), batch):
                 chunk = ids[start:start + batch]
-                s.execute_write(lambda tx, chunk=chunk: tx.run(query, ids=chunk, **run_params).consume())
+                s.execute_write(lambda tx, chunk=chunk: tx.run(query, ids=chunk, **params).consume())
                 bar.update(len(chunk))
         finally:
             bar.close()
@@ -200,7 +194,7 @@ def _run_scores(driver, rel: str, query: str, params: dict, database: str, min_d
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
         s.run(Q_DROP, rel=rel).consume()
-    _in_batches(driver, "Item", min_deg, query, dict(params, _desc=rel), batch, database, progress)
+    _in_batches(driver, "Item", min_deg, query, params, batch, database, progress, rel)
     with driver.session(database=database) as s:
         n = s.run(Q_COUNT, rel=rel).single()["n"]
     dt = time.perf_counter() - t0
@@ -239,8 +233,8 @@ def compute_swing(
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
         s.run(Q_CLEAR_PAIRS).consume()
-    _in_batches(driver, "User", 2, Q_SWING_PAIRS, dict(alpha=float(alpha), user_weight=bool(user_weight),
-                                                       _desc="swing pairs"), batch_size, database, progress)
+    _in_batches(driver, "User", 2, Q_SWING_PAIRS, dict(alpha=float(alpha), user_weight=bool(user_weight)),
+                batch_size, database, progress, "swing pairs")
     with driver.session(database=database) as s:
         n_pairs = s.run("MATCH ()-[p:PAIR]->() RETURN count(p)").single()[0]
     logger.info("swing: %d user pairs with >= 2 common items in %.1fs", n_pairs, time.perf_counter() - t0)
@@ -276,6 +270,17 @@ def read_scores(driver, rel: str, database: str = "neo4j") -> dict[tuple[str, st
     with driver.session(database=database) as s:
         res = s.run("MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel RETURN i.id AS i, j.id AS j, r.score AS s", rel=rel)
         return {(r["i"], r["j"]): r["s"] for r in res}
+
+
+def read_top_lists(driver, rel: str, prop: str = "score", database: str = "neo4j") -> dict[str, tuple[list, list]]:
+    """Each item's ``SWING``/``COOC`` list in rank order: ``{item: (ids, values)}``; ``prop`` is
+    ``"score"`` or ``"norm"`` (row-normalised). Read-only."""
+    if rel not in ("SWING", "COOC") or prop not in ("score", "norm"):
+        raise ValueError(f"rel must be 'SWING' or 'COOC' and prop 'score' or 'norm', got {rel!r}, {prop!r}")
+    with driver.session(database=database, default_access_mode="READ") as s:
+        return {i: (ids, vals) for i, ids, vals in s.run(
+            "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
+            "RETURN i.id, collect(j.id), collect(r[$prop])", rel=rel, prop=prop).values()}
 
 
 def read_basis(driver, database: str = "neo4j") -> list[tuple[str, str]]:
