@@ -37,14 +37,3 @@ def write_embeddings(driver, item_ids, vectors: np.ndarray, cold: np.ndarray | N
     logger.info("wrote %d embeddings to Neo4j in %.1fs (%.0f items/s)", n, dt, n / dt if dt else 0.0)
     return n
 
-
-def neo4j_vector_neighbours(driver, item_id: str, k: int = 10, database: str = "neo4j") -> list[tuple[str, float]]:
-    """Top-k by the native vector index (approximate), the query item left out."""
-    with driver.session(database=database, default_access_mode="READ") as s:
-        res = s.run(
-            "MATCH (q:Item {id: $id}) WHERE q.embedding IS NOT NULL "
-            "CALL db.index.vector.queryNodes('item_embedding', $k1, q.embedding) YIELD node, score "
-            "WHERE node <> q RETURN node.id AS id, score LIMIT $k",
-            id=str(item_id), k1=int(k) + 1, k=int(k),
-        )
-        return [(r["id"], r["score"]) for r in res]

@@ -168,7 +168,6 @@ def ingest_events(
     batch_size: int = 2000,
     database: str = "neo4j",
     progress: bool = True,
-    max_events: int | None = None,
 ) -> IngestReport:
     """Read, validate, sessionise and write one event file. Returns an :class:`IngestReport`."""
     path, t0 = Path(path), time.perf_counter()
@@ -179,8 +178,6 @@ def ingest_events(
         for ev in read_events(path, fmt, sink, mapping=mapping, min_rating=min_rating):
             events.append(ev)
             bar.update(1)
-            if max_events is not None and len(events) >= max_events:
-                break
         bar.close()
     rows = derive_rows(events, gap_seconds=session_gap)
     return _finish(driver, report, sink, len(events), rows, reject_path, database, batch_size, progress, t0)

@@ -22,9 +22,6 @@ class GraphExport:
     sessions: list[np.ndarray]  # internal item indices per session, in order
     booked: np.ndarray  # per session: internal index of the booked item or -1
 
-    def index_of(self) -> dict[str, int]:
-        return {str(i): n for n, i in enumerate(self.item_ids)}
-
 
 def export_graph(driver, database: str = "neo4j", side_fields: tuple[str, ...] = SIDE_INFO_FIELDS) -> GraphExport:
     t0 = time.perf_counter()
