@@ -249,6 +249,9 @@ db.tx_log.rotation.retention_policy=2 files
                 logger.info("reusing running Neo4j %s (pid %s) at %s", self.name, self.pid(), self.uri)
                 return self
             raise Neo4jServerError(f"Neo4j pid {self.pid()} is alive but Bolt at {self.uri} does not answer; see {self.console_log}")
+        if self.pid_file.exists():  # a server of ours died without stop(): its sockets may linger
+            self.pid_file.unlink(missing_ok=True)
+            self._wait_ports_closed(30.0)
         if _port_open(self.bolt_port) or _port_open(self.http_port):
             raise Neo4jServerError(
                 f"port {self.bolt_port} or {self.http_port} on 127.0.0.1 is taken by another process. "
@@ -290,10 +293,35 @@ db.tx_log.rotation.retention_policy=2 files
             time.sleep(0.5)
         return False
 
+    def _wait_ports_closed(self, timeout: float) -> bool:
+        """A killed JVM's leader thread turns zombie before its other threads let go of the
+        sockets, so "pid gone" does not yet mean "ports free"; wait for the ports too."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if not (_port_open(self.bolt_port) or _port_open(self.http_port)):
+                return True
+            time.sleep(0.2)
+        return False
+
+    @staticmethod
+    def _reap(pid: int) -> None:
+        """Collect that pid if it is our own dead child (a zombie); a no-op for other processes."""
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
     def stop(self, timeout: float = 60.0) -> bool:
+        try:
+            recorded = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            recorded = None
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
+            if recorded is not None:  # it died on its own (or was killed): let its sockets close
+                self._wait_ports_closed(timeout)
+                self._reap(recorded)
             return False
         os.kill(pid, signal.SIGTERM)
         t0 = time.monotonic()
@@ -307,6 +335,7 @@ db.tx_log.rotation.retention_policy=2 files
             logger.warning("Neo4j pid %d ignored SIGTERM for %.0fs; killing", pid, timeout)
             os.kill(pid, signal.SIGKILL)
         self.pid_file.unlink(missing_ok=True)
+        self._wait_ports_closed(timeout)
         logger.info("stopped Neo4j %s (pid %d)", self.name, pid)
         return True
 
