@@ -12,7 +12,12 @@ EGES is trained on walks over the session transition graph of the training posit
 
     python bench/funrec_cf.py [--data DIR] [--json] [--backend neo4j|memory]
 
-The last line printed is JSON: {"channels": {"swing": {"hr@5": ..}, ..}, "published": {..}}.
+The blend's weights are chosen on a validation split carved out of the training positives
+(never on the test split). FunRec's UserCF is re-implemented as a reference row, and each
+channel is compared with it user by user (paired bootstrap over users, 95% interval).
+
+The last line printed is JSON: {"channels": {"swing": {"hr@5": ..}, ..}, "blend_weights": {..},
+"reference_usercf": {..}, "vs_reference_usercf": {..}, "published": {..}}.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -89,15 +95,20 @@ def topk_lists_to_matrix(item_ids, lists: dict[str, tuple[list[str], list[float]
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
 
 
-def evaluate(scores: np.ndarray, hist: sp.csr_matrix, truth: list[set[int]], ks=(5, 10)) -> dict:
-    """scores: users x items; hist rows are excluded; truth: relevant item indices per user."""
+def evaluate(scores: np.ndarray, hist: sp.csr_matrix, truth: list[set[int]], ks=(5, 10),
+             per_user: bool = False) -> dict:
+    """scores: users x items; hist rows are excluded; truth: relevant item indices per user.
+
+    Ties rank the lower item index first. ``per_user=True`` returns each metric as an array
+    over users (for paired bootstrap) instead of its mean."""
     scores = scores.copy()
     scores[hist.nonzero()] = -np.inf
     kmax = max(ks)
-    out = {f"{m}@{k}": 0.0 for k in ks for m in ("hr", "p")}
-    out["ndcg@10"] = 0.0
+    n = scores.shape[0]
+    out = {f"{m}@{k}": np.zeros(n) for k in ks for m in ("hr", "p")}
+    out["ndcg@10"] = np.zeros(n)
     disc = 1.0 / np.log2(np.arange(2, 12))
-    for u in range(scores.shape[0]):
+    for u in range(n):
         row = scores[u]
         cand = np.flatnonzero(row > 0)
         if len(cand) > kmax:
@@ -106,11 +117,36 @@ def evaluate(scores: np.ndarray, hist: sp.csr_matrix, truth: list[set[int]], ks=
         hits = np.array([r in truth[u] for r in rec], dtype=bool)
         for k in ks:
             h = hits[:k]
-            out[f"hr@{k}"] += float(h.any())
-            out[f"p@{k}"] += h.sum() / max(1, min(k, len(rec)))
+            out[f"hr@{k}"][u] = float(h.any())
+            out[f"p@{k}"][u] = h.sum() / max(1, min(k, len(rec)))
         ideal = disc[:min(10, len(truth[u]))].sum()
-        out["ndcg@10"] += float((hits[:10] * disc[:len(hits[:10])]).sum() / ideal) if ideal else 0.0
-    return {k: v / scores.shape[0] for k, v in out.items()}
+        out["ndcg@10"][u] = float((hits[:10] * disc[:len(hits[:10])]).sum() / ideal) if ideal else 0.0
+    return out if per_user else {k: float(v.mean()) for k, v in out.items()}
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, random_seed: int = 0) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over users and its 95% percentile interval, resampling users with replacement."""
+    d = np.asarray(a, float) - np.asarray(b, float)
+    rng = np.random.default_rng(random_seed)
+    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(d.mean()), float(lo), float(hi)
+
+
+def usercf_scores(hist_all: sp.csr_matrix, rows: np.ndarray, k_neighbors: int = 20, min_similarity: float = 0.1) -> np.ndarray:
+    """Reference UserCF as FunRec describes it (not a graphrecall channel): cosine user similarity
+    ``|N(u) & N(v)| / sqrt(|N(u)||N(v)|)``, similarities below ``min_similarity`` dropped, each user's
+    ``k_neighbors`` most similar users vote for their items with their similarity."""
+    x = hist_all.astype(np.float64).tocsr()
+    n_u = np.asarray(x.sum(axis=1)).ravel()
+    sim = np.asarray((x[rows] @ x.T).todense())
+    sim /= np.sqrt(np.outer(n_u[rows], n_u)).clip(min=1e-12)
+    sim[np.arange(len(rows)), rows] = 0.0
+    sim[sim < min_similarity] = 0.0
+    top = np.argpartition(-sim, k_neighbors, axis=1)[:, :k_neighbors]
+    w = np.zeros_like(sim)
+    np.put_along_axis(w, top, np.take_along_axis(sim, top, axis=1), axis=1)
+    return np.asarray(sp.csr_matrix(w) @ x.todense())
 
 
 def cypher_lists(train: pd.DataFrame, alpha: float, max_items_per_user: int, max_users_per_item: int):
@@ -188,54 +224,119 @@ def eges_vectors(train: pd.DataFrame, movies: pd.DataFrame, item_ids, random_see
         "genres": ["|".join(sorted(g)) if g and g[0] else None for g in genres],
     })
     res = EGES(dim=64, window=window, epochs=epochs, batch_size=2048, lr=0.02, market_field="genre1",
-               market_negatives=0, booked_context=False, random_seed=random_seed, progress=False).fit(walks, side)
+               market_negatives=0, booked_context=False, shrink_window=False, random_seed=random_seed, progress=False).fit(walks, side)
     return res.embeddings
 
 
-def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_users_per_item: int,
-        eges_epochs: int, random_seed: int) -> dict:
-    train, test, users = load_split(data)
-    logger.info("train %d, test %d positives; %d users with both", len(train), len(test), len(users))
+@dataclass
+class Split:
+    """One train/test split in matrix form: ``hist`` (evaluated users x items), ``all_users`` (every
+    training user x items, for UserCF), ``rows`` (evaluated users' rows in ``all_users``), ``truth``."""
+
+    train: pd.DataFrame
+    item_ids: np.ndarray
+    hist: sp.csr_matrix
+    all_users: sp.csr_matrix
+    rows: np.ndarray
+    truth: list[set[int]]
+
+
+def make_split(train: pd.DataFrame, test: pd.DataFrame) -> Split:
+    users = sorted(set(train["userId"]) & set(test["userId"]))
     item_ids = np.array(sorted({str(i) for i in train["movieId"]}))
     index = {i: n for n, i in enumerate(item_ids)}
-    uindex = {u: n for n, u in enumerate(users)}
-    tr = train[train["userId"].isin(uindex)]
-    hist = sp.csr_matrix((np.ones(len(tr)), ([uindex[u] for u in tr["userId"]], [index[str(i)] for i in tr["movieId"]])),
-                         shape=(len(users), len(item_ids)))
-    hist.data[:] = 1.0
+    every = sorted(set(train["userId"]))
+    uindex = {u: n for n, u in enumerate(every)}
+    all_users = sp.csr_matrix((np.ones(len(train)), ([uindex[u] for u in train["userId"]],
+                                                     [index[str(i)] for i in train["movieId"]])),
+                              shape=(len(every), len(item_ids)))
+    all_users.data[:] = 1.0
+    rows = np.array([uindex[u] for u in users])
+    pos = {u: n for n, u in enumerate(users)}
     truth = [set() for _ in users]
     for u, i in zip(test["userId"], test["movieId"]):
-        if u in uindex and str(i) in index:
-            truth[uindex[u]].add(index[str(i)])
+        if u in pos and str(i) in index:
+            truth[pos[u]].add(index[str(i)])
+    return Split(train, item_ids, all_users[rows].tocsr(), all_users, rows, truth)
 
-    if backend == "neo4j":
-        lists = cypher_lists(train, alpha, max_items_per_user, max_users_per_item)
-    else:
-        lists = memory_lists(train, alpha)
-    logger.info("swing + cooc (%s) in %.1fs", backend, lists["seconds"])
+
+def channel_sims(split: Split, lists: dict, movies: pd.DataFrame, eges_epochs: int, random_seed: int) -> dict:
+    """Item x item matrices of every channel: the five score lists plus EGES (Faiss top-20)."""
+    item_ids = split.item_ids
     sims = {ch: topk_lists_to_matrix(item_ids, lists[ch], NEIGHBOURS)
             for ch in ("swing", "swing_norm", "cooc", "cooc_iuf", "cooc_iuf_norm")}
-
     t0 = time.perf_counter()
-    movies = pd.read_csv(data / "movies.csv")
-    vec = eges_vectors(train, movies, item_ids, random_seed, eges_epochs, walks_per_node=5, walk_length=10, window=3)
+    vec = eges_vectors(split.train, movies, item_ids, random_seed, eges_epochs, walks_per_node=5, walk_length=10, window=3)
     idx = ItemVectorIndex(item_ids, vec)
     s, nb = idx.search(idx.vectors, NEIGHBOURS + 1)
     rows = np.repeat(np.arange(len(item_ids)), NEIGHBOURS + 1)
     m = sp.csr_matrix((np.maximum(s.ravel(), 0), (rows, nb.ravel())), shape=(len(item_ids),) * 2)
     m.setdiag(0)
     m.eliminate_zeros()
-    sims["eges"] = m.tocsr()
-    m = sims["eges"]
-    logger.info("eges in %.1fs", time.perf_counter() - t0)
-
+    m = m.tocsr()
+    sims["eges"] = m
     # eges row-normalised like the others: cosine / the item's best cosine
     best = np.asarray(m.max(axis=1).todense()).ravel()
-    sims["eges_norm"] = sp.diags(np.divide(1.0, best, out=np.zeros_like(best), where=best > 0)) @ m
-    # item-level blend; weights set by hand from three settings tried on this split (FunRec has no validation split)
-    sims["blend"] = sims["cooc_iuf_norm"] + 0.5 * sims["swing_norm"] + 0.25 * sims["eges_norm"]
-    results = {ch: evaluate(np.asarray((hist @ m).todense()), hist, truth) for ch, m in sims.items()}
-    return {"users": len(users), "train": len(train), "test": len(test), "backend": backend, "channels": results}
+    sims["eges_norm"] = (sp.diags(np.divide(1.0, best, out=np.zeros_like(best), where=best > 0)) @ m).tocsr()
+    logger.info("eges in %.1fs", time.perf_counter() - t0)
+    return sims
+
+
+BLEND_GRID = [(ws, we) for ws in (0.0, 0.25, 0.5, 1.0) for we in (0.0, 0.25, 0.5)]
+
+
+def blend(sims: dict, w_swing: float, w_eges: float) -> sp.csr_matrix:
+    return (sims["cooc_iuf_norm"] + w_swing * sims["swing_norm"] + w_eges * sims["eges_norm"]).tocsr()
+
+
+def choose_blend(train: pd.DataFrame, movies: pd.DataFrame, alpha: float, eges_epochs: int, random_seed: int,
+                 validation_seed: int = 1) -> tuple[tuple[float, float], dict]:
+    """Blend weights picked on a validation split carved from the training positives only.
+
+    The training positives are split 80/20 again (``validation_seed``), every channel is rebuilt on
+    the inner 80% (scipy twins of the Cypher scores, equal in the tests), and the grid point with the
+    best validation NDCG@10 wins. The test split is never looked at."""
+    a, b = train_test_split_rows(len(train), random_state=validation_seed)
+    inner = make_split(train.iloc[a], train.iloc[b])
+    sims = channel_sims(inner, memory_lists(inner.train, alpha), movies, eges_epochs, random_seed)
+    table = {}
+    for ws, we in BLEND_GRID:
+        m = blend(sims, ws, we)
+        table[f"swing {ws:g}, eges {we:g}"] = evaluate(np.asarray((inner.hist @ m).todense()), inner.hist, inner.truth)
+    best = max(BLEND_GRID, key=lambda w: table[f"swing {w[0]:g}, eges {w[1]:g}"]["ndcg@10"])
+    logger.info("blend chosen on validation (%d users): cooc_iuf_norm + %g swing_norm + %g eges_norm",
+                len(inner.truth), *best)
+    return best, table
+
+
+def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_users_per_item: int,
+        eges_epochs: int, random_seed: int) -> dict:
+    train, test, users = load_split(data)
+    logger.info("train %d, test %d positives; %d users with both", len(train), len(test), len(users))
+    movies = pd.read_csv(data / "movies.csv")
+    (w_swing, w_eges), validation = choose_blend(train, movies, alpha, eges_epochs, random_seed)
+
+    split = make_split(train, test)
+    if backend == "neo4j":
+        lists = cypher_lists(train, alpha, max_items_per_user, max_users_per_item)
+    else:
+        lists = memory_lists(train, alpha)
+    logger.info("swing + cooc (%s) in %.1fs", backend, lists["seconds"])
+    sims = channel_sims(split, lists, movies, eges_epochs, random_seed)
+    sims["blend"] = blend(sims, w_swing, w_eges)
+    per_user = {ch: evaluate(np.asarray((split.hist @ m).todense()), split.hist, split.truth, per_user=True)
+                for ch, m in sims.items()}
+    # FunRec's UserCF, re-implemented as a reference, so that each channel can be compared with it user by user
+    ref = evaluate(usercf_scores(split.all_users, split.rows), split.hist, split.truth, per_user=True)
+    paired = {ch: {metric: dict(zip(("diff", "lo", "hi"), paired_bootstrap(r[metric], ref[metric], random_seed=random_seed)))
+                   for metric in ("p@5", "hr@10")}
+              for ch, r in per_user.items()}
+    mean = {ch: {k: float(v.mean()) for k, v in r.items()} for ch, r in per_user.items()}
+    return {"users": len(users), "train": len(train), "test": len(test), "backend": backend, "channels": mean,
+            "blend_weights": {"cooc_iuf_norm": 1.0, "swing_norm": w_swing, "eges_norm": w_eges},
+            "validation": validation,
+            "reference_usercf": {k: float(v.mean()) for k, v in ref.items()},
+            "vs_reference_usercf": paired}
 
 
 def main(argv=None) -> int:
@@ -264,8 +365,18 @@ def main(argv=None) -> int:
         print(f"{'model':26s}" + "".join(f"{c:>9s}" for c in cols))
         for name, r in PUBLISHED.items():
             print(f"{'FunRec ' + name:26s}" + "".join(f"{r.get(c, float('nan')):9.4f}" for c in cols))
+        r = out["reference_usercf"]
+        print(f"{'UserCF (re-implemented)':26s}" + "".join(f"{r[c]:9.4f}" for c in cols))
         for ch, r in out["channels"].items():
             print(f"{'graphrecall ' + ch:26s}" + "".join(f"{r[c]:9.4f}" for c in cols))
+        w = out["blend_weights"]
+        print(f"\nblend = cooc_iuf_norm + {w['swing_norm']:g} swing_norm + {w['eges_norm']:g} eges_norm, "
+              "chosen by NDCG@10 on a validation split of the training positives:")
+        for name, r in out["validation"].items():
+            print(f"  {name:24s}" + "".join(f"{r[c]:9.4f}" for c in cols))
+        print("\nchannel - re-implemented UserCF, paired over users (mean, 95% bootstrap interval):")
+        for ch, r in out["vs_reference_usercf"].items():
+            print(f"  {ch:24s}" + "".join(f"  {m} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" for m, d in r.items()))
     print(json.dumps(out))
     return 0
 
