@@ -16,7 +16,7 @@ The blend's weights are chosen on a validation split carved out of the training 
 (never on the test split). FunRec's UserCF is re-implemented as a reference row, and each
 channel is compared with it user by user (paired bootstrap over users, 95% interval).
 
-The last line printed is JSON: {"channels": {"swing": {"hr@5": ..}, ..}, "blend_weights": {..},
+The last line printed is JSON: {"channels": {"swing": {"hr@5": ..}, ..}, "blend": "score:..",
 "reference_usercf": {..}, "vs_reference_usercf": {..}, "published": {..}}.
 """
 
@@ -38,6 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from embed.eges import EGES, SideInfo  # noqa: E402
 from embed.index import ItemVectorIndex  # noqa: E402
+from query.retriever import DEFAULT_BLEND, BlendConfig, Neighbours  # noqa: E402
+from query.retriever import blend as retriever_blend  # noqa: E402
 from ingest.sessions import session_ids  # noqa: E402
 from query.oracle import cooc_sparse, swing_sparse  # noqa: E402
 from walkers.walk import random_walks  # noqa: E402
@@ -282,15 +284,31 @@ def channel_sims(split: Split, lists: dict, movies: pd.DataFrame, eges_epochs: i
     return sims
 
 
-BLEND_GRID = [(ws, we) for ws in (0.0, 0.25, 0.5, 1.0) for we in (0.0, 0.25, 0.5)]
+BLEND_GRID = [BlendConfig.of("score", cooc=1.0, swing=ws, eges=we) for ws in (0.0, 0.25, 0.5, 1.0) for we in (0.0, 0.25, 0.5)]
+BLEND_GRID.append(BlendConfig.of("rrf", cooc=1.0, swing=1.0, eges=1.0))
 
 
-def blend(sims: dict, w_swing: float, w_eges: float) -> sp.csr_matrix:
-    return (sims["cooc_iuf_norm"] + w_swing * sims["swing_norm"] + w_eges * sims["eges_norm"]).tocsr()
+def blend(sims: dict, config: BlendConfig, k: int = NEIGHBOURS) -> sp.csr_matrix:
+    """Each item's top-``k`` blended list, made by the API's own blend function from the item's
+    cooc (IUF), swing and eges lists, as an item x item matrix."""
+    src = {"cooc": sims["cooc_iuf"].tocsr(), "swing": sims["swing"].tocsr(), "eges": sims["eges"].tocsr()}
+    n = src["cooc"].shape[0]
+    rows, cols, vals = [], [], []
+    for i in range(n):
+        per = {}
+        for ch, m in src.items():
+            a, b = m.indptr[i], m.indptr[i + 1]
+            order = np.argsort(-m.data[a:b], kind="stable")
+            per[ch] = Neighbours(m.indices[a:b][order], m.data[a:b][order], [ch] * (b - a))
+        nb = retriever_blend(per, k, config)
+        rows.extend([i] * len(nb))
+        cols.extend(int(j) for j in nb.ids)
+        vals.extend(nb.scores.tolist())
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
 
 
 def choose_blend(train: pd.DataFrame, movies: pd.DataFrame, alpha: float, eges_epochs: int, random_seed: int,
-                 validation_seed: int = 1) -> tuple[tuple[float, float], dict]:
+                 validation_seed: int = 1) -> tuple[BlendConfig, dict]:
     """Blend weights picked on a validation split carved from the training positives only.
 
     The training positives are split 80/20 again (``validation_seed``), every channel is rebuilt on
@@ -300,12 +318,11 @@ def choose_blend(train: pd.DataFrame, movies: pd.DataFrame, alpha: float, eges_e
     inner = make_split(train.iloc[a], train.iloc[b])
     sims = channel_sims(inner, memory_lists(inner.train, alpha), movies, eges_epochs, random_seed)
     table = {}
-    for ws, we in BLEND_GRID:
-        m = blend(sims, ws, we)
-        table[f"swing {ws:g}, eges {we:g}"] = evaluate(np.asarray((inner.hist @ m).todense()), inner.hist, inner.truth)
-    best = max(BLEND_GRID, key=lambda w: table[f"swing {w[0]:g}, eges {w[1]:g}"]["ndcg@10"])
-    logger.info("blend chosen on validation (%d users): cooc_iuf_norm + %g swing_norm + %g eges_norm",
-                len(inner.truth), *best)
+    for config in BLEND_GRID:
+        m = blend(sims, config)
+        table[str(config)] = evaluate(np.asarray((inner.hist @ m).todense()), inner.hist, inner.truth)
+    best = max(BLEND_GRID, key=lambda c: table[str(c)]["ndcg@10"])
+    logger.info("blend chosen on validation (%d users): %s", len(inner.truth), best)
     return best, table
 
 
@@ -314,7 +331,7 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
     train, test, users = load_split(data)
     logger.info("train %d, test %d positives; %d users with both", len(train), len(test), len(users))
     movies = pd.read_csv(data / "movies.csv")
-    (w_swing, w_eges), validation = choose_blend(train, movies, alpha, eges_epochs, random_seed)
+    chosen, validation = choose_blend(train, movies, alpha, eges_epochs, random_seed)
 
     split = make_split(train, test)
     if backend == "neo4j":
@@ -323,7 +340,8 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
         lists = memory_lists(train, alpha)
     logger.info("swing + cooc (%s) in %.1fs", backend, lists["seconds"])
     sims = channel_sims(split, lists, movies, eges_epochs, random_seed)
-    sims["blend"] = blend(sims, w_swing, w_eges)
+    sims["blend"] = blend(sims, chosen)
+    sims["blend_api_default"] = blend(sims, DEFAULT_BLEND)
     per_user = {ch: evaluate(np.asarray((split.hist @ m).todense()), split.hist, split.truth, per_user=True)
                 for ch, m in sims.items()}
     # FunRec's UserCF, re-implemented as a reference, so that each channel can be compared with it user by user
@@ -333,7 +351,7 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
               for ch, r in per_user.items()}
     mean = {ch: {k: float(v.mean()) for k, v in r.items()} for ch, r in per_user.items()}
     return {"users": len(users), "train": len(train), "test": len(test), "backend": backend, "channels": mean,
-            "blend_weights": {"cooc_iuf_norm": 1.0, "swing_norm": w_swing, "eges_norm": w_eges},
+            "blend": str(chosen), "blend_api_default": str(DEFAULT_BLEND),
             "validation": validation,
             "reference_usercf": {k: float(v.mean()) for k, v in ref.items()},
             "vs_reference_usercf": paired}
@@ -362,21 +380,20 @@ def main(argv=None) -> int:
     if not args.json:
         cols = ["hr@5", "hr@10", "p@5", "p@10", "ndcg@10"]
         print(f"ml-latest-small, FunRec protocol: {out['users']} users, {out['train']} train / {out['test']} test positives")
-        print(f"{'model':26s}" + "".join(f"{c:>9s}" for c in cols))
+        print(f"{'model':36s}" + "".join(f"{c:>9s}" for c in cols))
         for name, r in PUBLISHED.items():
-            print(f"{'FunRec ' + name:26s}" + "".join(f"{r.get(c, float('nan')):9.4f}" for c in cols))
+            print(f"{'FunRec ' + name:36s}" + "".join(f"{r.get(c, float('nan')):9.4f}" for c in cols))
         r = out["reference_usercf"]
-        print(f"{'UserCF (re-implemented)':26s}" + "".join(f"{r[c]:9.4f}" for c in cols))
+        print(f"{'UserCF (re-implemented)':36s}" + "".join(f"{r[c]:9.4f}" for c in cols))
         for ch, r in out["channels"].items():
-            print(f"{'graphrecall ' + ch:26s}" + "".join(f"{r[c]:9.4f}" for c in cols))
-        w = out["blend_weights"]
-        print(f"\nblend = cooc_iuf_norm + {w['swing_norm']:g} swing_norm + {w['eges_norm']:g} eges_norm, "
-              "chosen by NDCG@10 on a validation split of the training positives:")
+            print(f"{'graphrecall ' + ch:36s}" + "".join(f"{r[c]:9.4f}" for c in cols))
+        print(f"\nblend = {out['blend']} (query.retriever.blend, top-{NEIGHBOURS} per item), chosen by NDCG@10 "
+              f"on a validation split of the training positives; the API's default is {out['blend_api_default']}:")
         for name, r in out["validation"].items():
-            print(f"  {name:24s}" + "".join(f"{r[c]:9.4f}" for c in cols))
+            print(f"  {name:34s}" + "".join(f"{r[c]:9.4f}" for c in cols))
         print("\nchannel - re-implemented UserCF, paired over users (mean, 95% bootstrap interval):")
         for ch, r in out["vs_reference_usercf"].items():
-            print(f"  {ch:24s}" + "".join(f"  {m} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" for m, d in r.items()))
+            print(f"  {ch:34s}" + "".join(f"  {m} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" for m, d in r.items()))
     print(json.dumps(out))
     return 0
 

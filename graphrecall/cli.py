@@ -185,6 +185,14 @@ def cmd_demo(args) -> int:
 def cmd_serve(args) -> int:
     import uvicorn
 
+    if args.blend:
+        from query.retriever import BlendConfig
+
+        try:
+            BlendConfig.parse(args.blend)
+        except ValueError as exc:
+            raise CliError(f"--blend: {exc}") from None
+        os.environ["GRAPHRECALL_BLEND"] = args.blend
     if not os.environ.get("GRAPHRECALL_NEO4J_URI"):
         inst = _local_instance(args).start()
         os.environ["GRAPHRECALL_NEO4J_URI"] = inst.uri
@@ -283,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the i2i HTTP API (FastAPI + uvicorn)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--blend", default=None,
+                   help="how channel=blend fuses swing/cooc/eges: 'score' (default; each channel's scores over its "
+                        "best, weighted sum, weights cooc=1,swing=0.5,eges=0.5), 'rrf' (reciprocal-rank fusion), "
+                        "or with weights, e.g. 'score:cooc=1,swing=0.5,eges=0.25' (also $GRAPHRECALL_BLEND)")
     _add_conn(s)
     s.set_defaults(func=cmd_serve)
 

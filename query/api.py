@@ -78,7 +78,7 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
     import os
 
     from graph_schema.config import Neo4jSettings, graphrecall_home
-    from query.retriever import ResilientRetriever, SnapshotRetriever
+    from query.retriever import BlendConfig, ResilientRetriever, SnapshotRetriever
 
     settings = Neo4jSettings.from_env()
     driver = settings.driver(connection_timeout=3.0, max_transaction_retry_time=2.0)
@@ -96,4 +96,7 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
 
     retriever = ResilientRetriever(load, probe, probe_every=float(os.environ.get("GRAPHRECALL_PROBE_SECONDS", "5")),
                                    fallback=lambda: SnapshotRetriever.load(snapshot_dir, faiss_dir))
+    if os.environ.get("GRAPHRECALL_BLEND"):
+        retriever.blend_config = BlendConfig.parse(os.environ["GRAPHRECALL_BLEND"])
+    logger.info("blend channel: %s", retriever.blend_config)
     return create_app(retriever)

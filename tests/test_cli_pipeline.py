@@ -28,6 +28,8 @@ def test_cli_errors_say_how_to_fix(neo4j_server, tmp_path, capsys, monkeypatch):
     assert "--map" in capsys.readouterr().err
     assert main(["-q", "ingest", "events", str(f), "--format", "nope"]) == 2
     assert "choose one of" in capsys.readouterr().err
+    assert main(["-q", "serve", "--blend", "score:swing"]) == 2  # checked before anything starts
+    assert "--blend: bad blend weight 'swing'" in capsys.readouterr().err
 
 
 def test_wrong_password_error_names_the_fix(neo4j_server, capsys, monkeypatch):

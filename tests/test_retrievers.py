@@ -5,7 +5,8 @@ import pytest
 
 from embed.index import ItemVectorIndex
 from embed.writeback import write_embeddings
-from query.retriever import (Neo4jRetriever, ResilientRetriever, SnapshotRetriever, UnknownItem, blend, Neighbours)
+from query.retriever import (DEFAULT_BLEND, BlendConfig, Neo4jRetriever, Neighbours, ResilientRetriever,
+                             SnapshotRetriever, UnknownItem, blend)
 from query.scores import compute_cooc, compute_swing
 from test_scores import DESIGN_EXAMPLE, load_triples
 
@@ -134,6 +135,43 @@ def test_saved_snapshot_serves_when_neo4j_is_down_at_start(driver, tmp_path):
 def test_blend_rrf():
     a = Neighbours(np.array(["x", "y"], dtype=object), np.array([1, 0.5]), ["swing"] * 2)
     b = Neighbours(np.array(["y", "z"], dtype=object), np.array([1, 0.5]), ["eges"] * 2)
-    out = blend({"swing": a, "eges": b}, k=3, weights={"swing": 1.0, "eges": 1.0})
+    out = blend({"swing": a, "eges": b}, k=3, config=BlendConfig.of("rrf", swing=1.0, eges=1.0))
     assert list(out.ids) == ["y", "x", "z"]
+    np.testing.assert_allclose(out.scores, [1 / 62 + 1 / 61, 1 / 61, 1 / 62], rtol=1e-6)
     assert out.channels[1] == "swing" and out.channels[2] == "eges"
+
+
+def test_blend_score_divides_each_channel_by_its_best():
+    # raw scales differ 100x; after dividing by each channel's best they are comparable
+    sw = Neighbours(np.array(["x", "y"], dtype=object), np.array([100.0, 50.0]), ["swing"] * 2)
+    co = Neighbours(np.array(["y", "z"], dtype=object), np.array([2.0, 1.6]), ["cooc"] * 2)
+    eg = Neighbours(np.array(["z"], dtype=object), np.array([-0.3]), ["eges"])  # best score <= 0: no say
+    out = blend({"swing": sw, "cooc": co, "eges": eg}, k=3, config=BlendConfig.of("score", swing=0.5, cooc=1.0, eges=1.0))
+    assert list(out.ids) == ["y", "z", "x"]  # y: 0.5*0.5 + 1; z: 0.8; x: 0.5
+    np.testing.assert_allclose(out.scores, [1.25, 0.8, 0.5], rtol=1e-6)
+    assert out.channels == ["cooc", "cooc", "swing"]
+    # a channel with weight 0 contributes nothing, not even candidates
+    out = blend({"swing": sw, "cooc": co}, k=5, config=BlendConfig.of("score", swing=0.0, cooc=1.0))
+    assert list(out.ids) == ["y", "z"]
+
+
+def test_blend_config_parse_and_errors():
+    assert BlendConfig.parse("score") == DEFAULT_BLEND
+    c = BlendConfig.parse(" rrf : swing=1, cooc=0.5 ")
+    assert c.method == "rrf" and c.weight == {"swing": 1.0, "cooc": 0.5}
+    assert BlendConfig.parse(str(c)) == c
+    for bad, hint in (("mean", "choose one of score, rrf"), ("score:swing", "channel=weight"),
+                      ("score:swing=x", "channel=weight"), ("score:views=1", "channels from swing, cooc, eges"),
+                      ("score:swing=-1", "weights >= 0")):
+        with pytest.raises(ValueError, match=hint):
+            BlendConfig.parse(bad)
+
+
+def test_retriever_uses_its_blend_config(tmp_path):
+    lists = {"swing": {"a": (np.array(["b", "c"], dtype=object), np.array([2.0, 1.0], np.float32))},
+             "cooc": {"a": (np.array(["c"], dtype=object), np.array([1.0], np.float32))}}
+    r = SnapshotRetriever(items={"a", "b", "c"}, lists=lists)
+    r.blend_config = BlendConfig.of("score", swing=1.0)
+    assert list(r.similar_items("a", k=2, channel="blend").ids) == ["b", "c"]
+    r.blend_config = BlendConfig.of("score", swing=0.1, cooc=1.0)
+    assert list(r.similar_items("a", k=2, channel="blend").ids) == ["c", "b"]
