@@ -341,7 +341,8 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
     logger.info("swing + cooc (%s) in %.1fs", backend, lists["seconds"])
     sims = channel_sims(split, lists, movies, eges_epochs, random_seed)
     sims["blend"] = blend(sims, chosen)
-    sims["blend_api_default"] = blend(sims, DEFAULT_BLEND)
+    if chosen != DEFAULT_BLEND:
+        sims["blend_api_default"] = blend(sims, DEFAULT_BLEND)
     per_user = {ch: evaluate(np.asarray((split.hist @ m).todense()), split.hist, split.truth, per_user=True)
                 for ch, m in sims.items()}
     # FunRec's UserCF, re-implemented as a reference, so that each channel can be compared with it user by user
