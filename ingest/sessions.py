@@ -48,21 +48,31 @@ def session_ids(users: np.ndarray, ts: np.ndarray, gap_seconds: int) -> np.ndarr
     return np.cumsum(new) - 1
 
 
-def derive_rows(events: list[Event], gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE) -> DerivedRows:
+def item_rows(events) -> list[dict]:
+    """One row per item: the last non-null value of each side field, in file (line) order."""
+    side_rows: dict[str, dict] = {}
+    for e in sorted(events, key=lambda e: e.line):
+        merge_side(side_rows, e)
+    return [{"id": i, "props": side_rows[i]} for i in sorted(side_rows)]
+
+
+def merge_side(side_rows: dict[str, dict], e: Event) -> None:
+    props = side_rows.setdefault(e.item, {})
+    for k, v in e.side.items():
+        if v is not None:
+            props[k] = v
+
+
+def derive_rows(events: list[Event], gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE,
+                items: list[dict] | None = None) -> DerivedRows:
+    """Rows for every kind; ``items`` given (e.g. gathered while streaming) skips deriving them here."""
     if gap_seconds <= 0:
         raise ValueError(f"session gap must be positive seconds, got {gap_seconds}")
     if not events:
-        return DerivedRows([], [], [], [])
+        return DerivedRows(items or [], [], [], [])
     df = events_frame(events).sort_values(["user", "ts", "line"], kind="stable").reset_index(drop=True)
-
-    # items: last non-null value of each side field, in file order
-    side_rows: dict[str, dict] = {}
-    for e in sorted(events, key=lambda e: e.line):
-        props = side_rows.setdefault(e.item, {})
-        for k, v in e.side.items():
-            if v is not None:
-                props[k] = v
-    items = [{"id": i, "props": side_rows[i]} for i in sorted(side_rows)]
+    if items is None:
+        items = item_rows(events)
 
     g = df.groupby(["user", "item", "type"], sort=True).agg(count=("ts", "size"), first_ts=("ts", "min"), last_ts=("ts", "max"))
     engaged = [

@@ -22,7 +22,8 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from ingest.formats import ColumnMapping, Event, ItemInfo, RejectSink, read_events, read_items
-from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, derive_rows
+from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, derive_rows, merge_side
+from ingest.spill import SortedRuns, user_groups
 
 logger = logging.getLogger(__name__)
 
@@ -65,9 +66,11 @@ ON MATCH SET t.weight = t.weight + r.weight
 """
 
 Q_MARK = """
-CREATE (:IngestBatch {key: $key, file_sha: $sha, kind: $kind, index: $index,
-                      batch_size: $batch_size, rows: $n, source: $source, at: datetime()})
+CREATE (:IngestBatch {key: $key, file_sha: $sha, kind: $kind, index: $index, batch_size: $batch_size,
+                      grouping: $grouping, rows: $n, source: $source, at: datetime()})
 """
+
+DEFAULT_MAX_EVENTS = 2_000_000
 
 KIND_QUERIES = (("items", Q_ITEMS), ("engaged", Q_ENGAGED), ("sessions", Q_SESSIONS), ("transitions", Q_TRANSITIONS))
 
@@ -107,45 +110,60 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _write_batch(tx, query: str, rows: list[dict], key: str, sha: str, kind: str, index: int, batch_size: int, source: str) -> bool:
+def _write_batch(tx, query: str, rows: list[dict], key: str, sha: str, kind: str, index: int, batch_size: int,
+                 grouping: int, source: str) -> bool:
     if tx.run("MATCH (b:IngestBatch {key: $key}) RETURN count(b) AS n", key=key).single()["n"]:
         return False
     tx.run(query, rows=rows).consume()
-    tx.run(Q_MARK, key=key, sha=sha, kind=kind, index=index, batch_size=batch_size, n=len(rows), source=source).consume()
+    tx.run(Q_MARK, key=key, sha=sha, kind=kind, index=index, batch_size=batch_size, grouping=grouping,
+           n=len(rows), source=source).consume()
     return True
 
 
 class GraphWriter:
-    """Writes :class:`DerivedRows` for one source file with checkpointed batches."""
+    """Writes :class:`DerivedRows` for one source file with checkpointed batches.
 
-    def __init__(self, driver, database: str = "neo4j", batch_size: int = 2000, progress: bool = True):
+    ``grouping`` is 0 when the file's rows were derived in one piece, else the number of events
+    per user group (``max_events_in_memory``); batch keys depend on it and on ``batch_size``,
+    so a resume must use the same two values, and :meth:`check_resume` says so."""
+
+    def __init__(self, driver, database: str = "neo4j", batch_size: int = 2000, progress: bool = True, grouping: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.driver, self.database, self.batch_size, self.progress = driver, database, batch_size, progress
+        self.grouping = grouping
 
-    def _check_batch_size(self, sha: str, path: str) -> None:
+    def check_resume(self, sha: str, path: str) -> None:
         with self.driver.session(database=self.database) as s:
-            sizes = [r["bs"] for r in s.run("MATCH (b:IngestBatch {file_sha: $sha}) RETURN DISTINCT b.batch_size AS bs", sha=sha)]
-        if sizes and sizes != [self.batch_size]:
+            seen = [(r["bs"], r["g"]) for r in s.run(
+                "MATCH (b:IngestBatch {file_sha: $sha}) RETURN DISTINCT b.batch_size AS bs, coalesce(b.grouping, 0) AS g",
+                sha=sha)]
+        if seen and seen != [(self.batch_size, self.grouping)]:
+            bs, g = seen[0]
+            how = f"--batch-size {bs}"
+            if g != self.grouping:
+                how += (f" and --max-events-in-memory {g}" if g else
+                        " and a --max-events-in-memory at least the file's event count (it was ingested in one piece)")
             raise ValueError(
-                f"{path} was partly ingested with --batch-size {sizes[0]}; resume with --batch-size {sizes[0]} "
+                f"{path} was partly ingested with other settings; resume with {how} "
                 "so that the committed batches are recognised (otherwise rows would be counted twice)."
             )
 
-    def write(self, rows: DerivedRows, sha: str, source: str, report: IngestReport) -> IngestReport:
-        self._check_batch_size(sha, source)
+    def write(self, rows: DerivedRows, sha: str, source: str, report: IngestReport, part: str | None = None) -> IngestReport:
+        """Write every kind of ``rows``; ``part`` (a user group) goes into the batch keys."""
         total = sum(len(getattr(rows, k)) for k, _ in KIND_QUERIES)
         bar = tqdm(total=total, unit="rows", desc=f"write {Path(source).name}", disable=not self.progress, leave=False)
+        prefix = sha if part is None else f"{sha}:{part}"
         try:
             with self.driver.session(database=self.database) as session:
                 for kind, query in KIND_QUERIES:
                     data = getattr(rows, kind)
-                    report.rows[kind] = len(data)
+                    report.rows[kind] = report.rows.get(kind, 0) + len(data)
                     for index, start in enumerate(range(0, len(data), self.batch_size)):
                         chunk = data[start:start + self.batch_size]
-                        key = f"{sha}:{kind}:{index}"
-                        wrote = session.execute_write(
-                            _write_batch, query, chunk, key, sha, kind, index, self.batch_size, source)
+                        key = f"{prefix}:{kind}:{index}"
+                        wrote = session.execute_write(_write_batch, query, chunk, key, sha, kind, index,
+                                                      self.batch_size, self.grouping, source)
                         if wrote:
                             report.batches_written += 1
                         else:
@@ -166,21 +184,47 @@ def ingest_events(
     session_gap: int = DEFAULT_SESSION_GAP,
     min_rating: float = 4.0,
     batch_size: int = 2000,
+    max_events_in_memory: int = DEFAULT_MAX_EVENTS,
+    spill_dir: str | Path | None = None,
     database: str = "neo4j",
     progress: bool = True,
 ) -> IngestReport:
-    """Read, validate, sessionise and write one event file. Returns an :class:`IngestReport`."""
+    """Read, validate, sessionise and write one event file. Returns an :class:`IngestReport`.
+
+    Memory is bounded by ``max_events_in_memory``: a larger file is sorted by (user, time) on
+    disk (in ``spill_dir``, default the system temp dir) and written in groups of whole users,
+    which gives the same graph as one piece. Keep the value when resuming a killed ingest."""
     path, t0 = Path(path), time.perf_counter()
     report, reject_path = _start_report(path, reject_dir, f"a {fmt} event log")
-    events: list[Event] = []
-    with RejectSink(path, reject_path) as sink:
-        bar = tqdm(unit="rows", desc=f"read {path.name}", disable=not progress, leave=False)
-        for ev in read_events(path, fmt, sink, mapping=mapping, min_rating=min_rating):
-            events.append(ev)
-            bar.update(1)
-        bar.close()
-    rows = derive_rows(events, gap_seconds=session_gap)
-    return _finish(driver, report, sink, len(events), rows, reject_path, database, batch_size, progress, t0)
+    side: dict[str, dict] = {}
+    with SortedRuns(max_events_in_memory, spill_dir) as runs:
+        with RejectSink(path, reject_path) as sink:
+            bar = tqdm(unit="rows", desc=f"read {path.name}", disable=not progress, leave=False)
+            for ev in read_events(path, fmt, sink, mapping=mapping, min_rating=min_rating):
+                merge_side(side, ev)
+                runs.add((ev.user, ev.ts, ev.line, ev.item, ev.event_type))
+                bar.update(1)
+            bar.close()
+        _report_rejects(report, sink, runs.count, reject_path)
+        items = [{"id": i, "props": side.pop(i)} for i in sorted(side)]
+        writer = GraphWriter(driver, database, batch_size, progress, grouping=max_events_in_memory if runs.spilled else 0)
+        writer.check_resume(report.sha256, report.path)
+        if not runs.spilled:
+            rows = derive_rows([Event(u, i, t, ts, line) for u, ts, line, i, t in runs], session_gap, items=items)
+            writer.write(rows, report.sha256, report.path, report)
+        else:
+            logger.info("%s: %d events sorted on disk in %d runs; writing in groups of whole users",
+                        path, runs.count, runs.runs)
+            writer.progress = False
+            writer.write(DerivedRows(items, [], [], []), report.sha256, report.path, report)
+            del items
+            bar = tqdm(total=runs.count, unit="events", desc=f"write {path.name}", disable=not progress, leave=False)
+            for g, group in enumerate(user_groups(runs, max_events_in_memory)):
+                rows = derive_rows([Event(u, i, t, ts, line) for u, ts, line, i, t in group], session_gap, items=[])
+                writer.write(rows, report.sha256, report.path, report, part=f"g{g}")
+                bar.update(len(group))
+            bar.close()
+    return _done(report, t0)
 
 
 def ingest_items(
@@ -203,7 +247,11 @@ def ingest_items(
     for info in infos:
         latest[info.item] = {k: v for k, v in info.side.items() if v is not None}
     rows = DerivedRows([{"id": k, "props": latest[k]} for k in sorted(latest)], [], [], [])
-    return _finish(driver, report, sink, len(infos), rows, reject_path, database, batch_size, progress, t0)
+    _report_rejects(report, sink, len(infos), reject_path)
+    writer = GraphWriter(driver, database, batch_size, progress)
+    writer.check_resume(report.sha256, report.path)
+    writer.write(rows, report.sha256, report.path, report)
+    return _done(report, t0)
 
 
 def _start_report(path: Path, reject_dir, what: str) -> tuple[IngestReport, Path]:
@@ -214,11 +262,13 @@ def _start_report(path: Path, reject_dir, what: str) -> tuple[IngestReport, Path
     return IngestReport(path=str(path), sha256=file_sha256(path)), reject_path
 
 
-def _finish(driver, report, sink, n_ok, rows, reject_path, database, batch_size, progress, t0) -> IngestReport:
+def _report_rejects(report: IngestReport, sink: RejectSink, n_ok: int, reject_path: Path) -> None:
     report.lines_ok, report.rejected = n_ok, sink.count
     report.reject_reasons = dict(sink.reasons)
     report.reject_path = str(reject_path) if sink.count else None
-    GraphWriter(driver, database, batch_size, progress).write(rows, report.sha256, report.path, report)
+
+
+def _done(report: IngestReport, t0: float) -> IngestReport:
     report.seconds = time.perf_counter() - t0
     logger.info("%s", report.summary())
     return report

@@ -230,3 +230,87 @@ def test_sigkill_mid_ingest_then_resume_equals_clean_run(driver, neo4j_server, t
     assert proc.returncode == -signal.SIGKILL, "ingest finished before it could be killed; use a larger file"
     subprocess.run(cmd, env=env, check=True)
     assert graph_fingerprint(driver) == clean
+
+
+def item_props(driver) -> list:
+    with driver.session() as s:
+        return s.run("MATCH (i:Item) RETURN i.id, properties(i) ORDER BY i.id").values()
+
+
+@pytest.mark.parametrize("path,fmt", [(DATA / "taobao_300.csv", "taobao"), (DATA / "rees46_head300.csv", "rees46")])
+def test_ingest_sorted_on_disk_equals_one_piece(driver, tmp_path, path, fmt):
+    """A file larger than --max-events-in-memory, sorted on disk and written in user groups,
+    gives exactly the graph of the in-memory ingest (sessions, counts, transitions, side info)."""
+    one = ingest_events(driver, path, fmt, reject_dir=tmp_path, batch_size=50, progress=False)
+    clean, props = graph_fingerprint(driver), item_props(driver)
+    from conftest import wipe
+
+    wipe(driver)
+    spilled_dir = tmp_path / "spill"
+    spilled_dir.mkdir()
+    rep = ingest_events(driver, path, fmt, reject_dir=tmp_path, batch_size=50, progress=False,
+                        max_events_in_memory=37, spill_dir=spilled_dir)
+    assert rep.lines_ok == one.lines_ok > 37 and rep.rows["sessions"] == one.rows["sessions"]
+    assert graph_fingerprint(driver) == clean and item_props(driver) == props
+    assert list(spilled_dir.iterdir()) == []  # the on-disk runs are removed
+    again = ingest_events(driver, path, fmt, reject_dir=tmp_path, batch_size=50, progress=False,
+                          max_events_in_memory=37, spill_dir=spilled_dir)
+    assert again.batches_written == 0 and graph_fingerprint(driver) == clean
+
+
+def test_resume_sorted_on_disk_after_failure_and_other_grouping_refused(driver, tmp_path, monkeypatch):
+    path = DATA / "taobao_300.csv"
+    ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
+    clean = graph_fingerprint(driver)
+    from conftest import wipe
+
+    wipe(driver)
+    import ingest.writer as w
+
+    calls, real = {"n": 0}, w._write_batch
+
+    def flaky(tx, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 9:
+            raise KeyboardInterrupt("simulated kill")
+        return real(tx, *a, **kw)
+
+    monkeypatch.setattr(w, "_write_batch", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
+    monkeypatch.setattr(w, "_write_batch", real)
+    with pytest.raises(ValueError, match="--max-events-in-memory 60"):
+        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=70)
+    with pytest.raises(ValueError, match="in one piece"):
+        wipe(driver)
+        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False)
+        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
+    wipe(driver)
+    monkeypatch.setattr(w, "_write_batch", flaky)
+    calls["n"] = 0
+    with pytest.raises(KeyboardInterrupt):
+        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
+    monkeypatch.setattr(w, "_write_batch", real)
+    rep = ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
+    assert rep.batches_skipped == 8
+    assert graph_fingerprint(driver) == clean
+
+
+def test_sorted_runs_and_user_groups():
+    from ingest.spill import SortedRuns, user_groups
+
+    rng = np.random.default_rng(0)
+    events = [(f"u{rng.integers(9)}", int(rng.integers(100)), line, f"i{line % 5}", "view") for line in range(500)]
+    with SortedRuns(run_size=64) as runs:
+        for e in events:
+            runs.add(e)
+        assert runs.spilled and runs.runs == 8 and runs.count == 500
+        merged = list(runs)
+    assert merged == sorted(events)
+    groups = list(user_groups(merged, 100))
+    assert [e for g in groups for e in g] == merged
+    users = [{e[0] for e in g} for g in groups]
+    assert all(not (a & b) for n, a in enumerate(users) for b in users[n + 1:])  # no user in two groups
+    assert all(len(g) >= 100 for g in groups[:-1])
+    with pytest.raises(ValueError, match=">= 1"):
+        SortedRuns(run_size=0)
