@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+from graphrecall.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -215,7 +216,7 @@ class EGES:
         codes_t = torch.from_numpy(side.codes)
         losses = []
         t0 = time.perf_counter()
-        bar = tqdm(total=self.epochs * len(pairs), unit="pairs", desc="EGES", disable=not self.progress, leave=False)
+        bar = progress_bar(total=self.epochs * len(pairs), unit="pairs", desc="EGES", enabled=self.progress)
         for epoch in range(self.epochs):
             perm = rng.permutation(len(pairs))
             total, n_batches = 0.0, 0

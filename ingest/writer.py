@@ -19,8 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from graphrecall.progress import progress_bar
 from ingest.formats import ColumnMapping, Event, ItemInfo, RejectSink, read_events, read_items
 from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, derive_rows, merge_side
 from ingest.spill import SortedRuns, user_groups
@@ -152,7 +151,7 @@ class GraphWriter:
     def write(self, rows: DerivedRows, sha: str, source: str, report: IngestReport, part: str | None = None) -> IngestReport:
         """Write every kind of ``rows``; ``part`` (a user group) goes into the batch keys."""
         total = sum(len(getattr(rows, k)) for k, _ in KIND_QUERIES)
-        bar = tqdm(total=total, unit="rows", desc=f"write {Path(source).name}", disable=not self.progress, leave=False)
+        bar = progress_bar(total=total, unit="rows", desc=f"write {Path(source).name}", enabled=self.progress)
         prefix = sha if part is None else f"{sha}:{part}"
         try:
             with self.driver.session(database=self.database) as session:
@@ -199,7 +198,7 @@ def ingest_events(
     side: dict[str, dict] = {}
     with SortedRuns(max_events_in_memory, spill_dir) as runs:
         with RejectSink(path, reject_path) as sink:
-            bar = tqdm(unit="rows", desc=f"read {path.name}", disable=not progress, leave=False)
+            bar = progress_bar(unit="rows", desc=f"read {path.name}", enabled=progress)
             for ev in read_events(path, fmt, sink, mapping=mapping, min_rating=min_rating):
                 merge_side(side, ev)
                 runs.add((ev.user, ev.ts, ev.line, ev.item, ev.event_type))
@@ -218,7 +217,7 @@ def ingest_events(
             writer.progress = False
             writer.write(DerivedRows(items, [], [], []), report.sha256, report.path, report)
             del items
-            bar = tqdm(total=runs.count, unit="events", desc=f"write {path.name}", disable=not progress, leave=False)
+            bar = progress_bar(total=runs.count, unit="events", desc=f"write {path.name}", enabled=progress)
             for g, group in enumerate(user_groups(runs, max_events_in_memory)):
                 rows = derive_rows([Event(u, i, t, ts, line) for u, ts, line, i, t in group], session_gap, items=[])
                 writer.write(rows, report.sha256, report.path, report, part=f"g{g}")

@@ -26,7 +26,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from tqdm.auto import tqdm
+from graphrecall.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ def _in_batches(driver, label: str, min_deg: int, query: str, params: dict, batc
                 "Item": "MATCH (n:Item) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id"}[label]
     with driver.session(database=database) as s:
         ids = [r[0] for r in s.run(id_query, d=min_deg).values()]
-        bar = tqdm(total=len(ids), unit=label.lower() + "s", desc=desc, disable=not progress, leave=False)
+        bar = progress_bar(total=len(ids), unit=label.lower() + "s", desc=desc, enabled=progress)
         try:
             for start in range(0, len(ids), batch):
                 chunk = ids[start:start + batch]
