@@ -28,6 +28,8 @@ test: install
 bench: install
 	$(PY) bench/speed.py
 	$(PY) bench/funrec_cf.py
+	$(PY) bench/next_item.py
+	$(PY) bench/ingest_memory.py
 
 clean-neo4j:
 	-$(VENV)/bin/graphrecall neo4j stop
