@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--blend", default=None,
                    help="how channel=blend fuses swing/cooc/eges: 'score' (default; each channel's scores over its "
                         "best, weighted sum, weights cooc=1,swing=0.5,eges=0.5), 'rrf' (reciprocal-rank fusion), "
-                        "or with weights, e.g. 'score:cooc=1,swing=0.5,eges=0.25' (also $GRAPHRECALL_BLEND)")
+                        "or with weights, e.g. 'score:cooc=1,swing=0.5,eges=0.25' (channels left out get 0; also $GRAPHRECALL_BLEND)")
     _add_conn(s)
     s.set_defaults(func=cmd_serve)
 

@@ -60,7 +60,8 @@ class BlendConfig:
 
     @classmethod
     def parse(cls, spec: str) -> "BlendConfig":
-        """``"score"``, ``"rrf"``, or a method with weights: ``"score:cooc=1,swing=0.25,eges=0.5"``."""
+        """``"score"``, ``"rrf"`` (default weights), or a method with weights,
+        ``"score:cooc=1,swing=0.25,eges=0.5"``; a channel left out then gets weight 0."""
         method, _, rest = spec.strip().partition(":")
         weights = {}
         for part in filter(None, (x.strip() for x in rest.split(","))):
