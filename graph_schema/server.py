@@ -220,12 +220,16 @@ db.tx_log.rotation.retention_policy=2 files
             fh.write(password + "\n")
 
     # ------------------------------------------------------------------ state
-    def pid(self) -> int | None:
+    def _recorded_pid(self) -> int | None:
+        """The pid our last start wrote, alive or not."""
         try:
-            pid = int(self.pid_file.read_text().strip())
+            return int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+
+    def pid(self) -> int | None:
+        pid = self._recorded_pid()
+        return pid if pid is not None and _pid_alive(pid) else None
 
     def is_running(self) -> bool:
         return self.pid() is not None and _port_open(self.bolt_port)
@@ -249,9 +253,8 @@ db.tx_log.rotation.retention_policy=2 files
                 logger.info("reusing running Neo4j %s (pid %s) at %s", self.name, self.pid(), self.uri)
                 return self
             raise Neo4jServerError(f"Neo4j pid {self.pid()} is alive but Bolt at {self.uri} does not answer; see {self.console_log}")
-        if self.pid_file.exists():  # a server of ours died without stop(): its sockets may linger
-            self.pid_file.unlink(missing_ok=True)
-            self._wait_ports_closed(30.0)
+        if self.pid_file.exists():  # a server of ours died without stop(): clear up, let its sockets close
+            self.stop(timeout=30.0)
         if _port_open(self.bolt_port) or _port_open(self.http_port):
             raise Neo4jServerError(
                 f"port {self.bolt_port} or {self.http_port} on 127.0.0.1 is taken by another process. "
@@ -312,10 +315,7 @@ db.tx_log.rotation.retention_policy=2 files
             pass
 
     def stop(self, timeout: float = 60.0) -> bool:
-        try:
-            recorded = int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            recorded = None
+        recorded = self._recorded_pid()
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)

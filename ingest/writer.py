@@ -206,7 +206,9 @@ def ingest_events(
             bar.close()
         _report_rejects(report, sink, runs.count, reject_path)
         items = [{"id": i, "props": side.pop(i)} for i in sorted(side)]
-        writer = GraphWriter(driver, database, batch_size, progress, grouping=max_events_in_memory if runs.spilled else 0)
+        # spilled: one bar over all events below instead of a bar per user group
+        writer = GraphWriter(driver, database, batch_size, progress and not runs.spilled,
+                             grouping=max_events_in_memory if runs.spilled else 0)
         writer.check_resume(report.sha256, report.path)
         if not runs.spilled:
             rows = derive_rows([Event(u, i, t, ts, line) for u, ts, line, i, t in runs], session_gap, items=items)
@@ -214,7 +216,6 @@ def ingest_events(
         else:
             logger.info("%s: %d events sorted on disk in %d runs; writing in groups of whole users",
                         path, runs.count, runs.runs)
-            writer.progress = False
             writer.write(DerivedRows(items, [], [], []), report.sha256, report.path, report)
             del items
             bar = progress_bar(total=runs.count, unit="events", desc=f"write {path.name}", enabled=progress)
