@@ -2,7 +2,8 @@
 
 1. Swing: Cypher on Neo4j vs in-memory scipy vs a per-pair Python loop (FunRec style).
 2. Walks: vectorised alias walker vs the same alias sampling per step in Python (steps/s).
-3. Embeddings: EGES epoch time vs gensim skip-gram (negative sampling) on the same walks.
+3. Embeddings: EGES epoch time vs gensim skip-gram (negative sampling) on the same walks; and
+   EGES with dense Adam vs sparse gradients (SparseAdam) on 6.5k and 200k items.
 4. Ingest: events/s over Bolt (vs reading + validating alone).
 5. API: p50/p99 latency and QPS of ``GET /i2i`` under a bounded fixed-rate loopback load.
 
@@ -112,6 +113,28 @@ def bench_embeddings(g, walks) -> dict:
             "ratio_eges_over_gensim": t_eges / t_gensim}
 
 
+def bench_eges_scaling(sizes=(6_500, 200_000), n_walks: int = 10_000) -> dict:
+    """One EGES epoch on the same random walks, dense Adam vs sparse gradients + SparseAdam, as the
+    catalogue grows (what ``EGES(sparse=None)`` switches on at ``SPARSE_FROM_ITEMS``)."""
+    from embed.eges import EGES, SideInfo
+
+    out = {}
+    rng = np.random.default_rng(0)
+    warm = SideInfo.from_columns({"category": ["a", "b"] * 50})
+    for sparse in (False, True):  # first calls pay torch's one-off start-up; keep it out of the timings
+        EGES(dim=32, epochs=1, market_negatives=0, sparse=sparse, progress=False).fit(rng.integers(0, 100, (200, 10)), warm)
+    for n in sizes:
+        walks = rng.integers(0, n, size=(n_walks, 10))
+        side = SideInfo.from_columns({"category": [str(i % 50) for i in range(n)], "brand": [str(i % 300) for i in range(n)]})
+        t = {}
+        for sparse in (False, True):
+            _, t[sparse] = timed(EGES(dim=32, epochs=1, batch_size=512, market_negatives=0, sparse=sparse,
+                                      progress=False).fit, walks, side)
+        out[f"dense_s_{n}_items"], out[f"sparse_s_{n}_items"] = t[False], t[True]
+        out[f"ratio_dense_over_sparse_{n}_items"] = t[False] / t[True]
+    return out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -210,6 +233,7 @@ def main(argv=None) -> int:
         g, walks = w.pop("_graph"), w.pop("_walks")
         out["walks"] = w
         out["embeddings"] = bench_embeddings(g, walks)
+        out["eges_scaling"] = bench_eges_scaling()
         from embed.eges import EGES, SideInfo
         from embed.index import ItemVectorIndex
 

@@ -33,10 +33,13 @@ def cos(a, b):
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
-def test_training_separates_clusters():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_training_separates_clusters(sparse):
     g = two_cluster_graph()
     walks = random_walks(g, walk_length=8, walks_per_node=20, random_seed=0)
-    res = EGES(dim=16, epochs=6, batch_size=256, random_seed=0, progress=False).fit(walks, side_for())
+    model = EGES(dim=16, epochs=6, batch_size=256, sparse=sparse, random_seed=0, progress=False)
+    res = model.fit(walks, side_for())
+    assert model.model.item.sparse is sparse
     e = res.embeddings
     within = np.mean([cos(e[a], e[b]) for a in range(10) for b in range(10) if a != b])
     across = np.mean([cos(e[a], e[b]) for a in range(10) for b in range(10, 20)])
