@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,27 @@ def test_derived_rows_transitions_and_booked():
     assert {(t["src"], t["dst"]): t["weight"] for t in rows.transitions} == {("a", "b"): 1, ("b", "a"): 1}
 
 
+@contextmanager
+def killed_at_batch(monkeypatch, n: int):
+    """The ingest 'dies' (KeyboardInterrupt) on its ``n``-th batch write; the writer is restored after."""
+    import ingest.writer as w
+
+    real, calls = w._write_batch, {"n": 0}
+
+    def flaky(tx, *a, **kw):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt("simulated kill")
+        return real(tx, *a, **kw)
+
+    monkeypatch.setattr(w, "_write_batch", flaky)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        monkeypatch.setattr(w, "_write_batch", real)
+
+
 def test_resume_after_failure_mid_file_equals_clean_run(driver, tmp_path, monkeypatch):
     path = DATA / "taobao_300.csv"
     ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=50, progress=False)
@@ -169,21 +191,8 @@ def test_resume_after_failure_mid_file_equals_clean_run(driver, tmp_path, monkey
     from conftest import wipe
 
     wipe(driver)
-    import ingest.writer as w
-
-    calls = {"n": 0}
-    real = w._write_batch
-
-    def flaky(tx, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise KeyboardInterrupt("simulated kill")
-        return real(tx, *a, **kw)
-
-    monkeypatch.setattr(w, "_write_batch", flaky)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_batch(monkeypatch, 4):
         ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=50, progress=False)
-    monkeypatch.setattr(w, "_write_batch", real)
     partial = graph_fingerprint(driver)
     assert partial != clean
     rep = ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=50, progress=False)
@@ -265,20 +274,8 @@ def test_resume_sorted_on_disk_after_failure_and_other_grouping_refused(driver, 
     from conftest import wipe
 
     wipe(driver)
-    import ingest.writer as w
-
-    calls, real = {"n": 0}, w._write_batch
-
-    def flaky(tx, *a, **kw):
-        calls["n"] += 1
-        if calls["n"] == 9:
-            raise KeyboardInterrupt("simulated kill")
-        return real(tx, *a, **kw)
-
-    monkeypatch.setattr(w, "_write_batch", flaky)
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_batch(monkeypatch, 9):
         ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
-    monkeypatch.setattr(w, "_write_batch", real)
     with pytest.raises(ValueError, match="--max-events-in-memory 60"):
         ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=70)
     with pytest.raises(ValueError, match="in one piece"):
@@ -286,11 +283,8 @@ def test_resume_sorted_on_disk_after_failure_and_other_grouping_refused(driver, 
         ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False)
         ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
     wipe(driver)
-    monkeypatch.setattr(w, "_write_batch", flaky)
-    calls["n"] = 0
-    with pytest.raises(KeyboardInterrupt):
+    with killed_at_batch(monkeypatch, 9):
         ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
-    monkeypatch.setattr(w, "_write_batch", real)
     rep = ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
     assert rep.batches_skipped == 8
     assert graph_fingerprint(driver) == clean
