@@ -81,3 +81,20 @@ def test_browser_saved_queries_run(driver, tmp_path):
                 side_by_side = rows
     _, _, _, _, swing, cooc, eges = side_by_side[0]
     assert swing[0] == "p" and eges[0] == "p" and "p" in cooc
+
+
+def test_docker_compose_runs_the_launchers_neo4j_minor():
+    """docker-compose.yml (not run here: no Docker engine) pins the same 5.26 line as the Maven launcher,
+    on the same ports, with auth from GRAPHRECALL_NEO4J_PASSWORD and a healthcheck."""
+    import re
+    from pathlib import Path
+
+    from graph_schema.server import neo4j_version
+
+    text = (Path(__file__).parents[1] / "docker-compose.yml").read_text()
+    image = re.search(r"^\s*image:\s*neo4j:(\S+)", text, re.M).group(1)
+    major_minor = ".".join(neo4j_version().split(".")[:2])
+    assert image.startswith(major_minor) and image.endswith("-community"), (image, neo4j_version())
+    assert '"127.0.0.1:7687:7687"' in text and '"127.0.0.1:7474:7474"' in text
+    assert "NEO4J_AUTH: \"neo4j/${GRAPHRECALL_NEO4J_PASSWORD" in text
+    assert re.search(r"^\s*healthcheck:", text, re.M)
