@@ -161,6 +161,15 @@ class ItemRetriever(ABC):
 
 
 # --------------------------------------------------------------------------- snapshot
+def _load_vectors(faiss_dir: str | Path | None):
+    """The saved Faiss index with its id map, or None when there is none yet."""
+    if faiss_dir is None or not (Path(faiss_dir) / "ids.json").exists():
+        return None
+    from embed.index import ItemVectorIndex
+
+    return ItemVectorIndex.load(faiss_dir)
+
+
 @dataclass
 class SnapshotRetriever(ItemRetriever):
     items: set[str]
@@ -209,11 +218,7 @@ class SnapshotRetriever(ItemRetriever):
         body = json.loads(path.read_text())
         lists = {ch: {i: (np.array(v[0], dtype=object), np.array(v[1], dtype=np.float32)) for i, v in per.items()}
                  for ch, per in body["lists"].items()}
-        vectors = None
-        if faiss_dir is not None and (Path(faiss_dir) / "ids.json").exists():
-            from embed.index import ItemVectorIndex
-
-            vectors = ItemVectorIndex.load(faiss_dir)
+        vectors = _load_vectors(faiss_dir)
         return cls(set(body["items"]), lists, vectors, body["loaded_at"])
 
     @classmethod
@@ -226,13 +231,15 @@ class SnapshotRetriever(ItemRetriever):
         lists = {ch: {i: (np.array(ids, dtype=object), np.array(sc, dtype=np.float32))
                       for i, (ids, sc) in read_top_lists(driver, ch.upper(), database=database).items()}
                  for ch in ("swing", "cooc")}
-        vectors = None
-        if faiss_dir is not None and (Path(faiss_dir) / "ids.json").exists():
-            from embed.index import ItemVectorIndex
-
-            vectors = ItemVectorIndex.load(faiss_dir)
+        vectors = _load_vectors(faiss_dir)
         snap = cls(items, lists, vectors)
         logger.info("snapshot loaded in %.1fs: %s", time.perf_counter() - t0, snap.stats())
+        if not items:
+            logger.warning("the graph has no items, so every lookup will be 404; run `graphrecall ingest`, "
+                           "`graphrecall scores` and `graphrecall embed` (or `graphrecall demo`) first")
+        elif not lists.get("swing") and not lists.get("cooc") and vectors is None:
+            logger.warning("no SWING/COOC lists and no Faiss index yet, so lookups return empty lists; "
+                           "run `graphrecall scores` and `graphrecall embed`")
         return snap
 
 

@@ -175,3 +175,15 @@ def test_retriever_uses_its_blend_config(tmp_path):
     assert list(r.similar_items("a", k=2, channel="blend").ids) == ["b", "c"]
     r.blend_config = BlendConfig.of("score", swing=0.1, cooc=1.0)
     assert list(r.similar_items("a", k=2, channel="blend").ids) == ["c", "b"]
+
+
+def test_snapshot_of_an_empty_graph_says_what_to_run(driver, caplog):
+    from conftest import wipe
+
+    wipe(driver)
+    with caplog.at_level("WARNING", logger="query.retriever"):
+        snap = SnapshotRetriever.from_neo4j(driver)
+    assert snap.stats()["items"] == 0
+    assert "every lookup will be 404" in caplog.text and "graphrecall ingest" in caplog.text
+    with pytest.raises(UnknownItem):
+        snap.similar_items("anything")
