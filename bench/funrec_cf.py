@@ -77,8 +77,7 @@ def load_split(data: Path):
     # FunRec splits all ratings, then keeps the positives of each side (599 users)
     train, test = ratings.iloc[tr], ratings.iloc[te]
     train, test = train[train["rating"] >= 4], test[test["rating"] >= 4]
-    users = sorted(set(train["userId"]) & set(test["userId"]))
-    return train, test, users
+    return train, test
 
 
 def topk_lists_to_matrix(item_ids, lists: dict[str, tuple[list[str], list[float]]], k: int) -> sp.csr_matrix:
@@ -328,12 +327,12 @@ def choose_blend(train: pd.DataFrame, movies: pd.DataFrame, alpha: float, eges_e
 
 def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_users_per_item: int,
         eges_epochs: int, random_seed: int) -> dict:
-    train, test, users = load_split(data)
-    logger.info("train %d, test %d positives; %d users with both", len(train), len(test), len(users))
+    train, test = load_split(data)
+    split = make_split(train, test)
+    logger.info("train %d, test %d positives; %d users with both", len(train), len(test), len(split.truth))
     movies = pd.read_csv(data / "movies.csv")
     chosen, validation = choose_blend(train, movies, alpha, eges_epochs, random_seed)
 
-    split = make_split(train, test)
     if backend == "neo4j":
         lists = cypher_lists(train, alpha, max_items_per_user, max_users_per_item)
     else:
@@ -351,7 +350,7 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
                    for metric in ("p@5", "hr@10")}
               for ch, r in per_user.items()}
     mean = {ch: {k: float(v.mean()) for k, v in r.items()} for ch, r in per_user.items()}
-    return {"users": len(users), "train": len(train), "test": len(test), "backend": backend, "channels": mean,
+    return {"users": len(split.truth), "train": len(train), "test": len(test), "backend": backend, "channels": mean,
             "blend": str(chosen), "blend_api_default": str(DEFAULT_BLEND),
             "validation": validation,
             "reference_usercf": {k: float(v.mean()) for k, v in ref.items()},

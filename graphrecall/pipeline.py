@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-
 from embed.eges import EGES, SideInfo
 from embed.index import ItemVectorIndex
 from embed.writeback import write_embeddings

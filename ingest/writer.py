@@ -211,7 +211,7 @@ def ingest_events(
                              grouping=max_events_in_memory if runs.spilled else 0)
         writer.check_resume(report.sha256, report.path)
         if not runs.spilled:
-            rows = derive_rows([Event(u, i, t, ts, line) for u, ts, line, i, t in runs], session_gap, items=items)
+            rows = derive_rows(_as_events(runs), session_gap, items=items)
             writer.write(rows, report.sha256, report.path, report)
         else:
             logger.info("%s: %d events sorted on disk in %d runs; writing in groups of whole users",
@@ -220,7 +220,7 @@ def ingest_events(
             del items
             bar = progress_bar(total=runs.count, unit="events", desc=f"write {path.name}", enabled=progress)
             for g, group in enumerate(user_groups(runs, max_events_in_memory)):
-                rows = derive_rows([Event(u, i, t, ts, line) for u, ts, line, i, t in group], session_gap, items=[])
+                rows = derive_rows(_as_events(group), session_gap, items=[])
                 writer.write(rows, report.sha256, report.path, report, part=f"g{g}")
                 bar.update(len(group))
             bar.close()
@@ -252,6 +252,11 @@ def ingest_items(
     writer.check_resume(report.sha256, report.path)
     writer.write(rows, report.sha256, report.path, report)
     return _done(report, t0)
+
+
+def _as_events(tuples) -> list[Event]:
+    """Events back from the sorter's ``(user, ts, line, item, event_type)`` tuples (side info is kept apart)."""
+    return [Event(u, i, t, ts, line) for u, ts, line, i, t in tuples]
 
 
 def _start_report(path: Path, reject_dir, what: str) -> tuple[IngestReport, Path]:
