@@ -402,9 +402,20 @@ def read_events(
             sink.reject(lineno, str(exc), text)
 
 
+ITEM_FORMATS = ("movielens-movies", "generic", "rees46", "taobao")
+
+
 def read_items(path: str | Path, fmt: str, sink: RejectSink, mapping: ColumnMapping | None = None) -> Iterator[ItemInfo]:
-    """Item catalogs: ``movielens-movies`` or ``generic`` (needs ``item=`` in the mapping)."""
+    """Item catalogs: ``movielens-movies``, ``generic`` (needs ``item=`` in the mapping), or the side
+    info of every item in a ``rees46``/``taobao`` event log (one :class:`ItemInfo` per row, events
+    themselves ignored), so that items can be known before their first event."""
     path = Path(path)
+    if fmt in ("rees46", "taobao"):
+        for e in read_events(path, fmt, sink):
+            yield ItemInfo(e.item, e.side, e.line)
+        return
+    if fmt not in ITEM_FORMATS:
+        raise ValueError(f"unknown item catalog format {fmt!r}; choose one of {', '.join(ITEM_FORMATS)}")
     lines = iter_lines(path, sink)
     first = next(lines, None)
     if first is None:
@@ -426,7 +437,8 @@ def read_items(path: str | Path, fmt: str, sink: RejectSink, mapping: ColumnMapp
                 sink.reject(lineno, str(exc), text)
         return
     if fmt != "generic" or mapping is None or "item" not in mapping.columns:
-        raise ValueError("item catalogs: use format 'movielens-movies', or 'generic' with --map item=<column>,category=...")
+        raise ValueError("item catalogs: use format 'movielens-movies', 'rees46', 'taobao', or 'generic' with "
+                         "--map item=<column>,category=...")
     idx = _column_index(header, mapping, str(path))
     for lineno, text in lines:
         try:

@@ -63,6 +63,33 @@ def merge_side(side_rows: dict[str, dict], e: Event) -> None:
             props[k] = v
 
 
+def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE) -> list[dict]:
+    """One row per session of ``df`` (columns user, item, type, ts; sorted by user, ts, line):
+    ``items`` in order with consecutive repeats removed, ``booked`` = the last purchased item or None."""
+    if df.empty:
+        return []
+    users = df["user"].to_numpy()
+    items_arr = df["item"].to_numpy()
+    types = df["type"].to_numpy()
+    ts = df["ts"].to_numpy()
+    sid = session_ids(users, ts, gap_seconds)
+    bounds = np.flatnonzero(np.diff(sid)) + 1
+    starts = np.concatenate([[0], bounds])
+    ends = np.concatenate([bounds, [len(df)]])
+    sessions: list[dict] = []
+    for s, e in zip(starts, ends):
+        seq = items_arr[s:e]
+        keep = np.ones(len(seq), dtype=bool)
+        keep[1:] = seq[1:] != seq[:-1]
+        bought = seq[types[s:e] == purchase_type]
+        sessions.append({
+            "id": f"{users[s]}:{int(ts[s])}", "user": str(users[s]), "start_ts": int(ts[s]), "end_ts": int(ts[e - 1]),
+            "items": [str(x) for x in seq[keep]], "booked": str(bought[-1]) if len(bought) else None,
+            "n_events": int(e - s),
+        })
+    return sessions
+
+
 def derive_rows(events: list[Event], gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE,
                 items: list[dict] | None = None) -> DerivedRows:
     """Rows for every kind; ``items`` given (e.g. gathered while streaming) skips deriving them here."""
@@ -80,28 +107,10 @@ def derive_rows(events: list[Event], gap_seconds: int = DEFAULT_SESSION_GAP, pur
         for (u, i, t), c, f, l in zip(g.index, g["count"], g["first_ts"], g["last_ts"])
     ]
 
-    sid = session_ids(df["user"].to_numpy(), df["ts"].to_numpy(), gap_seconds)
-    df["sid"] = sid
-    sessions: list[dict] = []
+    sessions = session_rows(df, gap_seconds, purchase_type)
     trans: dict[tuple[str, str], int] = {}
-    users = df["user"].to_numpy()
-    items_arr = df["item"].to_numpy()
-    types = df["type"].to_numpy()
-    ts = df["ts"].to_numpy()
-    bounds = np.flatnonzero(np.diff(sid)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(df)]])
-    for s, e in zip(starts, ends):
-        seq = items_arr[s:e]
-        keep = np.ones(len(seq), dtype=bool)
-        keep[1:] = seq[1:] != seq[:-1]
-        ordered = [str(x) for x in seq[keep]]
-        bought = seq[types[s:e] == purchase_type]
-        booked = str(bought[-1]) if len(bought) else None
-        sessions.append({
-            "id": f"{users[s]}:{int(ts[s])}", "user": str(users[s]), "start_ts": int(ts[s]), "end_ts": int(ts[e - 1]),
-            "items": ordered, "booked": booked, "n_events": int(e - s),
-        })
+    for s in sessions:
+        ordered = s["items"]
         for a, b in zip(ordered[:-1], ordered[1:]):
             trans[(a, b)] = trans.get((a, b), 0) + 1
     transitions = [{"src": a, "dst": b, "weight": w} for (a, b), w in sorted(trans.items())]

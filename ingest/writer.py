@@ -243,9 +243,9 @@ def ingest_items(
     report, reject_path = _start_report(path, reject_dir, "an item catalog")
     with RejectSink(path, reject_path) as sink:
         infos: list[ItemInfo] = list(read_items(path, fmt, sink, mapping))
-    latest = {}
-    for info in infos:
-        latest[info.item] = {k: v for k, v in info.side.items() if v is not None}
+    latest: dict[str, dict] = {}
+    for info in infos:  # the last non-null value of each field, in file order
+        latest.setdefault(info.item, {}).update({k: v for k, v in info.side.items() if v is not None})
     rows = DerivedRows([{"id": k, "props": latest[k]} for k in sorted(latest)], [], [], [])
     _report_rejects(report, sink, len(infos), reject_path)
     writer = GraphWriter(driver, database, batch_size, progress)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, graph_counts, graph_fingerprint
-from ingest.formats import ColumnMapping, IngestError, RejectSink, read_events
+from ingest.formats import ColumnMapping, IngestError, RejectSink, read_events, read_items
 from ingest.sessions import derive_rows, session_ids
 from ingest.writer import ingest_events, ingest_items
 import numpy as np
@@ -137,6 +137,24 @@ def test_generic_mapping_and_item_catalog(driver, tmp_path):
     assert (rep.lines_ok, rep.rejected) == (1, 1)
     with driver.session() as s:
         assert s.run("MATCH (i:Item {id: 'x1'}) RETURN i.shop, i.price_bucket").values() == [["s1", "8-16"]]
+
+
+@pytest.mark.parametrize("fmt,path", [("rees46", "rees46_head300.csv"), ("taobao", "taobao_300.csv")])
+def test_event_log_as_item_catalog_adds_items_without_events(driver, tmp_path, fmt, path):
+    infos = list(read_items(DATA / path, fmt, RejectSink(DATA / path, None)))
+    assert len(infos) == 300  # one per row: the side info of that row's item
+    rep = ingest_items(driver, DATA / path, fmt, reject_dir=tmp_path, progress=False)
+    assert rep.rejected == 0
+    with driver.session() as s:
+        n_items = s.run("MATCH (i:Item) RETURN count(i)").single()[0]
+        assert n_items == len({i.item for i in infos})
+        assert s.run("MATCH ()-[r:ENGAGED|TRANSITION]->() RETURN count(r)").single()[0] == 0
+        assert s.run("MATCH (n:User|Session) RETURN count(n)").single()[0] == 0
+        if fmt == "rees46":  # same side info as the event ingest: market from category_code
+            rec = s.run("MATCH (i:Item {id: '3900821'}) RETURN i.brand, i.market, i.price_bucket").single()
+            assert list(rec) == ["aqua", "appliances", "32-64"]
+        else:
+            assert s.run("MATCH (i:Item) WHERE i.category IS NULL RETURN count(i)").single()[0] == 0
 
 
 def test_movielens_movies_catalog(driver, tmp_path):
