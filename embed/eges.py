@@ -124,6 +124,15 @@ def booked_pairs(sessions: list[np.ndarray], booked: np.ndarray) -> np.ndarray:
     return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 2), np.int64)
 
 
+def pad_sequences(seqs: list[np.ndarray], max_len: int = 64) -> np.ndarray:
+    """Sequences of item indices as a -1 padded array (longer ones cut into ``max_len`` pieces)."""
+    pieces = [s[o:o + max_len] for s in seqs for o in range(0, len(s), max_len) if len(s) >= 2]
+    out = np.full((len(pieces), max_len), -1, dtype=np.int64)
+    for n, piece in enumerate(pieces):
+        out[n, :len(piece)] = piece
+    return out
+
+
 @dataclass
 class EGESResult:
     embeddings: np.ndarray  # (n_items, dim) float32, cold items filled from side info
@@ -144,6 +153,7 @@ class EGES:
         market_negatives: int = 2,
         market_field: str | None = "market",
         booked_context: bool = True,
+        booked_weight: float = 1.0,
         ns_exponent: float = 0.75,
         shrink_window: bool = True,
         epochs: int = 5,
@@ -153,17 +163,22 @@ class EGES:
         random_seed: int = 0,
         progress: bool = True,
     ):
-        """``sparse``: sparse embedding gradients with SparseAdam, so that a step touches only its batch's
+        """``booked_weight``: loss weight of a booked-context pair (Airbnb's global context) against 1 for
+        a window pair. ``sparse``: sparse embedding gradients with SparseAdam, so that a step touches only its batch's
         rows; dense Adam updates every row of every table on every step, which is faster on small
         catalogues and far slower on large ones. ``None`` picks sparse from ``SPARSE_FROM_ITEMS`` items."""
-        if dim < 1 or window < 1 or negatives < 0 or market_negatives < 0 or epochs < 1 or batch_size < 1:
-            raise ValueError("dim, window, epochs and batch_size must be >= 1; negatives and market_negatives >= 0")
+        if dim < 1 or window < 1 or negatives < 0 or market_negatives < 0 or epochs < 1 or batch_size < 1 \
+                or not booked_weight >= 0:
+            raise ValueError("dim, window, epochs and batch_size must be >= 1; negatives, market_negatives and "
+                             "booked_weight >= 0")
         self.dim, self.window, self.negatives = dim, window, negatives
         self.market_negatives, self.market_field, self.booked_context = market_negatives, market_field, booked_context
+        self.booked_weight = booked_weight
         self.ns_exponent, self.epochs, self.batch_size, self.lr = ns_exponent, epochs, batch_size, lr
         self.shrink_window, self.sparse = shrink_window, sparse
         self.random_seed, self.progress = random_seed, progress
         self.model: EGESModel | None = None
+        self.trained_values: list[np.ndarray] = []  # per side field: which values trained items carry
         self.side: SideInfo | None = None
 
     # ------------------------------------------------------------------ sampling
@@ -195,7 +210,8 @@ class EGES:
         booked: np.ndarray | None = None,
         holdout: np.ndarray | None = None,
     ) -> EGESResult:
-        """Train on ``walks`` (int array, -1 padded). ``holdout`` items are treated as cold (never trained)."""
+        """Train on ``walks`` (int array, -1 padded; session sequences can be stacked in too, see
+        :func:`pad_sequences`). ``holdout`` items are treated as cold (never trained)."""
         n_items = side.codes.shape[0]
         if walks.size and walks.max() >= n_items:
             raise ValueError(f"walks reference item {walks.max()} but side info has {n_items} items; export both from one graph")
@@ -203,14 +219,18 @@ class EGES:
         rng = np.random.default_rng(self.random_seed)
         torch.manual_seed(self.random_seed)
         pairs = skipgram_pairs(walks, self.window, rng if self.shrink_window else None)
-        if self.booked_context and sessions is not None and booked is not None:
+        weight = np.ones(len(pairs), dtype=np.float32)
+        if self.booked_context and self.booked_weight > 0 and sessions is not None and booked is not None:
             bp = booked_pairs(sessions, booked)
-            logger.info("EGES: %d booked-context pairs added to %d walk pairs", len(bp), len(pairs))
+            logger.info("EGES: %d booked-context pairs (weight %g) added to %d window pairs", len(bp),
+                        self.booked_weight, len(pairs))
             pairs = np.concatenate([pairs, bp])
+            weight = np.concatenate([weight, np.full(len(bp), self.booked_weight, dtype=np.float32)])
         if holdout is not None and len(holdout):
             mask = np.zeros(n_items, bool)
             mask[holdout] = True
-            pairs = pairs[~(mask[pairs[:, 0]] | mask[pairs[:, 1]])]
+            keep = ~(mask[pairs[:, 0]] | mask[pairs[:, 1]])
+            pairs, weight = pairs[keep], weight[keep]
         if len(pairs) == 0:
             raise ValueError("no training pairs: the walks are empty or all of length 1. Ingest sessions with at "
                              "least two items (TRANSITION edges), or lower min session length.")
@@ -233,7 +253,8 @@ class EGES:
             perm = rng.permutation(len(pairs))
             total, n_batches = 0.0, 0
             for s in range(0, len(perm), self.batch_size):
-                b = pairs[perm[s:s + self.batch_size]]
+                sel = perm[s:s + self.batch_size]
+                b = pairs[sel]
                 negs = np.searchsorted(noise_cdf, rng.random((len(b), self.negatives)) * noise_cdf[-1])
                 negs = np.minimum(negs, n_items - 1)
                 if market is not None:
@@ -244,7 +265,8 @@ class EGES:
                 neg = self.model.context(torch.from_numpy(negs))
                 pos_logit = (h * pos).sum(-1)
                 neg_logit = torch.bmm(neg, h.unsqueeze(-1)).squeeze(-1)
-                loss = -(nn.functional.logsigmoid(pos_logit).mean() + nn.functional.logsigmoid(-neg_logit).sum(-1).mean())
+                per_pair = nn.functional.logsigmoid(pos_logit) + nn.functional.logsigmoid(-neg_logit).sum(-1)
+                loss = -(torch.from_numpy(weight[sel]) * per_pair).mean()
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -258,7 +280,18 @@ class EGES:
         bar.close()
         seen = np.zeros(n_items, bool)
         seen[pairs[:, 0]] = True
+        # a side value that only untrained items carry has a random, never-updated embedding: cold
+        # vectors leave it out like a missing value
+        self.trained_values = [np.bincount(side.codes[seen, f], minlength=c) > 0
+                               for f, c in enumerate(side.cardinalities())]
         return EGESResult(self.embed_all(seen), ~seen, losses, self.attention_weights())
+
+    def _known_codes(self, codes: np.ndarray) -> np.ndarray:
+        """``codes`` with values never seen on a trained item set to UNKNOWN."""
+        codes = np.array(codes, dtype=np.int64, copy=True)
+        for f, ok in enumerate(self.trained_values):
+            codes[:, f] = np.where(ok[codes[:, f]], codes[:, f], UNKNOWN)
+        return codes
 
     # ------------------------------------------------------------------ outputs
     @torch.no_grad()
@@ -269,14 +302,14 @@ class EGES:
         items = torch.arange(n)
         codes = torch.from_numpy(self.side.codes)
         warm = self.model(items, codes)
-        cold = self.model.cold(codes) if self.side.fields else warm
+        cold = self.model.cold(torch.from_numpy(self._known_codes(self.side.codes))) if self.side.fields else warm
         out = torch.where(torch.from_numpy(seen).unsqueeze(-1), warm, cold)
         return out.numpy().astype(np.float32)
 
     @torch.no_grad()
     def embed_cold(self, side_codes: np.ndarray) -> np.ndarray:
         """Vectors for new items from side-info codes only."""
-        return self.model.cold(torch.from_numpy(np.asarray(side_codes, dtype=np.int64))).numpy().astype(np.float32)
+        return self.model.cold(torch.from_numpy(self._known_codes(np.asarray(side_codes)))).numpy().astype(np.float32)
 
     @torch.no_grad()
     def attention_weights(self) -> np.ndarray:

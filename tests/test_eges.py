@@ -114,3 +114,48 @@ def test_market_negatives_come_from_the_same_market():
 def test_errors_name_the_fix():
     with pytest.raises(ValueError, match="no training pairs"):
         EGES(progress=False).fit(np.array([[0, -1]]), side_for())
+
+
+def test_cold_vector_leaves_out_side_values_no_trained_item_carries():
+    # item 3 is held out and is the only one with brand "rare": that embedding is never trained (random),
+    # so its cold vector is the mean of category and market only
+    side = side_for()
+    cols = {"category": [side.vocab[0][c] for c in side.codes[:, 0]], "market": [side.vocab[1][c] for c in side.codes[:, 1]],
+            "brand": [side.vocab[2][c] for c in side.codes[:, 2]]}
+    cols["brand"][3] = "rare"
+    side = SideInfo.from_columns(cols)
+    walks = random_walks(two_cluster_graph(), walk_length=6, walks_per_node=5, random_seed=0)
+    model = EGES(dim=8, epochs=1, random_seed=0, progress=False)
+    res = model.fit(walks, side, holdout=np.array([3]))
+    with torch.no_grad():
+        want = np.mean([model.model.side[f].weight[side.codes[3, f]].numpy() for f in (0, 1)], 0)
+    np.testing.assert_allclose(res.embeddings[3], want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(model.embed_cold(side.codes[3:4])[0], want, rtol=1e-5, atol=1e-7)
+
+
+def test_booked_weight_raises_the_predicted_probability_of_the_booked_context():
+    # item 0 (cluster A) is viewed in sessions that end with booking item 15 (cluster B); walks never join them
+    g = two_cluster_graph()
+    walks = random_walks(g, walk_length=6, walks_per_node=10, random_seed=0)
+    sessions = [np.array([0, 1, 15])] * 30
+    booked = np.array([15] * 30)
+
+    def p_booked(weight):
+        model = EGES(dim=16, epochs=4, batch_size=256, booked_weight=weight, market_negatives=0, random_seed=0,
+                     progress=False)
+        model.fit(walks, side_for(), sessions=sessions, booked=booked)
+        with torch.no_grad():
+            centre = model.model(torch.tensor([0]), torch.from_numpy(side_for().codes[:1]))
+            return float(torch.sigmoid((centre * model.model.context(torch.tensor([15]))).sum()))
+
+    none, some, much = p_booked(0.0), p_booked(1.0), p_booked(20.0)
+    assert none < some < much and much > 0.5 > none
+    with pytest.raises(ValueError, match="booked_weight"):
+        EGES(booked_weight=-1)
+
+
+def test_pad_sequences_cuts_long_sessions_and_drops_single_items():
+    from embed.eges import pad_sequences
+
+    out = pad_sequences([np.arange(5), np.array([7]), np.array([8, 9])], max_len=3)
+    assert out.tolist() == [[0, 1, 2], [3, 4, -1], [8, 9, -1]]
