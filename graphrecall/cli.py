@@ -115,6 +115,8 @@ def _cfg_from_args(args):
             setattr(cfg, name, getattr(args, name))
     if getattr(args, "no_booked_context", False):
         cfg.booked_context = False
+    if getattr(args, "no_session_pairs", False):
+        cfg.train_on_sessions = False
     if getattr(args, "no_iuf", False):
         cfg.cooc_iuf = False
     if getattr(args, "event_types", None):
@@ -137,9 +139,24 @@ def cmd_embed(args) -> int:
 
     driver, settings = connect(args)
     with driver:
-        g, walks, res, faiss_dir = train_embeddings(driver, _cfg_from_args(args), artifacts_dir(), settings.database)
-    print(f"{len(walks)} walks; EGES on {len(g.item_ids)} items ({int(res.cold.sum())} cold); "
+        g, res, faiss_dir = train_embeddings(driver, _cfg_from_args(args), artifacts_dir(), settings.database,
+                                             progress=not args.quiet)
+    print(f"EGES on {len(g.item_ids)} items ({int(res.cold.sum())} cold); "
           f"final loss {res.losses[-1]:.4f}; Faiss index in {faiss_dir}; vectors in Neo4j index item_embedding")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from graphrecall.pipeline import channel_params
+    from query.tune import tune_blend
+
+    driver, settings = connect(args)
+    with driver:
+        report = tune_blend(driver, channel_params(_cfg_from_args(args)), quantile=args.quantile, store=not args.dry_run,
+                            random_seed=args.random_seed or 0, database=settings.database, progress=not args.quiet)
+    print(report.table())
+    print("not stored (--dry-run)" if args.dry_run else
+          "stored in Neo4j as (:BlendChoice {name: 'default'}); `graphrecall serve` uses it unless given --blend")
     return 0
 
 
@@ -157,29 +174,36 @@ def _datasets(args) -> list[tuple[Path, str]]:
 
 
 def cmd_demo(args) -> int:
-    from graphrecall.pipeline import pick_sample_items, run_pipeline
-    from query.retriever import SnapshotRetriever
+    from graphrecall.pipeline import channel_params, pick_sample_items, run_pipeline
+    from query.retriever import CHANNELS, SnapshotRetriever
+    from query.tune import tune_blend
 
     datasets = _datasets(args)
     driver, settings = connect(args)
+    cfg = _cfg_from_args(args)
     with driver:
-        res = run_pipeline(driver, datasets, artifacts_dir(), _cfg_from_args(args), reset=not args.keep,
+        res = run_pipeline(driver, datasets, artifacts_dir(), cfg, reset=not args.keep,
                            reject_dir=args.reject_dir, database=settings.database, progress=not args.quiet)
         for rep in res.ingest:
             print(rep.summary())
-        print(f"SWING {res.swing.written} rels, COOC {res.cooc.written} rels; {res.n_walks} walks; "
+        print(f"SWING {res.swing.written} rels, COOC {res.cooc.written} rels; "
               f"EGES {res.n_items} items ({res.n_cold} cold); Faiss in {res.faiss_dir}")
         print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in res.seconds.items()))
+        if not args.no_tune:
+            print("\ngraphrecall tune: choosing the blend on the last 20% of the log's time")
+            print(tune_blend(driver, channel_params(cfg), random_seed=cfg.random_seed, database=settings.database,
+                             progress=not args.quiet).table())
         snap = SnapshotRetriever.from_neo4j(driver, res.faiss_dir, settings.database)
         for item in pick_sample_items(driver, 3, settings.database):
             print(f"\nitem {item}:")
-            for ch in ("swing", "cooc", "eges", "blend"):
+            for ch in CHANNELS:
                 nb = snap.similar_items(item, k=5, channel=ch)
                 print(f"  {ch:6s} " + ", ".join(f"{i} ({s:.3f})" for i, s in zip(nb.ids, nb.scores)))
     if not os.environ.get("GRAPHRECALL_NEO4J_URI"):
         print(f"\nNeo4j Browser: {_local_instance(args).browser_url} (user {settings.user}; "
               "password: `graphrecall neo4j password`; saved queries in graph_schema/browser/saved_queries.cypher)")
-    print("API: `graphrecall serve` then http://127.0.0.1:8000/i2i/<item_id>?k=10&channel=blend (docs at /docs)")
+    print("API: `graphrecall serve` then http://127.0.0.1:8000/i2i/<item_id>?k=10&channel=blend (docs at /docs); "
+          "the blend is the one tune stored, shown at /health")
     return 0
 
 
@@ -234,6 +258,9 @@ def _add_model(p):
     g.add_argument("--market-field", help="item field for same-market negatives (default market)")
     g.add_argument("--market-negatives", type=int, help="same-market negatives per positive (default 2)")
     g.add_argument("--no-booked-context", action="store_true", help="turn off the booked-item global context")
+    g.add_argument("--booked-weight", type=float, help="loss weight of a booked-context pair (default 1)")
+    g.add_argument("--no-session-pairs", action="store_true",
+                   help="train EGES on walks only, not also on the session sequences")
     g.add_argument("--random-seed", type=int, help="seed for walks and EGES (default 0)")
 
 
@@ -255,7 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "re-ingesting the same file changes nothing; a killed ingest resumes.")
     s.add_argument("kind", choices=["events", "items"])
     s.add_argument("files", nargs="+", type=Path)
-    s.add_argument("--format", required=True, help=FORMAT_HELP + "; items: movielens-movies | generic")
+    s.add_argument("--format", required=True, help=FORMAT_HELP + "; items: movielens-movies | generic | rees46 | taobao "
+                   "(the side info of every item in an event log, without its events)")
     s.add_argument("--map", help="generic column mapping, e.g. user=uid,item=sku,event=type,ts=time,category=cat")
     s.add_argument("--events", help="generic event value mapping, e.g. buy=purchase,click=view (others rejected)")
     s.add_argument("--session-gap-minutes", type=float, default=30.0, help="session cut (default 30)")
@@ -280,14 +308,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conn(s)
     s.set_defaults(func=cmd_embed)
 
+    s = sub.add_parser("tune", help="choose the blend for this graph on its last 20%% of time and store it",
+                       description="Holds out the sessions of the last 20%% of the graph's time, rebuilds every channel "
+                                   "(swing, cooc, trans, side, eges) from the earlier sessions with the settings given, "
+                                   "scores each channel and a grid of blends by NDCG@20 on the held-out next items, "
+                                   "prints the table and stores the best blend in Neo4j, where `graphrecall serve` "
+                                   "finds it (`serve --blend` still overrides it).")
+    s.add_argument("--quantile", type=float, default=0.8, help="time quantile of the cut (default 0.8)")
+    s.add_argument("--dry-run", action="store_true", help="print the table, store nothing")
+    _add_model(s)
+    _add_conn(s)
+    s.set_defaults(func=cmd_tune)
+
     s = sub.add_parser("demo", help="the main job end to end on the default dataset",
                        description="Starts local Neo4j, resets the graph, ingests the dataset (REES46 head17k from "
                                    "../shared/data if present, else a generated one), computes Swing/ItemCF, walks, "
-                                   "EGES, write-back and Faiss, and prints sample lookups.")
+                                   "EGES, write-back and Faiss, tunes the blend (graphrecall tune), and prints sample lookups.")
     s.add_argument("--data", nargs="*", help="event files instead of the default dataset")
     s.add_argument("--format", default="rees46", help=FORMAT_HELP)
     s.add_argument("--generated", action="store_true", help="use the generated dataset even if real data exists")
     s.add_argument("--keep", action="store_true", help="do not reset the graph first")
+    s.add_argument("--no-tune", action="store_true", help="skip `graphrecall tune` (the built-in blend is served)")
     s.add_argument("--reject-dir", type=Path, default=Path("graphrecall-rejects"))
     _add_model(s)
     _add_conn(s)
@@ -297,9 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--blend", default=None,
-                   help="how channel=blend fuses swing/cooc/eges: 'score' (default; each channel's scores over its "
-                        "best, weighted sum, weights cooc=1,swing=0.5,eges=0.5), 'rrf' (reciprocal-rank fusion), "
-                        "or with weights, e.g. 'score:cooc=1,swing=0.5,eges=0.25' (channels left out get 0; also $GRAPHRECALL_BLEND)")
+                   help="how channel=blend fuses swing/cooc/trans/side/eges; default: the blend `graphrecall tune` "
+                        "stored, else score:cooc=1,swing=0.5,eges=0.5. 'score' (each channel's scores over its best, "
+                        "weighted sum), 'rrf' (reciprocal-rank fusion), or with weights, e.g. "
+                        "'score:trans=1,side=1,eges=0.5' (channels left out get 0; also $GRAPHRECALL_BLEND)")
     _add_conn(s)
     s.set_defaults(func=cmd_serve)
 

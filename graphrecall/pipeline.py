@@ -7,14 +7,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embed.eges import EGES, SideInfo
 from embed.index import ItemVectorIndex
 from embed.writeback import write_embeddings
 from graph_schema.schema import apply_schema
 from ingest.writer import IngestReport, ingest_events
 from query.scores import BasisParams, ScoreReport, compute_cooc, compute_swing
 from walkers.export import export_graph
-from walkers.walk import random_walks
+from embed.train import train_item_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +36,8 @@ class PipelineConfig:
     epochs: int = 5
     window: int = 5
     booked_context: bool = True
+    booked_weight: float = 1.0
+    train_on_sessions: bool = True
     market_field: str | None = "market"
     market_negatives: int = 2
     random_seed: int = 0
@@ -47,7 +48,6 @@ class PipelineResult:
     ingest: list[IngestReport] = field(default_factory=list)
     swing: ScoreReport | None = None
     cooc: ScoreReport | None = None
-    n_walks: int = 0
     n_items: int = 0
     n_cold: int = 0
     faiss_dir: Path | None = None
@@ -61,6 +61,23 @@ def reset_graph(driver, database: str = "neo4j") -> None:
     logger.info("graph reset")
 
 
+EGES_SETTINGS = ("walk_length", "walks_per_node", "train_on_sessions", "dim", "epochs", "window", "booked_context",
+                 "booked_weight", "market_field", "market_negatives")
+
+
+def eges_settings(cfg: PipelineConfig) -> dict:
+    """The keyword arguments of :func:`embed.train.train_item_vectors` in ``cfg``."""
+    return {k: getattr(cfg, k) for k in EGES_SETTINGS}
+
+
+def channel_params(cfg: PipelineConfig):
+    """``cfg`` as the :class:`query.evaluation.ChannelParams` that ``graphrecall tune`` rebuilds channels with."""
+    from query.evaluation import ChannelParams
+
+    return ChannelParams(cfg.swing_alpha, cfg.top_k, cfg.cooc_iuf, cfg.max_items_per_user, cfg.max_users_per_item,
+                         eges=eges_settings(cfg))
+
+
 def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True
                    ) -> tuple[ScoreReport, ScoreReport]:
     basis = BasisParams(tuple(cfg.event_types), cfg.max_items_per_user, cfg.max_users_per_item)
@@ -71,17 +88,12 @@ def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progres
 
 def train_embeddings(driver, cfg: PipelineConfig, artifacts: Path, database: str = "neo4j", progress: bool = True):
     g = export_graph(driver, database)
-    walks = random_walks(g.transitions, walk_length=cfg.walk_length, walks_per_node=cfg.walks_per_node,
-                         random_seed=cfg.random_seed)
-    side = SideInfo.from_columns(g.side)
-    model = EGES(dim=cfg.dim, epochs=cfg.epochs, window=cfg.window, booked_context=cfg.booked_context,
-                 market_field=cfg.market_field, market_negatives=cfg.market_negatives,
-                 random_seed=cfg.random_seed, progress=progress)
-    res = model.fit(walks, side, sessions=g.sessions, booked=g.booked)
+    res = train_item_vectors(g.transitions, g.side, g.sessions, g.booked, random_seed=cfg.random_seed,
+                             progress=progress, **eges_settings(cfg))
     write_embeddings(driver, g.item_ids, res.embeddings, res.cold, database=database)
     index = ItemVectorIndex(g.item_ids, res.embeddings)
     faiss_dir = index.save(artifacts / "faiss")
-    return g, walks, res, faiss_dir
+    return g, res, faiss_dir
 
 
 def run_pipeline(
@@ -107,9 +119,9 @@ def run_pipeline(
     out.swing, out.cooc = compute_scores(driver, cfg, database, progress)
     out.seconds["scores"] = time.perf_counter() - t
     t = time.perf_counter()
-    g, walks, res, out.faiss_dir = train_embeddings(driver, cfg, artifacts, database, progress)
+    g, res, out.faiss_dir = train_embeddings(driver, cfg, artifacts, database, progress)
     out.seconds["walks+eges+writeback"] = time.perf_counter() - t
-    out.n_walks, out.n_items, out.n_cold = len(walks), len(g.item_ids), int(res.cold.sum())
+    out.n_items, out.n_cold = len(g.item_ids), int(res.cold.sum())
     return out
 
 

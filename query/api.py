@@ -1,8 +1,9 @@
 """HTTP i2i lookup for product pages.
 
-``GET /i2i/{item_id}?k=10&channel=swing|cooc|eges|blend`` -> item ids, scores and the
+``GET /i2i/{item_id}?k=10&channel=swing|cooc|trans|side|eges|blend`` -> item ids, scores and the
 channel that produced each; 404 for unknown items, 422 for a bad ``k`` or channel.
-``GET /health`` -> ``ok`` or ``degraded`` (Neo4j down, answers from the last snapshot).
+``GET /health`` -> ``ok`` or ``degraded`` (Neo4j down, answers from the last snapshot), and the
+blend in use with where it came from (``graphrecall tune``, ``--blend`` or the built-in default).
 OpenAPI docs at ``/docs``.
 
 Run with ``graphrecall serve`` (uvicorn); :func:`create_app` takes any
@@ -57,7 +58,7 @@ def create_app(retriever: ItemRetriever) -> FastAPI:
     def i2i(
         item_id: str = Path(..., min_length=1, max_length=512),
         k: int = Query(10, ge=1, le=MAX_K, description=f"number of neighbours, 1..{MAX_K}"),
-        channel: Literal["swing", "cooc", "eges", "blend"] = Query("blend"),
+        channel: Literal["swing", "cooc", "trans", "side", "eges", "blend"] = Query("blend"),
     ) -> I2IResponse:
         try:
             nb = retriever.similar_items(item_id, k=k, channel=channel)
@@ -97,6 +98,6 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
     retriever = ResilientRetriever(load, probe, probe_every=float(os.environ.get("GRAPHRECALL_PROBE_SECONDS", "5")),
                                    fallback=lambda: SnapshotRetriever.load(snapshot_dir, faiss_dir))
     if os.environ.get("GRAPHRECALL_BLEND"):
-        retriever.blend_config = BlendConfig.parse(os.environ["GRAPHRECALL_BLEND"])
-    logger.info("blend channel: %s", retriever.blend_config)
+        retriever.blend_config = BlendConfig.parse(os.environ["GRAPHRECALL_BLEND"])  # overrides a tuned one
+    logger.info("blend channel: %s (%s)", retriever.blend_config, retriever.blend_source)
     return create_app(retriever)

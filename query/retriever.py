@@ -3,8 +3,8 @@
 * :class:`ItemRetriever`: ``similar_items(item_id, k, channel) -> Neighbours``.
 * :class:`SnapshotRetriever`: in-memory top-K lists and a Faiss index, loaded from
   Neo4j once (or built from arrays); serves without touching the database.
-* :class:`Neo4jRetriever`: live read-only Cypher per call (SWING/COOC by rank,
-  the native vector index for eges).
+* :class:`Neo4jRetriever`: live read-only Cypher per call (SWING/COOC by rank, TRANSITION by
+  weight, the native vector index for eges).
 * :class:`ResilientRetriever`: serves a snapshot, probes Neo4j, reports
   ``degraded`` while it is down and reloads the snapshot on its own when it is back.
 """
@@ -23,8 +23,10 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-CHANNELS = ("swing", "cooc", "eges", "blend")
-BASE_CHANNELS = ("swing", "cooc", "eges")
+CHANNELS = ("swing", "cooc", "trans", "side", "eges", "blend")
+# trans: directed session co-visitation (TRANSITION edges); side: popular items sharing the query's side fields
+BASE_CHANNELS = ("swing", "cooc", "trans", "side", "eges")
+SIDE_MATCH_WEIGHTS = {"category": 4.0, "brand": 2.0, "price_bucket": 1.0}  # lexicographic: category, brand, price
 RRF_K = 60.0
 BLEND_DEPTH = 200  # candidates per channel; fixed so that blend's top-k is a prefix of its top-(k+1)
 BLEND_METHODS = ("score", "rrf")
@@ -32,11 +34,12 @@ BLEND_METHODS = ("score", "rrf")
 
 @dataclass(frozen=True)
 class BlendConfig:
-    """How the ``blend`` channel fuses swing, cooc and eges.
+    """How the ``blend`` channel fuses swing, cooc, trans and eges.
 
     * ``score`` (default): each channel's scores divided by that channel's best score for the
-      query item, then a weighted sum. The default weights were chosen on a validation split
-      of MovieLens training data (``bench/funrec_cf.py``), not on its test split.
+      query item, then a weighted sum. The built-in weights were chosen on a validation split of
+      MovieLens training data (``bench/funrec_cf.py``); ``graphrecall tune`` chooses weights for
+      the user's own graph and stores them, and ``serve`` then uses those.
     * ``rrf``: weighted reciprocal-rank fusion, ``w / (60 + rank)``; ignores score scales entirely.
     """
 
@@ -137,6 +140,7 @@ class ItemRetriever(ABC):
     """Item-to-item recall. Raises :class:`UnknownItem` for items it has never seen."""
 
     blend_config: BlendConfig = DEFAULT_BLEND
+    blend_source: str = "built-in default"
 
     @abstractmethod
     def has_item(self, item_id: str) -> bool: ...
@@ -157,7 +161,81 @@ class ItemRetriever(ABC):
         return blend({ch: self._channel(item_id, depth, ch) for ch in BASE_CHANNELS}, k, self.blend_config)
 
     def health(self) -> dict:
-        return {"status": "ok"}
+        return {"status": "ok", "blend": str(self.blend_config), "blend_source": self.blend_source}
+
+
+# --------------------------------------------------------------------------- side channel
+class SideIndex:
+    """Popular items that share the query's side fields: items matching on category first, then brand,
+    then price bucket (:data:`SIDE_MATCH_WEIGHTS`), each group by training popularity, ties by id.
+
+    The score is ``(matched weight + pop / (max pop + 1)) / (sum of weights + 1)``, in [0, 1). Lists
+    depend only on the query's field values, so they are computed once per distinct key (LRU cache)."""
+
+    def __init__(self, item_ids, side: dict[str, list], pop, weights: dict[str, float] | None = None,
+                 cache_size: int = 4096):
+        from functools import lru_cache
+
+        self.item_ids = np.asarray(item_ids, dtype=object)
+        self.row = {str(i): n for n, i in enumerate(self.item_ids)}
+        weights = SIDE_MATCH_WEIGHTS if weights is None else weights
+        self.fields = [f for f in weights if f in side and any(v is not None for v in side[f])]
+        self.weights = np.array([weights[f] for f in self.fields], dtype=np.float64)
+        self.codes = np.zeros((len(self.item_ids), len(self.fields)), dtype=np.int64)
+        for c, f in enumerate(self.fields):
+            uniq = {v: n + 1 for n, v in enumerate(sorted({str(v) for v in side[f] if v is not None}))}
+            self.codes[:, c] = [0 if v is None else uniq[str(v)] for v in side[f]]
+        pop = np.asarray(pop, dtype=np.float64)
+        self.pop, self.side_values = pop, {f: list(side[f]) for f in self.fields}
+        self.field_weights = {f: float(weights[f]) for f in self.fields}
+        norm = self.weights.sum() + 1.0
+        self._base = pop / (pop.max(initial=0.0) + 1.0) / norm
+        self._w = self.weights / norm
+        self._tiebreak = np.arange(len(self.item_ids)) * 1e-12
+        self._ranked = lru_cache(maxsize=cache_size)(self._rank_key)
+
+    def __contains__(self, item_id: str) -> bool:
+        return str(item_id) in self.row
+
+    def _rank_key(self, key: tuple, depth: int) -> tuple[np.ndarray, np.ndarray]:
+        score = self._base.copy()
+        for c, code in enumerate(key):
+            if code:
+                score += self._w[c] * (self.codes[:, c] == code)
+        d = min(depth, len(score))
+        if d == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        tie = score - self._tiebreak  # equal scores: lower row (id order) first
+        part = np.argpartition(-tie, d - 1)[:d] if d < len(score) else np.arange(len(score))
+        part = part[np.argsort(-tie[part], kind="stable")]
+        part = part[score[part] > 0]
+        return part, score[part].astype(np.float32)
+
+    def similar_items(self, item_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        r = self.row.get(str(item_id))
+        if r is None:
+            raise KeyError(item_id)
+        rows, scores = self._ranked(tuple(int(c) for c in self.codes[r]), max(k + 1, BLEND_DEPTH + 1))
+        keep = rows != r
+        return self.item_ids[rows[keep][:k]], scores[keep][:k]
+
+    def to_json(self) -> dict:
+        return {"item_ids": [str(i) for i in self.item_ids], "side": self.side_values, "pop": self.pop.tolist(),
+                "weights": self.field_weights}
+
+    @classmethod
+    def from_json(cls, body: dict) -> "SideIndex":
+        return cls(body["item_ids"], body["side"], body["pop"], body["weights"])
+
+    @classmethod
+    def from_neo4j(cls, driver, database: str = "neo4j") -> "SideIndex":
+        """Side fields of every item and its popularity (events, summed over its ENGAGED edges)."""
+        with driver.session(database=database, default_access_mode="READ") as s:
+            rows = s.run("MATCH (i:Item) OPTIONAL MATCH ()-[e:ENGAGED]->(i) "
+                         "RETURN i.id, [f IN $fields | i[f]], coalesce(sum(e.count), 0) ORDER BY i.id",
+                         fields=list(SIDE_MATCH_WEIGHTS)).values()
+        side = {f: [None if r[1][c] is None else str(r[1][c]) for r in rows] for c, f in enumerate(SIDE_MATCH_WEIGHTS)}
+        return cls([r[0] for r in rows], side, [r[2] for r in rows])
 
 
 # --------------------------------------------------------------------------- snapshot
@@ -176,6 +254,9 @@ class SnapshotRetriever(ItemRetriever):
     lists: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)  # channel -> item -> (ids, scores)
     vectors: object | None = None  # embed.index.ItemVectorIndex
     loaded_at: float = field(default_factory=time.time)
+    side: SideIndex | None = None
+    blend_config: BlendConfig = DEFAULT_BLEND
+    blend_source: str = "built-in default"
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self.items
@@ -186,13 +267,19 @@ class SnapshotRetriever(ItemRetriever):
                 return Neighbours.empty()
             ids, scores = self.vectors.similar_items(item_id, k)
             return Neighbours(ids, scores, [channel] * len(ids))
+        if channel == "side":
+            if self.side is None or item_id not in self.side:
+                return Neighbours.empty()
+            ids, scores = self.side.similar_items(item_id, k)
+            return Neighbours(ids, scores, [channel] * len(ids))
         ids, scores = self.lists.get(channel, {}).get(item_id, (np.array([], dtype=object), np.array([], np.float32)))
         return Neighbours(ids[:k], scores[:k], [channel] * min(k, len(ids)))
 
     def stats(self) -> dict:
         return {"items": len(self.items), "loaded_at": self.loaded_at,
                 **{f"{ch}_lists": len(v) for ch, v in self.lists.items()},
-                "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids)}
+                "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids),
+                "side_items": 0 if self.side is None else len(self.side.item_ids)}
 
     def save(self, directory: str | Path) -> Path:
         """Write the top-K lists and item set as JSON (vectors stay in their Faiss folder)."""
@@ -200,7 +287,8 @@ class SnapshotRetriever(ItemRetriever):
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        body = {"items": sorted(self.items), "loaded_at": self.loaded_at,
+        body = {"items": sorted(self.items), "loaded_at": self.loaded_at, "blend": str(self.blend_config),
+                "blend_source": self.blend_source, "side": None if self.side is None else self.side.to_json(),
                 "lists": {ch: {i: [list(map(str, ids)), [float(x) for x in sc]] for i, (ids, sc) in per.items()}
                           for ch, per in self.lists.items()}}
         tmp = d / "snapshot.json.tmp"
@@ -219,11 +307,14 @@ class SnapshotRetriever(ItemRetriever):
         lists = {ch: {i: (np.array(v[0], dtype=object), np.array(v[1], dtype=np.float32)) for i, v in per.items()}
                  for ch, per in body["lists"].items()}
         vectors = _load_vectors(faiss_dir)
-        return cls(set(body["items"]), lists, vectors, body["loaded_at"])
+        blend_config = BlendConfig.parse(body["blend"]) if body.get("blend") else DEFAULT_BLEND
+        side = SideIndex.from_json(body["side"]) if body.get("side") else None
+        return cls(set(body["items"]), lists, vectors, body["loaded_at"], side, blend_config,
+                   body.get("blend_source", "built-in default"))
 
     @classmethod
     def from_neo4j(cls, driver, faiss_dir: str | Path | None = None, database: str = "neo4j") -> "SnapshotRetriever":
-        from query.scores import read_top_lists
+        from query.scores import read_blend, read_top_lists, read_transition_lists
 
         t0 = time.perf_counter()
         with driver.session(database=database, default_access_mode="READ") as s:
@@ -231,8 +322,13 @@ class SnapshotRetriever(ItemRetriever):
         lists = {ch: {i: (np.array(ids, dtype=object), np.array(sc, dtype=np.float32))
                       for i, (ids, sc) in read_top_lists(driver, ch.upper(), database=database).items()}
                  for ch in ("swing", "cooc")}
+        lists["trans"] = {i: (np.array(ids, dtype=object), np.array(w, dtype=np.float32))
+                          for i, (ids, w) in read_transition_lists(driver, database=database).items()}
         vectors = _load_vectors(faiss_dir)
-        snap = cls(items, lists, vectors)
+        snap = cls(items, lists, vectors, side=SideIndex.from_neo4j(driver, database))
+        stored = read_blend(driver, database)
+        if stored is not None:
+            snap.blend_config, snap.blend_source = BlendConfig.parse(stored[0]), f"graphrecall tune, {stored[1]}"
         logger.info("snapshot loaded in %.1fs: %s", time.perf_counter() - t0, snap.stats())
         if not items:
             logger.warning("the graph has no items, so every lookup will be 404; run `graphrecall ingest`, "
@@ -248,7 +344,12 @@ class Neo4jRetriever(ItemRetriever):
     """Reads each answer from Neo4j with read-only sessions."""
 
     def __init__(self, driver, database: str = "neo4j"):
+        from query.scores import read_blend
+
         self.driver, self.database = driver, database
+        stored = read_blend(driver, database)
+        if stored is not None:
+            self.blend_config, self.blend_source = BlendConfig.parse(stored[0]), f"graphrecall tune, {stored[1]}"
 
     def _read(self, query: str, **params):
         with self.driver.session(database=self.database, default_access_mode="READ") as s:
@@ -263,6 +364,13 @@ class Neo4jRetriever(ItemRetriever):
                 "MATCH (q:Item {id: $id}) WHERE q.embedding IS NOT NULL "
                 "CALL db.index.vector.queryNodes('item_embedding', $k1, q.embedding) YIELD node, score "
                 "WHERE node <> q RETURN node.id, score LIMIT $k", id=item_id, k1=k + 1, k=k)
+        elif channel == "side":  # the reference backend recomputes it from the graph on every call
+            side = SideIndex.from_neo4j(self.driver, self.database)
+            ids, scores = side.similar_items(item_id, k)
+            return Neighbours(ids, scores, [channel] * len(ids))
+        elif channel == "trans":
+            rows = self._read("MATCH (q:Item {id: $id})-[t:TRANSITION]->(j:Item) WHERE j <> q "
+                              "RETURN j.id, t.weight ORDER BY t.weight DESC, j.id LIMIT $k", id=item_id, k=k)
         else:
             rows = self._read("MATCH (:Item {id: $id})-[r]->(j:Item) WHERE type(r) = $rel "
                               "RETURN j.id, r.score ORDER BY r.rank LIMIT $k", id=item_id, rel=channel.upper(), k=k)
@@ -295,6 +403,20 @@ class ResilientRetriever(ItemRetriever):
             self.neo4j_ok, self.last_error = False, f"{type(exc).__name__}: {exc}"[:300]
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.blend_override: BlendConfig | None = None
+
+    @property
+    def blend_config(self) -> BlendConfig:
+        """``--blend``/``GRAPHRECALL_BLEND`` when given, else the snapshot's (stored by ``graphrecall tune``)."""
+        return self.blend_override or self.snapshot.blend_config
+
+    @blend_config.setter
+    def blend_config(self, config: BlendConfig) -> None:
+        self.blend_override = config
+
+    @property
+    def blend_source(self) -> str:
+        return "--blend / GRAPHRECALL_BLEND" if self.blend_override else self.snapshot.blend_source
 
     def start(self) -> "ResilientRetriever":
         if self._thread is None:
@@ -340,4 +462,5 @@ class ResilientRetriever(ItemRetriever):
 
     def health(self) -> dict:
         return {"status": "ok" if self.neo4j_ok else "degraded", "neo4j": self.neo4j_ok,
-                "error": self.last_error, "snapshot": self.snapshot.stats()}
+                "error": self.last_error, "snapshot": self.snapshot.stats(), "blend": str(self.blend_config),
+                "blend_source": self.blend_source}

@@ -283,6 +283,38 @@ def read_top_lists(driver, rel: str, prop: str = "score", database: str = "neo4j
             "RETURN i.id, collect(j.id), collect(r[$prop])", rel=rel, prop=prop).values()}
 
 
+TRANS_DEPTH = 50  # most frequent next items kept per item by the trans channel
+
+
+def read_transition_lists(driver, depth: int = TRANS_DEPTH, database: str = "neo4j") -> dict[str, tuple[list, list]]:
+    """Each item's most frequent next items from its ``TRANSITION`` edges (directed session
+    co-visitation), weight descending, ties by id: ``{item: (ids, weights)}``. Read-only."""
+    with driver.session(database=database, default_access_mode="READ") as s:
+        return {i: (ids, w) for i, ids, w in s.run(
+            "MATCH (i:Item)-[t:TRANSITION]->(j:Item) WHERE i <> j WITH i, t, j ORDER BY t.weight DESC, j.id "
+            "WITH i, collect(j.id) AS ids, collect(t.weight) AS w RETURN i.id, ids[..$depth], w[..$depth]",
+            depth=depth).values()}
+
+
+BLEND_CHOICE = "default"
+
+
+def store_blend(driver, spec: str, details: dict, database: str = "neo4j") -> None:
+    """Keep the blend chosen by ``graphrecall tune`` in the graph, where ``serve`` finds it."""
+    import json
+
+    with driver.session(database=database) as s:
+        s.run("MERGE (b:BlendChoice {name: $name}) SET b.spec = $spec, b.details = $details, b.at = datetime()",
+              name=BLEND_CHOICE, spec=spec, details=json.dumps(details)).consume()
+
+
+def read_blend(driver, database: str = "neo4j") -> tuple[str, str] | None:
+    """``(spec, tuned-at)`` of the stored blend, or None when ``graphrecall tune`` has not run."""
+    with driver.session(database=database, default_access_mode="READ") as s:
+        row = s.run("MATCH (b:BlendChoice {name: $name}) RETURN b.spec, toString(b.at)", name=BLEND_CHOICE).single()
+    return None if row is None else (row[0], row[1])
+
+
 def read_basis(driver, database: str = "neo4j") -> list[tuple[str, str]]:
     with driver.session(database=database) as s:
         return [(r["u"], r["i"]) for r in s.run("MATCH (u:User)-[:BASIS]->(i:Item) RETURN u.id AS u, i.id AS i")]

@@ -5,9 +5,9 @@ import pytest
 
 from embed.index import ItemVectorIndex
 from embed.writeback import write_embeddings
-from query.retriever import (DEFAULT_BLEND, BlendConfig, Neo4jRetriever, Neighbours, ResilientRetriever,
+from query.retriever import (CHANNELS, DEFAULT_BLEND, BlendConfig, Neo4jRetriever, Neighbours, ResilientRetriever,
                              SnapshotRetriever, UnknownItem, blend)
-from query.scores import compute_cooc, compute_swing
+from query.scores import compute_cooc, compute_swing, store_blend
 from test_scores import DESIGN_EXAMPLE, load_triples
 
 EVIL = "x'}) DETACH DELETE n //"
@@ -57,7 +57,29 @@ class RetrieverContract:
 
     def test_blend_labels_each_item_with_a_channel(self, retriever):
         nb = retriever.similar_items("h", k=4, channel="blend")
-        assert len(nb) == 4 and set(nb.channels) <= {"swing", "cooc", "eges"}
+        assert len(nb) == 4 and set(nb.channels) <= {"swing", "cooc", "eges"}  # the built-in blend's channels
+
+    def test_trans_channel_is_directed_session_covisitation(self, retriever):
+        # sessions h>t>r>p (A, B), h>p (C), EVIL>h (D): from h, t follows twice and p once; nothing follows p
+        nb = retriever.similar_items("h", k=5, channel="trans")
+        assert list(nb.ids) == ["t", "p"] and list(nb.scores) == [2.0, 1.0]
+        assert len(retriever.similar_items("p", k=5, channel="trans")) == 0
+        assert list(retriever.similar_items(EVIL, k=5, channel="trans").ids) == ["h"]
+
+    def test_side_channel_without_side_fields_is_popularity(self, retriever):
+        # no item has side info: every item by its event count (h 4, p 3, r 2, t 2, EVIL 1), ties by id
+        nb = retriever.similar_items("h", k=10, channel="side")
+        assert list(nb.ids) == ["p", "r", "t", EVIL]
+        assert np.allclose(nb.scores, [3 / 5, 2 / 5, 2 / 5, 1 / 5])
+        assert list(retriever.similar_items("p", k=2, channel="side").ids) == ["h", "r"]
+
+    def test_blend_follows_its_config(self, retriever):
+        retriever.blend_config = BlendConfig.parse("score:trans=1")
+        try:
+            assert list(retriever.similar_items("h", k=5, channel="blend").ids) == ["t", "p"]
+            assert retriever.health()["blend"] == "score:trans=1"
+        finally:
+            retriever.blend_config = DEFAULT_BLEND
 
     def test_blend_top_k_is_a_prefix_of_top_k_plus_one(self, retriever):
         lists = [list(retriever.similar_items("h", k=k, channel="blend").ids) for k in (1, 2, 3, 4)]
@@ -116,7 +138,9 @@ def test_resilient_degrades_and_recovers(driver, tmp_path):
 
 def test_saved_snapshot_serves_when_neo4j_is_down_at_start(driver, tmp_path):
     faiss_dir = build_tiny_graph(driver, tmp_path)
+    store_blend(driver, "score:side=0.5,trans=1", {"ndcg@20": 0.5})  # as `graphrecall tune` does
     live = SnapshotRetriever.from_neo4j(driver, faiss_dir)
+    assert str(live.blend_config) == "score:side=0.5,trans=1" and live.blend_source.startswith("graphrecall tune")
     live.save(tmp_path / "snap")
 
     def down():
@@ -124,7 +148,8 @@ def test_saved_snapshot_serves_when_neo4j_is_down_at_start(driver, tmp_path):
 
     r = ResilientRetriever(down, down, fallback=lambda: SnapshotRetriever.load(tmp_path / "snap", faiss_dir))
     assert r.health()["status"] == "degraded"
-    for ch in ("swing", "cooc", "eges", "blend"):
+    assert r.health()["blend"] == "score:side=0.5,trans=1" and r.blend_source == live.blend_source
+    for ch in CHANNELS:
         a, b = r.similar_items("h", k=3, channel=ch), live.similar_items("h", k=3, channel=ch)
         assert list(a.ids) == list(b.ids)
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
@@ -161,7 +186,7 @@ def test_blend_config_parse_and_errors():
     assert c.method == "rrf" and c.weight == {"swing": 1.0, "cooc": 0.5}
     assert BlendConfig.parse(str(c)) == c
     for bad, hint in (("mean", "choose one of score, rrf"), ("score:swing", "channel=weight"),
-                      ("score:swing=x", "channel=weight"), ("score:views=1", "channels from swing, cooc, eges"),
+                      ("score:swing=x", "channel=weight"), ("score:views=1", "channels from swing, cooc, trans, side, eges"),
                       ("score:swing=-1", "weights >= 0")):
         with pytest.raises(ValueError, match=hint):
             BlendConfig.parse(bad)

@@ -6,7 +6,7 @@ import urllib.request
 import pytest
 
 from conftest import DATA, graph_counts
-from graph_schema.schema import apply_schema, schema_statements
+from graph_schema.schema import SCHEMA_VERSION, apply_schema, schema_statements
 from graph_schema.server import LocalNeo4j, STOCK_JVM_FLAGS
 from ingest.writer import ingest_events
 
@@ -29,7 +29,7 @@ def test_schema_is_versioned_and_idempotent(session_driver):
     apply_schema(session_driver)
     apply_schema(session_driver)
     with session_driver.session() as s:
-        assert s.run("MATCH (v:SchemaVersion {name: 'graphrecall'}) RETURN v.version").single()[0] == 2
+        assert s.run("MATCH (v:SchemaVersion {name: 'graphrecall'}) RETURN v.version").single()[0] == SCHEMA_VERSION
         names = {r[0] for r in s.run("SHOW CONSTRAINTS YIELD name RETURN name").values()}
     assert {"user_id", "item_id", "session_id", "ingest_batch_key"} <= names
     assert all(stmt.split()[0] in ("CREATE", "MERGE", "DROP") for stmt in schema_statements())
