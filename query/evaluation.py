@@ -329,6 +329,7 @@ def blend_grid_lists(retriever, queries: Iterable[str], configs: Sequence, k: in
 
     W = np.array([[c.weight.get(ch, 0.0) for ch in BASE_CHANNELS] for c in configs])
     rrf = np.array([c.method == "rrf" for c in configs])
+    new_w = np.array([c.new_items for c in configs])
     outs: list[dict[str, list[str]]] = [{} for _ in configs]
     depth = max(BLEND_DEPTH, k)
     for q in set(queries):
@@ -355,6 +356,7 @@ def blend_grid_lists(retriever, queries: Iterable[str], configs: Sequence, k: in
             R[c, cols] = 1.0 / (RRF_K + np.arange(1, len(nb) + 1))
             in_r[c, cols] = 1.0
         total = np.where(rrf[:, None], W @ R, W @ S)
+        total = total * np.where(retriever.is_new(cand)[None, :], new_w[:, None], 1.0)
         # blend() keeps an item only if a channel with weight > 0 listed it
         listed = np.where(rrf[:, None], (W > 0) @ in_r, (W > 0) @ in_s) > 0
         for n, o in enumerate(outs):
@@ -367,9 +369,11 @@ def blend_grid_lists(retriever, queries: Iterable[str], configs: Sequence, k: in
 
 def blend_grid() -> list:
     """The blend configs searched on validation (by the bench and ``graphrecall tune``): score fusion over
-    trans {0,1,2}, side {0,1}, eges {0,.25,.5,1}, cooc {0,.5,1}, swing {0,.5}, plus equal-weight RRF."""
+    trans {0,1,2,8}, side {0,1}, eges {0,.25,.5,1}, cooc {0,.5,1}, swing {0,.5}, each with the weight of
+    items without events (``new``) at 1, 0.7 and 0.4, plus equal-weight RRF."""
     from query.retriever import BASE_CHANNELS, BlendConfig
 
-    grid = [BlendConfig.of("score", **{c: w for c, w in zip(("trans", "side", "eges", "cooc", "swing"), ws) if w})
-            for ws in itertools.product((0, 1, 2), (0, 1), (0, 0.25, 0.5, 1), (0, 0.5, 1), (0, 0.5)) if any(ws)]
+    grid = [BlendConfig.of("score", new=new, **{c: w for c, w in zip(("trans", "side", "eges", "cooc", "swing"), ws) if w})
+            for ws in itertools.product((0, 1, 2, 8), (0, 1), (0, 0.25, 0.5, 1), (0, 0.5, 1), (0, 0.5)) if any(ws)
+            for new in (1.0, 0.7, 0.4)]
     return grid + [BlendConfig.of("rrf", **{c: 1.0 for c in BASE_CHANNELS})]

@@ -41,10 +41,15 @@ class BlendConfig:
       MovieLens training data (``bench/funrec_cf.py``); ``graphrecall tune`` chooses weights for
       the user's own graph and stores them, and ``serve`` then uses those.
     * ``rrf``: weighted reciprocal-rank fusion, ``w / (60 + rank)``; ignores score scales entirely.
+
+    ``new_items`` (``new=`` in a spec) multiplies the fused score of items that have no events yet
+    (catalogue items reachable only through side info): below 1 they give way to items with a
+    history when scores are close, without being shut out.
     """
 
     method: str = "score"
     weights: tuple[tuple[str, float], ...] = (("cooc", 1.0), ("eges", 0.5), ("swing", 0.5))  # sorted by channel
+    new_items: float = 1.0
 
     def __post_init__(self):
         if self.method not in BLEND_METHODS:
@@ -52,10 +57,14 @@ class BlendConfig:
         bad = [ch for ch, w in self.weights if ch not in BASE_CHANNELS or not (w >= 0)]
         if bad:
             raise ValueError(f"blend weights need channels from {', '.join(BASE_CHANNELS)} and weights >= 0; got {dict(self.weights)}")
+        if not 0 <= self.new_items <= 1:
+            raise ValueError(f"new= (the weight of items without events) must be in 0..1, got {self.new_items}")
 
     @classmethod
-    def of(cls, method: str = "score", **weights: float) -> "BlendConfig":
-        return cls(method, tuple(sorted(weights.items()))) if weights else cls(method)  # rrf alone: default weights
+    def of(cls, method: str = "score", new: float = 1.0, **weights: float) -> "BlendConfig":
+        if not weights:  # rrf alone: default weights
+            return cls(method, new_items=new)
+        return cls(method, tuple(sorted(weights.items())), new)
 
     @property
     def weight(self) -> dict[str, float]:
@@ -64,7 +73,8 @@ class BlendConfig:
     @classmethod
     def parse(cls, spec: str) -> "BlendConfig":
         """``"score"``, ``"rrf"`` (default weights), or a method with weights,
-        ``"score:cooc=1,swing=0.25,eges=0.5"``; a channel left out then gets weight 0."""
+        ``"score:cooc=1,swing=0.25,eges=0.5"``; a channel left out then gets weight 0; ``new=0.7`` sets
+        :attr:`new_items`."""
         method, _, rest = spec.strip().partition(":")
         weights = {}
         for part in filter(None, (x.strip() for x in rest.split(","))):
@@ -79,7 +89,8 @@ class BlendConfig:
         return cls.of(method.strip(), **weights)
 
     def __str__(self) -> str:
-        return f"{self.method}:" + ",".join(f"{ch}={w:g}" for ch, w in self.weights)
+        new = [] if self.new_items == 1.0 else [f"new={self.new_items:g}"]
+        return f"{self.method}:" + ",".join([f"{ch}={w:g}" for ch, w in self.weights] + new)
 
 
 DEFAULT_BLEND = BlendConfig()
@@ -110,8 +121,10 @@ def check_channel(channel: str) -> None:
         raise ValueError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
 
 
-def blend(per_channel: dict[str, Neighbours], k: int, config: BlendConfig = DEFAULT_BLEND) -> Neighbours:
-    """Fuse per-channel lists (each sorted best first); each item is labelled by its largest contributor."""
+def blend(per_channel: dict[str, Neighbours], k: int, config: BlendConfig = DEFAULT_BLEND,
+          is_new: Callable[[np.ndarray], np.ndarray] | None = None) -> Neighbours:
+    """Fuse per-channel lists (each sorted best first); each item is labelled by its largest contributor.
+    ``is_new(ids)`` marks items without events, whose fused score is multiplied by ``config.new_items``."""
     weights = config.weight
     score: dict[str, float] = {}
     best: dict[str, tuple[float, str]] = {}
@@ -131,6 +144,11 @@ def blend(per_channel: dict[str, Neighbours], k: int, config: BlendConfig = DEFA
             score[iid] = score.get(iid, 0.0) + c
             if c > best.get(iid, (-1.0, ""))[0]:
                 best[iid] = (c, ch)
+    if config.new_items != 1.0 and is_new is not None and score:
+        keys = list(score)
+        for key, new in zip(keys, is_new(np.array(keys, dtype=object))):
+            if new:
+                score[key] *= config.new_items
     order = sorted(score, key=lambda i: (-score[i], i))[:k]
     return Neighbours(np.array(order, dtype=object), np.array([score[i] for i in order], dtype=np.float32),
                       [best[i][1] for i in order])
@@ -158,7 +176,12 @@ class ItemRetriever(ABC):
         if channel != "blend":
             return self._channel(item_id, k, channel)
         depth = max(BLEND_DEPTH, k)
-        return blend({ch: self._channel(item_id, depth, ch) for ch in BASE_CHANNELS}, k, self.blend_config)
+        return blend({ch: self._channel(item_id, depth, ch) for ch in BASE_CHANNELS}, k, self.blend_config,
+                     self.is_new)
+
+    def is_new(self, ids: np.ndarray) -> np.ndarray:
+        """Per id: True for an item with no events (known only from the catalogue)."""
+        return np.zeros(len(ids), dtype=bool)
 
     def health(self) -> dict:
         return {"status": "ok", "blend": str(self.blend_config), "blend_source": self.blend_source}
@@ -196,6 +219,11 @@ class SideIndex:
 
     def __contains__(self, item_id: str) -> bool:
         return str(item_id) in self.row
+
+    def is_new(self, ids: np.ndarray) -> np.ndarray:
+        """True where an id has no events (popularity 0); ids it does not know are not new."""
+        rows = np.array([self.row.get(str(i), -1) for i in ids], dtype=np.int64)
+        return (rows >= 0) & (self.pop[np.maximum(rows, 0)] == 0) if len(rows) else np.zeros(0, bool)
 
     def _rank_key(self, key: tuple, depth: int) -> tuple[np.ndarray, np.ndarray]:
         score = self._base.copy()
@@ -274,6 +302,9 @@ class SnapshotRetriever(ItemRetriever):
             return Neighbours(ids, scores, [channel] * len(ids))
         ids, scores = self.lists.get(channel, {}).get(item_id, (np.array([], dtype=object), np.array([], np.float32)))
         return Neighbours(ids[:k], scores[:k], [channel] * min(k, len(ids)))
+
+    def is_new(self, ids: np.ndarray) -> np.ndarray:
+        return np.zeros(len(ids), dtype=bool) if self.side is None else self.side.is_new(ids)
 
     def stats(self) -> dict:
         return {"items": len(self.items), "loaded_at": self.loaded_at,
@@ -357,6 +388,11 @@ class Neo4jRetriever(ItemRetriever):
 
     def has_item(self, item_id: str) -> bool:
         return bool(self._read("MATCH (i:Item {id: $id}) RETURN count(i) > 0", id=item_id)[0][0])
+
+    def is_new(self, ids: np.ndarray) -> np.ndarray:
+        new = {r[0] for r in self._read("UNWIND $ids AS id MATCH (i:Item {id: id}) "
+                                        "WHERE NOT EXISTS { ()-[:ENGAGED]->(i) } RETURN id", ids=[str(i) for i in ids])}
+        return np.array([str(i) in new for i in ids], dtype=bool)
 
     def _channel(self, item_id: str, k: int, channel: str) -> Neighbours:
         if channel == "eges":
@@ -459,6 +495,9 @@ class ResilientRetriever(ItemRetriever):
 
     def _channel(self, item_id: str, k: int, channel: str) -> Neighbours:
         return self.snapshot._channel(item_id, k, channel)
+
+    def is_new(self, ids: np.ndarray) -> np.ndarray:
+        return self.snapshot.is_new(ids)
 
     def health(self) -> dict:
         return {"status": "ok" if self.neo4j_ok else "degraded", "neo4j": self.neo4j_ok,

@@ -180,6 +180,29 @@ def test_blend_score_divides_each_channel_by_its_best():
     assert list(out.ids) == ["y", "z"]
 
 
+def test_blend_new_items_weight_multiplies_items_without_events():
+    sw = Neighbours(np.array(["old", "fresh"], dtype=object), np.array([1.0, 0.9]), ["swing"] * 2)
+    eg = Neighbours(np.array(["fresh", "old"], dtype=object), np.array([1.0, 0.5]), ["eges"] * 2)
+    is_new = lambda ids: np.array([i == "fresh" for i in ids])  # noqa: E731
+    cfg = BlendConfig.parse("score:swing=1,eges=1")
+    assert list(blend({"swing": sw, "eges": eg}, 2, cfg, is_new).ids) == ["fresh", "old"]  # 1.9 vs 1.5
+    cfg = BlendConfig.parse("score:swing=1,eges=1,new=0.7")
+    out = blend({"swing": sw, "eges": eg}, 2, cfg, is_new)
+    assert list(out.ids) == ["old", "fresh"] and np.allclose(out.scores, [1.5, 1.9 * 0.7])
+    assert str(cfg) == "score:eges=1,swing=1,new=0.7" and BlendConfig.parse(str(cfg)) == cfg
+    with pytest.raises(ValueError, match="new="):
+        BlendConfig.parse("score:swing=1,new=2")
+
+
+def test_snapshot_marks_items_without_events_as_new(driver, tmp_path):
+    faiss_dir = build_tiny_graph(driver, tmp_path)
+    with driver.session() as s:
+        s.run("CREATE (:Item {id: 'catalogue-only', category: 'c'})").consume()
+    snap = SnapshotRetriever.from_neo4j(driver, faiss_dir)
+    assert snap.is_new(np.array(["catalogue-only", "h", "unknown"], dtype=object)).tolist() == [True, False, False]
+    assert Neo4jRetriever(driver).is_new(np.array(["catalogue-only", "h"], dtype=object)).tolist() == [True, False]
+
+
 def test_blend_config_parse_and_errors():
     assert BlendConfig.parse("score") == DEFAULT_BLEND
     c = BlendConfig.parse(" rrf : swing=1, cooc=0.5 ")
