@@ -41,6 +41,15 @@ def test_split_is_sklearn_shuffle_split():
     assert sorted(tr.tolist() + te.tolist()) == list(range(10))
 
 
+def test_split_equals_sklearn_itself():
+    from sklearn.model_selection import train_test_split
+
+    for n in (10, 1001):
+        tr, te = train_test_split_rows(n)
+        a, b = train_test_split(np.arange(n), test_size=0.2, random_state=42)
+        assert a.tolist() == tr.tolist() and b.tolist() == te.tolist()
+
+
 def test_usercf_reference_on_three_users():
     # u0 {a, b}; u1 {a, b, c}; u2 {d}: cos(u0, u1) = 2 / sqrt(6); u2 shares nothing
     x = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 0, 1]], float))
