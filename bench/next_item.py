@@ -1,212 +1,267 @@
-"""Next-item evaluation on e-commerce logs (REES46, Taobao), with EGES ablations and cold start.
+"""Next item on e-commerce logs, leak-free: temporal split, strong baselines, served channels.
 
-Protocol, per dataset:
+Protocol (query/evaluation.py, tested on hand-built logs in tests/test_evaluation.py):
 
-* events are read and sessionised (30 min) by the project's own ingest code;
-* for each user, the last session with >= 2 distinct items is the test case: the query is the
-  item before the last, the target is the last; that last event is removed from training;
-* cold start: a random 10% of items (seed 0) are withheld from training entirely; test cases
-  whose target is withheld measure "cold" HR@20 (found only through side-info vectors);
-* every model answers the query item with 20 neighbours (i2i); HR@20 and NDCG@20 are reported.
+* T = the 80% quantile of event times; training = every event before T; test = the 30-minute
+  sessions that start at or after T (a session straddling T gives its late events to neither side);
+  every consecutive distinct pair (a -> b) of a test session is a case (query a, target b);
+* validation = the same split inside the training events; every hyperparameter (item2vec, EGES,
+  blend weights) is chosen there by NDCG@20; the test period is read once, with the chosen settings;
+* the catalogue is every item of the log's item catalogue (``graphrecall ingest items --format
+  rees46|taobao``: side info only), so items first seen after T are "new" and reachable only through
+  side info; every model answers from it; HR@20/NDCG@20 on all, warm (target trained), cold (target
+  new) and cold-query (query new) cases;
+* models with randomness run with seeds 0, 1, 2 (mean ± sd); deterministic ones once.
 
-Models: swing and cooc (the project's scipy twins of the Cypher scores, equal in tests), EGES
-(+ booked context, + same-market negatives) and its ablations, and gensim item2vec (skip-gram)
-trained on the same walks.
+Served channels (swing, cooc, trans, side, eges, blend) are read through the API's own
+``SnapshotRetriever``; swing/cooc are the scipy twins of the Cypher scores (equal in the tests),
+trans is the TRANSITION edges, side the SideIndex, eges the Faiss index of embed.train's vectors.
 
-    python bench/next_item.py [--datasets rees46 taobao] [--out bench/out] [--json]
+    python bench/next_item.py [--datasets rees46 taobao] [--seeds 0 1 2] [--out bench/results]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embed.eges import EGES, SideInfo  # noqa: E402
 from embed.index import ItemVectorIndex  # noqa: E402
-from ingest.formats import RejectSink, read_events  # noqa: E402
-from ingest.sessions import derive_rows  # noqa: E402
-from query.oracle import capped_basis, cooc_sparse, swing_sparse  # noqa: E402
-from walkers.walk import random_walks, walks_to_corpus  # noqa: E402
+from embed.train import train_item_vectors  # noqa: E402
+from ingest.formats import RejectSink, read_events, read_items  # noqa: E402
+from ingest.sessions import events_frame, session_rows  # noqa: E402
+from query.evaluation import (K, SIDE_MATCH_WEIGHTS, Catalogue, ChannelParams, blend_grid, blend_grid_lists,  # noqa: E402
+                              build_retriever, case_masks, covisit_lists, next_item_cases, pad,
+                              paired_interval, score_lists, served_lists, side_popularity_lists, summarize,
+                              temporal_split)
+from query.retriever import DEFAULT_BLEND, BlendConfig  # noqa: E402
 
 logger = logging.getLogger("bench.next_item")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 DATASETS = {
     "rees46": (SHARED / "rees46" / "2019-Oct_head17k_clean.csv", "rees46"),
-    "taobao": (SHARED / "taobao" / "UserBehavior_tail10k_HotItems.csv", "taobao"),
+    "taobao": (SHARED / "taobao" / "UserBehavior_timeslice96k_clean.csv", "taobao"),
+    "taobao-tail10k": (SHARED / "taobao" / "UserBehavior_tail10k_HotItems.csv", "taobao"),  # smoke test
 }
-K = 20
-SIDE_FIELDS = ("category", "brand", "price_bucket", "market")
+EGES_BASE = dict(epochs=10, dim=32, window=5, walks_per_node=10, walk_length=10, lr=0.01, batch_size=1024)
+# greedy search on validation: each change is kept when it raises validation NDCG@20
+EGES_STEPS = [dict(market_negatives=0), dict(booked_weight=5.0), dict(train_on_sessions=False), dict(dim=64)]
+ITEM2VEC_GRID = [dict(epochs=e, ns_exponent=ns, sample=smp, negative=10)
+                 for e, ns, smp in itertools.product((10, 30), (0.75, -0.5), (0.0, 1e-4))]
+BLEND_GRID = blend_grid()
 
 
-def prepare(path: Path, fmt: str, cold_frac: float, seed: int):
-    events = list(read_events(path, fmt, RejectSink(path, None)))
-    rows = derive_rows(events)
-    rng = np.random.default_rng(seed)
-    items = sorted({e.item for e in events})
-    cold = set(rng.choice(items, size=int(cold_frac * len(items)), replace=False).tolist())
-    # test case per user: the last session with >= 2 items
-    last: dict[str, dict] = {}
-    for s in rows.sessions:
-        if len(s["items"]) >= 2 and (s["user"] not in last or s["start_ts"] > last[s["user"]]["start_ts"]):
-            last[s["user"]] = s
-    cases = [(s["items"][-2], s["items"][-1], s["id"]) for s in last.values()]
-    held_sessions = {sid for _, _, sid in cases}
-    # training sessions: drop the target of each test session and every cold item
-    train_sessions, booked = [], []
-    for s in rows.sessions:
-        seq = s["items"][:-1] if s["id"] in held_sessions else s["items"]
-        seq = [i for i in seq if i not in cold]
-        train_sessions.append(seq)
-        booked.append(s["booked"] if s["booked"] in seq else None)
-    side = {i: {} for i in items}
-    for r in rows.items:
-        side[r["id"]] = r["props"]
-    held_pairs = {(s["user"], s["items"][-1]) for s in last.values()}
-    basis_triples = [(e.user, e.item, e.ts) for e in events if e.item not in cold and (e.user, e.item) not in held_pairs]
-    return items, cold, cases, train_sessions, booked, side, basis_triples
+class Data:
+    """One split's training sessions, catalogue, cases and the baselines' lists."""
+
+    def __init__(self, split, item_side: dict):
+        self.split = split
+        self.sessions = session_rows(split.train)
+        self.cat = Catalogue.build(item_side, split.train["item"])
+        self.cases = next_item_cases(split.test_sessions)
+        self.masks = case_masks(self.cases, self.cat)
+        self.queries = set(self.cases.query)
+
+    def evaluate(self, lists) -> tuple[dict, np.ndarray, np.ndarray]:
+        hit, ndcg = score_lists(lists, self.cases)
+        return summarize(hit, ndcg, self.masks), hit, ndcg
 
 
-def hr_ndcg(ranked: dict[str, list[str]], cases, subset=None) -> dict:
-    hits, ndcg, n = 0.0, 0.0, 0
-    for q, t, _ in cases:
-        if subset is not None and t not in subset:
-            continue
-        n += 1
-        lst = ranked.get(q, [])[:K]
-        if t in lst:
-            hits += 1
-            ndcg += 1.0 / np.log2(lst.index(t) + 2)
-    return {"hr@20": hits / n if n else float("nan"), "ndcg@20": ndcg / n if n else float("nan"), "cases": n}
+def load(name: str):
+    path, fmt = DATASETS[name]
+    if not path.exists():
+        raise SystemExit(f"{path} not found; this benchmark reads ../shared/data next to the repository")
+    df = events_frame(list(read_events(path, fmt, RejectSink(path, None))))
+    side: dict[str, dict] = {}
+    for info in read_items(path, fmt, RejectSink(path, None)):  # what `graphrecall ingest items` stores
+        side.setdefault(info.item, {}).update({k: v for k, v in info.side.items() if v is not None})
+    return df, side
 
 
-def train_graph(items, sessions):
-    index = {i: n for n, i in enumerate(items)}
-    src, dst = [], []
-    for seq in sessions:
-        for a, b in zip(seq[:-1], seq[1:]):
-            src.append(index[a])
-            dst.append(index[b])
-    n = len(items)
-    return sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(n, n)), index
+def baselines(d: Data) -> dict[str, dict]:
+    catpop = side_popularity_lists(d.cat, d.queries)
+    side = side_popularity_lists(d.cat, d.queries, weights=SIDE_MATCH_WEIGHTS)
+    from query.evaluation import matrix_lists, transition_matrix
+
+    trans = matrix_lists(transition_matrix(d.sessions, d.cat), d.cat.item_ids, K)
+    return {"popularity in category": catpop, "side-field match": side,
+            "co-visitation + category popularity": covisit_lists(trans, d.queries, fill=catpop),
+            "co-visitation + side-field match": covisit_lists(trans, d.queries, fill=side)}
 
 
-def neighbours_from_vectors(items, vectors, queries) -> dict[str, list[str]]:
-    idx = ItemVectorIndex(items, vectors)
+def item2vec_lists(d: Data, params: dict, seed: int, fill: dict) -> dict:
+    """gensim skip-gram on training sessions of >= 2 items; one worker (reproducible); queries outside its
+    vocabulary and short lists are padded with popularity in the query's category."""
+    from gensim.models import Word2Vec
+
+    corpus = [s["items"] for s in d.sessions if len(s["items"]) >= 2]
+    w2v = Word2Vec(corpus, vector_size=32, window=5, sg=1, min_count=1, workers=1, seed=seed, **params)
     out = {}
-    for q in queries:
-        if q in idx:
-            ids, _ = idx.similar_items(q, K)
-            out[q] = list(ids)
+    for q in d.queries:
+        near = [w for w, _ in w2v.wv.most_similar(q, topn=K)] if q in w2v.wv else []
+        out[q] = pad(near, fill.get(q, []), K, exclude=q)
     return out
 
 
-def run_dataset(name: str, path: Path, fmt: str, seed: int, epochs: int) -> dict:
-    items, cold, cases, sessions, booked, side_props, triples = prepare(path, fmt, 0.1, seed)
-    queries = {q for q, _, _ in cases}
-    logger.info("%s: %d items (%d cold), %d test cases", name, len(items), len(cold), len(cases))
-    results = {}
+def eges_index(d: Data, params: dict, seed: int) -> ItemVectorIndex:
+    from query.evaluation import transition_matrix
 
-    basis = capped_basis(triples)
-    for ch, fn in (("swing", swing_sparse), ("cooc", cooc_sparse)):
-        tk = fn(basis, k=K)
-        ranked = {str(tk.item_ids[r]): [str(tk.item_ids[j]) for j in tk.ids[r] if j >= 0] for r in range(len(tk.item_ids))}
-        results[ch] = {"all": hr_ndcg(ranked, cases), "cold": hr_ndcg(ranked, cases, cold)}
+    sess = [r[r >= 0] for r in (d.cat.rows(s["items"]) for s in d.sessions)]
+    booked = np.array([d.cat.index.get(s["booked"], -1) if s["booked"] else -1 for s in d.sessions], np.int64)
+    res = train_item_vectors(transition_matrix(d.sessions, d.cat), d.cat.side, sess, booked, random_seed=seed,
+                             progress=False, **params)
+    return ItemVectorIndex(d.cat.item_ids, res.embeddings)
 
-    g, index = train_graph(items, sessions)
-    walks = random_walks(g + g.T * 0.5, walk_length=10, walks_per_node=10, random_seed=seed)
-    sess_idx = [np.array([index[i] for i in s], dtype=np.int64) for s in sessions]
-    booked_idx = np.array([index[b] if b is not None else -1 for b in booked])
-    fields = [f for f in SIDE_FIELDS if any(side_props[i].get(f) is not None for i in items)]
-    side = SideInfo.from_columns({f: [None if side_props[i].get(f) is None else str(side_props[i][f]) for i in items]
-                                  for f in fields})
-    market = "market" if "market" in fields else "category"
-    variants = {
-        "eges": dict(booked_context=True, market_negatives=2, market_field=market, side=side),
-        "eges-no-booked": dict(booked_context=False, market_negatives=2, market_field=market, side=side),
-        "eges-no-market-neg": dict(booked_context=True, market_negatives=0, market_field=market, side=side),
-        "eges-no-side-info": dict(booked_context=True, market_negatives=0, market_field=None,
-                                  side=SideInfo(tuple(), np.zeros((len(items), 0), np.int64), [])),
-    }
-    holdout = np.array([index[c] for c in cold], dtype=np.int64)
-    for vname, v in variants.items():
-        t0 = time.perf_counter()
-        model = EGES(dim=32, window=5, epochs=epochs, batch_size=1024, lr=0.01, booked_context=v["booked_context"],
-                     market_negatives=v["market_negatives"], market_field=v["market_field"], random_seed=seed, progress=False)
-        res = model.fit(walks, v["side"], sessions=sess_idx, booked=booked_idx, holdout=holdout)
-        ranked = neighbours_from_vectors(items, res.embeddings, queries)
-        results[vname] = {"all": hr_ndcg(ranked, cases), "cold": hr_ndcg(ranked, cases, cold),
-                          "seconds": time.perf_counter() - t0}
 
-    from gensim.models import Word2Vec
+def ndcg_all(d: Data, lists) -> float:
+    return d.evaluate(lists)[0]["all"][f"ndcg@{K}"]
 
-    corpus = [[items[x] for x in w] for w in walks_to_corpus(walks)]
+
+def tune(val: Data, base_retriever, seed: int = 0) -> dict:
+    """Every model's settings from validation NDCG@20 (all cases)."""
     t0 = time.perf_counter()
-    w2v = Word2Vec(corpus, vector_size=32, window=5, sg=1, negative=5, min_count=1, epochs=epochs, workers=2, seed=seed)
-    ranked = {q: [w for w, _ in w2v.wv.most_similar(q, topn=K)] for q in queries if q in w2v.wv}
-    results["item2vec (gensim)"] = {"all": hr_ndcg(ranked, cases), "cold": hr_ndcg(ranked, cases, cold),
-                                    "seconds": time.perf_counter() - t0}
-    return {"items": len(items), "cold_items": len(cold), "cases": len(cases), "models": results}
+    fill = side_popularity_lists(val.cat, val.queries)
+    i2v = max(ITEM2VEC_GRID, key=lambda p: ndcg_all(val, item2vec_lists(val, p, seed, fill)))
+    logger.info("item2vec chosen on validation: %s (%.0fs)", i2v, time.perf_counter() - t0)
+    eges, best = dict(EGES_BASE), None
+    for step in [{}] + EGES_STEPS:
+        trial = {**eges, **step}
+        base_retriever.vectors = eges_index(val, trial, seed)
+        score = ndcg_all(val, served_lists(base_retriever, val.queries, "eges"))
+        logger.info("EGES %s: validation NDCG@20 %.4f", step or "base", score)
+        if best is None or score > best[0]:
+            best, eges = (score, base_retriever.vectors), trial
+    base_retriever.vectors = best[1]
+    grid = blend_grid_lists(base_retriever, val.queries, BLEND_GRID)
+    scores = [ndcg_all(val, lists) for lists in grid]
+    blend = BLEND_GRID[int(np.argmax(scores))]
+    logger.info("EGES chosen: %s; blend chosen: %s (validation NDCG@20 %.4f) in %.0fs", eges, blend, max(scores),
+                time.perf_counter() - t0)
+    return {"item2vec": i2v, "eges": eges, "blend": str(blend), "validation_ndcg@20": {"blend": max(scores)}}
 
 
-def plot(name: str, res: dict, out: Path) -> Path:
-    import matplotlib
+def cold_share(retriever, d: Data, channel: str) -> float:
+    """Share of new (side-only) items in the top-20 lists of warm queries."""
+    trained = set(d.cat.item_ids[d.cat.trained])
+    lists = served_lists(retriever, [q for q in d.queries if q in trained], channel)
+    n = sum(len(v) for v in lists.values())
+    return sum(i not in trained for v in lists.values() for i in v) / n if n else float("nan")
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    models = list(res["models"])
-    metrics = [("all", "hr@20"), ("all", "ndcg@20"), ("cold", "hr@20")]
-    fig, ax = plt.subplots(figsize=(10, 4))
-    w = 0.8 / len(metrics)
-    x = np.arange(len(models))
-    for n, (part, m) in enumerate(metrics):
-        ax.bar(x + n * w, [res["models"][mm][part][m] for mm in models], w, label=f"{m} ({part})")
-    ax.set_xticks(x + w, models, rotation=20, ha="right")
-    ax.set_title(f"next item, {name}: {res['cases']} cases, {res['cold_items']} cold items")
-    ax.legend()
-    fig.tight_layout()
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"next_item_{name}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+def run_dataset(name: str, seeds: list[int]) -> dict:
+    t0 = time.perf_counter()
+    df, item_side = load(name)
+    split = temporal_split(df)
+    test, val = Data(split, item_side), Data(temporal_split(split.train), item_side)
+    logger.info("%s: T=%d, %d training events, %d test cases (%d warm, %d cold, %d cold-query), %d catalogue items; "
+                "validation %d cases", name, split.cutoff, len(split.train), len(test.cases), test.masks["warm"].sum(),
+                test.masks["cold"].sum(), test.masks["cold_query"].sum(), len(test.cat), len(val.cases))
+    params = ChannelParams()
+    val_retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, params, channels=("swing", "cooc", "trans", "side"))
+    chosen = tune(val, val_retriever)
+    blend = BlendConfig.parse(chosen["blend"])
+
+    # the test period, read once with the chosen settings
+    runs: dict[str, list] = {}  # model -> per seed (summary, hits)
+    for m, lists in baselines(test).items():
+        s, hit, _ = test.evaluate(lists)
+        runs[m] = [(s, hit)]
+    retriever, secs = build_retriever(split.train, test.sessions, test.cat, params,
+                                      channels=("swing", "cooc", "trans", "side"))
+    for ch in ("swing", "cooc", "trans", "side"):
+        s, hit, _ = test.evaluate(served_lists(retriever, test.queries, ch))
+        runs[f"served: {ch}"] = [(s, hit)]
+    fill = side_popularity_lists(test.cat, test.queries)
+    shares = []
+    for seed in seeds:
+        s, hit, _ = test.evaluate(item2vec_lists(test, chosen["item2vec"], seed, fill))
+        runs.setdefault("item2vec (gensim, tuned)", []).append((s, hit))
+        retriever.vectors = eges_index(test, chosen["eges"], seed)
+        s, hit, _ = test.evaluate(served_lists(retriever, test.queries, "eges"))
+        runs.setdefault("served: eges", []).append((s, hit))
+        for label, cfg in ((f"served: blend {blend} (tuned, the default)", blend),
+                           (f"served: blend {DEFAULT_BLEND} (built-in)", DEFAULT_BLEND)):
+            retriever.blend_config = cfg
+            s, hit, _ = test.evaluate(served_lists(retriever, test.queries, "blend"))
+            runs.setdefault(label, []).append((s, hit))
+        retriever.blend_config = blend
+        shares.append({"eges": cold_share(retriever, test, "eges"), "blend": cold_share(retriever, test, "blend")})
+    models = {}
+    for m, per_seed in runs.items():
+        models[m] = {sub: {metric: (float(np.mean([s[sub][metric] for s, _ in per_seed])),
+                                    float(np.std([s[sub][metric] for s, _ in per_seed])))
+                           for metric in (f"hr@{K}", f"ndcg@{K}")} | {"cases": per_seed[0][0][sub]["cases"]}
+                     for sub in ("all", "warm", "cold", "cold_query")}
+        models[m]["seeds"] = len(per_seed)
+    served = f"served: blend {blend} (tuned, the default)"
+    baseline_names = [m for m in runs if not m.startswith("served")]
+    best = max(baseline_names, key=lambda m: models[m]["warm"][f"hr@{K}"][0])
+    warm = test.masks["warm"]
+    mean_hits = {m: np.mean([h for _, h in runs[m]], axis=0) for m in (served, best)}
+    diff = paired_interval(mean_hits[served][warm], mean_hits[best][warm])
+    best_cold = max(baseline_names, key=lambda m: models[m]["cold"][f"hr@{K}"][0])
+    return {"cutoff": split.cutoff, "train_events": len(split.train), "dropped_events": split.dropped_events,
+            "catalogue": len(test.cat), "trained_items": int(test.cat.trained.sum()),
+            "cases": {k: int(v.sum()) for k, v in test.masks.items()}, "validation_cases": len(val.cases),
+            "chosen": chosen, "models": models, "served_default": served, "best_warm_baseline": best,
+            "best_cold_baseline": best_cold,
+            "served_vs_best_warm_hr": {"diff": diff[0], "ci95": [diff[1], diff[2]],
+                                       "relative": diff[0] / models[best]["warm"][f"hr@{K}"][0]},
+            "new_item_share_in_warm_lists": {k: float(np.mean([s[k] for s in shares])) for k in ("eges", "blend")},
+            "seconds": time.perf_counter() - t0}
+
+
+def fmt(v) -> str:
+    mean, sd = v
+    return f"{mean:.4f}" if sd == 0 else f"{mean:.4f} ± {sd:.4f}"
+
+
+def table(name: str, r: dict) -> str:
+    lines = [f"\n{name}: {r['cases']['all']} test cases ({r['cases']['warm']} warm, {r['cases']['cold']} cold, "
+             f"{r['cases']['cold_query']} cold-query), {r['catalogue']} catalogue items ({r['trained_items']} trained)",
+             f"{'model':58s}{'HR@20 all':>18s}{'HR@20 warm':>18s}{'NDCG@20 warm':>18s}{'HR@20 cold':>18s}"
+             f"{'HR@20 cold-q':>18s}"]
+    for m, v in r["models"].items():
+        lines.append(f"{m:58s}{fmt(v['all']['hr@20']):>18s}{fmt(v['warm']['hr@20']):>18s}"
+                     f"{fmt(v['warm']['ndcg@20']):>18s}{fmt(v['cold']['hr@20']):>18s}{fmt(v['cold_query']['hr@20']):>18s}")
+    d = r["served_vs_best_warm_hr"]
+    lines.append(f"served default vs best warm baseline ({r['best_warm_baseline']}): HR@20 warm {d['diff']:+.4f} "
+                 f"({d['relative']:+.1%}), 95% paired interval {d['ci95'][0]:+.4f}..{d['ci95'][1]:+.4f}")
+    lines.append(f"new items in warm queries' top-20: eges {r['new_item_share_in_warm_lists']['eges']:.1%}, "
+                 f"blend {r['new_item_share_in_warm_lists']['blend']:.1%}; chosen on validation: {r['chosen']}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
-    p.add_argument("--out", type=Path, default=Path(__file__).with_name("out"))
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--random-seed", type=int, default=0)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--datasets", nargs="+", default=["rees46", "taobao"], choices=list(DATASETS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    p.add_argument("--json", action="store_true", help="only the JSON line")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("embed").setLevel(logging.WARNING)
-    logging.getLogger("gensim").setLevel(logging.WARNING)
+    for noisy in ("embed", "walkers", "gensim", "query.oracle"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")))
     out = {}
     for name in args.datasets:
-        path, fmt = DATASETS[name]
-        if not path.exists():
-            p.error(f"{path} not found; this benchmark reads ../shared/data")
-        out[name] = run_dataset(name, path, fmt, args.random_seed, args.epochs)
-        out[name]["plot"] = str(plot(name, out[name], args.out))
+        out[name] = run_dataset(name, args.seeds)
         if not args.json:
-            r = out[name]
-            print(f"\n{name}: {r['cases']} test cases, {r['items']} items, {r['cold_items']} withheld (cold)")
-            print(f"{'model':22s}{'HR@20':>8s}{'NDCG@20':>9s}{'cold HR@20':>12s}")
-            for m, v in r["models"].items():
-                print(f"{m:22s}{v['all']['hr@20']:8.4f}{v['all']['ndcg@20']:9.4f}{v['cold']['hr@20']:12.4f}")
-            print(f"plot: {r['plot']}")
+            print(table(name, out[name]), flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "next_item.json").write_text(json.dumps(out, indent=1))
     print(json.dumps(out))
     return 0
 
