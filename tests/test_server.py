@@ -66,9 +66,11 @@ def test_browser_saved_queries_run(driver, tmp_path):
     import re
     from pathlib import Path
 
+    from query.scores import store_blend
     from test_retrievers import build_tiny_graph
 
     build_tiny_graph(driver, tmp_path)
+    store_blend(driver, "score:trans=1", {"ndcg@20": 0.5})
     text = (Path(__file__).parents[1] / "graph_schema" / "browser" / "saved_queries.cypher").read_text()
     body = "\n".join(line for line in text.splitlines() if not line.strip().startswith("//"))
     queries = [q.strip() for q in re.split(r";\s*$", body, flags=re.M) if q.strip()]
@@ -77,10 +79,12 @@ def test_browser_saved_queries_run(driver, tmp_path):
         side_by_side = None
         for q in queries:
             rows = s.run(q, item="h").values()
-            if "swing, cooc, eges" in q:
+            if "swing, cooc, trans, eges" in q:
                 side_by_side = rows
-    _, _, _, _, swing, cooc, eges = side_by_side[0]
-    assert swing[0] == "p" and eges[0] == "p" and "p" in cooc
+            if "BlendChoice" in q:
+                assert rows[0][0] == "score:trans=1"
+    _, _, _, _, swing, cooc, trans, eges = side_by_side[0]
+    assert swing[0] == "p" and eges[0] == "p" and "p" in cooc and trans == ["t", "p"]
 
 
 def test_docker_compose_runs_the_launchers_neo4j_minor():

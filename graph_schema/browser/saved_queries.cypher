@@ -12,15 +12,17 @@ RETURN label, nodes ORDER BY label;
 MATCH (i:Item {id: $item})-[r:SWING]->(j:Item)
 RETURN i, r, j ORDER BY r.rank LIMIT 10;
 
-// 3. Swing vs co-occurrence vs EGES for one item, side by side
+// 3. Swing vs co-occurrence vs next items (trans) vs EGES for one item, side by side
 MATCH (i:Item {id: $item})
 CALL (i) { MATCH (i)-[r:SWING]->(j) WITH j ORDER BY r.rank RETURN collect(j.id)[..10] AS swing }
 CALL (i) { MATCH (i)-[r:COOC]->(j) WITH j ORDER BY r.rank RETURN collect(j.id)[..10] AS cooc }
+CALL (i) { MATCH (i)-[t:TRANSITION]->(j) WHERE j <> i WITH j ORDER BY t.weight DESC, j.id
+           RETURN collect(j.id)[..10] AS trans }
 CALL (i) {
   CALL db.index.vector.queryNodes('item_embedding', 11, i.embedding) YIELD node, score
   WITH node, score WHERE node <> i RETURN collect(node.id)[..10] AS eges
 }
-RETURN i.id, i.category, i.brand, i.market, swing, cooc, eges;
+RETURN i.id, i.category, i.brand, i.market, swing, cooc, trans, eges;
 
 // 4. Why Swing likes a pair: users who engaged with both, and their overlap
 MATCH (i:Item {id: $item})-[:SWING]->(j:Item)
@@ -41,3 +43,7 @@ MATCH (i:Item) RETURN i.embedding_cold AS cold, count(*) AS items;
 
 // 8. Ingest audit: batches per file
 MATCH (b:IngestBatch) RETURN b.source, b.kind, count(*) AS batches, sum(b.rows) AS rows ORDER BY b.source, b.kind;
+
+// 9. The blend `graphrecall tune` chose for this graph (what `graphrecall serve` uses), with its validation table
+MATCH (b:BlendChoice {name: 'default'})
+RETURN b.spec, b.at, b.details;
