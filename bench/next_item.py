@@ -35,14 +35,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embed.index import ItemVectorIndex  # noqa: E402
-from embed.train import train_item_vectors  # noqa: E402
 from ingest.formats import RejectSink, read_events, read_items  # noqa: E402
 from ingest.sessions import events_frame, session_rows  # noqa: E402
 from query.evaluation import (K, SIDE_MATCH_WEIGHTS, Catalogue, ChannelParams, blend_grid, blend_grid_lists,  # noqa: E402
-                              build_retriever, case_masks, covisit_lists, next_item_cases, pad,
+                              build_retriever, case_masks, covisit_lists, eges_vectors, next_item_cases, pad,
                               paired_interval, score_lists, served_lists, side_popularity_lists, summarize,
-                              temporal_split)
+                              temporal_split, matrix_lists, transition_matrix)
 from query.retriever import DEFAULT_BLEND, BlendConfig  # noqa: E402
 
 logger = logging.getLogger("bench.next_item")
@@ -90,8 +88,6 @@ def load(name: str):
 def baselines(d: Data) -> dict[str, dict]:
     catpop = side_popularity_lists(d.cat, d.queries)
     side = side_popularity_lists(d.cat, d.queries, weights=SIDE_MATCH_WEIGHTS)
-    from query.evaluation import matrix_lists, transition_matrix
-
     trans = matrix_lists(transition_matrix(d.sessions, d.cat), d.cat.item_ids, K)
     return {"popularity in category": catpop, "side-field match": side,
             "co-visitation + category popularity": covisit_lists(trans, d.queries, fill=catpop),
@@ -112,14 +108,8 @@ def item2vec_lists(d: Data, params: dict, seed: int, fill: dict) -> dict:
     return out
 
 
-def eges_index(d: Data, params: dict, seed: int) -> ItemVectorIndex:
-    from query.evaluation import transition_matrix
-
-    sess = [r[r >= 0] for r in (d.cat.rows(s["items"]) for s in d.sessions)]
-    booked = np.array([d.cat.index.get(s["booked"], -1) if s["booked"] else -1 for s in d.sessions], np.int64)
-    res = train_item_vectors(transition_matrix(d.sessions, d.cat), d.cat.side, sess, booked, random_seed=seed,
-                             progress=False, **params)
-    return ItemVectorIndex(d.cat.item_ids, res.embeddings)
+def eges_index(d: Data, params: dict, seed: int):
+    return eges_vectors(d.sessions, d.cat, params, seed)
 
 
 def ndcg_all(d: Data, lists) -> float:

@@ -120,10 +120,6 @@ class Catalogue:
 
     def __post_init__(self):
         self.index = {i: n for n, i in enumerate(self.item_ids)}
-        self.codes = np.zeros((len(self.item_ids), len(self.side)), dtype=np.int64)
-        for f, values in enumerate(self.side.values()):
-            uniq = {v: n + 1 for n, v in enumerate(sorted({v for v in values if v is not None}))}
-            self.codes[:, f] = [uniq.get(v, 0) if v is not None else 0 for v in values]
 
     @classmethod
     def build(cls, item_side: dict[str, dict], train_items: Iterable[str], fields: Sequence[str] = SIDE_FIELDS
@@ -277,7 +273,6 @@ def build_retriever(train_events: pd.DataFrame, train_sessions: list[dict], cat:
                     progress: bool = False):
     """Every channel from training data only, held as the API holds them (a SnapshotRetriever
     over top lists and a Faiss index); returns ``(retriever, seconds per channel)``."""
-    from embed.index import ItemVectorIndex
     from query.oracle import capped_basis, cooc_sparse, swing_sparse
     from query.retriever import SideIndex, SnapshotRetriever
 
@@ -295,17 +290,25 @@ def build_retriever(train_events: pd.DataFrame, train_sessions: list[dict], cat:
     if "trans" in channels:
         lists["trans"] = matrix_lists(trans, cat.item_ids, params.trans_depth)
     if "eges" in channels:
-        from embed.train import train_item_vectors
-
         t0 = time.perf_counter()
-        sess = [r[r >= 0] for r in (cat.rows(s["items"]) for s in train_sessions)]
-        booked = np.array([cat.index.get(s["booked"], -1) if s["booked"] else -1 for s in train_sessions], np.int64)
-        res = train_item_vectors(trans, cat.side, sess, booked, random_seed=random_seed, progress=progress,
-                                 **params.eges)
-        vectors = ItemVectorIndex(cat.item_ids, res.embeddings)
+        vectors = eges_vectors(train_sessions, cat, params.eges, random_seed, progress, trans)
         seconds["eges"] = time.perf_counter() - t0
     side = SideIndex(cat.item_ids, cat.side, cat.pop) if "side" in channels else None
     return SnapshotRetriever(set(cat.item_ids), lists, vectors, side=side), seconds
+
+
+def eges_vectors(train_sessions: list[dict], cat: Catalogue, settings: dict, random_seed: int = 0,
+                 progress: bool = False, trans: sp.csr_matrix | None = None):
+    """The eges channel's Faiss index: :func:`embed.train.train_item_vectors` on the training sessions'
+    transitions and sequences (``settings``: its keyword arguments), one vector per catalogue item."""
+    from embed.index import ItemVectorIndex
+    from embed.train import train_item_vectors
+
+    sess = [r[r >= 0] for r in (cat.rows(s["items"]) for s in train_sessions)]
+    booked = np.array([cat.index.get(s["booked"], -1) if s["booked"] else -1 for s in train_sessions], np.int64)
+    trans = transition_matrix(train_sessions, cat) if trans is None else trans
+    res = train_item_vectors(trans, cat.side, sess, booked, random_seed=random_seed, progress=progress, **settings)
+    return ItemVectorIndex(cat.item_ids, res.embeddings)
 
 
 def served_lists(retriever, queries: Iterable[str], channel: str, k: int = K) -> dict[str, list[str]]:
