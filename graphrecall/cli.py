@@ -253,10 +253,10 @@ def _add_model(p):
     g.add_argument("--walk-length", type=int, help="random walk length (default 10)")
     g.add_argument("--walks-per-node", type=int, help="walks started per item (default 10)")
     g.add_argument("--dim", type=int, help="EGES dimension (default 32)")
-    g.add_argument("--epochs", type=int, help="EGES epochs (default 5)")
+    g.add_argument("--epochs", type=int, help="EGES epochs (default 10)")
     g.add_argument("--window", type=int, help="skip-gram window (default 5)")
     g.add_argument("--market-field", help="item field for same-market negatives (default market)")
-    g.add_argument("--market-negatives", type=int, help="same-market negatives per positive (default 2)")
+    g.add_argument("--market-negatives", type=int, help="same-market negatives per positive (default 0; 2 turns them on)")
     g.add_argument("--no-booked-context", action="store_true", help="turn off the booked-item global context")
     g.add_argument("--booked-weight", type=float, help="loss weight of a booked-context pair (default 1)")
     g.add_argument("--no-session-pairs", action="store_true",

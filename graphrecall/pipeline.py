@@ -33,13 +33,13 @@ class PipelineConfig:
     walk_length: int = 10
     walks_per_node: int = 10
     dim: int = 32
-    epochs: int = 5
+    epochs: int = 10  # epochs and market_negatives: the settings bench/next_item.py validated on REES46
     window: int = 5
     booked_context: bool = True
     booked_weight: float = 1.0
     train_on_sessions: bool = True
     market_field: str | None = "market"
-    market_negatives: int = 2
+    market_negatives: int = 0  # same-market negatives measured no gain on REES46 validation; --market-negatives 2
     random_seed: int = 0
 
 
