@@ -1,7 +1,12 @@
 """HTTP i2i lookup for product pages.
 
 ``GET /i2i/{item_id}?k=10&channel=swing|cooc|trans|side|eges|blend`` -> item ids, scores and the
-channel that produced each; 404 for unknown items, 422 for a bad ``k`` or channel.
+channel that produced each; 404 for unknown items, 422 for a bad ``k``, channel or filter.
+Filters, applied before the top-k cut: ``exclude=id1,id2`` (or repeated), ``same=category|market|brand``,
+``cold=include|exclude|only`` (items without events); ``fields=category,brand,price`` adds those keys
+to each result item.
+``POST /i2i/batch`` ``{"items": [...], "k": 10, "channel": "blend", ...filters}``: up to 100 items,
+one list each, all read from one snapshot; an unknown item gets ``"error"`` instead of failing the batch.
 ``GET /health`` -> ``ok`` or ``degraded`` (Neo4j down, answers from the last snapshot), and the
 blend in use with where it came from (``graphrecall tune``, ``--blend`` or the built-in default).
 OpenAPI docs at ``/docs``.
@@ -17,16 +22,23 @@ from contextlib import asynccontextmanager
 from typing import Literal
 
 from fastapi import FastAPI, HTTPException, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
-from query.retriever import ItemRetriever, UnknownItem
+from query.retriever import CHANNELS, COLD_MODES, INFO_FIELDS, SAME_FIELDS, Filters, ItemRetriever, UnknownItem
 
 logger = logging.getLogger(__name__)
 
 MAX_K = 200
+MAX_BATCH = 100
+Channel = Literal[CHANNELS]  # the OpenAPI enums are the retriever's
+Same = Literal[SAME_FIELDS]
+Cold = Literal[COLD_MODES]
 
 
 class Neighbour(BaseModel):
+    """One neighbour; with ``fields=`` it also carries those item fields (null where unknown)."""
+
+    model_config = ConfigDict(extra="allow")
     item_id: str
     score: float
     channel: str
@@ -37,6 +49,46 @@ class I2IResponse(BaseModel):
     channel: str
     k: int
     items: list[Neighbour]
+
+
+class BatchRequest(BaseModel):
+    items: list[str] = Field(..., min_length=1, max_length=MAX_BATCH, description=f"1..{MAX_BATCH} item ids")
+    k: int = Field(10, ge=1, le=MAX_K)
+    channel: Channel = "blend"
+    exclude: list[str] = Field(default_factory=list)
+    same: Same | None = None
+    cold: Cold = "include"
+    fields: list[str] = Field(default_factory=list)
+
+
+class BatchEntry(BaseModel):
+    item_id: str
+    items: list[Neighbour] = Field(default_factory=list)
+    error: str | None = None
+
+
+class BatchResponse(BaseModel):
+    channel: str
+    k: int
+    results: list[BatchEntry]
+
+
+def _split(values: list[str]) -> list[str]:
+    """``a,b`` and repeated parameters alike."""
+    return [x for v in values for x in v.split(",") if x]
+
+
+def _fields(names: list[str]) -> list[str]:
+    bad = [f for f in names if f not in INFO_FIELDS]
+    if bad:
+        raise HTTPException(status_code=422, detail=f"unknown fields {bad}; choose from {', '.join(INFO_FIELDS)}")
+    return names
+
+
+def _items(nb, fields: list[str], view) -> list[Neighbour]:
+    info = view.item_info(list(nb.ids), fields) if fields else [{}] * len(nb)
+    return [Neighbour(item_id=str(i), score=float(s), channel=c, **extra)
+            for i, s, c, extra in zip(nb.ids, nb.scores, nb.channels, info)]
 
 
 def create_app(retriever: ItemRetriever) -> FastAPI:
@@ -54,18 +106,38 @@ def create_app(retriever: ItemRetriever) -> FastAPI:
                   description="Item-to-item recall from Swing, co-occurrence and EGES, stored in Neo4j.")
     app.state.retriever = retriever
 
+    @app.post("/i2i/batch", response_model=BatchResponse, response_model_exclude_none=True)
+    def i2i_batch(body: BatchRequest) -> BatchResponse:
+        fields = _fields(body.fields)
+        filters = Filters(frozenset(_split(body.exclude)), body.same, body.cold)
+        view = retriever.view()  # one snapshot for the whole batch
+        results = []
+        for item_id in body.items:
+            try:
+                nb = retriever.similar_items(item_id, k=body.k, channel=body.channel, filters=filters, view=view)
+                results.append(BatchEntry(item_id=item_id, items=_items(nb, fields, view)))
+            except UnknownItem:
+                results.append(BatchEntry(item_id=item_id, error="unknown item"))
+        return BatchResponse(channel=body.channel, k=body.k, results=results)
+
     @app.get("/i2i/{item_id:path}", response_model=I2IResponse)
     def i2i(
         item_id: str = Path(..., min_length=1, max_length=512),
         k: int = Query(10, ge=1, le=MAX_K, description=f"number of neighbours, 1..{MAX_K}"),
-        channel: Literal["swing", "cooc", "trans", "side", "eges", "blend"] = Query("blend"),
+        channel: Channel = Query("blend"),
+        exclude: list[str] = Query([], description="ids never returned (comma-separated or repeated)"),
+        same: Same | None = Query(None, description="keep only candidates sharing this field with the item"),
+        cold: Cold = Query("include", description="items without events: include, exclude, or only them"),
+        fields: str = Query("", description=f"item fields added to each result: {', '.join(INFO_FIELDS)}"),
     ) -> I2IResponse:
+        names = _fields(_split([fields]))
+        view = retriever.view()
         try:
-            nb = retriever.similar_items(item_id, k=k, channel=channel)
+            nb = retriever.similar_items(item_id, k=k, channel=channel,
+                                         filters=Filters(frozenset(_split(exclude)), same, cold), view=view)
         except UnknownItem:
             raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}") from None
-        items = [Neighbour(item_id=str(i), score=float(s), channel=c) for i, s, c in zip(nb.ids, nb.scores, nb.channels)]
-        return I2IResponse(item_id=item_id, channel=channel, k=k, items=items)
+        return I2IResponse(item_id=item_id, channel=channel, k=k, items=_items(nb, names, view))
 
     @app.get("/health")
     def health() -> dict:

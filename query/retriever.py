@@ -27,6 +27,10 @@ CHANNELS = ("swing", "cooc", "trans", "side", "eges", "blend")
 # trans: directed session co-visitation (TRANSITION edges); side: popular items sharing the query's side fields
 BASE_CHANNELS = ("swing", "cooc", "trans", "side", "eges")
 SIDE_MATCH_WEIGHTS = {"category": 4.0, "brand": 2.0, "price_bucket": 1.0}  # lexicographic: category, brand, price
+INFO_FIELDS = ("category", "brand", "market", "shop", "price", "price_bucket")  # item fields a client may ask for
+SAME_FIELDS = ("category", "market", "brand")
+COLD_MODES = ("include", "exclude", "only")
+FILTER_DEPTH = 1000  # candidates read per channel when filters apply, so that k survive them when enough exist
 RRF_K = 60.0
 BLEND_DEPTH = 200  # candidates per channel; fixed so that blend's top-k is a prefix of its top-(k+1)
 BLEND_METHODS = ("score", "rrf")
@@ -100,6 +104,32 @@ class UnknownItem(KeyError):
     pass
 
 
+@dataclass(frozen=True)
+class Filters:
+    """Applied to a channel's candidates before the top-k cut.
+
+    ``exclude``: ids never returned; ``same``: keep only candidates sharing that field's value with the
+    query item (none when the query has no value); ``cold``: items without events ``include``d (default),
+    ``exclude``d, or ``only`` those."""
+
+    exclude: frozenset = frozenset()
+    same: str | None = None
+    cold: str = "include"
+
+    def __post_init__(self):
+        if self.same is not None and self.same not in SAME_FIELDS:
+            raise ValueError(f"same={self.same!r}: choose one of {', '.join(SAME_FIELDS)}")
+        if self.cold not in COLD_MODES:
+            raise ValueError(f"cold={self.cold!r}: choose one of {', '.join(COLD_MODES)}")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.exclude) or self.same is not None or self.cold != "include"
+
+
+NO_FILTERS = Filters()
+
+
 @dataclass
 class Neighbours:
     """``ids[n]`` scored ``scores[n]``, found by ``channels[n]``."""
@@ -114,6 +144,12 @@ class Neighbours:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def take(self, rows) -> "Neighbours":
+        """The neighbours at ``rows`` (an index array or a slice), in that order."""
+        rows = np.arange(len(self.ids))[rows]
+        return Neighbours(np.asarray(self.ids, dtype=object)[rows], np.asarray(self.scores)[rows],
+                          [self.channels[r] for r in rows])
 
 
 def check_channel(channel: str) -> None:
@@ -166,22 +202,56 @@ class ItemRetriever(ABC):
     @abstractmethod
     def _channel(self, item_id: str, k: int, channel: str) -> Neighbours: ...
 
-    def similar_items(self, item_id: str, k: int = 10, channel: str = "blend") -> Neighbours:
+    def similar_items(self, item_id: str, k: int = 10, channel: str = "blend", filters: Filters = NO_FILTERS,
+                      view: "ItemRetriever | None" = None) -> Neighbours:
+        """Top-``k`` neighbours of ``item_id`` by ``channel``; ``filters`` apply before the cut. ``view``: the
+        data to read (default :meth:`view`); a batch passes one view so that all its answers read one snapshot."""
         check_channel(channel)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        v = self.view() if view is None else view
         item_id = str(item_id)
-        if not self.has_item(item_id):
+        if not v.has_item(item_id):
             raise UnknownItem(item_id)
+        depth = max(FILTER_DEPTH, k) if filters.active else k
         if channel != "blend":
-            return self._channel(item_id, k, channel)
-        depth = max(BLEND_DEPTH, k)
-        return blend({ch: self._channel(item_id, depth, ch) for ch in BASE_CHANNELS}, k, self.blend_config,
-                     self.is_new)
+            nb = v._channel(item_id, depth, channel)
+        else:
+            nb = blend({ch: v._channel(item_id, max(BLEND_DEPTH, depth), ch) for ch in BASE_CHANNELS}, depth,
+                       self.blend_config, v.is_new)
+        if filters.active:
+            nb = nb.take(np.flatnonzero(v._keep(item_id, nb.ids, filters)))
+        return nb.take(slice(0, k)) if len(nb) > k else nb
+
+    def view(self) -> "ItemRetriever":
+        """The object whose data answers a call (a live backend: itself; :class:`ResilientRetriever`: its
+        current snapshot)."""
+        return self
+
+    def _keep(self, item_id: str, ids: np.ndarray, filters: Filters) -> np.ndarray:
+        keep = np.ones(len(ids), dtype=bool)
+        if filters.exclude:
+            keep &= np.array([str(i) not in filters.exclude for i in ids], dtype=bool)
+        if filters.same is not None:
+            mine = self.item_values([item_id], filters.same)[0]
+            vals = self.item_values(ids, filters.same)
+            keep &= np.array([mine is not None and v == mine for v in vals], dtype=bool)
+        if filters.cold != "include":
+            new = self.is_new(np.asarray(ids, dtype=object))
+            keep &= new if filters.cold == "only" else ~new
+        return keep
 
     def is_new(self, ids: np.ndarray) -> np.ndarray:
         """Per id: True for an item with no events (known only from the catalogue)."""
         return np.zeros(len(ids), dtype=bool)
+
+    def item_values(self, ids, field: str) -> list:
+        """Per id: the item's ``field`` (one of :data:`INFO_FIELDS`), None where unknown."""
+        return [None] * len(ids)
+
+    def item_info(self, ids, fields) -> list[dict]:
+        cols = {f: self.item_values(ids, f) for f in fields}
+        return [{f: cols[f][n] for f in fields} for n in range(len(ids))]
 
     def health(self) -> dict:
         return {"status": "ok", "blend": str(self.blend_config), "blend_source": self.blend_source}
@@ -202,6 +272,7 @@ class SideIndex:
         self.item_ids = np.asarray(item_ids, dtype=object)
         self.row = {str(i): n for n, i in enumerate(self.item_ids)}
         weights = SIDE_MATCH_WEIGHTS if weights is None else weights
+        self.values = {f: list(v) for f, v in side.items()}  # every field given, for filters and fields=
         self.fields = [f for f in weights if f in side and any(v is not None for v in side[f])]
         self.weights = np.array([weights[f] for f in self.fields], dtype=np.float64)
         self.codes = np.zeros((len(self.item_ids), len(self.fields)), dtype=np.int64)
@@ -209,7 +280,7 @@ class SideIndex:
             uniq = {v: n + 1 for n, v in enumerate(sorted({str(v) for v in side[f] if v is not None}))}
             self.codes[:, c] = [0 if v is None else uniq[str(v)] for v in side[f]]
         pop = np.asarray(pop, dtype=np.float64)
-        self.pop, self.side_values = pop, {f: list(side[f]) for f in self.fields}
+        self.pop = pop
         self.field_weights = {f: float(weights[f]) for f in self.fields}
         norm = self.weights.sum() + 1.0
         self._base = pop / (pop.max(initial=0.0) + 1.0) / norm
@@ -219,6 +290,10 @@ class SideIndex:
 
     def __contains__(self, item_id: str) -> bool:
         return str(item_id) in self.row
+
+    def value(self, ids, field: str) -> list:
+        col = self.values.get(field)
+        return [None if col is None or str(i) not in self.row else col[self.row[str(i)]] for i in ids]
 
     def is_new(self, ids: np.ndarray) -> np.ndarray:
         """True where an id has no events (popularity 0); ids it does not know are not new."""
@@ -248,7 +323,7 @@ class SideIndex:
         return self.item_ids[rows[keep][:k]], scores[keep][:k]
 
     def to_json(self) -> dict:
-        return {"item_ids": [str(i) for i in self.item_ids], "side": self.side_values, "pop": self.pop.tolist(),
+        return {"item_ids": [str(i) for i in self.item_ids], "side": self.values, "pop": self.pop.tolist(),
                 "weights": self.field_weights}
 
     @classmethod
@@ -261,8 +336,9 @@ class SideIndex:
         with driver.session(database=database, default_access_mode="READ") as s:
             rows = s.run("MATCH (i:Item) OPTIONAL MATCH ()-[e:ENGAGED]->(i) "
                          "RETURN i.id, [f IN $fields | i[f]], coalesce(sum(e.count), 0) ORDER BY i.id",
-                         fields=list(SIDE_MATCH_WEIGHTS)).values()
-        side = {f: [None if r[1][c] is None else str(r[1][c]) for r in rows] for c, f in enumerate(SIDE_MATCH_WEIGHTS)}
+                         fields=list(INFO_FIELDS)).values()
+        side = {f: [None if r[1][c] is None else (r[1][c] if f == "price" else str(r[1][c])) for r in rows]
+                for c, f in enumerate(INFO_FIELDS)}
         return cls([r[0] for r in rows], side, [r[2] for r in rows])
 
 
@@ -305,6 +381,9 @@ class SnapshotRetriever(ItemRetriever):
 
     def is_new(self, ids: np.ndarray) -> np.ndarray:
         return np.zeros(len(ids), dtype=bool) if self.side is None else self.side.is_new(ids)
+
+    def item_values(self, ids, field: str) -> list:
+        return [None] * len(ids) if self.side is None else self.side.value(ids, field)
 
     def stats(self) -> dict:
         return {"items": len(self.items), "loaded_at": self.loaded_at,
@@ -388,6 +467,13 @@ class Neo4jRetriever(ItemRetriever):
 
     def has_item(self, item_id: str) -> bool:
         return bool(self._read("MATCH (i:Item {id: $id}) RETURN count(i) > 0", id=item_id)[0][0])
+
+    def item_values(self, ids, field: str) -> list:
+        if field not in INFO_FIELDS:
+            raise ValueError(f"unknown item field {field!r}; choose from {', '.join(INFO_FIELDS)}")
+        got = dict(self._read("UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN id, i[$field]",
+                              ids=[str(i) for i in ids], field=field))
+        return [got.get(str(i)) for i in ids]
 
     def is_new(self, ids: np.ndarray) -> np.ndarray:
         new = {r[0] for r in self._read("UNWIND $ids AS id MATCH (i:Item {id: id}) "
@@ -498,6 +584,12 @@ class ResilientRetriever(ItemRetriever):
 
     def is_new(self, ids: np.ndarray) -> np.ndarray:
         return self.snapshot.is_new(ids)
+
+    def item_values(self, ids, field: str) -> list:
+        return self.snapshot.item_values(ids, field)
+
+    def view(self) -> "ItemRetriever":
+        return self.snapshot  # read once per call (or per batch), so a reload mid-request cannot mix snapshots
 
     def health(self) -> dict:
         return {"status": "ok" if self.neo4j_ok else "degraded", "neo4j": self.neo4j_ok,

@@ -109,3 +109,60 @@ def test_real_neo4j_stop_degrades_and_recovers(tmp_path):
         driver.close()
     finally:
         server.stop()
+
+
+@pytest.fixture
+def catalogue_client(driver, tmp_path):
+    from test_retrievers import add_catalogue
+
+    faiss_dir = build_tiny_graph(driver, tmp_path)
+    add_catalogue(driver)
+    r = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir), lambda: None, probe_every=3600)
+    with TestClient(create_app(r)) as c:
+        yield c
+
+
+def ids_of(body):
+    return [x["item_id"] for x in body["items"]]
+
+
+def test_filters_and_fields_on_i2i(catalogue_client):
+    c = catalogue_client
+    res = c.get("/i2i/h", params={"channel": "side", "same": "category", "fields": "category,brand"})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert ids_of(body) == ["r", "fresh", "p"]
+    assert all(x["category"] == "c1" for x in body["items"]) and body["items"][1]["brand"] == "b1"
+    assert ids_of(c.get("/i2i/h", params={"channel": "side", "cold": "only"}).json()) == ["fresh"]
+    both = c.get("/i2i/h", params=[("channel", "side"), ("exclude", "r,fresh"), ("exclude", "p"), ("k", 1)]).json()
+    assert ids_of(both) == ["t"]  # comma-separated and repeated excludes, then the k cut
+    assert set(c.get("/i2i/h", params={"channel": "swing"}).json()["items"][0]) == {"item_id", "score", "channel"}
+
+
+@pytest.mark.parametrize("params", [{"same": "colour"}, {"cold": "maybe"}, {"fields": "category,secret"}])
+def test_bad_filters_are_422(catalogue_client, params):
+    res = catalogue_client.get("/i2i/h", params=params)
+    assert res.status_code == 422
+    if "fields" in params:
+        assert "choose from" in res.json()["detail"]
+
+
+def test_batch_answers_each_item_and_marks_unknown_ones(catalogue_client):
+    c = catalogue_client
+    res = c.post("/i2i/batch", json={"items": ["h", "nope", "p"], "k": 2, "channel": "side", "cold": "exclude",
+                                     "fields": ["market"]})
+    assert res.status_code == 200, res.text
+    out = res.json()["results"]
+    assert [e["item_id"] for e in out] == ["h", "nope", "p"]
+    assert ids_of(out[0]) == ["r", "p"] and out[0]["items"][0]["market"] == "m1" and "error" not in out[0]
+    assert out[1] == {"item_id": "nope", "items": [], "error": "unknown item"}
+    for single in ("h", "p"):  # the same lists as one GET each
+        got = c.get(f"/i2i/{single}", params={"k": 2, "channel": "side", "cold": "exclude"}).json()
+        assert ids_of(got) == ids_of(out[["h", "nope", "p"].index(single)])
+
+
+@pytest.mark.parametrize("body", [{"items": []}, {"items": ["h"] * 101}, {"items": ["h"], "k": 0},
+                                  {"items": ["h"], "channel": "magic"}, {"items": ["h"], "same": "colour"},
+                                  {"items": ["h"], "fields": ["secret"]}, {"k": 3}])
+def test_bad_batches_are_422(catalogue_client, body):
+    assert catalogue_client.post("/i2i/batch", json=body).status_code == 422

@@ -5,7 +5,7 @@ import pytest
 
 from embed.index import ItemVectorIndex
 from embed.writeback import write_embeddings
-from query.retriever import (CHANNELS, DEFAULT_BLEND, BlendConfig, Neo4jRetriever, Neighbours, ResilientRetriever,
+from query.retriever import (CHANNELS, DEFAULT_BLEND, BlendConfig, Filters, Neo4jRetriever, Neighbours, ResilientRetriever,
                              SnapshotRetriever, UnknownItem, blend)
 from query.scores import compute_cooc, compute_swing, store_blend
 from test_scores import DESIGN_EXAMPLE, load_triples
@@ -25,10 +25,53 @@ def build_tiny_graph(driver, tmp_path):
     return ItemVectorIndex(ids, vec).save(tmp_path / "faiss")
 
 
+CATALOGUE = {"h": ("c1", "b1", "m1"), "p": ("c1", "b2", "m1"), "t": ("c2", "b1", "m2"), "r": ("c1", "b1", "m1"),
+             EVIL: ("c2", "b3", "m2"), "fresh": ("c1", "b1", "m1")}  # fresh: a catalogue item without events
+
+
+def add_catalogue(driver):
+    with driver.session() as s:
+        s.run("UNWIND $rows AS r MERGE (i:Item {id: r[0]}) SET i.category = r[1], i.brand = r[2], i.market = r[3]",
+              rows=[[i, *v] for i, v in CATALOGUE.items()]).consume()
+
+
 class RetrieverContract:
+    def make(self, driver, faiss_dir):
+        raise NotImplementedError
+
     @pytest.fixture
     def retriever(self, driver, tmp_path):
-        raise NotImplementedError
+        return self.make(driver, build_tiny_graph(driver, tmp_path))
+
+    @pytest.fixture
+    def catalogue_retriever(self, driver, tmp_path):
+        faiss_dir = build_tiny_graph(driver, tmp_path)
+        add_catalogue(driver)
+        return self.make(driver, faiss_dir)
+
+    def test_side_channel_ranks_category_then_brand_then_popularity(self, catalogue_retriever):
+        # for h (c1, b1): r and fresh match both (r more popular), p the category only, t the brand only
+        assert list(catalogue_retriever.similar_items("h", k=10, channel="side").ids) == ["r", "fresh", "p", "t", EVIL]
+        assert catalogue_retriever.item_info(["fresh", "nope"], ["category", "market"]) == [
+            {"category": "c1", "market": "m1"}, {"category": None, "market": None}]
+
+    def test_filters_apply_before_the_top_k_cut(self, catalogue_retriever):
+        r = catalogue_retriever
+
+        def ids(channel, k=10, **kw):
+            return list(r.similar_items("h", k=k, channel=channel, filters=Filters(**kw)).ids)
+
+        assert ids("side", cold="exclude") == ["r", "p", "t", EVIL]
+        assert ids("side", cold="only") == ["fresh"]
+        assert ids("side", same="category") == ["r", "fresh", "p"]
+        assert ids("side", same="market", exclude=frozenset({"r"})) == ["fresh", "p"]
+        assert ids("side", k=2, same="category", exclude=frozenset({"r"})) == ["fresh", "p"]  # k after filters
+        assert set(ids("swing", same="category")) == {"p", "r"}
+        assert ids("swing", k=1, exclude=frozenset({"p"}))[0] in {"t", "r"}
+        assert "p" not in ids("blend", k=3, exclude=frozenset({"p"})) and len(ids("blend", k=3, exclude=frozenset({"p"}))) == 3
+        assert ids("blend", k=2, same="brand") == [x for x in ids("blend", k=10) if CATALOGUE[x][1] == "b1"][:2]
+        with pytest.raises(ValueError, match="same='colour'"):
+            Filters(same="colour")
 
     def test_unknown_item_raises(self, retriever):
         with pytest.raises(UnknownItem):
@@ -94,22 +137,17 @@ class RetrieverContract:
 
 
 class TestSnapshotRetriever(RetrieverContract):
-    @pytest.fixture
-    def retriever(self, driver, tmp_path):
-        return SnapshotRetriever.from_neo4j(driver, build_tiny_graph(driver, tmp_path))
+    def make(self, driver, faiss_dir):
+        return SnapshotRetriever.from_neo4j(driver, faiss_dir)
 
 
 class TestNeo4jRetriever(RetrieverContract):
-    @pytest.fixture
-    def retriever(self, driver, tmp_path):
-        build_tiny_graph(driver, tmp_path)
+    def make(self, driver, faiss_dir):
         return Neo4jRetriever(driver)
 
 
 class TestResilientRetriever(RetrieverContract):
-    @pytest.fixture
-    def retriever(self, driver, tmp_path):
-        faiss_dir = build_tiny_graph(driver, tmp_path)
+    def make(self, driver, faiss_dir):
         return ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir), lambda: None)
 
 
