@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ingest.formats import RejectSink, read_events, read_items  # noqa: E402
 from ingest.sessions import events_frame, session_rows  # noqa: E402
-from query.evaluation import (K, SIDE_MATCH_WEIGHTS, Catalogue, ChannelParams, blend_grid, blend_grid_lists,  # noqa: E402
+from graphrecall.pipeline import PipelineConfig  # noqa: E402
+from query.evaluation import (K, SIDE_MATCH_WEIGHTS, Catalogue, blend_grid, blend_grid_lists,  # noqa: E402
                               build_retriever, case_masks, covisit_lists, eges_vectors, next_item_cases, pad,
                               paired_interval, score_lists, served_lists, side_popularity_lists, summarize,
                               temporal_split, matrix_lists, transition_matrix)
@@ -158,7 +159,7 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
     logger.info("%s: T=%d, %d training events, %d test cases (%d warm, %d cold, %d cold-query), %d catalogue items; "
                 "validation %d cases", name, split.cutoff, len(split.train), len(test.cases), test.masks["warm"].sum(),
                 test.masks["cold"].sum(), test.masks["cold_query"].sum(), len(test.cat), len(val.cases))
-    params = ChannelParams()
+    params = PipelineConfig()  # swing/cooc/trans/side as the pipeline builds them (EGES: the search below)
     val_retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, params, channels=("swing", "cooc", "trans", "side"))
     chosen = tune(val, val_retriever)
     blend = BlendConfig.parse(chosen["blend"])

@@ -24,13 +24,13 @@ def train_item_vectors(
     walks_per_node: int = 10,
     train_on_sessions: bool = True,
     dim: int = 32,
-    epochs: int = 5,
+    epochs: int = 10,
     window: int = 5,
     negatives: int = 5,
     booked_context: bool = True,
     booked_weight: float = 1.0,
     market_field: str | None = "market",
-    market_negatives: int = 2,
+    market_negatives: int = 0,
     lr: float = 0.01,
     batch_size: int = 1024,
     random_seed: int = 0,
@@ -39,7 +39,8 @@ def train_item_vectors(
     """Weighted walks on the directed ``transitions`` graph (plus the session sequences themselves when
     ``train_on_sessions``), then EGES over ID + side-info embeddings; one vector per row of ``side_columns``.
 
-    ``market_field`` falls back to no market negatives when the catalogue has no such field."""
+    ``market_field`` falls back to no market negatives when the catalogue has no such field. The defaults
+    are :class:`graphrecall.pipeline.PipelineConfig`'s (``eges_settings(cfg)`` passes all of them)."""
     n = transitions.shape[0]
     parts = []
     if walks_per_node > 0 and transitions.nnz:

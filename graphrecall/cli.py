@@ -147,12 +147,11 @@ def cmd_embed(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from graphrecall.pipeline import channel_params
     from query.tune import tune_blend
 
     driver, settings = connect(args)
     with driver:
-        report = tune_blend(driver, channel_params(_cfg_from_args(args)), quantile=args.quantile, store=not args.dry_run,
+        report = tune_blend(driver, _cfg_from_args(args), quantile=args.quantile, store=not args.dry_run,
                             random_seed=args.random_seed or 0, database=settings.database, progress=not args.quiet)
     print(report.table())
     print("not stored (--dry-run)" if args.dry_run else
@@ -174,7 +173,7 @@ def _datasets(args) -> list[tuple[Path, str]]:
 
 
 def cmd_demo(args) -> int:
-    from graphrecall.pipeline import channel_params, pick_sample_items, run_pipeline
+    from graphrecall.pipeline import pick_sample_items, run_pipeline
     from query.retriever import CHANNELS, SnapshotRetriever
     from query.tune import tune_blend
 
@@ -191,7 +190,7 @@ def cmd_demo(args) -> int:
         print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in res.seconds.items()))
         if not args.no_tune:
             print("\ngraphrecall tune: choosing the blend on the last 20% of the log's time")
-            print(tune_blend(driver, channel_params(cfg), random_seed=cfg.random_seed, database=settings.database,
+            print(tune_blend(driver, cfg, random_seed=cfg.random_seed, database=settings.database,
                              progress=not args.quiet).table())
         snap = SnapshotRetriever.from_neo4j(driver, res.faiss_dir, settings.database)
         for item in pick_sample_items(driver, 3, settings.database):

@@ -70,14 +70,6 @@ def eges_settings(cfg: PipelineConfig) -> dict:
     return {k: getattr(cfg, k) for k in EGES_SETTINGS}
 
 
-def channel_params(cfg: PipelineConfig):
-    """``cfg`` as the :class:`query.evaluation.ChannelParams` that ``graphrecall tune`` rebuilds channels with."""
-    from query.evaluation import ChannelParams
-
-    return ChannelParams(cfg.swing_alpha, cfg.top_k, cfg.cooc_iuf, cfg.max_items_per_user, cfg.max_users_per_item,
-                         eges=eges_settings(cfg))
-
-
 def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True
                    ) -> tuple[ScoreReport, ScoreReport]:
     basis = BasisParams(tuple(cfg.event_types), cfg.max_items_per_user, cfg.max_users_per_item)

@@ -34,6 +34,7 @@ import scipy.sparse as sp
 
 from ingest.sessions import DEFAULT_SESSION_GAP, session_ids, session_rows
 from query.retriever import SIDE_MATCH_WEIGHTS  # noqa: F401 - re-exported for the bench
+from query.scores import TRANS_DEPTH
 
 logger = logging.getLogger(__name__)
 
@@ -255,24 +256,13 @@ def paired_interval(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, random_see
 
 
 # --------------------------------------------------------------------------- served channels
-@dataclass
-class ChannelParams:
-    """Everything the served channels are built with (the pipeline's defaults)."""
-
-    swing_alpha: float = 1.0
-    top_k: int = 50
-    cooc_iuf: bool = True
-    max_items_per_user: int = 1000
-    max_users_per_item: int = 1000
-    trans_depth: int = 50
-    eges: dict = field(default_factory=dict)  # keyword arguments of embed.train.train_item_vectors
-
-
-def build_retriever(train_events: pd.DataFrame, train_sessions: list[dict], cat: Catalogue, params: ChannelParams,
+def build_retriever(train_events: pd.DataFrame, train_sessions: list[dict], cat: Catalogue, cfg,
                     random_seed: int = 0, channels: Sequence[str] = ("swing", "cooc", "trans", "side", "eges"),
                     progress: bool = False):
-    """Every channel from training data only, held as the API holds them (a SnapshotRetriever
-    over top lists and a Faiss index); returns ``(retriever, seconds per channel)``."""
+    """Every channel from training data only, with the settings of ``cfg`` (a
+    :class:`graphrecall.pipeline.PipelineConfig`, as the pipeline builds them), held as the API holds
+    them (a SnapshotRetriever over top lists and a Faiss index); returns ``(retriever, seconds per channel)``."""
+    from graphrecall.pipeline import eges_settings
     from query.oracle import capped_basis, cooc_sparse, swing_sparse
     from query.retriever import SideIndex, SnapshotRetriever
 
@@ -280,18 +270,18 @@ def build_retriever(train_events: pd.DataFrame, train_sessions: list[dict], cat:
     if "swing" in channels or "cooc" in channels:
         t0 = time.perf_counter()
         basis = capped_basis(zip(train_events["user"], train_events["item"], train_events["ts"]),
-                             params.max_items_per_user, params.max_users_per_item)
+                             cfg.max_items_per_user, cfg.max_users_per_item)
         if "swing" in channels:
-            lists["swing"] = topk_lists(swing_sparse(basis, alpha=params.swing_alpha, k=params.top_k))
+            lists["swing"] = topk_lists(swing_sparse(basis, alpha=cfg.swing_alpha, k=cfg.top_k))
         if "cooc" in channels:
-            lists["cooc"] = topk_lists(cooc_sparse(basis, k=params.top_k, iuf=params.cooc_iuf))
+            lists["cooc"] = topk_lists(cooc_sparse(basis, k=cfg.top_k, iuf=cfg.cooc_iuf))
         seconds["swing+cooc"] = time.perf_counter() - t0
     trans = transition_matrix(train_sessions, cat)
     if "trans" in channels:
-        lists["trans"] = matrix_lists(trans, cat.item_ids, params.trans_depth)
+        lists["trans"] = matrix_lists(trans, cat.item_ids, TRANS_DEPTH)
     if "eges" in channels:
         t0 = time.perf_counter()
-        vectors = eges_vectors(train_sessions, cat, params.eges, random_seed, progress, trans)
+        vectors = eges_vectors(train_sessions, cat, eges_settings(cfg), random_seed, progress, trans)
         seconds["eges"] = time.perf_counter() - t0
     side = SideIndex(cat.item_ids, cat.side, cat.pop) if "side" in channels else None
     return SnapshotRetriever(set(cat.item_ids), lists, vectors, side=side), seconds

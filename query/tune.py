@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from graphrecall.progress import progress_bar
-from query.evaluation import (Catalogue, ChannelParams, blend_grid, blend_grid_lists, build_retriever, case_masks,
+from query.evaluation import (Catalogue, blend_grid, blend_grid_lists, build_retriever, case_masks,
                               next_item_cases, score_lists, served_lists, split_stored_sessions, summarize)
 from query.retriever import BASE_CHANNELS
 from query.scores import store_blend
@@ -69,10 +69,12 @@ def read_item_side(driver, database: str = "neo4j") -> dict[str, dict]:
     return {r[0]: {f: v for f, v in zip(SIDE_READ, r[1]) if v is not None} for r in rows}
 
 
-def tune_blend(driver, params: ChannelParams | None = None, *, quantile: float = 0.8, store: bool = True,
+def tune_blend(driver, cfg=None, *, quantile: float = 0.8, store: bool = True,
                random_seed: int = 0, database: str = "neo4j", progress: bool = True) -> TuneReport:
     t0 = time.perf_counter()
-    params = params or ChannelParams()
+    from graphrecall.pipeline import PipelineConfig
+
+    cfg = cfg or PipelineConfig()  # the pipeline's settings: channels rebuilt as `graphrecall scores`/`embed` build them
     cutoff, train, held = split_stored_sessions(read_sessions(driver, database), quantile)
     cases = next_item_cases(held)
     if len(cases) == 0:
@@ -88,7 +90,7 @@ def tune_blend(driver, params: ChannelParams | None = None, *, quantile: float =
     queries = set(cases.query)
     grid = blend_grid()
     bar = progress_bar(total=2 + len(BASE_CHANNELS), unit="steps", desc="tune", enabled=progress)
-    retriever, _ = build_retriever(events, train, cat, params, random_seed=random_seed)
+    retriever, _ = build_retriever(events, train, cat, cfg, random_seed=random_seed)
     bar.update(1)
     channels = {}
     for ch in BASE_CHANNELS:

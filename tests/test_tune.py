@@ -5,7 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from graphrecall.cli import main
-from graphrecall.pipeline import PipelineConfig, channel_params, run_pipeline
+from graphrecall.pipeline import PipelineConfig, run_pipeline
 from ingest.synthetic import generate_rees46
 from query.api import create_app
 from query.retriever import DEFAULT_BLEND, BlendConfig, ResilientRetriever, SnapshotRetriever
@@ -26,7 +26,7 @@ def demo_graph(driver, tmp_path):
 def test_tune_stores_the_best_blend_and_serve_uses_it(demo_graph):
     driver, faiss_dir = demo_graph
     assert read_blend(driver) is None
-    report = tune_blend(driver, channel_params(CFG), progress=False)
+    report = tune_blend(driver, CFG, progress=False)
     assert report.cases["all"] > 50 and report.train_sessions > report.validation_sessions > 0
     assert {"swing", "cooc", "trans", "side", "eges"} <= set(report.channels)
     assert report.chosen == report.ranking[0][0] and report.chosen_ndcg == max(s for _, s in report.ranking)
