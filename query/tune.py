@@ -9,7 +9,8 @@ by NDCG@20. The best blend is stored as ``(:BlendChoice {name: 'default'})``; ``
 uses it unless ``--blend`` says otherwise, and ``/health`` names it.
 
 Swing and co-occurrence are rebuilt with the scipy twins of the Cypher queries (equal in the
-tests), on the items of the training sessions (all event types).
+tests), on the items of the training sessions (all event types); the side channel's popularity is
+the number of training sessions an item appears in (the graph keeps no per-event times).
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ def read_item_side(driver, database: str = "neo4j") -> dict[str, dict]:
 
 def tune_blend(driver, cfg=None, *, quantile: float = 0.8, store: bool = True,
                random_seed: int = 0, database: str = "neo4j", progress: bool = True) -> TuneReport:
-    t0 = time.perf_counter()
     from graphrecall.pipeline import PipelineConfig
 
+    t0 = time.perf_counter()
     cfg = cfg or PipelineConfig()  # the pipeline's settings: channels rebuilt as `graphrecall scores`/`embed` build them
     cutoff, train, held = split_stored_sessions(read_sessions(driver, database), quantile)
     cases = next_item_cases(held)
@@ -97,9 +98,9 @@ def tune_blend(driver, cfg=None, *, quantile: float = 0.8, store: bool = True,
         channels[ch] = summarize(*score_lists(served_lists(retriever, queries, ch), cases), masks)
         bar.update(1)
     scored = []
-    for cfg, lists in zip(grid, blend_grid_lists(retriever, queries, grid)):
+    for config, lists in zip(grid, blend_grid_lists(retriever, queries, grid)):
         hit, ndcg = score_lists(lists, cases)
-        scored.append((float(ndcg.mean()), str(cfg), summarize(hit, ndcg, masks)))
+        scored.append((float(ndcg.mean()), str(config), summarize(hit, ndcg, masks)))
     bar.update(1)
     bar.close()
     order = sorted(range(len(scored)), key=lambda n: (-scored[n][0], n))  # ties: the earlier (simpler) config
