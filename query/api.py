@@ -7,6 +7,8 @@ Filters, applied before the top-k cut: ``exclude=id1,id2`` (or repeated), ``same
 to each result item.
 ``POST /i2i/batch`` ``{"items": [...], "k": 10, "channel": "blend", ...filters}``: up to 100 items,
 one list each, all read from one snapshot; an unknown item gets ``"error"`` instead of failing the batch.
+``GET /metrics``: Prometheus text format (requests and latency per endpoint, channel and status; snapshot
+age, items and vectors loaded; degraded state).
 ``GET /health`` -> ``ok`` or ``degraded`` (Neo4j down, answers from the last snapshot), and the
 blend in use with where it came from (``graphrecall tune``, ``--blend`` or the built-in default).
 OpenAPI docs at ``/docs``.
@@ -18,10 +20,13 @@ Run with ``graphrecall serve`` (uvicorn); :func:`create_app` takes any
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import asynccontextmanager
 from typing import Literal
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field
 
 from query.retriever import CHANNELS, COLD_MODES, INFO_FIELDS, SAME_FIELDS, Filters, ItemRetriever, UnknownItem
@@ -91,6 +96,27 @@ def _items(nb, fields: list[str], view) -> list[Neighbour]:
             for i, s, c, extra in zip(nb.ids, nb.scores, nb.channels, info)]
 
 
+class RetrieverCollector:
+    """Gauges read from the retriever at scrape time."""
+
+    def __init__(self, retriever: ItemRetriever):
+        self.retriever = retriever
+
+    def collect(self):
+        health = self.retriever.health()
+        stats = health.get("snapshot") or (self.retriever.stats() if hasattr(self.retriever, "stats") else {})
+        yield GaugeMetricFamily("graphrecall_degraded", "1 while Neo4j is unreachable and answers come from the "
+                                "last snapshot", value=float(health.get("status") == "degraded"))
+        if stats.get("loaded_at"):
+            yield GaugeMetricFamily("graphrecall_snapshot_age_seconds", "seconds since the snapshot was loaded",
+                                    value=time.time() - stats["loaded_at"])
+        loaded = GaugeMetricFamily("graphrecall_snapshot_loaded", "what the snapshot holds", labels=["what"])
+        for key, value in stats.items():
+            if key != "loaded_at" and isinstance(value, (int, float)):
+                loaded.add_metric([key], float(value))
+        yield loaded
+
+
 def create_app(retriever: ItemRetriever) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -105,9 +131,30 @@ def create_app(retriever: ItemRetriever) -> FastAPI:
     app = FastAPI(title="graphrecall i2i", version="0.1.0", lifespan=lifespan,
                   description="Item-to-item recall from Swing, co-occurrence and EGES, stored in Neo4j.")
     app.state.retriever = retriever
+    registry = CollectorRegistry()  # per app, so that several apps in one process keep apart
+    requests = Counter("graphrecall_requests", "HTTP requests", ["endpoint", "channel", "status"], registry=registry)
+    latency = Histogram("graphrecall_request_seconds", "request latency", ["endpoint", "channel"], registry=registry,
+                        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+    registry.register(RetrieverCollector(retriever))
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        endpoint = getattr(route, "path", "unmatched")
+        channel = getattr(request.state, "channel", request.query_params.get("channel", "-"))
+        requests.labels(endpoint, channel, str(response.status_code)).inc()
+        latency.labels(endpoint, channel).observe(time.perf_counter() - t0)
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/i2i/batch", response_model=BatchResponse, response_model_exclude_none=True)
-    def i2i_batch(body: BatchRequest) -> BatchResponse:
+    def i2i_batch(body: BatchRequest, request: Request) -> BatchResponse:
+        request.state.channel = body.channel
         fields = _fields(body.fields)
         filters = Filters(frozenset(_split(body.exclude)), body.same, body.cold)
         view = retriever.view()  # one snapshot for the whole batch

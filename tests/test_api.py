@@ -166,3 +166,32 @@ def test_batch_answers_each_item_and_marks_unknown_ones(catalogue_client):
                                   {"items": ["h"], "fields": ["secret"]}, {"k": 3}])
 def test_bad_batches_are_422(catalogue_client, body):
     assert catalogue_client.post("/i2i/batch", json=body).status_code == 422
+
+
+def scrape(client) -> dict:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    res = client.get("/metrics")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/plain")
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for fam in text_string_to_metric_families(res.text) for s in fam.samples}
+
+
+def test_metrics_count_requests_latency_and_state(client_and_state):
+    c, r, state = client_and_state
+    for _ in range(3):
+        c.get("/i2i/h", params={"channel": "swing"})
+    c.get("/i2i/nope", params={"channel": "cooc"})
+    c.post("/i2i/batch", json={"items": ["h", "p"], "channel": "trans"})
+    m = scrape(c)
+    i2i = "/i2i/{item_id:path}"
+    assert m[("graphrecall_requests_total", (("channel", "swing"), ("endpoint", i2i), ("status", "200")))] == 3
+    assert m[("graphrecall_requests_total", (("channel", "cooc"), ("endpoint", i2i), ("status", "404")))] == 1
+    assert m[("graphrecall_requests_total", (("channel", "trans"), ("endpoint", "/i2i/batch"), ("status", "200")))] == 1
+    assert m[("graphrecall_request_seconds_count", (("channel", "swing"), ("endpoint", i2i)))] == 3
+    assert m[("graphrecall_snapshot_loaded", (("what", "items"),))] == 5
+    assert m[("graphrecall_snapshot_loaded", (("what", "eges_vectors"),))] == 5
+    assert m[("graphrecall_degraded", ())] == 0 and m[("graphrecall_snapshot_age_seconds", ())] >= 0
+    state["up"] = False
+    r.check()
+    assert scrape(c)[("graphrecall_degraded", ())] == 1
