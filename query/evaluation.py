@@ -35,12 +35,12 @@ import scipy.sparse as sp
 from ingest.sessions import DEFAULT_SESSION_GAP, session_ids, session_rows
 from query.retriever import SIDE_MATCH_WEIGHTS  # noqa: F401 - re-exported for the bench
 from query.scores import TRANS_DEPTH
+from walkers.export import SIDE_INFO_FIELDS  # the side fields EGES embeds
 
 logger = logging.getLogger(__name__)
 
 K = 20
 QUANTILE = 0.8
-SIDE_FIELDS = ("category", "brand", "shop", "price_bucket", "market")
 
 
 # --------------------------------------------------------------------------- split
@@ -123,7 +123,7 @@ class Catalogue:
         self.index = {i: n for n, i in enumerate(self.item_ids)}
 
     @classmethod
-    def build(cls, item_side: dict[str, dict], train_items: Iterable[str], fields: Sequence[str] = SIDE_FIELDS
+    def build(cls, item_side: dict[str, dict], train_items: Iterable[str], fields: Sequence[str] = SIDE_INFO_FIELDS
               ) -> "Catalogue":
         """``item_side``: item -> side props (an item catalogue); ``train_items``: the item of every
         training event (popularity). Training items missing from ``item_side`` are added."""

@@ -100,6 +100,16 @@ class BlendConfig:
 DEFAULT_BLEND = BlendConfig()
 
 
+def stored_blend(driver, database: str = "neo4j") -> tuple[BlendConfig, str]:
+    """The blend ``graphrecall tune`` stored and where it came from, else the built-in default."""
+    from query.scores import read_blend
+
+    stored = read_blend(driver, database)
+    if stored is None:
+        return DEFAULT_BLEND, "built-in default"
+    return BlendConfig.parse(stored[0]), f"graphrecall tune, {stored[1]}"
+
+
 class UnknownItem(KeyError):
     pass
 
@@ -424,21 +434,19 @@ class SnapshotRetriever(ItemRetriever):
 
     @classmethod
     def from_neo4j(cls, driver, faiss_dir: str | Path | None = None, database: str = "neo4j") -> "SnapshotRetriever":
-        from query.scores import read_blend, read_top_lists, read_transition_lists
+        from query.scores import read_top_lists, read_transition_lists
 
         t0 = time.perf_counter()
         with driver.session(database=database, default_access_mode="READ") as s:
             items = {r[0] for r in s.run("MATCH (i:Item) RETURN i.id").values()}
-        lists = {ch: {i: (np.array(ids, dtype=object), np.array(sc, dtype=np.float32))
-                      for i, (ids, sc) in read_top_lists(driver, ch.upper(), database=database).items()}
-                 for ch in ("swing", "cooc")}
-        lists["trans"] = {i: (np.array(ids, dtype=object), np.array(w, dtype=np.float32))
-                          for i, (ids, w) in read_transition_lists(driver, database=database).items()}
+        raw = {"swing": read_top_lists(driver, "SWING", database=database),
+               "cooc": read_top_lists(driver, "COOC", database=database),
+               "trans": read_transition_lists(driver, database=database)}
+        lists = {ch: {i: (np.array(ids, dtype=object), np.array(sc, dtype=np.float32)) for i, (ids, sc) in per.items()}
+                 for ch, per in raw.items()}
         vectors = _load_vectors(faiss_dir)
         snap = cls(items, lists, vectors, side=SideIndex.from_neo4j(driver, database))
-        stored = read_blend(driver, database)
-        if stored is not None:
-            snap.blend_config, snap.blend_source = BlendConfig.parse(stored[0]), f"graphrecall tune, {stored[1]}"
+        snap.blend_config, snap.blend_source = stored_blend(driver, database)
         logger.info("snapshot loaded in %.1fs: %s", time.perf_counter() - t0, snap.stats())
         if not items:
             logger.warning("the graph has no items, so every lookup will be 404; run `graphrecall ingest`, "
@@ -454,12 +462,8 @@ class Neo4jRetriever(ItemRetriever):
     """Reads each answer from Neo4j with read-only sessions."""
 
     def __init__(self, driver, database: str = "neo4j"):
-        from query.scores import read_blend
-
         self.driver, self.database = driver, database
-        stored = read_blend(driver, database)
-        if stored is not None:
-            self.blend_config, self.blend_source = BlendConfig.parse(stored[0]), f"graphrecall tune, {stored[1]}"
+        self.blend_config, self.blend_source = stored_blend(driver, database)
 
     def _read(self, query: str, **params):
         with self.driver.session(database=self.database, default_access_mode="READ") as s:

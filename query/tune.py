@@ -26,10 +26,10 @@ from query.evaluation import (Catalogue, blend_grid, blend_grid_lists, build_ret
                               next_item_cases, score_lists, served_lists, split_stored_sessions, summarize)
 from query.retriever import BASE_CHANNELS
 from query.scores import store_blend
+from walkers.export import SIDE_INFO_FIELDS
 
 logger = logging.getLogger(__name__)
 
-SIDE_READ = ("category", "brand", "shop", "price_bucket", "market")
 
 
 @dataclass
@@ -66,8 +66,8 @@ def read_sessions(driver, database: str = "neo4j") -> list[dict]:
 
 def read_item_side(driver, database: str = "neo4j") -> dict[str, dict]:
     with driver.session(database=database, default_access_mode="READ") as s:
-        rows = s.run("MATCH (i:Item) RETURN i.id, [f IN $fields | i[f]]", fields=list(SIDE_READ)).values()
-    return {r[0]: {f: v for f, v in zip(SIDE_READ, r[1]) if v is not None} for r in rows}
+        rows = s.run("MATCH (i:Item) RETURN i.id, [f IN $fields | i[f]]", fields=list(SIDE_INFO_FIELDS)).values()
+    return {r[0]: {f: v for f, v in zip(SIDE_INFO_FIELDS, r[1]) if v is not None} for r in rows}
 
 
 def tune_blend(driver, cfg=None, *, quantile: float = 0.8, store: bool = True,
