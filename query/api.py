@@ -7,6 +7,12 @@ Filters, applied before the top-k cut: ``exclude=id1,id2`` (or repeated), ``same
 to each result item.
 ``POST /i2i/batch`` ``{"items": [...], "k": 10, "channel": "blend", ...filters}``: up to 100 items,
 one list each, all read from one snapshot; an unknown item gets ``"error"`` instead of failing the batch.
+``GET /recall/{user_id}?k=10&channel=blend&n=20&half_life_hours=&depth=50``: recall for a user: the
+user's ``n`` most recent items (Neo4j ``ENGAGED`` edges) each contribute their top-``depth`` list,
+row-normalised and summed (optionally decayed by age), items the user engaged with excluded; each result
+names the history items that brought it. 404 for an unknown user; a user without events gets no items
+and a ``reason``. ``POST /recall`` ``{"items": [...], "weights": [...], "k": 10, ...}`` does the same
+for an explicit list (an anonymous session, a cart). Same filters and ``fields`` as ``/i2i``.
 ``GET /metrics``: Prometheus text format (requests and latency per endpoint, channel and status; snapshot
 age, items and vectors loaded; degraded state).
 ``GET /health`` -> ``ok`` or ``degraded`` (Neo4j down, answers from the last snapshot), and the
@@ -29,12 +35,15 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field
 
-from query.retriever import CHANNELS, COLD_MODES, INFO_FIELDS, SAME_FIELDS, Filters, ItemRetriever, UnknownItem
+from query.retriever import (CHANNELS, COLD_MODES, INFO_FIELDS, RECALL_DEPTH, SAME_FIELDS, Filters, ItemRetriever,
+                             Recalled, UnknownItem, UserHistory, decay_weights)
 
 logger = logging.getLogger(__name__)
 
 MAX_K = 200
 MAX_BATCH = 100
+MAX_HISTORY = 200
+MAX_DEPTH = 200
 Channel = Literal[CHANNELS]  # the OpenAPI enums are the retriever's
 Same = Literal[SAME_FIELDS]
 Cold = Literal[COLD_MODES]
@@ -78,6 +87,50 @@ class BatchResponse(BaseModel):
     results: list[BatchEntry]
 
 
+class RecallItem(BaseModel):
+    """One candidate, with the history items that brought it (largest contribution first)."""
+
+    model_config = ConfigDict(extra="allow")
+    item_id: str
+    score: float
+    sources: list[str]
+
+
+class RecallResponse(BaseModel):
+    user_id: str | None = None
+    channel: str
+    k: int
+    history: list[str] = Field(description="history items used, most recent (or first given) first")
+    unknown: list[str] = Field(default_factory=list, description="history items the service does not know")
+    items: list[RecallItem]
+    reason: str | None = Field(None, description="why ``items`` is empty")
+
+
+class RecallRequest(BaseModel):
+    items: list[str] = Field(..., min_length=1, max_length=MAX_HISTORY, description=f"1..{MAX_HISTORY} item ids")
+    weights: list[float] | None = Field(None, description="one weight >= 0 per item (default 1 each)")
+    k: int = Field(10, ge=1, le=MAX_K)
+    channel: Channel = "blend"
+    depth: int = Field(RECALL_DEPTH, ge=1, le=MAX_DEPTH, description="neighbours each item contributes")
+    exclude: list[str] = Field(default_factory=list)
+    same: Same | None = None
+    cold: Cold = "include"
+    fields: list[str] = Field(default_factory=list)
+
+
+def _recall_response(rec: Recalled, channel: str, k: int, fields: list[str], view, user_id: str | None = None
+                     ) -> RecallResponse:
+    info = view.item_info(list(rec.ids), fields) if fields else [{}] * len(rec)
+    items = [RecallItem(item_id=str(i), score=float(s), sources=src, **extra)
+             for i, s, src, extra in zip(rec.ids, rec.scores, rec.sources, info)]
+    reason = None
+    if not items:
+        reason = ("none of the history items is known to the service" if not rec.history else
+                  "the history items' lists have no candidates left (after exclusions and filters)")
+    return RecallResponse(user_id=user_id, channel=channel, k=k, history=rec.history, unknown=rec.unknown,
+                          items=items, reason=reason)
+
+
 def _split(values: list[str]) -> list[str]:
     """``a,b`` and repeated parameters alike."""
     return [x for v in values for x in v.split(",") if x]
@@ -117,7 +170,10 @@ class RetrieverCollector:
         yield loaded
 
 
-def create_app(retriever: ItemRetriever) -> FastAPI:
+def create_app(retriever: ItemRetriever, history: UserHistory | None = None) -> FastAPI:
+    """The HTTP API over ``retriever``; ``history`` (e.g. :class:`~query.retriever.Neo4jHistory`) answers
+    ``GET /recall/{user_id}`` (503 without one)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         start = getattr(retriever, "start", None)
@@ -186,6 +242,54 @@ def create_app(retriever: ItemRetriever) -> FastAPI:
             raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}") from None
         return I2IResponse(item_id=item_id, channel=channel, k=k, items=_items(nb, names, view))
 
+    @app.post("/recall", response_model=RecallResponse, response_model_exclude_none=True)
+    def recall_items(body: RecallRequest, request: Request) -> RecallResponse:
+        request.state.channel = body.channel
+        fields = _fields(body.fields)
+        if body.weights is not None and (len(body.weights) != len(body.items) or min(body.weights) < 0):
+            raise HTTPException(status_code=422, detail=f"weights needs one number >= 0 per item "
+                                f"({len(body.items)}), got {len(body.weights)}; or leave it out for weight 1 each")
+        view = retriever.view()
+        rec = retriever.recall(body.items, k=body.k, channel=body.channel, weights=body.weights, depth=body.depth,
+                               filters=Filters(frozenset(_split(body.exclude)), body.same, body.cold), view=view)
+        return _recall_response(rec, body.channel, body.k, fields, view)
+
+    @app.get("/recall/{user_id:path}", response_model=RecallResponse, response_model_exclude_none=True)
+    def recall_user(
+        user_id: str = Path(..., min_length=1, max_length=512),
+        k: int = Query(10, ge=1, le=MAX_K, description=f"number of candidates, 1..{MAX_K}"),
+        channel: Channel = Query("blend"),
+        n: int = Query(20, ge=1, le=MAX_HISTORY, description="how many of the user's most recent items to use"),
+        half_life_hours: float | None = Query(None, gt=0, description="weight each history item by "
+                                              "0.5 ** (age / half-life), age from the user's latest event"),
+        depth: int = Query(RECALL_DEPTH, ge=1, le=MAX_DEPTH, description="neighbours each history item contributes"),
+        exclude: list[str] = Query([], description="ids never returned (comma-separated or repeated)"),
+        same: Same | None = Query(None, description="keep only candidates sharing this field with the history "
+                                  "item that brings them"),
+        cold: Cold = Query("include", description="items without events: include, exclude, or only them"),
+        fields: str = Query("", description=f"item fields added to each result: {', '.join(INFO_FIELDS)}"),
+    ) -> RecallResponse:
+        names = _fields(_split([fields]))
+        if history is None:
+            raise HTTPException(status_code=503, detail="this service has no user-history source (Neo4j); "
+                                "POST /recall with the user's items instead")
+        try:
+            recent = history.recent_items(user_id, n)
+        except Exception as exc:  # noqa: BLE001 - Neo4j down or failing: the snapshot cannot answer this one
+            logger.warning("user history unavailable: %s", exc)
+            raise HTTPException(status_code=503, detail="user histories are read from Neo4j, which is unreachable; "
+                                "POST /recall with the user's items still works") from None
+        if recent is None:
+            raise HTTPException(status_code=404, detail=f"unknown user {user_id!r}")
+        if not recent:
+            return RecallResponse(user_id=user_id, channel=channel, k=k, history=[], items=[],
+                                  reason="the user has no events")
+        weights = decay_weights([t for _, t in recent], None if half_life_hours is None else half_life_hours * 3600)
+        view = retriever.view()
+        rec = retriever.recall([i for i, _ in recent], k=k, channel=channel, weights=weights, depth=depth,
+                               filters=Filters(frozenset(_split(exclude)), same, cold), view=view)
+        return _recall_response(rec, channel, k, names, view, user_id=user_id)
+
     @app.get("/health")
     def health() -> dict:
         return retriever.health()
@@ -198,7 +302,7 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
     import os
 
     from graph_schema.config import Neo4jSettings, graphrecall_home
-    from query.retriever import BlendConfig, ResilientRetriever, SnapshotRetriever
+    from query.retriever import BlendConfig, Neo4jHistory, ResilientRetriever, SnapshotRetriever
 
     settings = Neo4jSettings.from_env()
     driver = settings.driver(connection_timeout=3.0, max_transaction_retry_time=2.0)
@@ -219,4 +323,4 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
     if os.environ.get("GRAPHRECALL_BLEND"):
         retriever.blend_config = BlendConfig.parse(os.environ["GRAPHRECALL_BLEND"])  # overrides a tuned one
     logger.info("blend channel: %s (%s)", retriever.blend_config, retriever.blend_source)
-    return create_app(retriever)
+    return create_app(retriever, Neo4jHistory(driver, settings.database))

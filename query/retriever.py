@@ -34,6 +34,7 @@ FILTER_DEPTH = 1000  # candidates read per channel when filters apply, so that k
 RRF_K = 60.0
 BLEND_DEPTH = 200  # candidates per channel; fixed so that blend's top-k is a prefix of its top-(k+1)
 BLEND_METHODS = ("score", "rrf")
+RECALL_DEPTH = 50  # neighbours each history item contributes to a recall (row-normalised, summed)
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,22 @@ def blend(per_channel: dict[str, Neighbours], k: int, config: BlendConfig = DEFA
                       [best[i][1] for i in order])
 
 
+@dataclass
+class Recalled:
+    """A recall: ``ids[n]`` scored ``scores[n]`` (summed row-normalised list scores), brought by the history
+    items ``sources[n]`` (largest contribution first). ``history``: the history items that were known and
+    used; ``unknown``: those the retriever has never seen (skipped)."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    sources: list[list[str]]
+    history: list[str]
+    unknown: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
 class ItemRetriever(ABC):
     """Item-to-item recall. Raises :class:`UnknownItem` for items it has never seen."""
 
@@ -232,6 +249,57 @@ class ItemRetriever(ABC):
         if filters.active:
             nb = nb.take(np.flatnonzero(v._keep(item_id, nb.ids, filters)))
         return nb.take(slice(0, k)) if len(nb) > k else nb
+
+    def recall(self, history, k: int = 10, channel: str = "blend", weights=None, filters: Filters = NO_FILTERS,
+               depth: int = RECALL_DEPTH, view: "ItemRetriever | None" = None) -> Recalled:
+        """Candidates for a user or a cart: each history item's top-``depth`` list by ``channel`` (filters
+        applied, history items excluded), divided by the best score of its unfiltered list, times the
+        item's weight (``weights``, default 1 each; e.g. a time decay), summed per candidate; top ``k``, ties
+        by id. History items the retriever does not know are skipped and listed in ``Recalled.unknown``."""
+        check_channel(channel)
+        if k < 1 or depth < 1:
+            raise ValueError(f"k and depth must be >= 1, got k={k}, depth={depth}")
+        history = [str(h) for h in history]
+        weights = np.ones(len(history)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if len(weights) != len(history) or not np.all(weights >= 0):
+            raise ValueError(f"weights must be one number >= 0 per history item ({len(history)}), got {len(weights)}")
+        v = self.view() if view is None else view
+        first: dict[str, float] = {}
+        for h, w in zip(history, weights):  # a repeated item counts once, with its first (most recent) weight
+            first.setdefault(h, float(w))
+        known = [h for h in first if v.has_item(h)]
+        unknown = [h for h in first if h not in known]
+        drop = frozenset(first)
+        ids, contrib, src = [], [], []
+        for n, h in enumerate(known):
+            if filters.active:  # the filter path reads deep lists (FILTER_DEPTH) and drops the history with them
+                best = self.similar_items(h, k=1, channel=channel, view=v)
+                top = float(best.scores[0]) if len(best) else 0.0
+                nb = self.similar_items(h, k=depth, channel=channel, view=v,
+                                        filters=Filters(filters.exclude | drop, filters.same, filters.cold))
+            else:  # no filters: read just deep enough that dropping the history leaves ``depth``
+                nb = self.similar_items(h, k=depth + len(drop), channel=channel, view=v)
+                top = float(nb.scores[0]) if len(nb) else 0.0
+                nb = nb.take(np.flatnonzero([str(i) not in drop for i in nb.ids])[:depth])
+            if top <= 0 or first[h] == 0:
+                continue
+            ids.append(np.asarray(nb.ids, dtype=object))
+            contrib.append(first[h] * np.maximum(np.asarray(nb.scores, np.float64), 0.0) / top)
+            src.append(np.full(len(nb), n))
+        if not ids:
+            return Recalled(np.array([], dtype=object), np.array([], np.float32), [], known, unknown)
+        cand, inv = np.unique(np.concatenate(ids).astype(str), return_inverse=True)
+        contrib, src = np.concatenate(contrib), np.concatenate(src)
+        total = np.bincount(inv, weights=contrib, minlength=len(cand))
+        order = np.lexsort((cand, -total))
+        order = order[total[order] > 0][:k]
+        by = np.lexsort((src, -contrib, inv))  # per candidate, largest contribution first
+        rows = {int(c): [] for c in order}
+        for c, s_, w in zip(inv[by], src[by], contrib[by]):
+            if w > 0 and int(c) in rows:
+                rows[int(c)].append(known[s_])
+        return Recalled(cand[order].astype(object), total[order].astype(np.float32), [rows[int(c)] for c in order],
+                        known, unknown)
 
     def view(self) -> "ItemRetriever":
         """The object whose data answers a call (a live backend: itself; :class:`ResilientRetriever`: its
@@ -455,6 +523,43 @@ class SnapshotRetriever(ItemRetriever):
             logger.warning("no SWING/COOC lists and no Faiss index yet, so lookups return empty lists; "
                            "run `graphrecall scores` and `graphrecall embed`")
         return snap
+
+
+# --------------------------------------------------------------------------- user histories
+class UserHistory(ABC):
+    """Where ``GET /recall/{user_id}`` finds a user's recent items."""
+
+    @abstractmethod
+    def recent_items(self, user_id: str, n: int) -> list[tuple[str, int]] | None:
+        """The user's ``n`` most recent distinct items with their last event time (epoch seconds), most
+        recent first (ties by id); ``[]`` for a user without events; None for a user it does not know."""
+
+
+class Neo4jHistory(UserHistory):
+    """Recent items from the ``ENGAGED`` edges (their ``last_ts``), read-only."""
+
+    QUERY = ("MATCH (u:User {id: $id}) "
+             "CALL { WITH u MATCH (u)-[e:ENGAGED]->(i:Item) WITH i, max(e.last_ts) AS ts "
+             "       ORDER BY ts DESC, i.id LIMIT $n RETURN collect([i.id, ts]) AS recent } "
+             "RETURN recent")
+
+    def __init__(self, driver, database: str = "neo4j"):
+        self.driver, self.database = driver, database
+
+    def recent_items(self, user_id: str, n: int) -> list[tuple[str, int]] | None:
+        with self.driver.session(database=self.database, default_access_mode="READ") as s:
+            rows = s.run(self.QUERY, id=str(user_id), n=int(n)).values()
+        return None if not rows else [(str(i), int(ts)) for i, ts in rows[0][0]]
+
+
+def decay_weights(times, half_life_seconds: float | None) -> np.ndarray:
+    """``0.5 ** (age / half_life)``, age counted from the most recent of ``times``; all 1 without a half-life."""
+    t = np.asarray(times, dtype=np.float64)
+    if half_life_seconds is None or not len(t):
+        return np.ones(len(t))
+    if not half_life_seconds > 0:
+        raise ValueError(f"the half-life must be > 0 seconds, got {half_life_seconds}")
+    return 0.5 ** ((t.max() - t) / half_life_seconds)
 
 
 # --------------------------------------------------------------------------- live Neo4j

@@ -195,3 +195,89 @@ def test_metrics_count_requests_latency_and_state(client_and_state):
     state["up"] = False
     r.check()
     assert scrape(c)[("graphrecall_degraded", ())] == 1
+
+
+@pytest.fixture
+def recall_client(driver, tmp_path):
+    from query.retriever import Neo4jHistory
+    from test_retrievers import add_catalogue
+
+    faiss_dir = build_tiny_graph(driver, tmp_path)
+    add_catalogue(driver)
+    with driver.session() as s:
+        s.run("CREATE (:User {id: 'lonely'})").consume()
+    r = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir), lambda: None, probe_every=3600)
+    with TestClient(create_app(r, Neo4jHistory(driver))) as c:
+        yield c
+
+
+def test_recall_for_a_user_uses_recent_items_and_excludes_them(recall_client):
+    c = recall_client
+    # D engaged h (t=6) and EVIL (t=5); trans lists: h -> t 2, p 1; EVIL -> h (history, dropped)
+    res = c.get("/recall/D", params={"channel": "trans", "fields": "category"})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["user_id"] == "D" and body["history"] == ["h", EVIL] and "reason" not in body
+    assert ids_of(body) == ["t", "p"] and [x["score"] for x in body["items"]] == [1.0, 0.5]
+    assert body["items"][0]["sources"] == ["h"] and body["items"][0]["category"] == "c2"
+    assert c.get("/recall/D", params={"channel": "trans", "n": 1}).json()["history"] == ["h"]
+    decayed = c.get("/recall/D", params={"channel": "trans", "half_life_hours": 0.001}).json()
+    assert ids_of(decayed) == ["t", "p"]
+    assert ids_of(c.get("/recall/D", params={"channel": "side", "same": "category"}).json())[:1] == ["r"]
+
+
+def test_recall_unknown_user_404_and_user_without_events_has_a_reason(recall_client):
+    c = recall_client
+    res = c.get("/recall/nobody")
+    assert res.status_code == 404 and "unknown user" in res.json()["detail"]
+    body = c.get("/recall/lonely").json()
+    assert body["items"] == [] and body["reason"] == "the user has no events"
+    body = c.get("/recall/A", params={"channel": "trans", "n": 2}).json()  # p and r: their lists hold only history
+    assert body["items"] == [] and "no candidates" in body["reason"]
+
+
+@pytest.mark.parametrize("params", [{"k": 0}, {"n": 0}, {"n": 1000}, {"half_life_hours": 0}, {"depth": 0},
+                                    {"channel": "magic"}, {"same": "colour"}, {"fields": "secret"}])
+def test_recall_bad_parameters_are_422(recall_client, params):
+    assert recall_client.get("/recall/D", params=params).status_code == 422
+
+
+def test_post_recall_for_a_cart(recall_client):
+    c = recall_client
+    res = c.post("/recall", json={"items": ["h", "r", "ghost"], "channel": "trans", "fields": ["brand"]})
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert ids_of(body) == ["p", "t"] and body["items"][0]["sources"] == ["r", "h"]
+    assert body["unknown"] == ["ghost"] and body["items"][0]["brand"] == "b2" and "user_id" not in body
+    weighted = c.post("/recall", json={"items": ["h", "r"], "weights": [1, 0], "channel": "trans"}).json()
+    assert ids_of(weighted) == ["t", "p"]
+    none = c.post("/recall", json={"items": ["ghost"]}).json()
+    assert none["items"] == [] and "none of the history items" in none["reason"]
+
+
+@pytest.mark.parametrize("body", [{"items": []}, {"items": ["h"] * 201}, {"items": ["h"], "k": 0},
+                                  {"items": ["h", "r"], "weights": [1]}, {"items": ["h"], "weights": [-1]},
+                                  {"items": ["h"], "channel": "magic"}, {"items": ["h"], "depth": 500}])
+def test_post_recall_bad_bodies_are_422(recall_client, body):
+    assert recall_client.post("/recall", json=body).status_code == 422
+
+
+def test_recall_without_a_history_source_is_503(client_and_state):
+    c, _, _ = client_and_state
+    res = c.get("/recall/D")
+    assert res.status_code == 503 and "POST /recall" in res.json()["detail"]
+
+
+def test_recall_when_neo4j_is_down_is_503_and_post_still_works(driver, tmp_path):
+    from query.retriever import UserHistory
+
+    class Down(UserHistory):
+        def recent_items(self, user_id, n):
+            raise ConnectionError("neo4j down")
+
+    faiss_dir = build_tiny_graph(driver, tmp_path)
+    r = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir), lambda: None, probe_every=3600)
+    with TestClient(create_app(r, Down())) as c:
+        res = c.get("/recall/D")
+        assert res.status_code == 503 and "unreachable" in res.json()["detail"]
+        assert ids_of(c.post("/recall", json={"items": ["h"], "channel": "trans"}).json()) == ["t", "p"]

@@ -129,6 +129,33 @@ class RetrieverContract:
         for short, long in zip(lists, lists[1:]):
             assert long[:len(short)] == short
 
+    def test_recall_sums_row_normalised_lists_and_names_sources(self, retriever):
+        # trans lists: h -> t 2, p 1; t -> r 2; r -> p 2; EVIL -> h 1. Each list is divided by its own best
+        # score (before the history is dropped), then summed; history items never come back.
+        rec = retriever.recall(["h", "r"], k=10, channel="trans")
+        assert list(rec.ids) == ["p", "t"] and np.allclose(rec.scores, [1.5, 1.0])
+        assert rec.sources == [["r", "h"], ["h"]] and rec.history == ["h", "r"] and rec.unknown == []
+        rec = retriever.recall(["h", "t"], k=10, channel="trans")  # t is history: h's p keeps 1/2, not 1
+        assert list(rec.ids) == ["r", "p"] and np.allclose(rec.scores, [1.0, 0.5])
+        assert list(retriever.recall(["h", "t"], k=10, channel="trans", weights=[1, 0.25]).ids) == ["p", "r"]
+        assert list(retriever.recall(["h", "t"], k=1, channel="trans").ids) == ["r"]
+        assert list(retriever.recall(["h", "nope", "h"], channel="trans").ids) == ["t", "p"]  # repeats count once
+        assert retriever.recall(["h", "nope"], channel="trans").unknown == ["nope"]
+        empty = retriever.recall(["nope"], channel="blend")
+        assert len(empty) == 0 and empty.history == [] and empty.unknown == ["nope"]
+        assert set(retriever.recall(["h"], k=10, channel="blend").ids) == \
+            set(retriever.similar_items("h", k=10, channel="blend").ids)  # one item: its own list
+        with pytest.raises(ValueError, match="one number >= 0 per history item"):
+            retriever.recall(["h", "t"], weights=[1.0])
+
+    def test_recall_filters_apply_per_history_item(self, catalogue_retriever):
+        r = catalogue_retriever
+        got = r.recall(["h", "t"], k=10, channel="side", filters=Filters(same="category"))
+        assert set(got.ids) == {"r", "fresh", "p", EVIL}  # h (c1) brings c1 items, t (c2) brings EVIL (c2)
+        assert got.sources[list(got.ids).index(EVIL)] == ["t"]
+        assert list(r.recall(["h"], channel="side", filters=Filters(cold="only")).ids) == ["fresh"]
+        assert "r" not in r.recall(["h"], channel="side", filters=Filters(exclude=frozenset({"r"}))).ids
+
     def test_injection_string_is_plain_data(self, retriever, driver):
         nb = retriever.similar_items(EVIL, k=5, channel="cooc")
         assert "h" in list(nb.ids)
@@ -193,6 +220,28 @@ def test_saved_snapshot_serves_when_neo4j_is_down_at_start(driver, tmp_path):
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-6)
     with pytest.raises(UnknownItem):
         r.similar_items("nope")
+
+
+def test_decay_weights_halve_per_half_life():
+    from query.retriever import decay_weights
+
+    assert np.allclose(decay_weights([100, 100 - 3600, 100 - 7200], 3600), [1, 0.5, 0.25])
+    assert np.allclose(decay_weights([5, 1], None), [1, 1])
+    with pytest.raises(ValueError, match="half-life must be > 0"):
+        decay_weights([1], 0)
+
+
+def test_neo4j_history_is_recent_items_first(driver):
+    from query.retriever import Neo4jHistory
+
+    load_triples(driver, TRIPLES)
+    with driver.session() as s:
+        s.run("CREATE (:User {id: 'lonely'})").consume()
+    h = Neo4jHistory(driver)
+    assert h.recent_items("A", 10) == [("p", 4), ("r", 3), ("t", 2), ("h", 1)]
+    assert h.recent_items("D", 1) == [("h", 6)]
+    assert h.recent_items("lonely", 5) == [] and h.recent_items("nobody", 5) is None
+    assert h.recent_items(EVIL, 5) is None  # user ids are data, not Cypher
 
 
 def test_blend_rrf():
