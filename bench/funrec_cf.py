@@ -261,12 +261,15 @@ def make_split(train: pd.DataFrame, test: pd.DataFrame) -> Split:
     return Split(train, item_ids, all_users[rows].tocsr(), all_users, rows, truth)
 
 
+RECALL_DEPTHS = (20, 50, 100)  # neighbours per history item; the pipeline stores top-50 (RECALL_DEPTH)
+RECALL_CHANNELS = ("swing", "cooc", "eges", "blend")
 EGES_GAPS = (None, 30 * 60)  # whole histories or 30-minute sessions, chosen on validation
 
 
 def channel_sims(split: Split, lists: dict, movies: pd.DataFrame, eges_epochs: int, random_seed: int,
-                 eges_gap: int | None = None) -> dict:
-    """Item x item matrices of every channel: the five score lists plus EGES (Faiss top-20)."""
+                 eges_gap: int | None = None) -> tuple[dict, np.ndarray]:
+    """Item x item matrices of every channel: the five score lists plus EGES (Faiss top-20); and the
+    EGES vectors."""
     item_ids = split.item_ids
     sims = {ch: topk_lists_to_matrix(item_ids, lists[ch], NEIGHBOURS)
             for ch in ("swing", "swing_norm", "cooc", "cooc_iuf", "cooc_iuf_norm")}
@@ -285,7 +288,7 @@ def channel_sims(split: Split, lists: dict, movies: pd.DataFrame, eges_epochs: i
     best = np.asarray(m.max(axis=1).todense()).ravel()
     sims["eges_norm"] = (sp.diags(np.divide(1.0, best, out=np.zeros_like(best), where=best > 0)) @ m).tocsr()
     logger.info("eges in %.1fs", time.perf_counter() - t0)
-    return sims
+    return sims, vec
 
 
 BLEND_GRID = [BlendConfig.of("score", cooc=1.0, swing=ws, eges=we) for ws in (0.0, 0.25, 0.5, 1.0) for we in (0.0, 0.25, 0.5)]
@@ -325,7 +328,7 @@ def choose_blend(train: pd.DataFrame, movies: pd.DataFrame, alpha: float, eges_e
     lists = memory_lists(inner.train, alpha)
     by_gap = {}
     for gap in EGES_GAPS:
-        sims = channel_sims(inner, lists, movies, eges_epochs, random_seed, eges_gap=gap)
+        sims, _ = channel_sims(inner, lists, movies, eges_epochs, random_seed, eges_gap=gap)
         by_gap[gap] = (evaluate(np.asarray((inner.hist @ sims["eges"]).todense()), inner.hist, inner.truth)["ndcg@10"], sims)
         logger.info("EGES with session gap %s: validation NDCG@10 %.4f", gap, by_gap[gap][0])
     gap = max(EGES_GAPS, key=lambda g: by_gap[g][0])
@@ -337,6 +340,45 @@ def choose_blend(train: pd.DataFrame, movies: pd.DataFrame, alpha: float, eges_e
     best = max(BLEND_GRID, key=lambda c: table[str(c)]["ndcg@10"])
     logger.info("blend chosen on validation (%d users): %s", len(inner.truth), best)
     return best, gap, table
+
+
+def served_recall(split: Split, vectors: np.ndarray, alpha: float, chosen: BlendConfig, depths=RECALL_DEPTHS,
+                  channels=RECALL_CHANNELS) -> dict:
+    """What ``POST /recall`` returns for each user's training positives, read through the API's own
+    :meth:`SnapshotRetriever.recall` (lists row-normalised by their best score and summed, history
+    excluded), at several list depths. Swing and cooc (IUF, as the pipeline stores it) come from the
+    scipy twins of the Cypher scores at the deepest depth and are cut per depth; eges is the same Faiss
+    index as the table's. Returns per depth: metrics per channel, per-user arrays for the paired interval,
+    list entries held and milliseconds per recall."""
+    from query.evaluation import topk_lists
+    from query.retriever import SnapshotRetriever
+
+    basis = {(str(u), str(i)) for u, i in zip(split.train["userId"], split.train["movieId"])}
+    t0 = time.perf_counter()
+    deep = {"swing": topk_lists(swing_sparse(basis, alpha=alpha, k=max(depths))),
+            "cooc": topk_lists(cooc_sparse(basis, k=max(depths), iuf=True))}
+    build = time.perf_counter() - t0
+    vectors = ItemVectorIndex(split.item_ids, vectors)
+    index = {str(i): n for n, i in enumerate(split.item_ids)}
+    hist = [[str(split.item_ids[j]) for j in split.hist[u].indices] for u in range(split.hist.shape[0])]
+    out = {"lists_seconds_at_max_depth": build}
+    for d in depths:
+        cut = {ch: {i: (ids[:d], sc[:d]) for i, (ids, sc) in per.items()} for ch, per in deep.items()}
+        snap = SnapshotRetriever(set(split.item_ids), cut, vectors, blend_config=chosen)
+        row = {"list_entries": int(sum(len(v[0]) for per in cut.values() for v in per.values()))}
+        for ch in channels:
+            t0 = time.perf_counter()
+            scores = np.zeros(split.hist.shape)
+            for u, items in enumerate(hist):
+                rec = snap.recall(items, k=10, channel=ch, depth=d)
+                scores[u, [index[i] for i in rec.ids]] = np.arange(len(rec), 0, -1)  # the served order
+            per_user = evaluate(scores, split.hist, split.truth, per_user=True)
+            row[ch] = {"metrics": {m: float(v.mean()) for m, v in per_user.items()}, "per_user": per_user,
+                       "ms_per_recall": 1000 * (time.perf_counter() - t0) / len(hist)}
+            logger.info("recall depth %d %s: HR@10 %.4f (%.1f ms per user)", d, ch, row[ch]["metrics"]["hr@10"],
+                        row[ch]["ms_per_recall"])
+        out[d] = row
+    return out
 
 
 def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_users_per_item: int,
@@ -352,7 +394,7 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
     else:
         lists = memory_lists(train, alpha)
     logger.info("swing + cooc (%s) in %.1fs", backend, lists["seconds"])
-    sims = channel_sims(split, lists, movies, eges_epochs, random_seed, eges_gap=eges_gap)
+    sims, vectors = channel_sims(split, lists, movies, eges_epochs, random_seed, eges_gap=eges_gap)
     sims["blend"] = blend(sims, chosen)
     if chosen != DEFAULT_BLEND:
         sims["blend_api_default"] = blend(sims, DEFAULT_BLEND)
@@ -364,11 +406,21 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
                    for metric in ("p@5", "hr@10")}
               for ch, r in per_user.items()}
     mean = {ch: {k: float(v.mean()) for k, v in r.items()} for ch, r in per_user.items()}
+    recall = served_recall(split, vectors, alpha, chosen)
+    endpoint = {"lists_seconds_at_max_depth": recall.pop("lists_seconds_at_max_depth"), "depths": {}}
+    for d, row in recall.items():
+        entry = {"list_entries": row.pop("list_entries")}
+        for ch, r in row.items():
+            pu = r["per_user"]
+            entry[ch] = {**r["metrics"], "ms_per_recall": r["ms_per_recall"],
+                         "vs_reference_usercf_hr@10": dict(zip(("diff", "lo", "hi"), paired_bootstrap(
+                             pu["hr@10"], ref["hr@10"], random_seed=random_seed)))}
+        endpoint["depths"][str(d)] = entry
     return {"users": len(split.truth), "train": len(train), "test": len(test), "backend": backend, "channels": mean,
             "blend": str(chosen), "blend_api_default": str(DEFAULT_BLEND), "eges_session_gap": eges_gap,
             "validation": validation,
             "reference_usercf": {k: float(v.mean()) for k, v in ref.items()},
-            "vs_reference_usercf": paired}
+            "vs_reference_usercf": paired, "recall_endpoint": endpoint}
 
 
 def main(argv=None) -> int:
@@ -405,6 +457,15 @@ def main(argv=None) -> int:
               f"on a validation split of the training positives; the API's default is {out['blend_api_default']}:")
         for name, r in out["validation"].items():
             print(f"  {name:34s}" + "".join(f"{r[c]:9.4f}" for c in cols))
+        print("\nPOST /recall through SnapshotRetriever.recall (row-normalised lists summed, history excluded), "
+              "by list depth:")
+        for d, entry in out["recall_endpoint"]["depths"].items():
+            for ch in RECALL_CHANNELS:
+                r = entry[ch]
+                v = r["vs_reference_usercf_hr@10"]
+                print(f"  {'top-' + d + ' ' + ch:34s}" + "".join(f"{r[c]:9.4f}" for c in cols)
+                      + f"   HR@10 vs UserCF {v['diff']:+.4f} [{v['lo']:+.4f}, {v['hi']:+.4f}], {r['ms_per_recall']:.1f} ms/user")
+            print(f"  {'':34s}{entry['list_entries']} swing+cooc list entries held")
         print("\nchannel - re-implemented UserCF, paired over users (mean, 95% bootstrap interval):")
         for ch, r in out["vs_reference_usercf"].items():
             print(f"  {ch:34s}" + "".join(f"  {m} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" for m, d in r.items()))

@@ -206,6 +206,21 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _serve_log_config() -> dict:
+    """uvicorn's logging plus ``graphrecall.*`` loggers on stderr; access lines are JSON as they come."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    cfg = {**LOGGING_CONFIG, "formatters": dict(LOGGING_CONFIG["formatters"]), "handlers": dict(LOGGING_CONFIG["handlers"]),
+           "loggers": dict(LOGGING_CONFIG["loggers"])}
+    cfg["formatters"]["plain"] = {"format": "%(message)s"}
+    cfg["formatters"]["app"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
+    cfg["handlers"]["plain"] = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stdout"}
+    cfg["handlers"]["app"] = {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}
+    cfg["loggers"]["graphrecall.access"] = {"handlers": ["plain"], "level": "INFO", "propagate": False}
+    cfg["loggers"]["query"] = {"handlers": ["app"], "level": "INFO", "propagate": False}
+    return cfg
+
+
 def cmd_serve(args) -> int:
     import uvicorn
 
@@ -222,7 +237,12 @@ def cmd_serve(args) -> int:
         os.environ["GRAPHRECALL_NEO4J_URI"] = inst.uri
         os.environ.setdefault("GRAPHRECALL_NEO4J_PASSWORD", inst.password() or "")
     os.environ.setdefault("GRAPHRECALL_FAISS_DIR", str(artifacts_dir() / "faiss"))
-    uvicorn.run("query.api:app_from_env", factory=True, host=args.host, port=args.port, log_level="info")
+    if args.workers < 1:
+        raise CliError(f"--workers must be >= 1, got {args.workers}")
+    os.environ["GRAPHRECALL_ACCESS_LOG"] = "1" if args.access_log else "0"
+    # each worker process loads its own snapshot from Neo4j; /metrics then counts per worker
+    uvicorn.run("query.api:app_from_env", factory=True, host=args.host, port=args.port, log_level="info",
+                workers=args.workers, access_log=False, log_config=_serve_log_config())
     return 0
 
 
@@ -341,6 +361,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "stored, else score:cooc=1,swing=0.5,eges=0.5. 'score' (each channel's scores over its best, "
                         "weighted sum), 'rrf' (reciprocal-rank fusion), or with weights, e.g. "
                         "'score:trans=1,side=1,eges=0.5' (channels left out get 0; also $GRAPHRECALL_BLEND)")
+    s.add_argument("--workers", type=int, default=1,
+                   help="uvicorn worker processes (default 1); each loads its own snapshot, and /metrics counts per worker")
+    s.add_argument("--no-access-log", dest="access_log", action="store_false",
+                   help="turn off the JSON access log (one line per request on stdout: method, path, query, status, "
+                        "ms, endpoint, channel, client)")
     _add_conn(s)
     s.set_defaults(func=cmd_serve)
 

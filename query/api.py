@@ -25,20 +25,23 @@ Run with ``graphrecall serve`` (uvicorn); :func:`create_app` takes any
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from contextlib import asynccontextmanager
 from typing import Literal
 
+import orjson
 from fastapi import FastAPI, HTTPException, Path, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field
 
-from query.retriever import (CHANNELS, COLD_MODES, INFO_FIELDS, RECALL_DEPTH, SAME_FIELDS, Filters, ItemRetriever,
+from query.retriever import (CHANNELS, COLD_MODES, INFO_FIELDS, NO_FILTERS, RECALL_DEPTH, SAME_FIELDS, Filters, ItemRetriever,
                              Recalled, UnknownItem, UserHistory, decay_weights)
 
 logger = logging.getLogger(__name__)
+access = logging.getLogger("graphrecall.access")
 
 MAX_K = 200
 MAX_BATCH = 100
@@ -131,6 +134,12 @@ def _recall_response(rec: Recalled, channel: str, k: int, fields: list[str], vie
                           items=items, reason=reason)
 
 
+def _query_channel(query: str) -> str:
+    from urllib.parse import parse_qs
+
+    return parse_qs(query).get("channel", ["-"])[0] if "channel=" in query else "-"
+
+
 def _split(values: list[str]) -> list[str]:
     """``a,b`` and repeated parameters alike."""
     return [x for v in values for x in v.split(",") if x]
@@ -170,9 +179,10 @@ class RetrieverCollector:
         yield loaded
 
 
-def create_app(retriever: ItemRetriever, history: UserHistory | None = None) -> FastAPI:
+def create_app(retriever: ItemRetriever, history: UserHistory | None = None, access_log: bool = False) -> FastAPI:
     """The HTTP API over ``retriever``; ``history`` (e.g. :class:`~query.retriever.Neo4jHistory`) answers
-    ``GET /recall/{user_id}`` (503 without one)."""
+    ``GET /recall/{user_id}`` (503 without one). ``access_log``: one JSON line per request on the
+    ``graphrecall.access`` logger (method, path, query, status, ms, channel, client)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -193,16 +203,41 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None) -> 
                         buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
     registry.register(RetrieverCollector(retriever))
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        channel = getattr(request.state, "channel", request.query_params.get("channel", "-"))
-        requests.labels(endpoint, channel, str(response.status_code)).inc()
-        latency.labels(endpoint, channel).observe(time.perf_counter() - t0)
-        return response
+    class Observe:
+        """Pure ASGI middleware (BaseHTTPMiddleware costs a task per request): counts, latency and the
+        access log line per request."""
+
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] != "http":
+                return await self.app(scope, receive, send)
+            t0 = time.perf_counter()
+            status = [500]
+
+            async def send_status(message):
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                seconds = time.perf_counter() - t0
+                endpoint = getattr(scope.get("route"), "path", "unmatched")
+                query = scope.get("query_string", b"").decode("latin-1")
+                channel = (scope.get("state") or {}).get("channel") or _query_channel(query)
+                requests.labels(endpoint, channel, str(status[0])).inc()
+                latency.labels(endpoint, channel).observe(seconds)
+                if access_log:
+                    client = scope.get("client")
+                    access.info(json.dumps({"ts": round(time.time(), 3), "method": scope["method"], "path": scope["path"],
+                                            "query": query, "status": status[0], "ms": round(1000 * seconds, 3),
+                                            "endpoint": endpoint, "channel": channel,
+                                            "client": client[0] if client else None}))
+
+    app.add_middleware(Observe)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -223,7 +258,7 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None) -> 
                 results.append(BatchEntry(item_id=item_id, error="unknown item"))
         return BatchResponse(channel=body.channel, k=body.k, results=results)
 
-    @app.get("/i2i/{item_id:path}", response_model=I2IResponse)
+    @app.get("/i2i/{item_id:path}", response_model=None, responses={200: {"model": I2IResponse}})
     def i2i(
         item_id: str = Path(..., min_length=1, max_length=512),
         k: int = Query(10, ge=1, le=MAX_K, description=f"number of neighbours, 1..{MAX_K}"),
@@ -232,15 +267,23 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None) -> 
         same: Same | None = Query(None, description="keep only candidates sharing this field with the item"),
         cold: Cold = Query("include", description="items without events: include, exclude, or only them"),
         fields: str = Query("", description=f"item fields added to each result: {', '.join(INFO_FIELDS)}"),
-    ) -> I2IResponse:
-        names = _fields(_split([fields]))
+    ) -> Response:
+        names = _fields(_split([fields])) if fields else []
         view = retriever.view()
         try:
             nb = retriever.similar_items(item_id, k=k, channel=channel,
-                                         filters=Filters(frozenset(_split(exclude)), same, cold), view=view)
+                                         filters=Filters(frozenset(_split(exclude)), same, cold) if exclude or same
+                                         or cold != "include" else NO_FILTERS, view=view)
         except UnknownItem:
             raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}") from None
-        return I2IResponse(item_id=item_id, channel=channel, k=k, items=_items(nb, names, view))
+        # the hot path: plain dicts serialised by orjson (the I2IResponse shape, without a pydantic object per item)
+        info = view.item_info(list(nb.ids), names) if names else None
+        items = [{"item_id": str(i), "score": float(sc), "channel": c} for i, sc, c in zip(nb.ids, nb.scores, nb.channels)]
+        if info:
+            for item, extra in zip(items, info):
+                item.update(extra)
+        return Response(orjson.dumps({"item_id": item_id, "channel": channel, "k": k, "items": items}),
+                        media_type="application/json")
 
     @app.post("/recall", response_model=RecallResponse, response_model_exclude_none=True)
     def recall_items(body: RecallRequest, request: Request) -> RecallResponse:
@@ -323,4 +366,5 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
     if os.environ.get("GRAPHRECALL_BLEND"):
         retriever.blend_config = BlendConfig.parse(os.environ["GRAPHRECALL_BLEND"])  # overrides a tuned one
     logger.info("blend channel: %s (%s)", retriever.blend_config, retriever.blend_source)
-    return create_app(retriever, Neo4jHistory(driver, settings.database))
+    access_log = os.environ.get("GRAPHRECALL_ACCESS_LOG", "1") not in ("0", "false", "no", "off")
+    return create_app(retriever, Neo4jHistory(driver, settings.database), access_log=access_log)

@@ -238,8 +238,20 @@ class ItemRetriever(ABC):
             raise ValueError(f"k must be >= 1, got {k}")
         v = self.view() if view is None else view
         item_id = str(item_id)
+        cache = None if filters.active else getattr(v, "answers", None)
+        if cache is not None:  # a snapshot's answers never change: repeated lookups are a dict read
+            key = (item_id, k, channel, self.blend_config)
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
         if not v.has_item(item_id):
             raise UnknownItem(item_id)
+        nb = self._answer(v, item_id, k, channel, filters)
+        if cache is not None:
+            cache.put(key, nb)
+        return nb
+
+    def _answer(self, v: "ItemRetriever", item_id: str, k: int, channel: str, filters: Filters) -> Neighbours:
         depth = max(FILTER_DEPTH, k) if filters.active else k
         if channel != "blend":
             nb = v._channel(item_id, depth, channel)
@@ -278,7 +290,7 @@ class ItemRetriever(ABC):
                 nb = self.similar_items(h, k=depth, channel=channel, view=v,
                                         filters=Filters(filters.exclude | drop, filters.same, filters.cold))
             else:  # no filters: read just deep enough that dropping the history leaves ``depth``
-                nb = self.similar_items(h, k=depth + len(drop), channel=channel, view=v)
+                nb = self.similar_items(h, k=depth + min(len(drop), FILTER_DEPTH), channel=channel, view=v)
                 top = float(nb.scores[0]) if len(nb) else 0.0
                 nb = nb.take(np.flatnonzero([str(i) not in drop for i in nb.ids])[:depth])
             if top <= 0 or first[h] == 0:
@@ -421,6 +433,35 @@ class SideIndex:
 
 
 # --------------------------------------------------------------------------- snapshot
+ANSWER_CACHE_SIZE = 200_000  # unfiltered answers kept per snapshot (LRU); a new snapshot starts empty
+
+
+class AnswerCache:
+    """A thread-safe LRU of ``(item, k, channel, blend config) -> Neighbours`` (read-only results)."""
+
+    def __init__(self, maxsize: int):
+        from cachetools import LRUCache
+
+        self._lru, self._lock = LRUCache(maxsize=maxsize), threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            got = self._lru.get(key)
+            if got is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return got
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._lru[key] = value
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+
 def _load_vectors(faiss_dir: str | Path | None):
     """The saved Faiss index with its id map, or None when there is none yet."""
     if faiss_dir is None or not (Path(faiss_dir) / "ids.json").exists():
@@ -439,6 +480,7 @@ class SnapshotRetriever(ItemRetriever):
     side: SideIndex | None = None
     blend_config: BlendConfig = DEFAULT_BLEND
     blend_source: str = "built-in default"
+    answers: "AnswerCache" = field(default_factory=lambda: AnswerCache(ANSWER_CACHE_SIZE), repr=False)
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self.items
@@ -467,7 +509,7 @@ class SnapshotRetriever(ItemRetriever):
         return {"items": len(self.items), "loaded_at": self.loaded_at,
                 **{f"{ch}_lists": len(v) for ch, v in self.lists.items()},
                 "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids),
-                "side_items": 0 if self.side is None else len(self.side.item_ids)}
+                "side_items": 0 if self.side is None else len(self.side.item_ids), "cached_answers": len(self.answers)}
 
     def save(self, directory: str | Path) -> Path:
         """Write the top-K lists and item set as JSON (vectors stay in their Faiss folder)."""

@@ -281,3 +281,23 @@ def test_recall_when_neo4j_is_down_is_503_and_post_still_works(driver, tmp_path)
         res = c.get("/recall/D")
         assert res.status_code == 503 and "unreachable" in res.json()["detail"]
         assert ids_of(c.post("/recall", json={"items": ["h"], "channel": "trans"}).json()) == ["t", "p"]
+
+
+def test_access_log_is_one_json_line_per_request_and_can_be_off(driver, tmp_path, caplog):
+    import json
+    import logging
+
+    faiss_dir = build_tiny_graph(driver, tmp_path)
+    for on in (True, False):
+        r = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir), lambda: None, probe_every=3600)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="graphrecall.access"), TestClient(create_app(r, access_log=on)) as c:
+            c.get("/i2i/h", params={"k": 2, "channel": "swing"})
+            c.get("/i2i/nope")
+        lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "graphrecall.access"]
+        if not on:
+            assert lines == []
+            continue
+        assert [(x["path"], x["status"], x["channel"]) for x in lines] == [("/i2i/h", 200, "swing"), ("/i2i/nope", 404, "-")]
+        assert lines[0]["query"] == "k=2&channel=swing" and lines[0]["endpoint"] == "/i2i/{item_id:path}"
+        assert lines[0]["ms"] > 0 and set(lines[0]) >= {"ts", "method", "client"}

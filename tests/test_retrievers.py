@@ -178,6 +178,22 @@ class TestResilientRetriever(RetrieverContract):
         return ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir), lambda: None)
 
 
+def test_snapshot_caches_unfiltered_answers_per_blend_and_a_reload_starts_empty(driver, tmp_path):
+    faiss_dir = build_tiny_graph(driver, tmp_path)
+    r = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir), lambda: None)
+    first = list(r.similar_items("h", k=4, channel="blend").ids)
+    assert list(r.similar_items("h", k=4, channel="blend").ids) == first and r.snapshot.answers.hits == 1
+    r.blend_config = BlendConfig.parse("score:trans=1")
+    assert list(r.similar_items("h", k=4, channel="blend").ids) == ["t", "p"]  # the key holds the blend
+    r.blend_override = None
+    assert list(r.similar_items("h", k=4, channel="blend").ids) == first
+    r.similar_items("h", k=4, channel="swing", filters=Filters(exclude=frozenset({"p"})))  # filtered: not cached
+    assert len(r.snapshot.answers) == 2
+    old = r.snapshot
+    r.neo4j_ok = False
+    assert r.check() and r.snapshot is not old and len(r.snapshot.answers) == 0
+
+
 def test_resilient_degrades_and_recovers(driver, tmp_path):
     faiss_dir = build_tiny_graph(driver, tmp_path)
     state = {"up": True, "loads": 0}
