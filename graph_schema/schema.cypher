@@ -1,4 +1,5 @@
-// graphrecall graph schema, version 3.
+// graphrecall graph schema, version 4.
+// v4: (:DataVersion {name, version, what, at}), bumped by every stage that changes what the API serves.
 // v3: (:BlendChoice {name, spec, details, at}), the blend `graphrecall tune` chose.
 // v2: dropped the ENGAGED(type) index; MERGE on ENGAGED planned seeks on it (one type = most rows) and
 //     ingest slowed down quadratically.
@@ -11,6 +12,7 @@
 // (:Item)-[:SWING {score, norm, rank}]->(:Item)    written by query.scores.compute_swing (norm = score / best of i)
 // (:Item)-[:COOC {score, norm, rank}]->(:Item)     written by query.scores.compute_cooc
 // (:BlendChoice {name, spec, details, at})          the blend chosen by `graphrecall tune` (query.tune)
+// (:DataVersion {name, version, what, at})         the served data's version (query.scores.bump_data_version)
 // (:IngestBatch {key, rows, at})                   one per committed ingest batch (idempotency, resume)
 // (:SchemaVersion {name: 'graphrecall', version})
 
@@ -19,6 +21,7 @@ CREATE CONSTRAINT item_id IF NOT EXISTS FOR (i:Item) REQUIRE i.id IS UNIQUE;
 CREATE CONSTRAINT session_id IF NOT EXISTS FOR (s:Session) REQUIRE s.id IS UNIQUE;
 CREATE CONSTRAINT ingest_batch_key IF NOT EXISTS FOR (b:IngestBatch) REQUIRE b.key IS UNIQUE;
 CREATE CONSTRAINT blend_choice_name IF NOT EXISTS FOR (b:BlendChoice) REQUIRE b.name IS UNIQUE;
+CREATE CONSTRAINT data_version_name IF NOT EXISTS FOR (v:DataVersion) REQUIRE v.name IS UNIQUE;
 CREATE CONSTRAINT schema_version_name IF NOT EXISTS FOR (v:SchemaVersion) REQUIRE v.name IS UNIQUE;
 CREATE INDEX item_category IF NOT EXISTS FOR (i:Item) ON (i.category);
 CREATE INDEX item_brand IF NOT EXISTS FOR (i:Item) ON (i.brand);
@@ -26,4 +29,4 @@ CREATE INDEX item_market IF NOT EXISTS FOR (i:Item) ON (i.market);
 DROP INDEX engaged_type IF EXISTS;
 CREATE INDEX swing_rank IF NOT EXISTS FOR ()-[r:SWING]-() ON (r.rank);
 CREATE INDEX cooc_rank IF NOT EXISTS FOR ()-[r:COOC]-() ON (r.rank);
-MERGE (v:SchemaVersion {name: 'graphrecall'}) SET v.version = 3;
+MERGE (v:SchemaVersion {name: 'graphrecall'}) SET v.version = 4;

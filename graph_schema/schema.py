@@ -9,7 +9,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 SCHEMA_FILE = Path(__file__).with_name("schema.cypher")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 VECTOR_INDEX = "item_embedding"
 
 

@@ -103,6 +103,9 @@ def cmd_ingest(args) -> int:
                                    batch_size=args.batch_size, database=settings.database, progress=not args.quiet)
             print(rep.summary())
             total_rejects += rep.rejected
+        from query.scores import bump_data_version
+
+        bump_data_version(driver, f"ingest {args.kind}", settings.database)  # a running API reloads its snapshot
     return 1 if (total_rejects and args.strict) else 0
 
 

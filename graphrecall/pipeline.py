@@ -11,7 +11,7 @@ from embed.index import ItemVectorIndex
 from embed.writeback import write_embeddings
 from graph_schema.schema import apply_schema
 from ingest.writer import IngestReport, ingest_events
-from query.scores import BasisParams, ScoreReport, compute_cooc, compute_swing
+from query.scores import BasisParams, ScoreReport, bump_data_version, compute_cooc, compute_swing
 from walkers.export import export_graph
 from embed.train import train_item_vectors
 
@@ -75,6 +75,7 @@ def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progres
     basis = BasisParams(tuple(cfg.event_types), cfg.max_items_per_user, cfg.max_users_per_item)
     swing = compute_swing(driver, alpha=cfg.swing_alpha, k=cfg.top_k, basis=basis, database=database, progress=progress)
     cooc = compute_cooc(driver, k=cfg.top_k, iuf=cfg.cooc_iuf, basis=None, database=database, progress=progress)
+    bump_data_version(driver, "scores", database)
     return swing, cooc
 
 
@@ -85,6 +86,7 @@ def train_embeddings(driver, cfg: PipelineConfig, artifacts: Path, database: str
     write_embeddings(driver, g.item_ids, res.embeddings, res.cold, database=database)
     index = ItemVectorIndex(g.item_ids, res.embeddings)
     faiss_dir = index.save(artifacts / "faiss")
+    bump_data_version(driver, "embeddings", database)  # after both the Neo4j vectors and the Faiss index
     return g, res, faiss_dir
 
 
@@ -106,6 +108,7 @@ def run_pipeline(
         reset_graph(driver, database)
     for path, fmt in datasets:
         out.ingest.append(ingest_events(driver, path, fmt, reject_dir=reject_dir, database=database, progress=progress))
+    bump_data_version(driver, "ingest", database)
     out.seconds["ingest"] = time.perf_counter() - t
     t = time.perf_counter()
     out.swing, out.cooc = compute_scores(driver, cfg, database, progress)

@@ -15,7 +15,9 @@ and a ``reason``. ``POST /recall`` ``{"items": [...], "weights": [...], "k": 10,
 for an explicit list (an anonymous session, a cart). Same filters and ``fields`` as ``/i2i``.
 ``GET /metrics``: Prometheus text format (requests and latency per endpoint, channel and status; snapshot
 age, items and vectors loaded; degraded state).
-``GET /health`` -> ``ok`` or ``degraded`` (Neo4j down, answers from the last snapshot), and the
+``GET /health`` -> ``ok`` or ``degraded`` (Neo4j down, answers from the last snapshot), the snapshot's
+data ``version`` (a new one is loaded and swapped in without a failed request when ``graphrecall ingest``,
+``scores``, ``embed`` or ``tune`` change the graph; ``GRAPHRECALL_PROBE_SECONDS``, default 5), and the
 blend in use with where it came from (``graphrecall tune``, ``--blend`` or the built-in default).
 OpenAPI docs at ``/docs``.
 
@@ -352,9 +354,10 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
     faiss_dir = os.environ.get("GRAPHRECALL_FAISS_DIR", str(graphrecall_home() / "artifacts" / "faiss"))
     snapshot_dir = os.environ.get("GRAPHRECALL_SNAPSHOT_DIR", str(graphrecall_home() / "artifacts" / "snapshot"))
 
-    def probe():
-        with driver.session(database=settings.database, default_access_mode="READ") as s:
-            s.run("RETURN 1").consume()
+    def probe() -> int:  # reachable, and the data version: a new one makes the service reload its snapshot
+        from query.scores import read_data_version
+
+        return read_data_version(driver, settings.database)
 
     def load():
         snap = SnapshotRetriever.from_neo4j(driver, faiss_dir, settings.database)
@@ -368,3 +371,16 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
     logger.info("blend channel: %s (%s)", retriever.blend_config, retriever.blend_source)
     access_log = os.environ.get("GRAPHRECALL_ACCESS_LOG", "1") not in ("0", "false", "no", "off")
     return create_app(retriever, Neo4jHistory(driver, settings.database), access_log=access_log)
+
+
+def app_from_saved_snapshot():  # pragma: no cover - wiring for bench/api_load.py and read-only replicas
+    """Serve a saved snapshot (``GRAPHRECALL_SNAPSHOT_DIR``, vectors from ``GRAPHRECALL_FAISS_DIR``) without
+    Neo4j: the same :class:`~query.retriever.SnapshotRetriever` the live service answers from.
+    ``GET /recall/{user_id}`` is 503 here (no user histories); ``POST /recall`` works."""
+    import os
+
+    from query.retriever import SnapshotRetriever
+
+    snap = SnapshotRetriever.load(os.environ["GRAPHRECALL_SNAPSHOT_DIR"], os.environ.get("GRAPHRECALL_FAISS_DIR"))
+    access_log = os.environ.get("GRAPHRECALL_ACCESS_LOG", "1") not in ("0", "false", "no", "off")
+    return create_app(snap, access_log=access_log)

@@ -481,6 +481,7 @@ class SnapshotRetriever(ItemRetriever):
     blend_config: BlendConfig = DEFAULT_BLEND
     blend_source: str = "built-in default"
     answers: "AnswerCache" = field(default_factory=lambda: AnswerCache(ANSWER_CACHE_SIZE), repr=False)
+    version: int = 0  # the graph's data version when this snapshot was read (query.scores.read_data_version)
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self.items
@@ -506,7 +507,7 @@ class SnapshotRetriever(ItemRetriever):
         return [None] * len(ids) if self.side is None else self.side.value(ids, field)
 
     def stats(self) -> dict:
-        return {"items": len(self.items), "loaded_at": self.loaded_at,
+        return {"items": len(self.items), "loaded_at": self.loaded_at, "version": self.version,
                 **{f"{ch}_lists": len(v) for ch, v in self.lists.items()},
                 "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids),
                 "side_items": 0 if self.side is None else len(self.side.item_ids), "cached_answers": len(self.answers)}
@@ -517,7 +518,8 @@ class SnapshotRetriever(ItemRetriever):
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        body = {"items": sorted(self.items), "loaded_at": self.loaded_at, "blend": str(self.blend_config),
+        body = {"items": sorted(self.items), "loaded_at": self.loaded_at, "version": self.version,
+                "blend": str(self.blend_config),
                 "blend_source": self.blend_source, "side": None if self.side is None else self.side.to_json(),
                 "lists": {ch: {i: [list(map(str, ids)), [float(x) for x in sc]] for i, (ids, sc) in per.items()}
                           for ch, per in self.lists.items()}}
@@ -540,13 +542,16 @@ class SnapshotRetriever(ItemRetriever):
         blend_config = BlendConfig.parse(body["blend"]) if body.get("blend") else DEFAULT_BLEND
         side = SideIndex.from_json(body["side"]) if body.get("side") else None
         return cls(set(body["items"]), lists, vectors, body["loaded_at"], side, blend_config,
-                   body.get("blend_source", "built-in default"))
+                   body.get("blend_source", "built-in default"), version=int(body.get("version", 0)))
 
     @classmethod
     def from_neo4j(cls, driver, faiss_dir: str | Path | None = None, database: str = "neo4j") -> "SnapshotRetriever":
         from query.scores import read_top_lists, read_transition_lists
 
+        from query.scores import read_data_version
+
         t0 = time.perf_counter()
+        version = read_data_version(driver, database)  # first: a change while loading makes the next probe reload
         with driver.session(database=database, default_access_mode="READ") as s:
             items = {r[0] for r in s.run("MATCH (i:Item) RETURN i.id").values()}
         raw = {"swing": read_top_lists(driver, "SWING", database=database),
@@ -555,7 +560,7 @@ class SnapshotRetriever(ItemRetriever):
         lists = {ch: {i: (np.array(ids, dtype=object), np.array(sc, dtype=np.float32)) for i, (ids, sc) in per.items()}
                  for ch, per in raw.items()}
         vectors = _load_vectors(faiss_dir)
-        snap = cls(items, lists, vectors, side=SideIndex.from_neo4j(driver, database))
+        snap = cls(items, lists, vectors, side=SideIndex.from_neo4j(driver, database), version=version)
         snap.blend_config, snap.blend_source = stored_blend(driver, database)
         logger.info("snapshot loaded in %.1fs: %s", time.perf_counter() - t0, snap.stats())
         if not items:
@@ -657,9 +662,14 @@ class ResilientRetriever(ItemRetriever):
 
     While the probe fails, ``health()`` says ``degraded`` and answers keep coming
     from the last snapshot. When the probe succeeds again the snapshot is reloaded.
+
+    A probe may return the graph's data version (:func:`query.scores.read_data_version`); when it differs
+    from the snapshot's, a new snapshot is loaded in the probe thread while the old one keeps answering,
+    then swapped in with one assignment. A request reads :meth:`view` once, so it never mixes the two.
     """
 
-    def __init__(self, load_snapshot: Callable[[], SnapshotRetriever], probe: Callable[[], None], probe_every: float = 5.0,
+    def __init__(self, load_snapshot: Callable[[], SnapshotRetriever], probe: Callable[[], int | None],
+                 probe_every: float = 5.0,
                  fallback: Callable[[], SnapshotRetriever] | None = None):
         """``fallback`` (e.g. :meth:`SnapshotRetriever.load` of a saved snapshot) is used when Neo4j
         is down at start-up; the service then starts ``degraded`` and recovers like after any outage."""
@@ -677,6 +687,7 @@ class ResilientRetriever(ItemRetriever):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.blend_override: BlendConfig | None = None
+        self.reloads = 0
 
     @property
     def blend_config(self) -> BlendConfig:
@@ -706,17 +717,23 @@ class ResilientRetriever(ItemRetriever):
     def check(self) -> bool:
         """One probe; on recovery, reload the snapshot."""
         try:
-            self._probe()
+            version = self._probe()
         except Exception as exc:  # noqa: BLE001 - any failure is "down"
             if self.neo4j_ok:
                 logger.warning("Neo4j unreachable, serving the snapshot of %s: %s",
                                time.strftime("%H:%M:%S", time.localtime(self.snapshot.loaded_at)), exc)
             self.neo4j_ok, self.last_error = False, f"{type(exc).__name__}: {exc}"[:300]
             return False
-        if not self.neo4j_ok:
+        changed = version is not None and version != self.snapshot.version
+        if not self.neo4j_ok or changed:
+            why = "Neo4j is back" if not self.neo4j_ok else \
+                f"data version {self.snapshot.version} -> {version}"
             try:
-                self.snapshot = self._load()
-                logger.info("Neo4j is back; snapshot reloaded")
+                t0 = time.perf_counter()
+                fresh = self._load()
+                self.snapshot = fresh  # the swap: one reference assignment
+                self.reloads += 1
+                logger.info("%s; snapshot reloaded in %.1fs (version %d)", why, time.perf_counter() - t0, fresh.version)
             except Exception as exc:  # noqa: BLE001
                 self.last_error = f"reload failed: {exc}"[:300]
                 return False
@@ -743,6 +760,7 @@ class ResilientRetriever(ItemRetriever):
         return self.snapshot  # read once per call (or per batch), so a reload mid-request cannot mix snapshots
 
     def health(self) -> dict:
-        return {"status": "ok" if self.neo4j_ok else "degraded", "neo4j": self.neo4j_ok,
-                "error": self.last_error, "snapshot": self.snapshot.stats(), "blend": str(self.blend_config),
+        snap = self.snapshot
+        return {"status": "ok" if self.neo4j_ok else "degraded", "neo4j": self.neo4j_ok, "version": snap.version,
+                "reloads": self.reloads, "error": self.last_error, "snapshot": snap.stats(), "blend": str(self.blend_config),
                 "blend_source": self.blend_source}

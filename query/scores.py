@@ -297,6 +297,23 @@ def read_transition_lists(driver, depth: int = TRANS_DEPTH, database: str = "neo
 
 
 BLEND_CHOICE = "default"
+DATA_VERSION = "default"
+
+
+def bump_data_version(driver, what: str, database: str = "neo4j") -> int:
+    """Count one more change of the served data (ingest, scores, embeddings, tune); a running API sees the
+    new number on its next probe and reloads its snapshot. Returns the new version."""
+    with driver.session(database=database) as s:
+        return s.run("MERGE (v:DataVersion {name: $name}) ON CREATE SET v.version = 0 "
+                     "SET v.version = v.version + 1, v.what = $what, v.at = datetime() RETURN v.version",
+                     name=DATA_VERSION, what=what).single()[0]
+
+
+def read_data_version(driver, database: str = "neo4j") -> int:
+    """The served data's version (0 before any change was counted)."""
+    with driver.session(database=database, default_access_mode="READ") as s:
+        row = s.run("MATCH (v:DataVersion {name: $name}) RETURN v.version", name=DATA_VERSION).single()
+    return 0 if row is None else int(row[0])
 
 
 def store_blend(driver, spec: str, details: dict, database: str = "neo4j") -> None:
@@ -306,6 +323,7 @@ def store_blend(driver, spec: str, details: dict, database: str = "neo4j") -> No
     with driver.session(database=database) as s:
         s.run("MERGE (b:BlendChoice {name: $name}) SET b.spec = $spec, b.details = $details, b.at = datetime()",
               name=BLEND_CHOICE, spec=spec, details=json.dumps(details)).consume()
+    bump_data_version(driver, "tune", database)
 
 
 def read_blend(driver, database: str = "neo4j") -> tuple[str, str] | None:

@@ -301,3 +301,50 @@ def test_access_log_is_one_json_line_per_request_and_can_be_off(driver, tmp_path
         assert [(x["path"], x["status"], x["channel"]) for x in lines] == [("/i2i/h", 200, "swing"), ("/i2i/nope", 404, "-")]
         assert lines[0]["query"] == "k=2&channel=swing" and lines[0]["endpoint"] == "/i2i/{item_id:path}"
         assert lines[0]["ms"] > 0 and set(lines[0]) >= {"ts", "method", "client"}
+
+
+def test_new_data_version_is_hot_reloaded_under_load_with_no_failed_request(driver, tmp_path):
+    """Four client threads keep asking while the graph changes three times; every answer is a 200 from
+    one whole snapshot (old or new), /health's version follows the graph, and the new lists are served."""
+    import threading
+
+    from query.scores import bump_data_version, read_data_version
+
+    faiss_dir = build_tiny_graph(driver, tmp_path)
+    r = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir),
+                           lambda: read_data_version(driver), probe_every=3600)
+    statuses, lists, stop = [], [], threading.Event()
+    with TestClient(create_app(r)) as c:
+        v0 = c.get("/health").json()["version"]
+
+        def hammer():
+            while not stop.is_set():
+                for ch in ("swing", "trans", "blend", "side"):
+                    res = c.get("/i2i/h", params={"k": 5, "channel": ch})
+                    statuses.append(res.status_code)
+                    if ch == "trans" and res.status_code == 200:
+                        lists.append([x["item_id"] for x in res.json()["items"]])
+
+        threads = [threading.Thread(target=hammer) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.5)
+            assert r.check() and r.reloads == 0  # same version: no reload
+            for n in range(3):
+                with driver.session() as s:  # a new transition h -> x{n}, heavier than any before
+                    s.run("MERGE (x:Item {id: $x}) WITH x MATCH (h:Item {id: 'h'}) "
+                          "MERGE (h)-[t:TRANSITION]->(x) SET t.weight = 100 + $n", x=f"x{n}", n=n).consume()
+                bump_data_version(driver, "test")
+                assert r.check()
+                time.sleep(0.3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        health = c.get("/health").json()
+        assert health["version"] == v0 + 3 and health["reloads"] == 3
+        assert c.get("/i2i/h", params={"channel": "trans"}).json()["items"][0]["item_id"] == "x2"
+    assert len(statuses) > 100 and set(statuses) == {200}, (len(statuses), set(statuses))
+    firsts = {lst[0] for lst in lists}
+    assert {"t", "x2"} <= firsts and firsts <= {"t", "x0", "x1", "x2"}  # every list from one whole snapshot

@@ -1,0 +1,203 @@
+"""The i2i API under an open-loop, fixed-rate load on loopback, sharing the machine's cores.
+
+The snapshot is built from the REES46 log without Neo4j (every channel, as ``query.evaluation.build_retriever``
+builds them for the next-item bench), saved, and served by uvicorn (uvloop + httptools) through
+``query.api:app_from_saved_snapshot``: the same ``SnapshotRetriever`` and endpoints the live service answers
+from. The load generator runs in this process: one asyncio loop sends ``GET /i2i/{item}?k=10&channel=..``
+(channels mixed: blend, swing, cooc, trans, side, eges; items drawn uniformly, so every lookup is a cache miss
+at first) at fixed send times over a pool of keep-alive connections. Latency counts from the scheduled send
+time, so a stalled server cannot hide queueing (no coordinated omission). Errors: non-200, timeouts (2 s)
+and connection failures.
+
+    python bench/api_load.py [--rates 200 500 1000 2000] [--seconds 60] [--workers 1 2]
+
+Prints one row per (workers, rate) and a JSON line; ``bench/results/api_load.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+logger = logging.getLogger("bench.api_load")
+CHANNELS = ("blend", "swing", "cooc", "trans", "side", "eges")
+TIMEOUT = 2.0
+KEEP_ALIVE = 4.0  # reuse a connection only if it was idle less than this (uvicorn closes them after 5 s)
+
+
+def build_snapshot(out: Path) -> tuple[Path, Path, list[str]]:
+    """Every channel from the whole REES46 log, saved as the service saves its snapshot."""
+    from bench.next_item import load
+    from graphrecall.pipeline import PipelineConfig
+    from ingest.sessions import session_rows
+    from query.evaluation import Catalogue, build_retriever
+
+    df, side = load("rees46")
+    cat = Catalogue.build(side, df["item"])
+    retriever, secs = build_retriever(df, session_rows(df), cat, PipelineConfig())
+    faiss_dir = retriever.vectors.save(out / "faiss")
+    retriever.save(out / "snapshot")
+    logger.info("snapshot: %d items, built in %s", len(cat), {k: round(v, 1) for k, v in secs.items()})
+    return out / "snapshot", faiss_dir, [str(i) for i in cat.item_ids]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(snapshot: Path, faiss_dir: Path, workers: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    env = dict(os.environ, GRAPHRECALL_SNAPSHOT_DIR=str(snapshot), GRAPHRECALL_FAISS_DIR=str(faiss_dir),
+               GRAPHRECALL_ACCESS_LOG="0", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "query.api:app_from_saved_snapshot", "--factory",
+                             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+                             "--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
+                            env=env, cwd=str(ROOT))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return proc, port
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("the API did not start within 120 s")
+
+
+async def _request(reader, writer, path: bytes) -> int:
+    writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return status
+
+
+async def open_loop(port: int, paths: list[bytes], rate: float, seconds: float, max_conns: int = 256) -> dict:
+    """Send ``rate`` requests/s for ``seconds`` at fixed times; latency from each scheduled time."""
+    idle: list = []
+    n = int(rate * seconds)
+    lat = np.full(n, np.nan)
+    kinds: dict[str, int] = {}
+    open_conns = [0]
+
+    async def one(i: int, t_sched: float):
+        conn = None
+        while idle and conn is None:
+            reader, writer, used = idle.pop()
+            if time.perf_counter() - used < KEEP_ALIVE:
+                conn = (reader, writer)
+            else:  # the server closes keep-alive connections idle for 5 s; so does a real client
+                writer.close()
+                open_conns[0] -= 1
+        try:
+            if conn is None:
+                if open_conns[0] >= max_conns:
+                    raise ConnectionError("connection pool exhausted")
+                open_conns[0] += 1
+                conn = await asyncio.open_connection("127.0.0.1", port)
+            status = await asyncio.wait_for(_request(*conn, paths[i % len(paths)]), TIMEOUT)
+            lat[i] = time.perf_counter() - t_sched
+            if status != 200:
+                kinds[f"HTTP {status}"] = kinds.get(f"HTTP {status}", 0) + 1
+            idle.append((*conn, time.perf_counter()))
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
+            kinds[type(exc).__name__] = kinds.get(type(exc).__name__, 0) + 1
+            if conn is not None:
+                conn[1].close()
+                open_conns[0] -= 1
+
+    start = time.perf_counter() + 0.05
+    tasks = []
+    for i in range(n):
+        t = start + i / rate
+        delay = t - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(one(i, t)))
+    await asyncio.gather(*tasks)
+    wall = time.perf_counter() - start
+    for _, w, _ in idle:
+        w.close()
+    done = lat[~np.isnan(lat)] * 1000
+    return {"target_rate": rate, "sent": n, "answered": int(len(done)), "errors": sum(kinds.values()),
+            "error_kinds": kinds,
+            "achieved_rate": len(done) / wall,
+            "p50_ms": float(np.percentile(done, 50)) if len(done) else None,
+            "p99_ms": float(np.percentile(done, 99)) if len(done) else None,
+            "max_ms": float(done.max()) if len(done) else None}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rates", type=float, nargs="+", default=[200, 500, 1000, 2000])
+    p.add_argument("--seconds", type=float, default=60.0, help="load duration per rate (bounded)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts to try")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for name in ("neo4j", "faiss", "embed", "walkers"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        snapshot, faiss_dir, items = build_snapshot(Path(tmp))
+        rng = np.random.default_rng(0)
+        picks = rng.choice(items, size=200_000)
+        from urllib.parse import quote
+
+        paths = [f"/i2i/{quote(i, safe='')}?k=10&channel={CHANNELS[n % len(CHANNELS)]}".encode()
+                 for n, i in enumerate(picks)]
+        for workers in args.workers:
+            proc, port = start_server(snapshot, faiss_dir, workers)
+            try:
+                asyncio.run(open_loop(port, paths[:2000], 200, 5))  # warm-up, not reported
+                for rate in args.rates:
+                    r = asyncio.run(open_loop(port, paths, rate, args.seconds))
+                    r["workers"] = workers
+                    rows.append(r)
+                    logger.info("workers=%d rate=%g: achieved %.0f/s, p50 %.2f ms, p99 %.2f ms, %d errors", workers,
+                                rate, r["achieved_rate"], r["p50_ms"] or -1, r["p99_ms"] or -1, r["errors"])
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
+    print(f"{'workers':>7s} {'target/s':>9s} {'achieved/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}")
+    for r in rows:
+        print(f"{r['workers']:7d} {r['target_rate']:9.0f} {r['achieved_rate']:11.0f} {r['p50_ms']:8.2f} "
+              f"{r['p99_ms']:8.2f} {r['max_ms']:8.1f} {r['errors']:7d}")
+    out = {"machine_cores": os.cpu_count(), "seconds_per_rate": args.seconds, "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "api_load.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
