@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test sysdeps install bench clean-neo4j
+.PHONY: demo test sysdeps browserdeps install bench clean-neo4j
 
 sysdeps:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
@@ -19,10 +19,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: sysdeps $(VENV)/.installed
 
+# Debian's chromium for the Neo4j Browser test (tests/test_browser.py; Playwright drives it, it cannot
+# download its own browsers here)
+browserdeps:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium with apt-get (for the Neo4j Browser test)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
 demo: install
 	$(VENV)/bin/graphrecall demo
 
-test: install
+test: install browserdeps
 	$(PY) -m pytest
 
 bench: install
@@ -30,6 +37,7 @@ bench: install
 	$(PY) bench/funrec_cf.py
 	$(PY) bench/next_item.py
 	$(PY) bench/ingest_memory.py
+	$(PY) bench/api_load.py
 
 clean-neo4j:
 	-$(VENV)/bin/graphrecall neo4j stop

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 logger = logging.getLogger("bench.api_load")
 CHANNELS = ("blend", "swing", "cooc", "trans", "side", "eges")
 TIMEOUT = 2.0
+MAX_CONNS = 900  # requests in flight at most (one connection each); more is counted as an error
 KEEP_ALIVE = 4.0  # reuse a connection only if it was idle less than this (uvicorn closes them after 5 s)
 
 
@@ -94,7 +96,7 @@ async def _request(reader, writer, path: bytes) -> int:
     return status
 
 
-async def open_loop(port: int, paths: list[bytes], rate: float, seconds: float, max_conns: int = 256) -> dict:
+async def open_loop(port: int, paths: list[bytes], rate: float, seconds: float, max_conns: int = MAX_CONNS) -> dict:
     """Send ``rate`` requests/s for ``seconds`` at fixed times; latency from each scheduled time."""
     idle: list = []
     n = int(rate * seconds)
@@ -129,14 +131,22 @@ async def open_loop(port: int, paths: list[bytes], rate: float, seconds: float, 
                 open_conns[0] -= 1
 
     start = time.perf_counter() + 0.05
-    tasks = []
-    for i in range(n):
-        t = start + i / rate
-        delay = t - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(i, t)))
-    await asyncio.gather(*tasks)
+    pending: set = set()  # no list of every task: the client must not slow down as the run goes on
+    gc.collect()
+    gc.disable()  # no collector pauses in the client while it keeps time
+    try:
+        for i in range(n):
+            t = start + i / rate
+            delay = t - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(one(i, t))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+        while pending:
+            await asyncio.gather(*list(pending))
+    finally:
+        gc.enable()
     wall = time.perf_counter() - start
     for _, w, _ in idle:
         w.close()
@@ -166,6 +176,10 @@ def main(argv=None) -> int:
         uvloop.install()
     except ImportError:
         pass
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         snapshot, faiss_dir, items = build_snapshot(Path(tmp))

@@ -189,6 +189,8 @@ server.memory.pagecache.size={self.pagecache}
 dbms.security.auth_enabled=true
 dbms.usage_report.enabled=false
 db.tx_log.rotation.retention_policy=2 files
+# Browser may fetch the graphrecall guide and style from the API (`:play http://localhost:8000/guide/guide.html`)
+browser.remote_content_hostname_whitelist=localhost,127.0.0.1,guides.neo4j.com
 """
         (self.conf_dir / "neo4j.conf").write_text(conf)
 

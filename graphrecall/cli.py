@@ -205,7 +205,10 @@ def cmd_demo(args) -> int:
         print(f"\nNeo4j Browser: {_local_instance(args).browser_url} (user {settings.user}; "
               "password: `graphrecall neo4j password`; saved queries in graph_schema/browser/saved_queries.cypher)")
     print("API: `graphrecall serve` then http://127.0.0.1:8000/i2i/<item_id>?k=10&channel=blend (docs at /docs); "
-          "the blend is the one tune stored, shown at /health")
+          "the blend is the one tune stored, shown at /health; recall for a user: /recall/<user_id>")
+    print("Browser guide (with `graphrecall serve` running), in the Browser editor: "
+          "`:play http://localhost:8000/guide/guide.html`; readable captions: "
+          "`:style http://localhost:8000/guide/graphrecall.grass`")
     return 0
 
 

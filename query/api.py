@@ -27,10 +27,12 @@ Run with ``graphrecall serve`` (uvicorn); :func:`create_app` takes any
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import time
 from contextlib import asynccontextmanager
+from pathlib import Path as FsPath
 from typing import Literal
 
 import orjson
@@ -241,6 +243,23 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
 
     app.add_middleware(Observe)
 
+    guide_dir = FsPath(__file__).resolve().parents[1] / "graph_schema" / "browser"
+
+    @app.get("/guide/{name}", include_in_schema=False)
+    def guide(name: Literal["guide.html", "graphrecall.grass", "saved_queries.cypher"], request: Request) -> Response:
+        """The Neo4j Browser guide (``:play http://localhost:8000/guide/guide.html``) and graph style
+        (``:style http://localhost:8000/guide/graphrecall.grass``), with this server's address in them;
+        CORS-open, since Browser fetches them from its own page."""
+        text = (guide_dir / name).read_text().replace("http://localhost:8000", str(request.base_url).rstrip("/"))
+        media = "text/html" if name.endswith(".html") else "text/plain"
+        return Response(text, media_type=media, headers={"Access-Control-Allow-Origin": "*"})
+
+    @app.options("/guide/{name}", include_in_schema=False)
+    def guide_preflight(name: str) -> Response:  # Browser's fetch sends custom headers, hence a preflight
+        return Response(status_code=204, headers={"Access-Control-Allow-Origin": "*",
+                                                  "Access-Control-Allow-Methods": "GET, OPTIONS",
+                                                  "Access-Control-Allow-Headers": "*", "Access-Control-Max-Age": "600"})
+
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -261,7 +280,7 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
         return BatchResponse(channel=body.channel, k=body.k, results=results)
 
     @app.get("/i2i/{item_id:path}", response_model=None, responses={200: {"model": I2IResponse}})
-    def i2i(
+    async def i2i(
         item_id: str = Path(..., min_length=1, max_length=512),
         k: int = Query(10, ge=1, le=MAX_K, description=f"number of neighbours, 1..{MAX_K}"),
         channel: Channel = Query("blend"),
@@ -278,7 +297,8 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
                                          or cold != "include" else NO_FILTERS, view=view)
         except UnknownItem:
             raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}") from None
-        # the hot path: plain dicts serialised by orjson (the I2IResponse shape, without a pydantic object per item)
+        # the hot path, on the event loop (no thread hop: a snapshot answers in memory, from its cache or in about
+        # a millisecond); plain dicts serialised by orjson (the I2IResponse shape, no pydantic object per item)
         info = view.item_info(list(nb.ids), names) if names else None
         items = [{"item_id": str(i), "score": float(sc), "channel": c} for i, sc, c in zip(nb.ids, nb.scores, nb.channels)]
         if info:
@@ -369,6 +389,7 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
     if os.environ.get("GRAPHRECALL_BLEND"):
         retriever.blend_config = BlendConfig.parse(os.environ["GRAPHRECALL_BLEND"])  # overrides a tuned one
     logger.info("blend channel: %s (%s)", retriever.blend_config, retriever.blend_source)
+    gc.freeze()  # the snapshot's objects leave the cyclic collector's scans (ResilientRetriever does it per reload)
     access_log = os.environ.get("GRAPHRECALL_ACCESS_LOG", "1") not in ("0", "false", "no", "off")
     return create_app(retriever, Neo4jHistory(driver, settings.database), access_log=access_log)
 
@@ -382,5 +403,6 @@ def app_from_saved_snapshot():  # pragma: no cover - wiring for bench/api_load.p
     from query.retriever import SnapshotRetriever
 
     snap = SnapshotRetriever.load(os.environ["GRAPHRECALL_SNAPSHOT_DIR"], os.environ.get("GRAPHRECALL_FAISS_DIR"))
+    gc.freeze()  # the snapshot's millions of objects leave the cyclic collector's scans (no long pauses)
     access_log = os.environ.get("GRAPHRECALL_ACCESS_LOG", "1") not in ("0", "false", "no", "off")
     return create_app(snap, access_log=access_log)

@@ -733,6 +733,9 @@ class ResilientRetriever(ItemRetriever):
                 fresh = self._load()
                 self.snapshot = fresh  # the swap: one reference assignment
                 self.reloads += 1
+                import gc
+
+                gc.freeze()  # keep the new snapshot's objects out of the cyclic collector's scans
                 logger.info("%s; snapshot reloaded in %.1fs (version %d)", why, time.perf_counter() - t0, fresh.version)
             except Exception as exc:  # noqa: BLE001
                 self.last_error = f"reload failed: {exc}"[:300]
