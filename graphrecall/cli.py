@@ -88,6 +88,8 @@ def cmd_ingest(args) -> int:
     mapping = ColumnMapping.parse(args.map, args.events) if args.map else None
     if args.format == "generic" and mapping is None:
         raise CliError("--format generic needs --map, e.g. --map user=customer,item=sku,event=action,ts=time")
+    if args.bulk:
+        return _ingest_bulk(args, mapping)
     driver, settings = connect(args)
     with driver:
         apply_schema(driver, settings.database)
@@ -107,6 +109,25 @@ def cmd_ingest(args) -> int:
 
         bump_data_version(driver, f"ingest {args.kind}", settings.database)  # a running API reloads its snapshot
     return 1 if (total_rejects and args.strict) else 0
+
+
+def _ingest_bulk(args, mapping) -> int:
+    from ingest.bulk import BulkImportError, bulk_import
+
+    if args.kind != "events":
+        raise CliError("--bulk loads event logs; load item catalogs without --bulk")
+    if os.environ.get("GRAPHRECALL_NEO4J_URI"):
+        raise CliError("--bulk runs neo4j-admin on the local server's files; unset GRAPHRECALL_NEO4J_URI "
+                       "(or load over Bolt without --bulk)")
+    try:
+        reports = bulk_import(_local_instance(args), [(f, args.format) for f in args.files], reject_dir=args.reject_dir,
+                              mapping=mapping, session_gap=int(args.session_gap_minutes * 60),
+                              min_rating=args.min_rating, batch_size=args.batch_size, progress=not args.quiet)
+    except BulkImportError as exc:
+        raise CliError(str(exc)) from None
+    for rep in reports:
+        print(rep.summary())
+    return 1 if (args.strict and any(r.rejected for r in reports)) else 0
 
 
 def _cfg_from_args(args):
@@ -320,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "whole users, with the same result (keep it when resuming; default 2,000,000)")
     s.add_argument("--spill-dir", type=Path, default=None, help="where that on-disk sort goes (default: system temp dir)")
     s.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
+    s.add_argument("--bulk", action="store_true",
+                   help="first load into an EMPTY database with neo4j-admin database import full (offline: the local "
+                        "server is stopped and restarted); same graph, rejects and markers as the Bolt path")
     _add_conn(s)
     s.set_defaults(func=cmd_ingest)
 
