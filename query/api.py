@@ -390,8 +390,7 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
         retriever.blend_config = BlendConfig.parse(os.environ["GRAPHRECALL_BLEND"])  # overrides a tuned one
     logger.info("blend channel: %s (%s)", retriever.blend_config, retriever.blend_source)
     gc.freeze()  # the snapshot's objects leave the cyclic collector's scans (ResilientRetriever does it per reload)
-    access_log = os.environ.get("GRAPHRECALL_ACCESS_LOG", "1") not in ("0", "false", "no", "off")
-    return create_app(retriever, Neo4jHistory(driver, settings.database), access_log=access_log)
+    return create_app(retriever, Neo4jHistory(driver, settings.database), access_log=_access_log_from_env())
 
 
 def app_from_saved_snapshot():  # pragma: no cover - wiring for bench/api_load.py and read-only replicas
@@ -404,5 +403,11 @@ def app_from_saved_snapshot():  # pragma: no cover - wiring for bench/api_load.p
 
     snap = SnapshotRetriever.load(os.environ["GRAPHRECALL_SNAPSHOT_DIR"], os.environ.get("GRAPHRECALL_FAISS_DIR"))
     gc.freeze()  # the snapshot's millions of objects leave the cyclic collector's scans (no long pauses)
-    access_log = os.environ.get("GRAPHRECALL_ACCESS_LOG", "1") not in ("0", "false", "no", "off")
-    return create_app(snap, access_log=access_log)
+    return create_app(snap, access_log=_access_log_from_env())
+
+
+def _access_log_from_env() -> bool:
+    """``GRAPHRECALL_ACCESS_LOG`` (set by ``serve --no-access-log``); on unless 0/false/no/off."""
+    import os
+
+    return os.environ.get("GRAPHRECALL_ACCESS_LOG", "1").lower() not in ("0", "false", "no", "off")

@@ -279,8 +279,9 @@ class ItemRetriever(ABC):
         first: dict[str, float] = {}
         for h, w in zip(history, weights):  # a repeated item counts once, with its first (most recent) weight
             first.setdefault(h, float(w))
-        known = [h for h in first if v.has_item(h)]
-        unknown = [h for h in first if h not in known]
+        is_known = {h: v.has_item(h) for h in first}
+        known = [h for h, ok in is_known.items() if ok]
+        unknown = [h for h, ok in is_known.items() if not ok]
         drop = frozenset(first)
         ids, contrib, src = [], [], []
         for n, h in enumerate(known):
@@ -546,9 +547,7 @@ class SnapshotRetriever(ItemRetriever):
 
     @classmethod
     def from_neo4j(cls, driver, faiss_dir: str | Path | None = None, database: str = "neo4j") -> "SnapshotRetriever":
-        from query.scores import read_top_lists, read_transition_lists
-
-        from query.scores import read_data_version
+        from query.scores import read_data_version, read_top_lists, read_transition_lists
 
         t0 = time.perf_counter()
         version = read_data_version(driver, database)  # first: a change while loading makes the next probe reload
