@@ -38,7 +38,11 @@ def _plain(v):
 def bulk_instance():
     from graph_schema.server import LocalNeo4j
 
-    inst = LocalNeo4j("bulktest", bolt_port=18687, http_port=18474, heap="512m", pagecache="64m")
+    from conftest import wipe
+
+    inst = LocalNeo4j("bulktest", bolt_port=18687, http_port=18474, heap="512m", pagecache="64m").start()
+    with inst.settings().driver() as driver:  # an earlier run's graph stays in the instance folder: start empty
+        wipe(driver)
     yield inst
     inst.stop()
 
