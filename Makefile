@@ -38,6 +38,7 @@ bench: install
 	$(PY) bench/next_item.py
 	$(PY) bench/ingest_memory.py
 	$(PY) bench/api_load.py
+	$(PY) bench/scale.py
 
 clean-neo4j:
 	-$(VENV)/bin/graphrecall neo4j stop

@@ -1,0 +1,154 @@
+"""Every pipeline stage timed at growing log sizes, with the growth exponent per stage.
+
+For each size a REES46-shaped log is generated (``ingest/synthetic.py``, seeded: Zipf item popularity,
+30-minute sessions; about 22 events per user, one item per 20 events), loaded into the empty local
+instance ``scale`` and run through the pipeline as ``graphrecall demo`` runs it, each stage timed on its own:
+
+ingest (Bolt) -> scores (Swing + cooc, Cypher) -> export -> walks + EGES -> write-back (Neo4j vectors)
+-> Faiss index -> snapshot load (what the API does at start).
+
+Memory: peak RSS of this Python process (``getrusage``) and the Neo4j heap it is given (``--heap``); the two
+together are the footprint that has to stay under the issue's 12 GiB (the page cache is set apart). Torch
+uses ``--torch-threads`` threads (default 1: Neo4j shares the 2 cores). The table, the exponent
+``log(t2/t1) / log(n2/n1)`` between consecutive sizes, and a log-log plot go to ``bench/results/``.
+
+    python bench/scale.py [--events 100000 300000] [--heap 4g]
+    python bench/scale.py --events 10000000     # the issue's big run (not reached yet: see the README)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ("generate", "ingest", "scores", "export", "walks+eges", "write-back", "faiss", "snapshot")
+logger = logging.getLogger("bench.scale")
+
+
+def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path) -> dict:
+    import torch
+
+    from embed.index import ItemVectorIndex
+    from embed.train import train_item_vectors
+    from embed.writeback import write_embeddings
+    from graph_schema.schema import apply_schema
+    from graph_schema.server import LocalNeo4j
+    from graphrecall.pipeline import PipelineConfig, compute_scores, eges_settings, reset_graph
+    from ingest.synthetic import generate_rees46
+    from ingest.writer import ingest_events
+    from query.retriever import SnapshotRetriever
+    from walkers.export import export_graph
+
+    torch.set_num_threads(torch_threads)
+    cfg = PipelineConfig()
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    users = max(50, round(n_events / 22.5))
+    items_per_category = max(20, round(n_events / 20 / 200))
+    log = generate_rees46(tmp / f"gen-{n_events}.csv", n_users=users, n_markets=8, categories_per_market=25,
+                          items_per_category=items_per_category, random_seed=0)
+    t["generate"] = time.perf_counter() - t0
+    server = LocalNeo4j("scale", bolt_port=29687, http_port=29474, heap=heap, pagecache="1g").start()
+    with server.settings().driver() as driver:
+        apply_schema(driver)
+        reset_graph(driver)
+        t0 = time.perf_counter()
+        rep = ingest_events(driver, log, "rees46", reject_dir=tmp, progress=True, batch_size=5000)
+        t["ingest"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        swing, cooc = compute_scores(driver, cfg, progress=True)
+        t["scores"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        g = export_graph(driver)
+        t["export"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = train_item_vectors(g.transitions, g.side, g.sessions, g.booked, random_seed=0, progress=True,
+                                 **eges_settings(cfg))
+        t["walks+eges"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        write_embeddings(driver, g.item_ids, res.embeddings, res.cold)
+        t["write-back"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        faiss_dir = ItemVectorIndex(g.item_ids, res.embeddings).save(tmp / f"faiss-{n_events}")
+        t["faiss"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        snap = SnapshotRetriever.from_neo4j(driver, faiss_dir)
+        t["snapshot"] = time.perf_counter() - t0
+    server.stop()
+    return {"events": rep.lines_ok, "items": len(g.item_ids), "users": users, "seconds": t,
+            "total_seconds": sum(t.values()) - t["generate"], "swing_rels": swing.written, "cooc_rels": cooc.written,
+            "snapshot": {k: v for k, v in snap.stats().items() if k != "loaded_at"},
+            "python_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "neo4j_heap": heap}
+
+
+def exponents(rows: list[dict]) -> list[dict]:
+    out = []
+    for a, b in zip(rows, rows[1:]):
+        ratio = math.log(b["events"] / a["events"])
+        out.append({"from": a["events"], "to": b["events"],
+                    **{s: math.log(max(b["seconds"][s], 1e-3) / max(a["seconds"][s], 1e-3)) / ratio for s in STAGES}})
+    return out
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    x = [r["events"] for r in rows]
+    for s in STAGES[1:]:
+        ax.plot(x, [max(r["seconds"][s], 1e-2) for r in rows], marker="o", label=s)
+    ax.plot(x, [r["total_seconds"] for r in rows], marker="s", color="black", label="total")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("events")
+    ax.set_ylabel("seconds")
+    ax.set_title("graphrecall stages by log size (2 cores shared with Neo4j)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, nargs="+", default=[100_000, 300_000])
+    p.add_argument("--heap", default="2g", help="Neo4j heap (default 2g)")
+    p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("neo4j").setLevel(logging.WARNING)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sorted(args.events):
+            rows.append(run_size(n, args.heap, args.torch_threads, Path(tmp)))
+            logger.info("%d events: %s", n, {k: round(v, 1) for k, v in rows[-1]["seconds"].items()})
+    print(f"{'events':>10s} {'items':>8s} " + " ".join(f"{s:>11s}" for s in STAGES) + f" {'total':>8s} {'py RSS GiB':>10s}")
+    for r in rows:
+        print(f"{r['events']:10d} {r['items']:8d} " + " ".join(f"{r['seconds'][s]:11.1f}" for s in STAGES)
+              + f" {r['total_seconds']:8.1f} {r['python_peak_rss_gib']:10.2f}")
+    growth = exponents(rows)
+    for g in growth:
+        print(f"growth exponent {g['from']} -> {g['to']}: " + ", ".join(f"{s} {g[s]:.2f}" for s in STAGES))
+    args.out.mkdir(parents=True, exist_ok=True)
+    if len(rows) > 1:
+        plot(rows, args.out / "scale.png")
+    (args.out / "scale.json").write_text(json.dumps({"rows": rows, "growth": growth}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
