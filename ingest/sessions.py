@@ -64,10 +64,13 @@ def merge_side(side_rows: dict[str, dict], e: Event) -> None:
 
 
 def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE) -> list[dict]:
-    """One row per session of ``df`` (columns user, item, type, ts; sorted by user, ts, line):
-    ``items`` in order with consecutive repeats removed, ``booked`` = the last purchased item or None."""
+    """One row per session of ``df`` (columns user, item, type, ts, and line when there is one):
+    ``items`` in order with consecutive repeats removed, ``booked`` = the last purchased item or None.
+    The frame is put in (user, ts, line) order first; a frame in file (time) order would otherwise cut
+    every session after one event."""
     if df.empty:
         return []
+    df = df.sort_values(["user", "ts"] + (["line"] if "line" in df.columns else []), kind="stable")
     users = df["user"].to_numpy()
     items_arr = df["item"].to_numpy()
     types = df["type"].to_numpy()

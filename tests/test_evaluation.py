@@ -167,3 +167,15 @@ def test_blend_grid_equals_the_served_blend():
     for cfg, lists in zip(configs, got):
         r.blend_config = cfg
         assert lists == served_lists(r, ids, "blend", k=10), cfg
+
+
+def test_session_rows_accept_a_frame_in_file_order():
+    """Two users interleaved in time, as a log file has them: the sessions are whole, not one event each."""
+    from ingest.formats import Event
+    from ingest.sessions import events_frame, session_rows
+
+    events = [Event("u1", "a", "view", 100, 1), Event("u2", "x", "view", 110, 2), Event("u1", "b", "view", 120, 3),
+              Event("u2", "y", "purchase", 130, 4), Event("u1", "c", "view", 9000, 5)]
+    rows = session_rows(events_frame(events))
+    assert [(r["user"], r["items"], r["booked"]) for r in rows] == [
+        ("u1", ["a", "b"], None), ("u1", ["c"], None), ("u2", ["x", "y"], "y")]
