@@ -31,14 +31,12 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.next_item import Data, load  # noqa: E402
-from query.evaluation import (K, SIDE_MATCH_WEIGHTS, covisit_lists, matrix_lists, temporal_split,  # noqa: E402
-                              transition_matrix)
-from query.retriever import SideIndex  # noqa: E402
+from query.evaluation import (K, SIDE_MATCH_WEIGHTS, covisit_lists, matrix_lists,  # noqa: E402
+                              side_popularity_lists, temporal_split, transition_matrix)
 
 
 def side_lists(val: Data, pop, weights) -> dict:
-    idx = SideIndex(val.cat.item_ids, val.cat.side, pop, weights)
-    return {q: list(idx.similar_items(q, K)[0]) if q in idx else [] for q in val.queries}
+    return side_popularity_lists(val.cat, val.queries, weights=weights, pop=pop)
 
 
 def windowed_covisit(val: Data, window: int, reverse: float) -> sp.csr_matrix:

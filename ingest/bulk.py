@@ -29,7 +29,8 @@ from typing import Sequence
 from graphrecall.progress import progress_bar
 from ingest.formats import ColumnMapping, RejectSink, read_events
 from ingest.sessions import DEFAULT_SESSION_GAP, derive_rows, merge_side
-from ingest.writer import DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _report_rejects, _start_report
+from ingest.writer import (DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _report_rejects, _start_report,
+                           batch_key)
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def _derive(path: Path, fmt: str, reject_dir, mapping, session_gap: int, min_rat
         n = len(getattr(rows, kind))
         report.rows[kind] = n
         for index in range(math.ceil(n / batch_size)):
-            markers.append({"key": f"{report.sha256}:{kind}:{index}", "file_sha": report.sha256, "kind": kind,
+            markers.append({"key": batch_key(report.sha256, kind, index), "file_sha": report.sha256, "kind": kind,
                             "index": index, "batch_size": batch_size, "grouping": 0,
                             "rows": min(batch_size, n - index * batch_size), "source": report.path})
     report.batches_written = len(markers)

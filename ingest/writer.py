@@ -101,6 +101,11 @@ class IngestReport:
         return s
 
 
+def batch_key(prefix: str, kind: str, index: int) -> str:
+    """The ``(:IngestBatch {key})`` of one batch: ``prefix`` is the file's sha256 (and ``:g<N>`` for a user group)."""
+    return f"{prefix}:{kind}:{index}"
+
+
 def file_sha256(path: str | Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -160,7 +165,7 @@ class GraphWriter:
                     report.rows[kind] = report.rows.get(kind, 0) + len(data)
                     for index, start in enumerate(range(0, len(data), self.batch_size)):
                         chunk = data[start:start + self.batch_size]
-                        key = f"{prefix}:{kind}:{index}"
+                        key = batch_key(prefix, kind, index)
                         wrote = session.execute_write(_write_batch, query, chunk, key, sha, kind, index,
                                                       self.batch_size, self.grouping, source)
                         if wrote:

@@ -166,14 +166,16 @@ def pad(primary: Sequence[str], fill: Sequence[str], k: int, exclude: str | None
 
 
 def side_popularity_lists(cat: Catalogue, queries: Iterable[str], k: int = K,
-                          weights: dict[str, float] | None = None) -> dict[str, list[str]]:
+                          weights: dict[str, float] | None = None, pop: np.ndarray | None = None) -> dict[str, list[str]]:
     """Items sharing the query's side fields (weighted match, ``weights`` default: category only),
     then training popularity, then id: the served ``side`` channel's :class:`~query.retriever.SideIndex`.
     ``{"category": 1}`` is popularity in the query's category; :data:`SIDE_MATCH_WEIGHTS` is side-field
-    match. Queries outside the catalogue get nothing."""
+    match. ``pop`` replaces the training event counts (e.g. recency-weighted). Queries outside the catalogue
+    get nothing."""
     from query.retriever import SideIndex
 
-    index = SideIndex(cat.item_ids, cat.side, cat.pop, {"category": 1.0} if weights is None else weights)
+    index = SideIndex(cat.item_ids, cat.side, cat.pop if pop is None else pop,
+                      {"category": 1.0} if weights is None else weights)
     return {q: list(index.similar_items(q, k)[0]) if q in index else [] for q in set(queries)}
 
 
