@@ -139,6 +139,34 @@ class EGESResult:
     cold: np.ndarray  # bool per item: True when it got the side-info mean
     losses: list[float] = field(default_factory=list)
     attention: np.ndarray | None = None  # (n_items, 1 + F) softmax weights
+    state: "EGESState | None" = None  # the trained tables by item id (when fit got item_ids): a later warm start
+
+
+@dataclass
+class EGESState:
+    """A trained model's tables keyed by item id and side value, so that a warm start can map them onto a
+    catalogue that has grown or been reordered (``EGES.fit(..., warm_start=state)``)."""
+
+    item_ids: np.ndarray
+    fields: tuple[str, ...]
+    vocab: list[list[str | None]]
+    tensors: dict[str, torch.Tensor]
+
+    @property
+    def dim(self) -> int:
+        return int(self.tensors["item.weight"].shape[1])
+
+    def save(self, path) -> None:
+        from pathlib import Path
+
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"item_ids": [str(i) for i in self.item_ids], "fields": list(self.fields), "vocab": self.vocab,
+                    "tensors": self.tensors}, path)
+
+    @classmethod
+    def load(cls, path) -> "EGESState":
+        d = torch.load(path, weights_only=True)
+        return cls(np.array(d["item_ids"], dtype=object), tuple(d["fields"]), d["vocab"], d["tensors"])
 
 
 class EGES:
@@ -209,9 +237,15 @@ class EGES:
         sessions: list[np.ndarray] | None = None,
         booked: np.ndarray | None = None,
         holdout: np.ndarray | None = None,
+        item_ids: np.ndarray | None = None,
+        warm_start: EGESState | None = None,
     ) -> EGESResult:
         """Train on ``walks`` (int array, -1 padded; session sequences can be stacked in too, see
-        :func:`pad_sequences`). ``holdout`` items are treated as cold (never trained)."""
+        :func:`pad_sequences`). ``holdout`` items are treated as cold (never trained).
+
+        ``item_ids`` (one per row of ``side``) names the rows, so that the result carries an
+        :class:`EGESState`; ``warm_start`` (which needs them) starts every table from that state's rows
+        for the same item ids and side values instead of from random; new items and values start random."""
         n_items = side.codes.shape[0]
         if walks.size and walks.max() >= n_items:
             raise ValueError(f"walks reference item {walks.max()} but side info has {n_items} items; export both from one graph")
@@ -242,6 +276,10 @@ class EGES:
 
         sparse = self.sparse if self.sparse is not None else n_items >= SPARSE_FROM_ITEMS
         self.model = EGESModel(n_items, side.cardinalities(), self.dim, sparse=sparse)
+        if warm_start is not None:
+            if item_ids is None:
+                raise ValueError("warm_start maps rows by item id: pass item_ids as well")
+            self._warm_start(warm_start, np.asarray(item_ids, dtype=object), side)
         params = list(self.model.parameters())
         opt = torch.optim.SparseAdam(params, lr=self.lr) if sparse else torch.optim.Adam(params, lr=self.lr)
         logger.info("EGES: %d items, %d pairs, %s Adam", n_items, len(pairs), "sparse" if sparse else "dense")
@@ -284,7 +322,33 @@ class EGES:
         # vectors leave it out like a missing value
         self.trained_values = [np.bincount(side.codes[seen, f], minlength=c) > 0
                                for f, c in enumerate(side.cardinalities())]
-        return EGESResult(self.embed_all(seen), ~seen, losses, self.attention_weights())
+        state = None if item_ids is None else EGESState(
+            np.asarray(item_ids, dtype=object), side.fields, side.vocab,
+            {k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        return EGESResult(self.embed_all(seen), ~seen, losses, self.attention_weights(), state)
+
+    @torch.no_grad()
+    def _warm_start(self, prev: EGESState, item_ids: np.ndarray, side: SideInfo) -> None:
+        if prev.dim != self.dim:
+            raise ValueError(f"the stored EGES state has dim {prev.dim}, not {self.dim}: pass dim={prev.dim} "
+                             f"(--dim {prev.dim}), or train from scratch with `graphrecall embed`")
+        pos = {str(v): k for k, v in enumerate(prev.item_ids)}
+        rows = [(r, pos[str(i)]) for r, i in enumerate(item_ids) if str(i) in pos]
+        new, old = (torch.tensor(x, dtype=torch.long) for x in zip(*rows)) if rows else (None, None)
+        tables = ["item", "context"] + (["attention"] if tuple(prev.fields) == tuple(side.fields) else [])
+        if new is not None:
+            for name in tables:
+                getattr(self.model, name).weight[new] = prev.tensors[f"{name}.weight"][old]
+        for f, name in enumerate(side.fields):
+            if name not in prev.fields:
+                continue
+            g = prev.fields.index(name)
+            lookup = {v: k for k, v in enumerate(prev.vocab[g])}
+            pairs = [(k, lookup[v]) for k, v in enumerate(side.vocab[f]) if v in lookup]
+            a, b = (torch.tensor(x, dtype=torch.long) for x in zip(*pairs))
+            self.model.side[f].weight[a] = prev.tensors[f"side.{g}.weight"][b]
+        logger.info("EGES warm start: %d of %d items and their side values from the stored state", len(rows),
+                    len(item_ids))
 
     def _known_codes(self, codes: np.ndarray) -> np.ndarray:
         """``codes`` with values never seen on a trained item set to UNKNOWN."""

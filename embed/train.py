@@ -8,7 +8,7 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from embed.eges import EGES, EGESResult, SideInfo, pad_sequences
+from embed.eges import EGES, EGESResult, EGESState, SideInfo, pad_sequences
 from walkers.walk import random_walks
 
 logger = logging.getLogger(__name__)
@@ -35,12 +35,15 @@ def train_item_vectors(
     batch_size: int = 1024,
     random_seed: int = 0,
     progress: bool = True,
+    item_ids: np.ndarray | None = None,
+    warm_start: EGESState | None = None,
 ) -> EGESResult:
     """Weighted walks on the directed ``transitions`` graph (plus the session sequences themselves when
     ``train_on_sessions``), then EGES over ID + side-info embeddings; one vector per row of ``side_columns``.
 
     ``market_field`` falls back to no market negatives when the catalogue has no such field. The defaults
-    are :class:`graphrecall.pipeline.PipelineConfig`'s (``eges_settings(cfg)`` passes all of them)."""
+    are :class:`graphrecall.pipeline.PipelineConfig`'s (``eges_settings(cfg)`` passes all of them).
+    ``item_ids`` and ``warm_start``: see :meth:`embed.eges.EGES.fit`."""
     n = transitions.shape[0]
     parts = []
     if walks_per_node > 0 and transitions.nnz:
@@ -60,4 +63,4 @@ def train_item_vectors(
     model = EGES(dim=dim, epochs=epochs, window=window, negatives=negatives, booked_context=booked_context,
                  booked_weight=booked_weight, market_field=market_field, market_negatives=market_negatives, lr=lr,
                  batch_size=batch_size, random_seed=random_seed, progress=progress)
-    return model.fit(walks, side, sessions=sessions, booked=booked)
+    return model.fit(walks, side, sessions=sessions, booked=booked, item_ids=item_ids, warm_start=warm_start)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from embed.eges import EGESState
 from embed.index import ItemVectorIndex
 from embed.writeback import write_embeddings
 from graph_schema.schema import apply_schema
 from ingest.writer import IngestReport, ingest_events
-from query.scores import BasisParams, ScoreReport, bump_data_version, compute_cooc, compute_swing
+from query.scores import (BasisParams, RefreshReport, ScoreReport, basis_frame, bump_data_version, compute_cooc,
+                          compute_swing, read_score_settings, refresh_scores, store_score_settings)
 from walkers.export import export_graph
 from embed.train import train_item_vectors
 
@@ -70,22 +72,42 @@ def eges_settings(cfg: PipelineConfig) -> dict:
     return {k: getattr(cfg, k) for k in EGES_SETTINGS}
 
 
+def score_settings(cfg: PipelineConfig) -> dict:
+    """What the stored SWING/COOC lists depend on; kept in the graph so that a refresh recomputes alike."""
+    return {"alpha": cfg.swing_alpha, "k": cfg.top_k, "iuf": cfg.cooc_iuf, "event_types": list(cfg.event_types),
+            "max_items_per_user": cfg.max_items_per_user, "max_users_per_item": cfg.max_users_per_item}
+
+
+def _basis(settings: dict) -> BasisParams:
+    return BasisParams(tuple(settings["event_types"]), settings["max_items_per_user"], settings["max_users_per_item"])
+
+
 def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True
                    ) -> tuple[ScoreReport, ScoreReport]:
-    basis = BasisParams(tuple(cfg.event_types), cfg.max_items_per_user, cfg.max_users_per_item)
-    swing = compute_swing(driver, alpha=cfg.swing_alpha, k=cfg.top_k, basis=basis, database=database, progress=progress)
+    settings = score_settings(cfg)
+    swing = compute_swing(driver, alpha=cfg.swing_alpha, k=cfg.top_k, basis=_basis(settings), database=database,
+                          progress=progress)
     cooc = compute_cooc(driver, k=cfg.top_k, iuf=cfg.cooc_iuf, basis=None, database=database, progress=progress)
+    store_score_settings(driver, settings, database)
     bump_data_version(driver, "scores", database)
     return swing, cooc
 
 
-def train_embeddings(driver, cfg: PipelineConfig, artifacts: Path, database: str = "neo4j", progress: bool = True):
+def eges_state_path(artifacts: Path) -> Path:
+    return Path(artifacts) / "eges" / "state.pt"
+
+
+def train_embeddings(driver, cfg: PipelineConfig, artifacts: Path, database: str = "neo4j", progress: bool = True,
+                     warm_start: EGESState | None = None):
+    """Walks + EGES on the exported graph, vectors to Neo4j and Faiss; the model's tables are kept in
+    ``artifacts/eges/state.pt`` for a later warm start (``warm_start``, used by :func:`refresh`)."""
     g = export_graph(driver, database)
     res = train_item_vectors(g.transitions, g.side, g.sessions, g.booked, random_seed=cfg.random_seed,
-                             progress=progress, **eges_settings(cfg))
+                             progress=progress, item_ids=g.item_ids, warm_start=warm_start, **eges_settings(cfg))
     write_embeddings(driver, g.item_ids, res.embeddings, res.cold, database=database)
     index = ItemVectorIndex(g.item_ids, res.embeddings)
     faiss_dir = index.save(artifacts / "faiss")
+    res.state.save(eges_state_path(artifacts))
     bump_data_version(driver, "embeddings", database)  # after both the Neo4j vectors and the Faiss index
     return g, res, faiss_dir
 
@@ -126,3 +148,65 @@ def pick_sample_items(driver, n: int = 3, database: str = "neo4j") -> list[str]:
         return [r[0] for r in s.run(
             "MATCH (i:Item)-[:SWING]->() WITH i, count(*) AS n ORDER BY n DESC, i.id LIMIT $n RETURN i.id", n=n).values()]
 
+
+
+@dataclass
+class RefreshResult:
+    ingest: list[IngestReport] = field(default_factory=list)
+    scores: RefreshReport | None = None  # None: no stored lists to update, so they were computed in full
+    eges_warm: bool = False
+    n_items: int = 0
+    faiss_dir: Path | None = None
+    seconds: dict = field(default_factory=dict)
+
+
+REFRESH_EPOCHS = 2
+
+
+def refresh(
+    driver,
+    datasets: list[tuple[Path, str]],
+    artifacts: Path,
+    cfg: PipelineConfig = PipelineConfig(),
+    *,
+    epochs: int = REFRESH_EPOCHS,
+    reject_dir: Path | None = None,
+    database: str = "neo4j",
+    progress: bool = True,
+    **ingest_options,
+) -> RefreshResult:
+    """New event files into a graph that already has lists: ingest them, recompute only the SWING/COOC rows
+    that can change (:func:`query.scores.refresh_scores`, with the settings of the last full scores), and
+    train EGES for ``epochs`` from the stored state (new items start random, new side values too; items
+    without events keep side-info vectors). Vectors go to Neo4j and Faiss, and only then is the data version
+    bumped, so a running API reloads once, onto the whole refresh. Without stored lists or state, that
+    stage runs in full."""
+    out = RefreshResult()
+    apply_schema(driver, database)
+    settings = read_score_settings(driver, database)
+    t = time.perf_counter()
+    old_basis = basis_frame(driver, database) if settings is not None else None
+    for path, fmt in datasets:
+        out.ingest.append(ingest_events(driver, path, fmt, reject_dir=reject_dir, database=database, progress=progress,
+                                        **ingest_options))
+    out.seconds["ingest"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if settings is None:
+        logger.warning("refresh: no stored SWING/COOC settings (the graph was never scored); computing them in full")
+        compute_scores(driver, cfg, database, progress)
+    else:
+        out.scores = refresh_scores(driver, old_basis, alpha=settings["alpha"], k=settings["k"], iuf=settings["iuf"],
+                                    basis=_basis(settings), database=database, progress=progress)
+    out.seconds["scores"] = time.perf_counter() - t
+    t = time.perf_counter()
+    path = eges_state_path(artifacts)
+    state = EGESState.load(path) if path.exists() else None
+    if state is None:
+        logger.warning("refresh: no EGES state in %s; training EGES from scratch (%d epochs)", path, cfg.epochs)
+    else:
+        cfg = replace(cfg, dim=state.dim, epochs=epochs)
+    out.eges_warm = state is not None
+    g, res, out.faiss_dir = train_embeddings(driver, cfg, artifacts, database, progress, warm_start=state)
+    out.n_items = len(g.item_ids)
+    out.seconds["walks+eges+writeback"] = time.perf_counter() - t
+    return out

@@ -171,15 +171,19 @@ def build_basis(driver, params: BasisParams = BasisParams(), database: str = "ne
     return dt
 
 
-def _in_batches(driver, label: str, min_deg: int, query: str, params: dict, batch: int, database: str,
-                progress: bool, desc: str) -> None:
-    """Run ``query`` over the ids of ``label`` nodes with ``basis_deg >= min_deg``, ``batch`` ids per
-    transaction, with a progress bar (ids/s)."""
+def _ids(driver, label: str, min_deg: int, database: str) -> list[str]:
+    """Ids of ``label`` nodes with ``basis_deg >= min_deg``, sorted."""
     id_query = {"User": "MATCH (n:User) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id",
                 "Item": "MATCH (n:Item) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id"}[label]
     with driver.session(database=database) as s:
-        ids = [r[0] for r in s.run(id_query, d=min_deg).values()]
-        bar = progress_bar(total=len(ids), unit=label.lower() + "s", desc=desc, enabled=progress)
+        return [r[0] for r in s.run(id_query, d=min_deg).values()]
+
+
+def _run_over(driver, ids: list[str], unit: str, query: str, params: dict, batch: int, database: str,
+              progress: bool, desc: str) -> None:
+    """Run ``query`` over ``ids``, ``batch`` ids per transaction, with a progress bar (ids/s)."""
+    with driver.session(database=database) as s:
+        bar = progress_bar(total=len(ids), unit=unit, desc=desc, enabled=progress)
         try:
             for start in range(0, len(ids), batch):
                 chunk = ids[start:start + batch]
@@ -187,6 +191,13 @@ def _in_batches(driver, label: str, min_deg: int, query: str, params: dict, batc
                 bar.update(len(chunk))
         finally:
             bar.close()
+
+
+def _in_batches(driver, label: str, min_deg: int, query: str, params: dict, batch: int, database: str,
+                progress: bool, desc: str) -> None:
+    """Run ``query`` over the ids of ``label`` nodes with ``basis_deg >= min_deg``."""
+    _run_over(driver, _ids(driver, label, min_deg, database), label.lower() + "s", query, params, batch, database,
+              progress, desc)
 
 
 def _run_scores(driver, rel: str, query: str, params: dict, database: str, min_deg: int, batch: int,
@@ -261,6 +272,135 @@ def compute_cooc(
     _prepare(driver, k, min_score, basis, database)
     return _run_scores(driver, "COOC", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)), database,
                        1, batch_size, progress)
+
+
+# --------------------------------------------------------------------------- incremental refresh
+Q_DROP_ROWS = """
+UNWIND $ids AS iid
+MATCH (i:Item {id: iid})-[r]->(:Item) WHERE type(r) = $rel
+DELETE r
+"""
+
+
+@dataclass
+class RefreshReport:
+    """What :func:`refresh_scores` recomputed: rows (items) out of the basis's items."""
+
+    changed_users: int  # users whose basis edges changed
+    changed_items: int  # items whose basis edges changed
+    basis_items: int
+    swing_items: int  # SWING rows recomputed
+    cooc_items: int  # COOC rows recomputed
+    pair_users: int  # users whose Swing pairs were recomputed
+    seconds: dict
+
+    def summary(self) -> str:
+        return (f"{self.changed_users} users and {self.changed_items} items changed in the basis; recomputed "
+                f"{self.swing_items} SWING rows and {self.cooc_items} COOC rows of {self.basis_items} items "
+                f"in {sum(self.seconds.values()):.1f}s")
+
+
+def basis_frame(driver, database: str = "neo4j"):
+    """The current BASIS edges as a frame of ``u``, ``i`` ids (empty before the first scores)."""
+    import pandas as pd
+
+    with driver.session(database=database, default_access_mode="READ") as s:
+        rows = s.run("MATCH (u:User)-[:BASIS]->(i:Item) RETURN u.id AS u, i.id AS i").values()
+    return pd.DataFrame(rows, columns=["u", "i"], dtype=object)
+
+
+def refresh_scores(
+    driver,
+    old_basis,
+    *,
+    alpha: float = 1.0,
+    user_weight: bool = True,
+    k: int = 50,
+    iuf: bool = False,
+    min_score: float = 0.0,
+    basis: BasisParams = BasisParams(),
+    database: str = "neo4j",
+    batch_size: int = 100,
+    progress: bool = True,
+) -> RefreshReport:
+    """Bring SWING and COOC up to date after new events, recomputing only the rows that can change.
+
+    ``old_basis`` is :func:`basis_frame` as it was when the stored lists were computed (read it
+    before ingesting); the settings must be those of that computation. The basis is rebuilt, and
+    compared with the old one: users ``U`` and items ``J`` with an added or removed basis edge.
+
+    * A Swing score ``s(i, j)`` sums over user pairs who both have ``i`` and ``j``; it changes only
+      when one of them is in ``U`` (their weight or their intersection changed). So the rows to
+      recompute are the items of ``U``, old or new basis.
+    * A cosine ``C_ij / sqrt(N_i N_j)`` also changes when ``N_j`` changes (``j`` in ``J``), so COOC
+      adds every item that shares a user with ``J``.
+
+    Every other row is provably unchanged, so the result equals a full recompute (tested against it)."""
+    import pandas as pd
+
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    _prepare(driver, k, min_score, None, database)
+    secs = {}
+    t = time.perf_counter()
+    build_basis(driver, basis, database)
+    new = basis_frame(driver, database)
+    secs["basis"] = time.perf_counter() - t
+    t = time.perf_counter()
+    old = old_basis[["u", "i"]].astype(object)
+    both = old.merge(new, how="outer", on=["u", "i"], indicator=True)
+    changed = both[both["_merge"] != "both"]
+    users, items = set(changed["u"]), set(changed["i"])
+    swing_items = set(old.loc[old["u"].isin(users), "i"]) | set(new.loc[new["u"].isin(users), "i"])
+    pair_users = sorted(set(new.loc[new["i"].isin(swing_items), "u"]))
+    near = set(new.loc[new["u"].isin(set(new.loc[new["i"].isin(items), "u"])), "i"])
+    cooc_items = sorted(swing_items | near)
+    swing_items = sorted(swing_items)
+    secs["diff"] = time.perf_counter() - t
+    logger.info("refresh: %d users and %d items changed in the basis; %d SWING rows and %d COOC rows to recompute "
+                "(of %d items)", len(users), len(items), len(swing_items), len(cooc_items), new["i"].nunique())
+    t = time.perf_counter()
+    with driver.session(database=database) as s:
+        s.run(Q_CLEAR_PAIRS).consume()
+    try:
+        _run_over(driver, pair_users, "users", Q_SWING_PAIRS, dict(alpha=float(alpha), user_weight=bool(user_weight)),
+                  batch_size, database, progress, "swing pairs")
+        _run_over(driver, swing_items, "items", Q_DROP_ROWS, dict(rel="SWING"), 1000, database, False, "")
+        _run_over(driver, swing_items, "items", Q_SWING, dict(k=int(k), min_score=float(min_score)), batch_size,
+                  database, progress, "SWING")
+    finally:
+        with driver.session(database=database) as s:
+            s.run(Q_CLEAR_PAIRS).consume()
+    secs["swing"] = time.perf_counter() - t
+    t = time.perf_counter()
+    _run_over(driver, cooc_items, "items", Q_DROP_ROWS, dict(rel="COOC"), 1000, database, False, "")
+    _run_over(driver, cooc_items, "items", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)),
+              2 * batch_size, database, progress, "COOC")
+    secs["cooc"] = time.perf_counter() - t
+    rep = RefreshReport(len(users), len(items), int(new["i"].nunique()), len(swing_items), len(cooc_items),
+                        len(pair_users), secs)
+    logger.info("refresh: %s", rep.summary())
+    return rep
+
+
+SCORE_SETTINGS = "default"
+
+
+def store_score_settings(driver, settings: dict, database: str = "neo4j") -> None:
+    """Keep the settings that produced the stored SWING/COOC lists, for ``graphrecall refresh``."""
+    import json
+
+    with driver.session(database=database) as s:
+        s.run("MERGE (x:ScoreSettings {name: $name}) SET x.json = $json, x.at = datetime()",
+              name=SCORE_SETTINGS, json=json.dumps(settings, sort_keys=True)).consume()
+
+
+def read_score_settings(driver, database: str = "neo4j") -> dict | None:
+    import json
+
+    with driver.session(database=database, default_access_mode="READ") as s:
+        row = s.run("MATCH (x:ScoreSettings {name: $name}) RETURN x.json", name=SCORE_SETTINGS).single()
+    return None if row is None else json.loads(row[0])
 
 
 def read_scores(driver, rel: str, database: str = "neo4j") -> dict[tuple[str, str], float]:

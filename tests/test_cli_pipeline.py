@@ -5,7 +5,7 @@ from graphrecall.pipeline import PipelineConfig, pick_sample_items, run_pipeline
 from ingest.synthetic import generate_rees46
 from query.retriever import SnapshotRetriever
 
-COMMANDS = ["neo4j", "ingest", "scores", "embed", "tune", "demo", "serve", "generate"]
+COMMANDS = ["neo4j", "ingest", "scores", "embed", "refresh", "tune", "demo", "serve", "generate"]
 
 
 @pytest.mark.parametrize("cmd", [None, *COMMANDS])
@@ -60,3 +60,38 @@ def test_pipeline_end_to_end_on_generated_data(driver, tmp_path):
         same = s.run("MATCH (i:Item)-[r:SWING]->(j:Item) WHERE r.rank = 1 "
                      "RETURN avg(CASE WHEN i.category = j.category THEN 1.0 ELSE 0.0 END)").single()[0]
     assert same > 0.8
+
+
+@pytest.mark.slow
+def test_refresh_updates_lists_like_a_full_rebuild(driver, tmp_path, monkeypatch, neo4j_server):
+    from embed.index import ItemVectorIndex
+    from graphrecall.pipeline import compute_scores
+    from query.scores import read_data_version, read_scores
+
+    lines = generate_rees46(tmp_path / "gen.csv", n_users=120, random_seed=2).read_text().splitlines()
+    cut = 1 + int(0.8 * (len(lines) - 1))  # the generator writes rows in time order
+    day1, day2 = tmp_path / "day1.csv", tmp_path / "day2.csv"
+    day1.write_text("\n".join(lines[:cut]) + "\n")
+    day2.write_text("\n".join([lines[0], *lines[cut:]]) + "\n")
+    cfg = PipelineConfig(epochs=2, walks_per_node=5, dim=16)
+    art = tmp_path / "artifacts"
+    run_pipeline(driver, [(day1, "rees46")], art, cfg, progress=False)
+    _, settings = neo4j_server
+    monkeypatch.setenv("GRAPHRECALL_NEO4J_URI", settings.uri)
+    monkeypatch.setenv("GRAPHRECALL_NEO4J_PASSWORD", settings.password)
+    monkeypatch.setenv("GRAPHRECALL_ARTIFACTS", str(art))
+    version = read_data_version(driver)
+    assert main(["-q", "refresh", str(day2), "--format", "rees46", "--walks-per-node", "5",
+                 "--reject-dir", str(tmp_path / "rej")]) == 0
+    assert read_data_version(driver) == version + 1  # one reload for the whole refresh
+    refreshed = {rel: read_scores(driver, rel) for rel in ("SWING", "COOC")}
+    compute_scores(driver, cfg, progress=False)
+    for rel, got in refreshed.items():
+        want = read_scores(driver, rel)
+        assert set(got) == set(want) and all(got[k] == pytest.approx(want[k], abs=1e-9) for k in want)
+    new_items = {line.split(",")[2] for line in lines[cut:]} - {line.split(",")[2] for line in lines[1:cut]}
+    assert new_items  # day 2 brings items day 1 did not have: they get vectors in Neo4j and in Faiss
+    index = ItemVectorIndex.load(art / "faiss")
+    with driver.session() as s:
+        n_missing = s.run("MATCH (i:Item) WHERE i.embedding IS NULL RETURN count(i)").single()[0]
+    assert n_missing == 0 and all(i in index for i in new_items)

@@ -159,3 +159,48 @@ def test_pad_sequences_cuts_long_sessions_and_drops_single_items():
 
     out = pad_sequences([np.arange(5), np.array([7]), np.array([8, 9])], max_len=3)
     assert out.tolist() == [[0, 1, 2], [3, 4, -1], [8, 9, -1]]
+
+
+def test_warm_start_maps_rows_by_item_id_and_side_value():
+    g = two_cluster_graph()
+    walks = random_walks(g, walk_length=8, walks_per_node=20, random_seed=0)
+    ids = np.array([f"i{k}" for k in range(20)], dtype=object)
+    first = EGES(dim=16, epochs=6, batch_size=256, random_seed=0, progress=False).fit(walks, side_for(), item_ids=ids)
+    assert list(first.state.item_ids) == list(ids)
+    # the catalogue grows by two items with a new brand, and comes back in another order
+    order = np.r_[np.arange(20)[::-1], 20, 21]
+    new_ids = np.r_[ids, ["n0", "n1"]][order]
+    old_side = side_for()
+    cols = {f: [old_side.vocab[k][c] for c in old_side.codes[:, k]] + ["c0", "c1"] for k, f in enumerate(old_side.fields)}
+    cols["brand"][20:] = ["bnew", "bnew"]
+    side = SideInfo.from_columns({f: [v[r] for r in order] for f, v in cols.items()})
+    back = {int(r): n for n, r in enumerate(order)}  # old row -> new row
+    new_walks = np.vectorize(lambda x: back.get(int(x), -1))(walks)
+    # with lr 0 the warm-started model is the stored one: every old item gets its old vector
+    frozen = EGES(dim=16, epochs=1, lr=0.0, random_seed=1, progress=False).fit(
+        new_walks, side, item_ids=new_ids, warm_start=first.state)
+    for r in range(20):
+        np.testing.assert_allclose(frozen.embeddings[back[r]], first.embeddings[r], rtol=1e-5, atol=1e-6)
+    # one more epoch from the state keeps the clusters that one epoch from scratch does not reach
+    e = EGES(dim=16, epochs=1, batch_size=256, random_seed=1, progress=False).fit(
+        new_walks, side, item_ids=new_ids, warm_start=first.state).embeddings
+    gap = lambda e: (np.mean([cos(e[back[a]], e[back[b]]) for a in range(10) for b in range(10) if a != b])
+                     - np.mean([cos(e[back[a]], e[back[b]]) for a in range(10) for b in range(10, 20)]))
+    scratch = EGES(dim=16, epochs=1, batch_size=256, random_seed=1, progress=False).fit(new_walks, side).embeddings
+    assert gap(e) > 0.3 and gap(e) > gap(scratch) + 0.1
+    with pytest.raises(ValueError, match="--dim 16"):
+        EGES(dim=8, epochs=1, progress=False).fit(new_walks, side, item_ids=new_ids, warm_start=first.state)
+    with pytest.raises(ValueError, match="item_ids"):
+        EGES(dim=16, epochs=1, progress=False).fit(new_walks, side, warm_start=first.state)
+
+
+def test_state_saves_and_loads(tmp_path):
+    g = two_cluster_graph()
+    walks = random_walks(g, walk_length=6, walks_per_node=5, random_seed=0)
+    ids = np.array([f"i{k}" for k in range(20)], dtype=object)
+    st = EGES(dim=8, epochs=1, random_seed=0, progress=False).fit(walks, side_for(), item_ids=ids).state
+    st.save(tmp_path / "eges" / "state.pt")
+    back = type(st).load(tmp_path / "eges" / "state.pt")
+    assert list(back.item_ids) == list(ids) and back.fields == st.fields and back.vocab == st.vocab and back.dim == 8
+    for k, v in st.tensors.items():
+        assert torch.equal(back.tensors[k], v)

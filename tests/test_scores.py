@@ -5,7 +5,8 @@ from ingest.formats import Event
 from ingest.sessions import derive_rows
 from ingest.writer import GraphWriter, IngestReport
 from query.oracle import (capped_basis, cooc_bruteforce, cooc_sparse, swing_bruteforce, swing_sparse)
-from query.scores import BasisParams, compute_cooc, compute_swing, read_basis, read_scores
+from query.scores import (BasisParams, basis_frame, compute_cooc, compute_swing, read_basis, read_scores,
+                          refresh_scores)
 
 
 def load_triples(driver, triples, key="t"):
@@ -124,3 +125,33 @@ def test_bad_parameters_are_refused(driver):
         compute_swing(driver, alpha=-1)
     with pytest.raises(ValueError, match="event_types"):
         compute_swing(driver, basis=BasisParams(event_types=()))
+
+
+@pytest.mark.parametrize("caps,iuf", [((1000, 1000), False), ((6, 5), True)])
+def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, caps, iuf):
+    """Two blocks of items that never share a user: new events in one block leave the other's rows alone."""
+    rng = np.random.default_rng(5)
+    old = [(f"u{u}", f"i{b * 10 + i}", int(rng.integers(0, 1000)))
+           for b in (0, 1) for u in range(b * 20, b * 20 + 20) for i in range(10) if rng.random() < 0.4]
+    new = [(f"u{u}", f"i{i}", int(rng.integers(1000, 2000))) for u in range(3, 8) for i in range(10) if rng.random() < 0.5]
+    new += [("u99", "i5", 2000), ("u99", "i55", 2001), ("u98", "i55", 2002), ("u98", "i5", 2003)]  # a new item
+    params = BasisParams(event_types=("view",), max_items_per_user=caps[0], max_users_per_item=caps[1])
+    load_triples(driver, old, key="old")
+    compute_swing(driver, k=1000, basis=params)
+    compute_cooc(driver, k=1000, iuf=iuf, basis=None)
+    before = basis_frame(driver)
+    untouched = {k: v for k, v in read_scores(driver, "SWING").items() if int(k[0][1:]) >= 10}
+    load_triples(driver, new, key="new")
+    rep = refresh_scores(driver, before, k=1000, iuf=iuf, basis=params, progress=False)
+    basis = capped_basis(old + new, *caps)
+    assert set(read_basis(driver)) == basis
+    assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
+    assert_scores_equal(read_scores(driver, "COOC"), cooc_bruteforce(basis, iuf=iuf))
+    # block 1 (items 10-19, users 20-39) saw no new event: not one of its rows was recomputed
+    assert rep.changed_users >= 5 and 0 < rep.swing_items <= rep.cooc_items <= 11 < rep.basis_items
+    assert {k: v for k, v in read_scores(driver, "SWING").items() if int(k[0][1:]) >= 10 and k[0] != "i55"} == \
+        {k: v for k, v in untouched.items()}
+    # the same file again changes nothing, and recomputes nothing
+    again = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, progress=False)
+    assert (again.changed_users, again.swing_items, again.cooc_items) == (0, 0, 0)
+    assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
