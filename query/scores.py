@@ -293,10 +293,12 @@ class RefreshReport:
     cooc_items: int  # COOC rows recomputed
     pair_users: int  # users whose Swing pairs were recomputed
     seconds: dict
+    full: bool = False  # so many rows changed that every row was recomputed (cheaper; same result)
 
     def summary(self) -> str:
+        how = " (every row: more than the full_above share changed)" if self.full else ""
         return (f"{self.changed_users} users and {self.changed_items} items changed in the basis; recomputed "
-                f"{self.swing_items} SWING rows and {self.cooc_items} COOC rows of {self.basis_items} items "
+                f"{self.swing_items} SWING rows and {self.cooc_items} COOC rows of {self.basis_items} items{how} "
                 f"in {sum(self.seconds.values()):.1f}s")
 
 
@@ -321,6 +323,7 @@ def refresh_scores(
     basis: BasisParams = BasisParams(),
     database: str = "neo4j",
     batch_size: int = 100,
+    full_above: float = 0.5,
     progress: bool = True,
 ) -> RefreshReport:
     """Bring SWING and COOC up to date after new events, recomputing only the rows that can change.
@@ -335,7 +338,10 @@ def refresh_scores(
     * A cosine ``C_ij / sqrt(N_i N_j)`` also changes when ``N_j`` changes (``j`` in ``J``), so COOC
       adds every item that shares a user with ``J``.
 
-    Every other row is provably unchanged, so the result equals a full recompute (tested against it)."""
+    Every other row is provably unchanged, so the result equals a full recompute (tested against it).
+    Stored lists are top-k, not whole rows, so a changed row is recomputed whole rather than patched.
+    When more than ``full_above`` of the basis's items need COOC rows, every row is recomputed on the
+    new basis instead: the same result, without the per-row bookkeeping (``bench/refresh.py``)."""
     import pandas as pd
 
     if alpha < 0:
@@ -359,6 +365,19 @@ def refresh_scores(
     secs["diff"] = time.perf_counter() - t
     logger.info("refresh: %d users and %d items changed in the basis; %d SWING rows and %d COOC rows to recompute "
                 "(of %d items)", len(users), len(items), len(swing_items), len(cooc_items), new["i"].nunique())
+    n_items = int(new["i"].nunique())
+    if cooc_items and len(cooc_items) > full_above * n_items:
+        t = time.perf_counter()
+        compute_swing(driver, alpha=alpha, user_weight=user_weight, k=k, min_score=min_score, basis=None,
+                      database=database, batch_size=batch_size, progress=progress)
+        secs["swing"] = time.perf_counter() - t
+        t = time.perf_counter()
+        compute_cooc(driver, k=k, iuf=iuf, min_score=min_score, basis=None, database=database,
+                     batch_size=2 * batch_size, progress=progress)
+        secs["cooc"] = time.perf_counter() - t
+        rep = RefreshReport(len(users), len(items), n_items, n_items, n_items, int(new["u"].nunique()), secs, True)
+        logger.info("refresh: %s", rep.summary())
+        return rep
     t = time.perf_counter()
     with driver.session(database=database) as s:
         s.run(Q_CLEAR_PAIRS).consume()
@@ -377,8 +396,7 @@ def refresh_scores(
     _run_over(driver, cooc_items, "items", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)),
               2 * batch_size, database, progress, "COOC")
     secs["cooc"] = time.perf_counter() - t
-    rep = RefreshReport(len(users), len(items), int(new["i"].nunique()), len(swing_items), len(cooc_items),
-                        len(pair_users), secs)
+    rep = RefreshReport(len(users), len(items), n_items, len(swing_items), len(cooc_items), len(pair_users), secs)
     logger.info("refresh: %s", rep.summary())
     return rep
 

@@ -142,7 +142,7 @@ def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, c
     before = basis_frame(driver)
     untouched = {k: v for k, v in read_scores(driver, "SWING").items() if int(k[0][1:]) >= 10}
     load_triples(driver, new, key="new")
-    rep = refresh_scores(driver, before, k=1000, iuf=iuf, basis=params, progress=False)
+    rep = refresh_scores(driver, before, k=1000, iuf=iuf, basis=params, full_above=1.0, progress=False)
     basis = capped_basis(old + new, *caps)
     assert set(read_basis(driver)) == basis
     assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
@@ -155,3 +155,10 @@ def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, c
     again = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, progress=False)
     assert (again.changed_users, again.swing_items, again.cooc_items) == (0, 0, 0)
     assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
+    # past full_above, every row is recomputed: the same lists
+    load_triples(driver, [(f"u{u}", "i12", 3000 + u) for u in range(20, 40)], key="more")
+    rep = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, full_above=0.2, progress=False)
+    basis = capped_basis(old + new + [(f"u{u}", "i12", 3000 + u) for u in range(20, 40)], *caps)
+    assert rep.full and rep.cooc_items == rep.basis_items
+    assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
+    assert_scores_equal(read_scores(driver, "COOC"), cooc_bruteforce(basis, iuf=iuf))
