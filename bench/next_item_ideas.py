@@ -9,7 +9,14 @@ script tries the cheap fixes a reviewer would ask for, each on the validation sp
 * popularity counted in distinct users instead of events;
 * richer co-visitation: pairs within a window of 1-5 steps (weight 1/distance), reverse direction weighted
   0, 0.5 or 1, filled with side-field match;
-* price proximity (REES46): ``exp(-|log p_q - log p_c| / s)`` added to the side-field score.
+* price proximity (REES46): ``exp(-|log p_q - log p_c| / s)`` added to the side-field score;
+* category transitions: ``P(category_b | category_a) * P(b | category_b)`` from training sessions, with
+  co-visitation counts backed off onto it (for targets outside the query's category);
+* top-n of the category popularity list, the rest global popularity.
+
+It first prints where warm targets can be reached at all: the share of warm cases whose target shares
+the query's category or brand, follows the query in some training session (directed co-visitation), is
+linked to it in either direction or within two such links, or is among the 20 most popular items.
 
     python bench/next_item_ideas.py [--datasets rees46 taobao]
 
@@ -31,7 +38,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.next_item import Data, load  # noqa: E402
-from query.evaluation import (K, SIDE_MATCH_WEIGHTS, covisit_lists, matrix_lists,  # noqa: E402
+from query.evaluation import (K, SIDE_MATCH_WEIGHTS, covisit_lists, matrix_lists, pad,  # noqa: E402
                               side_popularity_lists, temporal_split, transition_matrix)
 
 
@@ -80,6 +87,58 @@ def price_lists(val: Data, item_side: dict, wp: float, scale: float) -> dict:
     return out
 
 
+def reachability(val: Data) -> None:
+    """Shares of warm validation cases by what could put the target in the query's list."""
+    cat = val.cat
+    qi, ti = cat.rows(val.cases.query), cat.rows(val.cases.target)
+    w = np.flatnonzero(val.masks["warm"] & (qi >= 0))
+    t = transition_matrix(val.sessions, cat).tocsr()
+    sym = ((t + t.T) > 0).astype(np.int8).tocsr()
+    two = (sym @ sym).tocsr()
+    top = set(np.argsort(-cat.pop, kind="stable")[:K])
+    shares = {f"same {f}": np.mean([cat.side[f][qi[i]] is not None and cat.side[f][qi[i]] == cat.side[f][ti[i]]
+                                   for i in w]) for f in ("category", "brand") if f in cat.side}
+    shares |= {"query has training events": float(np.mean(cat.pop[qi[w]] > 0)),
+               "follows the query in a training session": float(np.mean([t[qi[i], ti[i]] > 0 for i in w])),
+               "linked to the query either way": float(np.mean([sym[qi[i], ti[i]] > 0 for i in w])),
+               "within two links": float(np.mean([sym[qi[i], ti[i]] > 0 or two[qi[i], ti[i]] > 0 for i in w])),
+               f"among the {K} most popular items": float(np.mean([ti[i] in top for i in w]))}
+    print(f"  warm validation cases ({len(w)}) whose target ...")
+    for k, v in shares.items():
+        print(f"    {k:44s} {v:.3f}")
+
+
+def category_transition_lists(val: Data, self_weight: float, beta: float) -> dict:
+    """Rank b by P(cat_b | cat_a) P(b | cat_b) (training transitions between categories, the query's own
+    category boosted by ``self_weight`` times the row total), with the query's co-visitation counts backed
+    off onto it: score = (n_ab + beta * prior_b) / (n_a + beta)."""
+    cat = val.cat
+    codes, _ = pd.factorize(pd.Series(cat.side["category"], dtype=object).fillna("__none__"))
+    nc = int(codes.max()) + 1
+    onehot = sp.csr_matrix((np.ones(len(codes)), (np.arange(len(codes)), codes)), shape=(len(codes), nc))
+    t = transition_matrix(val.sessions, cat).tocsr()
+    ct = (onehot.T @ t @ onehot).tocsr()
+    pop = cat.pop.astype(float)
+    within = pop / np.maximum(np.bincount(codes, weights=pop, minlength=nc)[codes], 1.0)
+    out = {}
+    for q in val.queries:
+        r = cat.index.get(q)
+        if r is None:
+            out[q] = []
+            continue
+        row = ct[codes[r]].toarray().ravel()
+        row[codes[r]] += self_weight * row.sum() + 1.0
+        prior = (row / row.sum())[codes] * within
+        tr = t[r]
+        n = tr.sum()
+        sc = beta / (n + beta) * prior
+        sc[tr.indices] += tr.data / (n + beta)
+        sc[r] = -1
+        top = np.argpartition(-sc, K)[:K]
+        out[q] = list(cat.item_ids[top[np.argsort(-sc[top], kind="stable")]])
+    return out
+
+
 def run(name: str) -> None:
     df, item_side = load(name)
     split = temporal_split(df)
@@ -93,6 +152,7 @@ def run(name: str) -> None:
         print(f"  {label:44s} all {s['all'][f'hr@{K}']:.4f}  warm {s['warm'][f'hr@{K}']:.4f}  "
               f"cold {s['cold'][f'hr@{K}']:.4f}  NDCG all {s['all'][f'ndcg@{K}']:.4f}", flush=True)
 
+    reachability(val)
     cat = val.cat
     rep("popularity in category (baseline)", side_lists(val, cat.pop, {"category": 1.0}))
     side = side_lists(val, cat.pop, SIDE_MATCH_WEIGHTS)
@@ -110,6 +170,13 @@ def run(name: str) -> None:
     for window, reverse in itertools.product((2, 3, 5), (0.0, 0.5, 1.0)):
         tl = matrix_lists(windowed_covisit(val, window, reverse), cat.item_ids, K)
         rep(f"co-visitation window {window} reverse {reverse} + side", covisit_lists(tl, val.queries, fill=side))
+    for self_weight, beta in itertools.product((0.0, 1.0), (0.5, 2.0, 1e9)):
+        rep(f"category transitions self={self_weight} backoff={beta:g}", category_transition_lists(val, self_weight, beta))
+    glob = list(cat.item_ids[np.argsort(-cat.pop, kind="stable")[:2 * K]])
+    wide = side_popularity_lists(cat, val.queries, weights={"category": 1.0}, k=2 * K)
+    for n in (10, 15, 17):
+        rep(f"category popularity top {n}, then global popularity",
+            {q: pad([x for x in wide[q] if x != q][:n], glob, K, exclude=q) for q in val.queries})
     if any(v.get("price") for v in item_side.values()):
         for wp, scale in itertools.product((0.5, 1.0, 2.0), (0.1, 0.3)):
             rep(f"side + price proximity w={wp} s={scale}", price_lists(val, item_side, wp, scale))

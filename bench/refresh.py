@@ -127,22 +127,10 @@ def run(n_events: int, refresh_epochs: int, share: float, tmp: Path) -> dict:
     return out
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--events", type=int, default=100_000, help="generated events in all (default 100,000)")
-    p.add_argument("--refresh-epochs", type=int, default=2)
-    p.add_argument("--day-share", type=float, default=1 / 7, help="share of events in the new file (default 1/7)")
-    p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
-    args = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("neo4j", "embed", "walkers", "ingest", "query", "graphrecall"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        r = run(args.events, args.refresh_epochs, args.day_share, Path(tmp))
+def report(r: dict) -> None:
+    rows = r["refresh"]["rows"]
     print(f"\n{r['events_before']} events before, {r['events_day']} in the new file; refresh recomputed "
-          f"{r['refresh']['rows']['swing']} SWING and {r['refresh']['rows']['cooc']} COOC rows of "
-          f"{r['refresh']['rows']['basis_items']} items")
+          f"{rows['swing']} SWING and {rows['cooc']} COOC rows of {rows['basis_items']} items")
     print(f"{'stage':24s}{'refresh s':>12s}{'full s':>12s}{'full/refresh':>14s}")
     for k in ("ingest", "scores", "walks+eges+writeback"):
         a, b = r["refresh"]["seconds"][k], r["full"]["seconds"][k]
@@ -154,8 +142,27 @@ def main(argv=None) -> int:
     o = r["eges_top20_overlap"]
     print(f"EGES top-{K} overlap: refresh vs full rebuild {o['refresh_vs_full']:.3f}; "
           f"full rebuild seed 0 vs seed 1 {o['full_seed0_vs_seed1']:.3f} ({o['items']} items)")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--events", type=int, default=100_000, help="generated events in all (default 100,000)")
+    p.add_argument("--refresh-epochs", type=int, default=2)
+    p.add_argument("--day-share", type=float, nargs="+", default=[1 / 7, 0.01],
+                   help="share of events in the new file; one run each (default 1/7, a day of a week, and 0.01)")
+    p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("neo4j", "embed", "walkers", "ingest", "query", "graphrecall"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    results = []
+    for share in args.day_share:
+        with tempfile.TemporaryDirectory() as tmp:
+            results.append(run(args.events, args.refresh_epochs, share, Path(tmp)))
+        report(results[-1])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "refresh.json").write_text(json.dumps(r, indent=1))
+    (args.out / "refresh.json").write_text(json.dumps(results, indent=1))
     return 0
 
 

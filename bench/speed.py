@@ -135,6 +135,77 @@ def bench_eges_scaling(sizes=(6_500, 200_000), n_walks: int = 10_000) -> dict:
     return out
 
 
+def bench_torch_threads(driver, walks, side_columns, epochs_pairs: int = 400_000) -> dict:
+    """EGES pairs/s with 1 and 2 torch threads, with Neo4j idle and while Neo4j runs a Cypher load (a
+    thread that repeats a two-hop count), as during `graphrecall refresh` or with the API's probe on the
+    same 2 cores: what ``PipelineConfig.torch_threads`` defaults to."""
+    import threading
+
+    import torch
+
+    from embed.eges import EGES, SideInfo
+
+    side = SideInfo.from_columns(side_columns)
+    rows = walks[: max(1, epochs_pairs // 40)]  # about 40 window pairs per walk row of 10
+    stop = threading.Event()
+
+    def load():
+        with driver.session(default_access_mode="READ") as s:
+            while not stop.is_set():
+                s.run("MATCH (i:Item)<-[:ENGAGED]-(:User)-[:ENGAGED]->(j:Item) RETURN count(*)").consume()
+
+    out, before = {}, torch.get_num_threads()
+    try:
+        for busy in (False, True):
+            th = threading.Thread(target=load, daemon=True) if busy else None
+            if th:
+                stop.clear()
+                th.start()
+                time.sleep(2)
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                eges = EGES(dim=32, epochs=1, batch_size=1024, market_negatives=0, progress=False)
+                _, t = timed(eges.fit, rows, side)
+                out[f"{'busy' if busy else 'idle'}_{n}_threads_s"] = t
+            tag = "busy" if busy else "idle"
+            out[f"ratio_{tag}_1_over_2_threads_s"] = out[f"{tag}_1_threads_s"] / out[f"{tag}_2_threads_s"]
+            if th:
+                stop.set()
+                th.join()
+    finally:
+        torch.set_num_threads(before)
+    out["walk_rows"] = len(rows)
+    return out
+
+
+def bench_faiss(n_items: int = 200_000, dim: int = 32, n_queries: int = 1000) -> dict:
+    """Exact (flat) against HNSW at ``n_items`` clustered vectors: build time, one-query latency (as the API
+    asks) and HNSW's recall@20 against exact, with the parameters ``ItemVectorIndex`` uses from
+    ``HNSW_FROM_ITEMS`` items. Faiss runs on one thread (the API's worker shares the cores)."""
+    import faiss
+
+    from embed.index import ItemVectorIndex
+
+    faiss.omp_set_num_threads(1)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(n_items // 100, dim))
+    vec = (centres[rng.integers(0, len(centres), n_items)] + 0.7 * rng.normal(size=(n_items, dim))).astype(np.float32)
+    ids = [str(n) for n in range(n_items)]
+    out = {"items": n_items, "dim": dim}
+    idx = {}
+    for kind in ("flat", "hnsw"):
+        idx[kind], out[f"{kind}_build_s"] = timed(ItemVectorIndex, ids, vec, kind=kind)
+    queries = [ids[q] for q in rng.choice(n_items, n_queries, replace=False)]
+    got = {}
+    for kind in ("flat", "hnsw"):
+        t0 = time.perf_counter()
+        got[kind] = [set(idx[kind].similar_items(q, 20)[0]) for q in queries]
+        out[f"{kind}_query_ms"] = (time.perf_counter() - t0) / n_queries * 1e3
+    out["hnsw_recall@20"] = float(np.mean([len(a & b) / 20 for a, b in zip(got["flat"], got["hnsw"])]))
+    out["ratio_flat_over_hnsw_query"] = out["flat_query_ms"] / out["hnsw_query_ms"]
+    return out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -234,6 +305,8 @@ def main(argv=None) -> int:
         out["walks"] = w
         out["embeddings"] = bench_embeddings(g, walks)
         out["eges_scaling"] = bench_eges_scaling()
+        out["torch_threads"] = bench_torch_threads(driver, walks, g.side)
+        out["faiss"] = bench_faiss()
         from embed.eges import EGES, SideInfo
         from embed.index import ItemVectorIndex
 

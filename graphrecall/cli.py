@@ -319,6 +319,9 @@ def _add_model(p):
     g.add_argument("--walks-per-node", type=int, help="walks started per item (default 10)")
     g.add_argument("--dim", type=int, help="EGES dimension (default 32)")
     g.add_argument("--epochs", type=int, help="EGES epochs (default 10)")
+    g.add_argument("--torch-threads", type=int,
+                   help="torch threads for EGES (default 1, or $GRAPHRECALL_TORCH_THREADS: Neo4j shares the cores; "
+                        "bench/speed.py section torch_threads measures 1 against 2)")
     g.add_argument("--window", type=int, help="skip-gram window (default 5)")
     g.add_argument("--market-field", help="item field for same-market negatives (default market)")
     g.add_argument("--market-negatives", type=int, help="same-market negatives per positive (default 0; 2 turns them on)")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -43,6 +45,24 @@ class PipelineConfig:
     market_field: str | None = "market"
     market_negatives: int = 0  # same-market negatives measured no gain on REES46 validation; --market-negatives 2
     random_seed: int = 0
+    # EGES's torch threads. 1 by default: Neo4j shares this machine's 2 cores, and torch's default (one per
+    # core) measured about 5x slower on a busy machine (issue 10); bench/speed.py, section torch_threads
+    torch_threads: int = field(default_factory=lambda: int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")))
+
+
+@contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to ``n`` inside the block, restored after."""
+    import torch
+
+    if n < 1:
+        raise ValueError(f"torch_threads must be >= 1, got {n}; set --torch-threads or GRAPHRECALL_TORCH_THREADS")
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass
@@ -102,8 +122,9 @@ def train_embeddings(driver, cfg: PipelineConfig, artifacts: Path, database: str
     """Walks + EGES on the exported graph, vectors to Neo4j and Faiss; the model's tables are kept in
     ``artifacts/eges/state.pt`` for a later warm start (``warm_start``, used by :func:`refresh`)."""
     g = export_graph(driver, database)
-    res = train_item_vectors(g.transitions, g.side, g.sessions, g.booked, random_seed=cfg.random_seed,
-                             progress=progress, item_ids=g.item_ids, warm_start=warm_start, **eges_settings(cfg))
+    with torch_threads(cfg.torch_threads):
+        res = train_item_vectors(g.transitions, g.side, g.sessions, g.booked, random_seed=cfg.random_seed,
+                                 progress=progress, item_ids=g.item_ids, warm_start=warm_start, **eges_settings(cfg))
     write_embeddings(driver, g.item_ids, res.embeddings, res.cold, database=database)
     index = ItemVectorIndex(g.item_ids, res.embeddings)
     faiss_dir = index.save(artifacts / "faiss")

@@ -342,8 +342,6 @@ def refresh_scores(
     Stored lists are top-k, not whole rows, so a changed row is recomputed whole rather than patched.
     When more than ``full_above`` of the basis's items need COOC rows, every row is recomputed on the
     new basis instead: the same result, without the per-row bookkeeping (``bench/refresh.py``)."""
-    import pandas as pd
-
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     _prepare(driver, k, min_score, None, database)

@@ -72,7 +72,7 @@ def read_item_side(driver, database: str = "neo4j") -> dict[str, dict]:
 
 def tune_blend(driver, cfg=None, *, quantile: float = 0.8, store: bool = True,
                random_seed: int = 0, database: str = "neo4j", progress: bool = True) -> TuneReport:
-    from graphrecall.pipeline import PipelineConfig
+    from graphrecall.pipeline import PipelineConfig, torch_threads
 
     t0 = time.perf_counter()
     cfg = cfg or PipelineConfig()  # the pipeline's settings: channels rebuilt as `graphrecall scores`/`embed` build them
@@ -91,7 +91,8 @@ def tune_blend(driver, cfg=None, *, quantile: float = 0.8, store: bool = True,
     queries = set(cases.query)
     grid = blend_grid()
     bar = progress_bar(total=2 + len(BASE_CHANNELS), unit="steps", desc="tune", enabled=progress)
-    retriever, _ = build_retriever(events, train, cat, cfg, random_seed=random_seed)
+    with torch_threads(cfg.torch_threads):
+        retriever, _ = build_retriever(events, train, cat, cfg, random_seed=random_seed)
     bar.update(1)
     channels = {}
     for ch in BASE_CHANNELS:

@@ -95,3 +95,21 @@ def test_refresh_updates_lists_like_a_full_rebuild(driver, tmp_path, monkeypatch
     with driver.session() as s:
         n_missing = s.run("MATCH (i:Item) WHERE i.embedding IS NULL RETURN count(i)").single()[0]
     assert n_missing == 0 and all(i in index for i in new_items)
+
+
+def test_torch_threads_are_set_for_eges_and_restored(monkeypatch):
+    import torch
+
+    from graphrecall.pipeline import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="--torch-threads"):
+        with torch_threads(0):
+            pass
+    monkeypatch.setenv("GRAPHRECALL_TORCH_THREADS", "2")
+    assert PipelineConfig().torch_threads == 2
+    monkeypatch.delenv("GRAPHRECALL_TORCH_THREADS")
+    assert PipelineConfig().torch_threads == 1
