@@ -39,6 +39,7 @@ bench: install
 	$(PY) bench/ingest_memory.py
 	$(PY) bench/api_load.py
 	$(PY) bench/scale.py
+	$(PY) bench/refresh.py
 
 clean-neo4j:
 	-$(VENV)/bin/graphrecall neo4j stop

@@ -16,7 +16,8 @@ between refresh and full rebuild, beside the overlap between two full rebuilds t
 seed (the tolerance: a refresh should differ from a rebuild no more than a rebuild differs from itself).
 Torch uses one thread (Neo4j shares the 2 cores).
 
-    python bench/refresh.py [--events 100000] [--refresh-epochs 2]
+    python bench/refresh.py [--events 100000] [--refresh-epochs 2] [--day-share 0.143 0.01]
+    python bench/refresh.py --data ../shared/data/rees46/2019-Oct_head17k_clean.csv   # a real log instead
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def compare_scores(x: dict, y: dict) -> dict:
     return {"pairs": len(x), "same_pairs": same, "max_abs_diff": diff}
 
 
-def run(n_events: int, refresh_epochs: int, share: float, tmp: Path) -> dict:
+def run(n_events: int, refresh_epochs: int, share: float, tmp: Path, data: Path | None = None) -> dict:
     import torch
 
     from embed.index import ItemVectorIndex
@@ -80,14 +81,14 @@ def run(n_events: int, refresh_epochs: int, share: float, tmp: Path) -> dict:
 
     torch.set_num_threads(1)
     cfg = PipelineConfig()
-    log = generate_rees46(tmp / "gen.csv", n_users=max(50, round(n_events / 22.5)), n_markets=8,
-                          categories_per_market=25, items_per_category=max(20, round(n_events / 20 / 200)),
-                          random_seed=0)
+    log = data or generate_rees46(tmp / "gen.csv", n_users=max(50, round(n_events / 22.5)), n_markets=8,
+                                  categories_per_market=25, items_per_category=max(20, round(n_events / 20 / 200)),
+                                  random_seed=0)
     before, day, n_before, n_day = split_last_day(log, tmp, share)
     logger.info("%d events before, %d in the new file", n_before, n_day)
     art = tmp / "artifacts"
     server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
-    out: dict = {"events_before": n_before, "events_day": n_day, "refresh_epochs": refresh_epochs}
+    out: dict = {"log": str(data) if data else f"generated, {n_events} events", "share": share, "events_before": n_before, "events_day": n_day, "refresh_epochs": refresh_epochs}
     with server.settings().driver() as driver:
         apply_schema(driver)
         reset_graph(driver)
@@ -101,7 +102,8 @@ def run(n_events: int, refresh_epochs: int, share: float, tmp: Path) -> dict:
         out["refresh"] = {"seconds": res.seconds, "total": sum(res.seconds.values()),
                           "rows": {"swing": res.scores.swing_items, "cooc": res.scores.cooc_items,
                                    "basis_items": res.scores.basis_items, "changed_users": res.scores.changed_users,
-                                   "pair_users": res.scores.pair_users}}
+                                   "pair_users": res.scores.pair_users, "swing_full": res.scores.swing_full,
+                                   "cooc_full": res.scores.cooc_full}}
         got = {rel: read_scores(driver, rel) for rel in ("SWING", "COOC")}
         refreshed = ItemVectorIndex.load(art / "faiss")
 
@@ -129,8 +131,9 @@ def run(n_events: int, refresh_epochs: int, share: float, tmp: Path) -> dict:
 
 def report(r: dict) -> None:
     rows = r["refresh"]["rows"]
-    print(f"\n{r['events_before']} events before, {r['events_day']} in the new file; refresh recomputed "
-          f"{rows['swing']} SWING and {rows['cooc']} COOC rows of {rows['basis_items']} items")
+    print(f"\n{r['log']}: {r['events_before']} events before, {r['events_day']} in the new file; "
+          f"{rows['swing']} SWING and {rows['cooc']} COOC rows of {rows['basis_items']} items needed recomputing"
+          + "".join(f"; every {rel} row recomputed (past full_above)" for rel in ("swing", "cooc") if rows[f"{rel}_full"]))
     print(f"{'stage':24s}{'refresh s':>12s}{'full s':>12s}{'full/refresh':>14s}")
     for k in ("ingest", "scores", "walks+eges+writeback"):
         a, b = r["refresh"]["seconds"][k], r["full"]["seconds"][k]
@@ -151,6 +154,7 @@ def main(argv=None) -> int:
     p.add_argument("--refresh-epochs", type=int, default=2)
     p.add_argument("--day-share", type=float, nargs="+", default=[1 / 7, 0.01],
                    help="share of events in the new file; one run each (default 1/7, a day of a week, and 0.01)")
+    p.add_argument("--data", type=Path, help="a REES46-format log to split instead of a generated one")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
@@ -159,10 +163,11 @@ def main(argv=None) -> int:
     results = []
     for share in args.day_share:
         with tempfile.TemporaryDirectory() as tmp:
-            results.append(run(args.events, args.refresh_epochs, share, Path(tmp)))
+            results.append(run(args.events, args.refresh_epochs, share, Path(tmp), args.data))
         report(results[-1])
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "refresh.json").write_text(json.dumps(results, indent=1))
+    name = f"refresh-{args.data.stem}.json" if args.data else "refresh.json"
+    (args.out / name).write_text(json.dumps(results, indent=1))
     return 0
 
 

@@ -6,8 +6,11 @@
    EGES with dense Adam vs sparse gradients (SparseAdam) on 6.5k and 200k items.
 4. Ingest: events/s over Bolt (vs reading + validating alone).
 5. API: p50/p99 latency and QPS of ``GET /i2i`` under a bounded fixed-rate loopback load.
+6. torch threads: EGES with 1 and 2 threads, Neo4j idle and busy (``PipelineConfig.torch_threads``).
+7. Faiss: exact against HNSW at 200k items (recall@20, query time).
 
     python bench/speed.py [--data FILE --format rees46] [--api-seconds 20] [--api-rate 200]
+    python bench/speed.py --only torch_threads faiss     # just those sections (the graph is loaded untimed)
 
 Runs against a local Neo4j instance ``bench`` (ports 27687/27474), which it resets.
 """
@@ -135,7 +138,7 @@ def bench_eges_scaling(sizes=(6_500, 200_000), n_walks: int = 10_000) -> dict:
     return out
 
 
-def bench_torch_threads(driver, walks, side_columns, epochs_pairs: int = 400_000) -> dict:
+def bench_torch_threads(driver, walks, side_columns, epochs_pairs: int = 1_000_000) -> dict:
     """EGES pairs/s with 1 and 2 torch threads, with Neo4j idle and while Neo4j runs a Cypher load (a
     thread that repeats a two-hop count), as during `graphrecall refresh` or with the API's probe on the
     same 2 cores: what ``PipelineConfig.torch_threads`` defaults to."""
@@ -284,6 +287,8 @@ def main(argv=None) -> int:
     p.add_argument("--api-seconds", type=float, default=60.0, help="load duration (bounded)")
     p.add_argument("--api-rate", type=float, default=200.0, help="target requests/s")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--only", nargs="+", choices=["torch_threads", "faiss"],
+                   help="run only these sections (after an untimed ingest when the graph is empty)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     if not args.data.exists():
@@ -293,6 +298,10 @@ def main(argv=None) -> int:
         args.format = "rees46"
     server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
     out = {"machine": machine(), "data": str(args.data)}
+    if args.only:
+        with server.settings().driver() as driver:
+            out |= only_sections(driver, args)
+        return report(out, args)
     with server.settings().driver() as driver:
         apply_schema(driver)
         out["ingest"] = bench_ingest(driver, args.data, args.format)
@@ -321,6 +330,32 @@ def main(argv=None) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 ingest_events(driver, ml, "movielens", reject_dir=tmp, progress=False, batch_size=5000)
             out["swing_movielens"] = bench_swing(driver, event_types=("rated_high",))
+    return report(out, args)
+
+
+def only_sections(driver, args) -> dict:
+    from walkers.export import export_graph
+    from walkers.walk import random_walks
+
+    apply_schema(driver)
+    with driver.session() as s:
+        empty = s.run("MATCH (i:Item) RETURN count(i) = 0").single()[0]
+    if empty:
+        from ingest.writer import ingest_events
+
+        with tempfile.TemporaryDirectory() as tmp:
+            ingest_events(driver, args.data, args.format, reject_dir=tmp, progress=False, batch_size=5000)
+    out = {}
+    if "torch_threads" in args.only:
+        g = export_graph(driver)
+        walks = random_walks(g.transitions, walk_length=10, walks_per_node=20, random_seed=0)
+        out["torch_threads"] = bench_torch_threads(driver, walks, g.side)
+    if "faiss" in args.only:
+        out["faiss"] = bench_faiss()
+    return out
+
+
+def report(out: dict, args) -> int:
     if not args.json:
         print(f"machine: {out['machine']}")
         for section, vals in out.items():

@@ -293,13 +293,15 @@ class RefreshReport:
     cooc_items: int  # COOC rows recomputed
     pair_users: int  # users whose Swing pairs were recomputed
     seconds: dict
-    full: bool = False  # so many rows changed that every row was recomputed (cheaper; same result)
+    swing_full: bool = False  # so many rows changed that every row was recomputed instead (cheaper; same result)
+    cooc_full: bool = False
 
     def summary(self) -> str:
-        how = " (every row: more than the full_above share changed)" if self.full else ""
-        return (f"{self.changed_users} users and {self.changed_items} items changed in the basis; recomputed "
-                f"{self.swing_items} SWING rows and {self.cooc_items} COOC rows of {self.basis_items} items{how} "
-                f"in {sum(self.seconds.values()):.1f}s")
+        full = [rel for rel, f in (("SWING", self.swing_full), ("COOC", self.cooc_full)) if f]
+        how = f"; past full_above, every {' and '.join(full)} row was recomputed" if full else ""
+        return (f"{self.changed_users} users and {self.changed_items} items changed in the basis; "
+                f"{self.swing_items} SWING rows and {self.cooc_items} COOC rows of {self.basis_items} items "
+                f"needed recomputing{how}; {sum(self.seconds.values()):.1f}s")
 
 
 def basis_frame(driver, database: str = "neo4j"):
@@ -340,8 +342,9 @@ def refresh_scores(
 
     Every other row is provably unchanged, so the result equals a full recompute (tested against it).
     Stored lists are top-k, not whole rows, so a changed row is recomputed whole rather than patched.
-    When more than ``full_above`` of the basis's items need COOC rows, every row is recomputed on the
-    new basis instead: the same result, without the per-row bookkeeping (``bench/refresh.py``)."""
+    When more than ``full_above`` of the basis's items need new rows of a score, every row of it is
+    recomputed on the new basis instead: the same result, without the per-row bookkeeping
+    (``bench/refresh.py``)."""
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     _prepare(driver, k, min_score, None, database)
@@ -364,37 +367,37 @@ def refresh_scores(
     logger.info("refresh: %d users and %d items changed in the basis; %d SWING rows and %d COOC rows to recompute "
                 "(of %d items)", len(users), len(items), len(swing_items), len(cooc_items), new["i"].nunique())
     n_items = int(new["i"].nunique())
-    if cooc_items and len(cooc_items) > full_above * n_items:
-        t = time.perf_counter()
+    swing_full = len(swing_items) > full_above * n_items
+    cooc_full = len(cooc_items) > full_above * n_items
+    t = time.perf_counter()
+    if swing_full:
         compute_swing(driver, alpha=alpha, user_weight=user_weight, k=k, min_score=min_score, basis=None,
                       database=database, batch_size=batch_size, progress=progress)
-        secs["swing"] = time.perf_counter() - t
-        t = time.perf_counter()
-        compute_cooc(driver, k=k, iuf=iuf, min_score=min_score, basis=None, database=database,
-                     batch_size=2 * batch_size, progress=progress)
-        secs["cooc"] = time.perf_counter() - t
-        rep = RefreshReport(len(users), len(items), n_items, n_items, n_items, int(new["u"].nunique()), secs, True)
-        logger.info("refresh: %s", rep.summary())
-        return rep
-    t = time.perf_counter()
-    with driver.session(database=database) as s:
-        s.run(Q_CLEAR_PAIRS).consume()
-    try:
-        _run_over(driver, pair_users, "users", Q_SWING_PAIRS, dict(alpha=float(alpha), user_weight=bool(user_weight)),
-                  batch_size, database, progress, "swing pairs")
-        _run_over(driver, swing_items, "items", Q_DROP_ROWS, dict(rel="SWING"), 1000, database, False, "")
-        _run_over(driver, swing_items, "items", Q_SWING, dict(k=int(k), min_score=float(min_score)), batch_size,
-                  database, progress, "SWING")
-    finally:
+    else:
         with driver.session(database=database) as s:
             s.run(Q_CLEAR_PAIRS).consume()
+        try:
+            _run_over(driver, pair_users, "users", Q_SWING_PAIRS,
+                      dict(alpha=float(alpha), user_weight=bool(user_weight)), batch_size, database, progress,
+                      "swing pairs")
+            _run_over(driver, swing_items, "items", Q_DROP_ROWS, dict(rel="SWING"), 1000, database, False, "")
+            _run_over(driver, swing_items, "items", Q_SWING, dict(k=int(k), min_score=float(min_score)), batch_size,
+                      database, progress, "SWING")
+        finally:
+            with driver.session(database=database) as s:
+                s.run(Q_CLEAR_PAIRS).consume()
     secs["swing"] = time.perf_counter() - t
     t = time.perf_counter()
-    _run_over(driver, cooc_items, "items", Q_DROP_ROWS, dict(rel="COOC"), 1000, database, False, "")
-    _run_over(driver, cooc_items, "items", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)),
-              2 * batch_size, database, progress, "COOC")
+    if cooc_full:
+        compute_cooc(driver, k=k, iuf=iuf, min_score=min_score, basis=None, database=database,
+                     batch_size=2 * batch_size, progress=progress)
+    else:
+        _run_over(driver, cooc_items, "items", Q_DROP_ROWS, dict(rel="COOC"), 1000, database, False, "")
+        _run_over(driver, cooc_items, "items", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)),
+                  2 * batch_size, database, progress, "COOC")
     secs["cooc"] = time.perf_counter() - t
-    rep = RefreshReport(len(users), len(items), n_items, len(swing_items), len(cooc_items), len(pair_users), secs)
+    rep = RefreshReport(len(users), len(items), n_items, len(swing_items), len(cooc_items), len(pair_users), secs,
+                        swing_full, cooc_full)
     logger.info("refresh: %s", rep.summary())
     return rep
 

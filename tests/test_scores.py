@@ -159,6 +159,6 @@ def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, c
     load_triples(driver, [(f"u{u}", "i12", 3000 + u) for u in range(20, 40)], key="more")
     rep = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, full_above=0.2, progress=False)
     basis = capped_basis(old + new + [(f"u{u}", "i12", 3000 + u) for u in range(20, 40)], *caps)
-    assert rep.full and rep.cooc_items == rep.basis_items
+    assert rep.swing_full and rep.cooc_full
     assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
     assert_scores_equal(read_scores(driver, "COOC"), cooc_bruteforce(basis, iuf=iuf))
