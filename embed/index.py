@@ -18,8 +18,8 @@ logger = logging.getLogger(__name__)
 
 HNSW_FROM_ITEMS = 200_000
 HNSW_M = 32  # links per node
-HNSW_EF_CONSTRUCTION = 200
-HNSW_EF_SEARCH = 128
+HNSW_EF_CONSTRUCTION = 64
+HNSW_EF_SEARCH = 64
 
 
 class ItemVectorIndex:
