@@ -8,6 +8,7 @@
 5. API: p50/p99 latency and QPS of ``GET /i2i`` under a bounded fixed-rate loopback load.
 6. torch threads: EGES with 1 and 2 threads, Neo4j idle and busy (``PipelineConfig.torch_threads``).
 7. Faiss: exact against HNSW at 200k items (recall@20, query time).
+8. Blend: the vectorised blend against the same blend item by item.
 
     python bench/speed.py [--data FILE --format rees46] [--api-seconds 20] [--api-rate 200]
     python bench/speed.py --only torch_threads faiss     # just those sections (the graph is loaded untimed)
@@ -209,6 +210,28 @@ def bench_faiss(n_items: int = 200_000, dim: int = 32, n_queries: int = 1000) ->
     return out
 
 
+def bench_blend(n_calls: int = 20_000) -> dict:
+    """The served blend (vectorised: one ``bincount`` over all channels' contributions) against the same
+    blend item by item with dicts (``query.oracle.blend_reference``), on five channels of 50 neighbours
+    that overlap, as the API fuses them (``BLEND_DEPTH``) for one uncached ``/i2i`` answer."""
+    from query.oracle import blend_reference
+    from query.retriever import BlendConfig, Neighbours, blend
+
+    rng = np.random.default_rng(0)
+    pool = np.array([f"item-{n}" for n in range(150)], dtype=object)
+    lists = {ch: Neighbours(rng.choice(pool, 50, replace=False), np.sort(rng.random(50))[::-1], [ch] * 50)
+             for ch in ("swing", "cooc", "trans", "side", "eges")}
+    cfg = BlendConfig.parse("score:swing=1,cooc=0.5,trans=1,side=0.25,eges=0.5")
+    out = {}
+    for name, fn in (("vectorised", blend), ("dicts", blend_reference)):
+        t0 = time.perf_counter()
+        for _ in range(n_calls):
+            fn(lists, 10, cfg)
+        out[f"{name}_us"] = (time.perf_counter() - t0) / n_calls * 1e6
+    out["ratio_dicts_over_vectorised"] = out["dicts_us"] / out["vectorised_us"]
+    return out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -287,7 +310,7 @@ def main(argv=None) -> int:
     p.add_argument("--api-seconds", type=float, default=60.0, help="load duration (bounded)")
     p.add_argument("--api-rate", type=float, default=200.0, help="target requests/s")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--only", nargs="+", choices=["torch_threads", "faiss"],
+    p.add_argument("--only", nargs="+", choices=["torch_threads", "faiss", "blend"],
                    help="run only these sections (after an untimed ingest when the graph is empty)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -316,6 +339,7 @@ def main(argv=None) -> int:
         out["eges_scaling"] = bench_eges_scaling()
         out["torch_threads"] = bench_torch_threads(driver, walks, g.side)
         out["faiss"] = bench_faiss()
+        out["blend"] = bench_blend()
         from embed.eges import EGES, SideInfo
         from embed.index import ItemVectorIndex
 
@@ -352,6 +376,8 @@ def only_sections(driver, args) -> dict:
         out["torch_threads"] = bench_torch_threads(driver, walks, g.side)
     if "faiss" in args.only:
         out["faiss"] = bench_faiss()
+    if "blend" in args.only:
+        out["blend"] = bench_blend()
     return out
 
 

@@ -283,6 +283,27 @@ def test_blend_score_divides_each_channel_by_its_best():
     assert list(out.ids) == ["y", "z"]
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_vectorised_blend_equals_the_item_by_item_blend(seed):
+    """Random lists over a small id space, so that ids repeat across channels and scores tie."""
+    from query.oracle import blend_reference
+
+    rng = np.random.default_rng(seed)
+    pool = np.array([f"i{n}" for n in range(25)], dtype=object)
+    lists = {}
+    for ch in ("swing", "cooc", "trans", "side", "eges"):
+        n = int(rng.integers(0, 15))
+        scores = np.sort(rng.choice([1.0, 0.5, 0.25, 0.0], size=n))[::-1] * (1 if rng.random() < 0.8 else -1)
+        lists[ch] = Neighbours(rng.choice(pool, size=n, replace=False), scores, [ch] * n)
+    is_new = lambda ids: np.array([int(i[1:]) % 3 == 0 for i in ids])  # noqa: E731
+    for spec in ("score:swing=1,cooc=0.5,trans=1,side=0.25,eges=0.5", "score:swing=1,eges=1,new=0.7",
+                 "rrf:swing=1,cooc=1,side=0.5,eges=1", "score:cooc=1"):
+        cfg = BlendConfig.parse(spec)
+        got = blend(lists, 12, cfg, is_new)
+        ids, scores, channels = blend_reference(lists, 12, cfg, is_new)
+        assert list(got.ids) == ids and list(got.scores) == scores and got.channels == channels, spec
+
+
 def test_blend_new_items_weight_multiplies_items_without_events():
     sw = Neighbours(np.array(["old", "fresh"], dtype=object), np.array([1.0, 0.9]), ["swing"] * 2)
     eg = Neighbours(np.array(["fresh", "old"], dtype=object), np.array([1.0, 0.5]), ["eges"] * 2)
