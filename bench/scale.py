@@ -12,7 +12,8 @@ together are the footprint that has to stay under the issue's 12 GiB (the page c
 uses ``--torch-threads`` threads (default 1: Neo4j shares the 2 cores). The table, the exponent
 ``log(t2/t1) / log(n2/n1)`` between consecutive sizes, and a log-log plot go to ``bench/results/``.
 
-    python bench/scale.py [--events 100000 300000] [--heap 4g]
+    python bench/scale.py [--events 100000 300000 1000000] [--heap 4g]
+    python bench/scale.py --events 1000000 --merge   # add a size to the saved table, keep the other rows
     python bench/scale.py --events 10000000     # the issue's big run (not reached yet: see the README)
 """
 
@@ -124,7 +125,9 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--events", type=int, nargs="+", default=[100_000, 300_000])
+    p.add_argument("--events", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
+    p.add_argument("--merge", action="store_true",
+                   help="keep the rows of other sizes already in the saved scale.json (one table from several runs)")
     p.add_argument("--heap", default="2g", help="Neo4j heap (default 2g)")
     p.add_argument("--torch-threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
@@ -136,6 +139,10 @@ def main(argv=None) -> int:
         for n in sorted(args.events):
             rows.append(run_size(n, args.heap, args.torch_threads, Path(tmp)))
             logger.info("%d events: %s", n, {k: round(v, 1) for k, v in rows[-1]["seconds"].items()})
+    if args.merge and (args.out / "scale.json").exists():
+        done = {r["events"] for r in rows}
+        old = json.loads((args.out / "scale.json").read_text())["rows"]
+        rows = sorted([r for r in old if r["events"] not in done] + rows, key=lambda r: r["events"])
     print(f"{'events':>10s} {'items':>8s} " + " ".join(f"{s:>11s}" for s in STAGES) + f" {'total':>8s} {'py RSS GiB':>10s}")
     for r in rows:
         print(f"{r['events']:10d} {r['items']:8d} " + " ".join(f"{r['seconds'][s]:11.1f}" for s in STAGES)

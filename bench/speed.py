@@ -8,7 +8,7 @@
 5. API: p50/p99 latency and QPS of ``GET /i2i`` under a bounded fixed-rate loopback load.
 6. torch threads: EGES with 1 and 2 threads, Neo4j idle and busy (``PipelineConfig.torch_threads``).
 7. Faiss: exact against HNSW at 200k items (recall@20, query time).
-8. Blend: the vectorised blend against the same blend item by item.
+8. Blend: the served (numpy) blend against the same blend item by item.
 
     python bench/speed.py [--data FILE --format rees46] [--api-seconds 20] [--api-rate 200]
     python bench/speed.py --only torch_threads faiss     # just those sections (the graph is loaded untimed)
@@ -210,25 +210,27 @@ def bench_faiss(n_items: int = 200_000, dim: int = 32, n_queries: int = 1000) ->
     return out
 
 
-def bench_blend(n_calls: int = 20_000) -> dict:
-    """The served blend (vectorised: one ``bincount`` over all channels' contributions) against the same
-    blend item by item with dicts (``query.oracle.blend_reference``), on five channels of 50 neighbours
-    that overlap, as the API fuses them (``BLEND_DEPTH``) for one uncached ``/i2i`` answer."""
+def bench_blend(n_calls: int = 20_000, depths=(50, 200)) -> dict:
+    """The served blend (numpy: one ``bincount`` over all channels' contributions) against the same blend
+    item by item with dicts (``query.oracle.blend_reference``), on five overlapping channels of ``depth``
+    neighbours: 50 is what the API fuses (``BLEND_DEPTH``) for one uncached ``/i2i`` answer."""
     from query.oracle import blend_reference
     from query.retriever import BlendConfig, Neighbours, blend
 
     rng = np.random.default_rng(0)
-    pool = np.array([f"item-{n}" for n in range(150)], dtype=object)
-    lists = {ch: Neighbours(rng.choice(pool, 50, replace=False), np.sort(rng.random(50))[::-1], [ch] * 50)
-             for ch in ("swing", "cooc", "trans", "side", "eges")}
     cfg = BlendConfig.parse("score:swing=1,cooc=0.5,trans=1,side=0.25,eges=0.5")
     out = {}
-    for name, fn in (("vectorised", blend), ("dicts", blend_reference)):
-        t0 = time.perf_counter()
-        for _ in range(n_calls):
-            fn(lists, 10, cfg)
-        out[f"{name}_us"] = (time.perf_counter() - t0) / n_calls * 1e6
-    out["ratio_dicts_over_vectorised"] = out["dicts_us"] / out["vectorised_us"]
+    for depth in depths:
+        pool = np.array([f"item-{n}" for n in range(3 * depth)], dtype=object)
+        lists = {ch: Neighbours(rng.choice(pool, depth, replace=False), np.sort(rng.random(depth))[::-1], [ch] * depth)
+                 for ch in ("swing", "cooc", "trans", "side", "eges")}
+        calls = max(1, n_calls * 50 // depth)
+        for name, fn in (("numpy", blend), ("dicts", blend_reference)):
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn(lists, 10, cfg)
+            out[f"{name}_us_depth{depth}"] = (time.perf_counter() - t0) / calls * 1e6
+        out[f"ratio_dicts_over_numpy_depth{depth}"] = out[f"dicts_us_depth{depth}"] / out[f"numpy_us_depth{depth}"]
     return out
 
 
