@@ -45,8 +45,8 @@ class PipelineConfig:
     market_field: str | None = "market"
     market_negatives: int = 0  # same-market negatives measured no gain on REES46 validation; --market-negatives 2
     random_seed: int = 0
-    # EGES's torch threads. 1 by default: Neo4j shares this machine's 2 cores, and torch's default (one per
-    # core) measured about 5x slower on a busy machine (issue 10); bench/speed.py, section torch_threads
+    # EGES's torch threads. 1 by default: Neo4j shares this machine's 2 cores. Measured (bench/speed.py,
+    # section torch_threads): 2 threads are 1.46x faster on idle cores, 9.6x slower while Neo4j works
     torch_threads: int = field(default_factory=lambda: int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")))
 
 
@@ -168,7 +168,6 @@ def pick_sample_items(driver, n: int = 3, database: str = "neo4j") -> list[str]:
     with driver.session(database=database, default_access_mode="READ") as s:
         return [r[0] for r in s.run(
             "MATCH (i:Item)-[:SWING]->() WITH i, count(*) AS n ORDER BY n DESC, i.id LIMIT $n RETURN i.id", n=n).values()]
-
 
 
 @dataclass
