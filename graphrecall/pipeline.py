@@ -46,7 +46,7 @@ class PipelineConfig:
     market_negatives: int = 0  # same-market negatives measured no gain on REES46 validation; --market-negatives 2
     random_seed: int = 0
     # EGES's torch threads. 1 by default: Neo4j shares this machine's 2 cores. Measured (bench/speed.py,
-    # section torch_threads): 2 threads are 1.46x faster on idle cores, 9.6x slower while Neo4j works
+    # section torch_threads): 2 threads are 1.35x faster on idle cores, 13.5x slower while Neo4j works
     torch_threads: int = field(default_factory=lambda: int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")))
 
 

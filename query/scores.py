@@ -364,9 +364,9 @@ def refresh_scores(
     cooc_items = sorted(swing_items | near)
     swing_items = sorted(swing_items)
     secs["diff"] = time.perf_counter() - t
-    logger.info("refresh: %d users and %d items changed in the basis; %d SWING rows and %d COOC rows to recompute "
-                "(of %d items)", len(users), len(items), len(swing_items), len(cooc_items), new["i"].nunique())
     n_items = int(new["i"].nunique())
+    logger.info("refresh: %d users and %d items changed in the basis; %d SWING rows and %d COOC rows to recompute "
+                "(of %d items)", len(users), len(items), len(swing_items), len(cooc_items), n_items)
     swing_full = len(swing_items) > full_above * n_items
     cooc_full = len(cooc_items) > full_above * n_items
     t = time.perf_counter()
