@@ -45,7 +45,7 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path) -> dict:
     from graph_schema.schema import apply_schema
     from graph_schema.server import LocalNeo4j
     from graphrecall.pipeline import PipelineConfig, compute_scores, eges_settings, reset_graph
-    from ingest.synthetic import generate_rees46
+    from ingest.synthetic import generate_rees46_sized
     from ingest.writer import ingest_events
     from query.retriever import SnapshotRetriever
     from walkers.export import export_graph
@@ -55,9 +55,7 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path) -> dict:
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     users = max(50, round(n_events / 22.5))
-    items_per_category = max(20, round(n_events / 20 / 200))
-    log = generate_rees46(tmp / f"gen-{n_events}.csv", n_users=users, n_markets=8, categories_per_market=25,
-                          items_per_category=items_per_category, random_seed=0)
+    log = generate_rees46_sized(tmp / f"gen-{n_events}.csv", n_events, random_seed=0)
     t["generate"] = time.perf_counter() - t0
     server = LocalNeo4j("scale", bolt_port=29687, http_port=29474, heap=heap, pagecache="1g").start()
     with server.settings().driver() as driver:

@@ -9,9 +9,12 @@
 6. torch threads: EGES with 1 and 2 threads, Neo4j idle and busy (``PipelineConfig.torch_threads``).
 7. Faiss: exact against HNSW at 200k items (recall@20, query time).
 8. Blend: the served (numpy) blend against the same blend item by item.
+9. Scores engine: SWING + COOC by the ``graphrecall.scores`` procedure (1 and 2 threads) against the
+   Cypher reference, on the same BASIS, with the lists checked equal.
 
     python bench/speed.py [--data FILE --format rees46] [--api-seconds 20] [--api-rate 200]
     python bench/speed.py --only torch_threads faiss     # just those sections (the graph is loaded untimed)
+    python bench/speed.py --only scores_engine --events 300000   # on a generated log of that size
 
 Runs against a local Neo4j instance ``bench`` (ports 27687/27474), which it resets.
 """
@@ -229,6 +232,36 @@ def bench_blend(n_calls: int = 20_000, depths=(50, 200)) -> dict:
     return out
 
 
+def bench_scores_engine(driver) -> dict:
+    """Both engines on one BASIS (built once, untimed here): seconds, pairs and the lists compared."""
+    from query.scores import BasisParams, build_basis, compute_cooc, compute_swing, read_top_lists
+
+    t_basis = build_basis(driver, BasisParams())
+    with driver.session() as s:
+        edges = s.run("MATCH ()-[b:BASIS]->() RETURN count(b)").single()[0]
+    out = {"basis_edges": edges, "basis_s": t_basis}
+    lists = {}
+    for name, engine, threads in (("procedure_1thread", "procedure", 1), ("procedure_2threads", "procedure", 2),
+                                  ("cypher", "cypher", 1)):
+        t0 = time.perf_counter()
+        sw = compute_swing(driver, k=50, basis=None, engine=engine, threads=threads, progress=False)
+        t_sw = time.perf_counter() - t0
+        co = compute_cooc(driver, k=50, basis=None, engine=engine, threads=threads, progress=False)
+        t_co = time.perf_counter() - t0 - t_sw
+        out[f"{name}_swing_s"], out[f"{name}_cooc_s"] = t_sw, t_co
+        out[f"{name}_rels_per_s"] = (sw.written + co.written) / (t_sw + t_co)
+        lists[name] = {rel: read_top_lists(driver, rel) for rel in ("SWING", "COOC")}
+    for name in ("procedure_1thread", "procedure_2threads"):
+        same = all(
+            lists[name][rel].keys() == lists["cypher"][rel].keys()
+            and all(lists[name][rel][i][0] == lists["cypher"][rel][i][0] for i in lists["cypher"][rel])
+            for rel in ("SWING", "COOC"))
+        out[f"{name}_lists_equal_cypher"] = same
+        total = out[f"{name}_swing_s"] + out[f"{name}_cooc_s"]
+        out[f"ratio_cypher_over_{name}"] = (out["cypher_swing_s"] + out["cypher_cooc_s"]) / total
+    return out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -307,8 +340,10 @@ def main(argv=None) -> int:
     p.add_argument("--api-seconds", type=float, default=60.0, help="load duration (bounded)")
     p.add_argument("--api-rate", type=float, default=200.0, help="target requests/s")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--only", nargs="+", choices=["torch_threads", "faiss", "blend"],
+    p.add_argument("--only", nargs="+", choices=["torch_threads", "faiss", "blend", "scores_engine"],
                    help="run only these sections (after an untimed ingest when the graph is empty)")
+    p.add_argument("--events", type=int, default=0,
+                   help="with --only: ingest a generated REES46-shaped log of about this many events instead of --data")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     if not args.data.exists():
@@ -319,6 +354,12 @@ def main(argv=None) -> int:
     server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
     out = {"machine": machine(), "data": str(args.data)}
     if args.only:
+        if args.events:
+            from ingest.synthetic import generate_rees46_sized
+
+            args.data = generate_rees46_sized(Path(tempfile.mkdtemp()) / "gen.csv", args.events)
+            args.format = "rees46"
+            out["data"] = f"generated, about {args.events} events"
         with server.settings().driver() as driver:
             out |= only_sections(driver, args)
         return report(out, args)
@@ -361,7 +402,9 @@ def only_sections(driver, args) -> dict:
     apply_schema(driver)
     with driver.session() as s:
         empty = s.run("MATCH (i:Item) RETURN count(i) = 0").single()[0]
-    if empty:
+    if args.events:
+        reset_graph(driver)
+    if empty or args.events:
         from ingest.writer import ingest_events
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -375,6 +418,8 @@ def only_sections(driver, args) -> dict:
         out["faiss"] = bench_faiss()
     if "blend" in args.only:
         out["blend"] = bench_blend()
+    if "scores_engine" in args.only:
+        out["scores_engine"] = bench_scores_engine(driver)
     return out
 
 

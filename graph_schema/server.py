@@ -9,6 +9,8 @@
   stored with mode 0600 in the instance folder (``auth/password``);
 * starts ``org.neo4j.server.CommunityEntryPoint --console-mode`` with the JVM
   flags the stock ``neo4j`` launcher passes, detached from the caller;
+* builds graphrecall's procedures (``query/procedures``, :mod:`query.plugin`) and puts them in the
+  instance's ``plugins/``;
 * waits until Bolt answers; a server already running for that instance is reused.
 
 ``stop()`` sends SIGTERM (a clean shutdown: Neo4j checkpoints) and waits.
@@ -266,6 +268,9 @@ browser.remote_content_hostname_whitelist=localhost,127.0.0.1,guides.neo4j.com
         self.fetch()
         self._write_conf()
         self._set_initial_password()
+        from query.plugin import install  # graphrecall.scores (SWING/COOC in the database); optional
+
+        install(self.home / "plugins")
         cmd = [
             "java", f"-Xms{self.heap}", f"-Xmx{self.heap}", *STOCK_JVM_FLAGS,
             "-cp", f"{self.home / 'plugins'}/*:{self.conf_dir}:{self.lib_dir}/*",

@@ -315,6 +315,10 @@ def _add_model(p):
     g.add_argument("--max-users-per-item", type=int, help="cap on users per item in the basis (default 1000)")
     g.add_argument("--no-iuf", action="store_true", help="plain ItemCF counts (default: IUF-weighted users)")
     g.add_argument("--event-types", help="comma list of ENGAGED types for Swing/ItemCF (default all positive)")
+    g.add_argument("--score-engine", choices=["auto", "procedure", "cypher"],
+                   help="how SWING/COOC are computed: the graphrecall.scores procedure (Java, installed by graphrecall's "
+                        "local server), the Cypher reference, or auto: the procedure when the server has it (default)")
+    g.add_argument("--score-threads", type=int, help="worker threads of the graphrecall.scores procedure (default 1)")
     g.add_argument("--walk-length", type=int, help="random walk length (default 10)")
     g.add_argument("--walks-per-node", type=int, help="walks started per item (default 10)")
     g.add_argument("--dim", type=int, help="EGES dimension (default 32)")
@@ -369,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conn(s)
     s.set_defaults(func=cmd_ingest)
 
-    s = sub.add_parser("scores", help="compute Swing and ItemCF in Cypher, write top-K SWING/COOC")
+    s = sub.add_parser("scores", help="compute Swing and ItemCF in the database, write top-K SWING/COOC")
     _add_model(s)
     _add_conn(s)
     s.set_defaults(func=cmd_scores)

@@ -34,6 +34,10 @@ class PipelineConfig:
     max_items_per_user: int = 1000
     max_users_per_item: int = 1000
     event_types: tuple[str, ...] = ("view", "cart", "fav", "purchase", "rated_high")
+    # SWING/COOC: the graphrecall.scores procedure when the server has it ("auto"), else the Cypher
+    # reference; the same lists (tests/test_scores.py). Threads: the procedure's workers
+    score_engine: str = "auto"
+    score_threads: int = 1
     walk_length: int = 10
     walks_per_node: int = 10
     dim: int = 32
@@ -106,8 +110,9 @@ def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progres
                    ) -> tuple[ScoreReport, ScoreReport]:
     settings = score_settings(cfg)
     swing = compute_swing(driver, alpha=cfg.swing_alpha, k=cfg.top_k, basis=_basis(settings), database=database,
-                          progress=progress)
-    cooc = compute_cooc(driver, k=cfg.top_k, iuf=cfg.cooc_iuf, basis=None, database=database, progress=progress)
+                          progress=progress, engine=cfg.score_engine, threads=cfg.score_threads)
+    cooc = compute_cooc(driver, k=cfg.top_k, iuf=cfg.cooc_iuf, basis=None, database=database, progress=progress,
+                        engine=cfg.score_engine, threads=cfg.score_threads)
     store_score_settings(driver, settings, database)
     bump_data_version(driver, "scores", database)
     return swing, cooc
@@ -216,7 +221,8 @@ def refresh(
         compute_scores(driver, cfg, database, progress)
     else:
         out.scores = refresh_scores(driver, old_basis, alpha=settings["alpha"], k=settings["k"], iuf=settings["iuf"],
-                                    basis=_basis(settings), database=database, progress=progress)
+                                    basis=_basis(settings), database=database, progress=progress,
+                                    engine=cfg.score_engine, threads=cfg.score_threads)
     out.seconds["scores"] = time.perf_counter() - t
     t = time.perf_counter()
     path = eges_state_path(artifacts)

@@ -70,3 +70,10 @@ def generate_rees46(
                 500_000 + u, session,
             ])
     return path
+
+
+def generate_rees46_sized(path: str | Path, n_events: int, *, random_seed: int = 0) -> Path:
+    """A log of about ``n_events`` events in the shape the scale bench uses: about 22 events per user,
+    one item per 20 events, 8 markets of 25 categories."""
+    return generate_rees46(path, n_users=max(50, round(n_events / 22.5)), n_markets=8, categories_per_market=25,
+                           items_per_category=max(20, round(n_events / 20 / 200)), random_seed=random_seed)

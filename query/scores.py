@@ -16,14 +16,25 @@ degrees ``basis_deg`` on both ends. On the basis:
 * Co-occurrence: ItemCF cosine ``C_ij / sqrt(N_i N_j)``; with ``iuf=True`` each user adds
   ``1/log(1 + |I_u|)`` to ``C_ij`` instead of 1 (ItemCF-IUF, Breese et al.), damping heavy users.
 
-The top ``k`` per item are written as ``(:Item)-[:SWING|COOC {score, rank}]->(:Item)``,
+The top ``k`` per item are written as ``(:Item)-[:SWING|COOC {score, norm, rank}]->(:Item)``,
 replacing earlier ones. Every value reaches Cypher as a ``$parameter``.
+
+Two engines compute the same lists from the same BASIS (tested against each other and the oracle):
+
+* ``cypher``: the queries below, readable, and the ones Browser can run to explain a pair;
+* ``procedure``: ``graphrecall.scores`` (Java, ``query/procedures``, :mod:`query.plugin`), which loads
+  the BASIS into arrays and streams the rows to a ``CALL {...} IN TRANSACTIONS`` write; much faster
+  (``bench/speed.py --only scores_engine``).
+
+``engine="auto"`` (the default) uses the procedure when the server has the current build, else Cypher.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 from graphrecall.progress import progress_bar
@@ -65,10 +76,8 @@ CALL (n) {
 } IN TRANSACTIONS OF 5000 ROWS
 """
 
-Q_DROP = """
-MATCH (:Item)-[r]->(:Item) WHERE type(r) = $rel
-CALL (r) { DELETE r } IN TRANSACTIONS OF 10000 ROWS
-"""
+# One query per relationship type (a constant, never user input), so the type's index finds them
+Q_DROP = {rel: f"MATCH ()-[r:{rel}]->() CALL (r) {{ DELETE r }} IN TRANSACTIONS OF 10000 ROWS" for rel in ("SWING", "COOC")}
 
 # Shared tail: keep the top $k of (i, j, score) rows and write them with ranks and the row-normalised
 # score norm = score / (i's best score) (Deshpande & Karypis 2004), which sums better across items. REL is replaced by a
@@ -129,7 +138,7 @@ CALL (i) {
   WITH i, j, c / sqrt(toFloat(i.basis_deg) * j.basis_deg) AS score
 """ + _TOPK_TAIL.replace("REL", "COOC")
 
-Q_COUNT = "MATCH (:Item)-[r]->(:Item) WHERE type(r) = $rel RETURN count(r) AS n"
+Q_COUNT = {rel: f"MATCH ()-[r:{rel}]->() RETURN count(r) AS n" for rel in ("SWING", "COOC")}
 
 
 @dataclass(frozen=True)
@@ -200,21 +209,107 @@ def _in_batches(driver, label: str, min_deg: int, query: str, params: dict, batc
               progress, desc)
 
 
+ENGINES = ("auto", "procedure", "cypher")
+PROCEDURE_THREADS = 2  # worker threads of graphrecall.scores; the Cypher write runs between its chunks
+PROCEDURE_CHUNK = 256  # items per worker thread between writes
+
+# The procedure only reads; its rows are written in batches of $batch by inner transactions (an
+# auto-commit query, so Python sends it with session.run). REL: a constant type, never user input.
+_Q_PROCEDURE = """
+CALL graphrecall.scores($kind, $config) YIELD item, other, score, norm, rank
+CALL (item, other, score, norm, rank) {
+  CREATE (item)-[:REL {score: score, norm: norm, rank: rank}]->(other)
+} IN TRANSACTIONS OF $batch ROWS
+"""
+Q_PROCEDURE = {rel: _Q_PROCEDURE.replace("REL", rel) for rel in ("SWING", "COOC")}
+
+
+def resolve_engine(driver, engine: str = "auto", database: str = "neo4j") -> str:
+    """``"procedure"`` or ``"cypher"``: what ``engine`` means on this server."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if engine == "cypher":
+        return "cypher"
+    from query.plugin import procedure_status
+
+    ok, why = procedure_status(driver, database)
+    if ok:
+        return "procedure"
+    if engine == "procedure":
+        raise RuntimeError(f"engine 'procedure' is not available: {why}; or pass engine 'cypher'")
+    logger.warning("scores run in Cypher (slower): %s", why)
+    return "cypher"
+
+
+def _procedure_rows(driver, rel: str, config: dict, database: str, progress: bool, batch: int = 10000) -> dict:
+    """Run ``graphrecall.scores`` for ``rel`` and write its rows; a progress bar follows the call
+    through ``graphrecall.progress``. Returns the call's last progress: items, user pairs, ms."""
+    job = uuid.uuid4().hex
+    failure: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            with driver.session(database=database) as s:
+                s.run(Q_PROCEDURE[rel], kind=rel, config={**config, "job": job, "chunk": PROCEDURE_CHUNK},
+                      batch=int(batch)).consume()
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            failure.append(e)
+
+    worker = threading.Thread(target=call, name=f"graphrecall.scores {rel}", daemon=True)
+    worker.start()
+    bar = progress_bar(total=None, unit="items", desc=f"{rel} (procedure)", enabled=progress)
+    last = None
+    try:
+        with driver.session(database=database, default_access_mode="READ") as s:
+            while True:
+                worker.join(timeout=0.5)
+                got = s.run("RETURN graphrecall.progress($job)", job=job).single()[0]
+                if got is not None:
+                    if bar.total is None:
+                        bar.total = got[1]
+                    bar.update(got[0] - bar.n)
+                    last = got
+                if not worker.is_alive():
+                    break
+    finally:
+        bar.close()
+    if failure:
+        raise failure[0]
+    done, total, pairs, ms = last if last is not None else (0, 0, 0, 0)
+    return dict(items=done, pairs=pairs, seconds=ms / 1000.0)
+
+
+def _run_procedure(driver, rel: str, config: dict, database: str, progress: bool) -> ScoreReport:
+    t0 = time.perf_counter()
+    with driver.session(database=database) as s:
+        s.run(Q_DROP[rel]).consume()
+    info = _procedure_rows(driver, rel, config, database, progress)
+    with driver.session(database=database) as s:
+        n = s.run(Q_COUNT[rel]).single()["n"]
+    dt = time.perf_counter() - t0
+    logger.info("%s (procedure): %d rows, %d user pairs (%.0f pairs/s), wrote %d relationships in %.1fs (%.0f rels/s)",
+                rel, info["items"], info["pairs"], info["pairs"] / info["seconds"] if info["seconds"] else 0.0,
+                n, dt, n / dt if dt else 0.0)
+    return ScoreReport(rel, n, dt)
+
+
 def _run_scores(driver, rel: str, query: str, params: dict, database: str, min_deg: int, batch: int,
                 progress: bool) -> ScoreReport:
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
-        s.run(Q_DROP, rel=rel).consume()
+        s.run(Q_DROP[rel]).consume()
     _in_batches(driver, "Item", min_deg, query, params, batch, database, progress, rel)
     with driver.session(database=database) as s:
-        n = s.run(Q_COUNT, rel=rel).single()["n"]
+        n = s.run(Q_COUNT[rel]).single()["n"]
     dt = time.perf_counter() - t0
     logger.info("%s: wrote %d relationships in %.1fs (%.0f rels/s)", rel, n, dt, n / dt if dt else 0.0)
     return ScoreReport(rel, n, dt)
 
 
-def _prepare(driver, k: int, min_score: float, basis: BasisParams | None, database: str) -> None:
+def _prepare(driver, k: int, min_score: float, basis: BasisParams | None, database: str, threads: int = 1) -> None:
     """Checks shared by both scores, then the basis (unless reused)."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads} (--score-threads)")
     if min_score < 0:
         raise ValueError(f"min_score must be >= 0, got {min_score}")
     if k < 1:
@@ -234,13 +329,20 @@ def compute_swing(
     database: str = "neo4j",
     batch_size: int = 100,
     progress: bool = True,
+    engine: str = "auto",
+    threads: int = PROCEDURE_THREADS,
 ) -> ScoreReport:
     """Swing top-``k`` per item as ``SWING`` relationships. ``basis=None`` reuses the current BASIS.
 
-    ``batch_size`` users (pass 1) or items (pass 2) go in one transaction."""
+    ``engine``: ``"procedure"``, ``"cypher"`` or ``"auto"`` (the procedure when installed); ``threads``:
+    the procedure's worker threads. Cypher: ``batch_size`` users (pass 1) or items (pass 2) per transaction."""
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    _prepare(driver, k, min_score, basis, database)
+    _prepare(driver, k, min_score, basis, database, threads)
+    if resolve_engine(driver, engine, database) == "procedure":
+        return _run_procedure(driver, "SWING", dict(alpha=float(alpha), userWeight=bool(user_weight), k=int(k),
+                                                    minScore=float(min_score), concurrency=int(threads)),
+                              database, progress)
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
         s.run(Q_CLEAR_PAIRS).consume()
@@ -267,9 +369,15 @@ def compute_cooc(
     database: str = "neo4j",
     batch_size: int = 200,
     progress: bool = True,
+    engine: str = "auto",
+    threads: int = PROCEDURE_THREADS,
 ) -> ScoreReport:
-    """ItemCF cosine top-``k`` per item as ``COOC`` relationships (``iuf``: inverse user frequency)."""
-    _prepare(driver, k, min_score, basis, database)
+    """ItemCF cosine top-``k`` per item as ``COOC`` relationships (``iuf``: inverse user frequency);
+    ``engine`` and ``threads`` as in :func:`compute_swing`."""
+    _prepare(driver, k, min_score, basis, database, threads)
+    if resolve_engine(driver, engine, database) == "procedure":
+        return _run_procedure(driver, "COOC", dict(iuf=bool(iuf), k=int(k), minScore=float(min_score),
+                                                   concurrency=int(threads)), database, progress)
     return _run_scores(driver, "COOC", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)), database,
                        1, batch_size, progress)
 
@@ -327,6 +435,8 @@ def refresh_scores(
     batch_size: int = 100,
     full_above: float = 0.5,
     progress: bool = True,
+    engine: str = "auto",
+    threads: int = PROCEDURE_THREADS,
 ) -> RefreshReport:
     """Bring SWING and COOC up to date after new events, recomputing only the rows that can change.
 
@@ -347,7 +457,8 @@ def refresh_scores(
     (``bench/refresh.py``)."""
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
-    _prepare(driver, k, min_score, None, database)
+    _prepare(driver, k, min_score, None, database, threads)
+    engine = resolve_engine(driver, engine, database)
     secs = {}
     t = time.perf_counter()
     build_basis(driver, basis, database)
@@ -372,7 +483,12 @@ def refresh_scores(
     t = time.perf_counter()
     if swing_full:
         compute_swing(driver, alpha=alpha, user_weight=user_weight, k=k, min_score=min_score, basis=None,
-                      database=database, batch_size=batch_size, progress=progress)
+                      database=database, batch_size=batch_size, progress=progress, engine=engine, threads=threads)
+    elif engine == "procedure":
+        _run_over(driver, swing_items, "items", Q_DROP_ROWS, dict(rel="SWING"), 1000, database, False, "")
+        _procedure_rows(driver, "SWING", dict(alpha=float(alpha), userWeight=bool(user_weight), k=int(k),
+                                              minScore=float(min_score), concurrency=int(threads), items=swing_items),
+                        database, progress)
     else:
         with driver.session(database=database) as s:
             s.run(Q_CLEAR_PAIRS).consume()
@@ -390,7 +506,11 @@ def refresh_scores(
     t = time.perf_counter()
     if cooc_full:
         compute_cooc(driver, k=k, iuf=iuf, min_score=min_score, basis=None, database=database,
-                     batch_size=2 * batch_size, progress=progress)
+                     batch_size=2 * batch_size, progress=progress, engine=engine, threads=threads)
+    elif engine == "procedure":
+        _run_over(driver, cooc_items, "items", Q_DROP_ROWS, dict(rel="COOC"), 1000, database, False, "")
+        _procedure_rows(driver, "COOC", dict(iuf=bool(iuf), k=int(k), minScore=float(min_score),
+                                             concurrency=int(threads), items=cooc_items), database, progress)
     else:
         _run_over(driver, cooc_items, "items", Q_DROP_ROWS, dict(rel="COOC"), 1000, database, False, "")
         _run_over(driver, cooc_items, "items", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)),

@@ -9,6 +9,12 @@ from query.scores import (BasisParams, basis_frame, compute_cooc, compute_swing,
                           refresh_scores)
 
 
+@pytest.fixture(params=["cypher", "procedure"])
+def engine(request):
+    """Every score test runs on both engines: the Cypher reference and the graphrecall.scores procedure."""
+    return request.param
+
+
 def load_triples(driver, triples, key="t"):
     """Write (user, item, ts) view events straight through the ingest writer."""
     events = [Event(str(u), str(i), "view", int(t), n + 1) for n, (u, i, t) in enumerate(triples)]
@@ -34,9 +40,9 @@ def test_design_example_oracle():
     assert s[("h", "t")] == pytest.approx(1 / 5)
 
 
-def test_design_example_cypher(driver):
+def test_design_example_in_the_database(driver, engine):
     load_triples(driver, DESIGN_EXAMPLE)
-    compute_swing(driver, alpha=1.0, user_weight=False, k=10)
+    compute_swing(driver, alpha=1.0, user_weight=False, k=10, engine=engine)
     got = read_scores(driver, "SWING")
     assert got[("h", "p")] == pytest.approx(13 / 15)
     assert got[("p", "h")] == pytest.approx(13 / 15)
@@ -49,11 +55,11 @@ def checkerboard(n_users=6, n_items=6):
     return [(f"u{u}", f"i{i}", u * 10 + i) for u in range(n_users) for i in range(n_items) if (u + i) % 2 == 0]
 
 
-def test_checkerboard_cypher_matches_oracle_and_blocks(driver):
+def test_checkerboard_matches_oracle_and_blocks(driver, engine):
     t = checkerboard()
     load_triples(driver, t)
-    compute_swing(driver, k=100)
-    compute_cooc(driver, k=100, basis=None)
+    compute_swing(driver, k=100, engine=engine)
+    compute_cooc(driver, k=100, basis=None, engine=engine)
     basis = capped_basis(t)
     sw, co = read_scores(driver, "SWING"), read_scores(driver, "COOC")
     assert_scores_equal(sw, swing_bruteforce(basis))
@@ -72,22 +78,22 @@ def random_triples(seed, n_users=25, n_items=18, density=0.3):
 
 
 @pytest.mark.parametrize("seed,caps,alpha,uw", [(1, (1000, 1000), 1.0, True), (2, (4, 6), 0.5, True), (3, (5, 3), 2.0, False)])
-def test_random_graph_cypher_equals_bruteforce(driver, seed, caps, alpha, uw):
+def test_random_graph_equals_bruteforce(driver, engine, seed, caps, alpha, uw):
     t = random_triples(seed)
     load_triples(driver, t)
     params = BasisParams(event_types=("view",), max_items_per_user=caps[0], max_users_per_item=caps[1])
-    compute_swing(driver, alpha=alpha, user_weight=uw, k=1000, basis=params)
-    compute_cooc(driver, k=1000, basis=None)
+    compute_swing(driver, alpha=alpha, user_weight=uw, k=1000, basis=params, engine=engine)
+    compute_cooc(driver, k=1000, basis=None, engine=engine)
     basis = capped_basis(t, *caps)
     assert set(read_basis(driver)) == basis
     assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis, alpha, uw))
     assert_scores_equal(read_scores(driver, "COOC"), cooc_bruteforce(basis))
 
 
-def test_cooc_iuf_cypher_equals_bruteforce(driver):
+def test_cooc_iuf_equals_bruteforce(driver, engine):
     t = random_triples(7)
     load_triples(driver, t)
-    compute_cooc(driver, k=1000, iuf=True)
+    compute_cooc(driver, k=1000, iuf=True, engine=engine)
     basis = capped_basis(t)
     want = cooc_bruteforce(basis, iuf=True)
     assert want != cooc_bruteforce(basis)
@@ -95,10 +101,10 @@ def test_cooc_iuf_cypher_equals_bruteforce(driver):
     assert_scores_equal(cooc_sparse(basis, k=1000, iuf=True).as_dict(), want, tol=1e-6)
 
 
-def test_topk_keeps_the_best_with_ranks(driver):
+def test_topk_keeps_the_best_with_ranks(driver, engine):
     t = random_triples(4)
     load_triples(driver, t)
-    compute_swing(driver, k=3)
+    compute_swing(driver, k=3, engine=engine)
     full = swing_bruteforce(capped_basis(t))
     with driver.session() as s:
         rows = s.run("MATCH (i:Item)-[r:SWING]->(j:Item) RETURN i.id, j.id, r.score, r.rank, r.norm "
@@ -128,7 +134,7 @@ def test_bad_parameters_are_refused(driver):
 
 
 @pytest.mark.parametrize("caps,iuf", [((1000, 1000), False), ((6, 5), True)])
-def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, caps, iuf):
+def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, engine, caps, iuf):
     """Two blocks of items that never share a user: new events in one block leave the other's rows alone."""
     rng = np.random.default_rng(5)
     old = [(f"u{u}", f"i{b * 10 + i}", int(rng.integers(0, 1000)))
@@ -137,12 +143,13 @@ def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, c
     new += [("u99", "i5", 2000), ("u99", "i55", 2001), ("u98", "i55", 2002), ("u98", "i5", 2003)]  # a new item
     params = BasisParams(event_types=("view",), max_items_per_user=caps[0], max_users_per_item=caps[1])
     load_triples(driver, old, key="old")
-    compute_swing(driver, k=1000, basis=params)
-    compute_cooc(driver, k=1000, iuf=iuf, basis=None)
+    compute_swing(driver, k=1000, basis=params, engine=engine)
+    compute_cooc(driver, k=1000, iuf=iuf, basis=None, engine=engine)
     before = basis_frame(driver)
     untouched = {k: v for k, v in read_scores(driver, "SWING").items() if int(k[0][1:]) >= 10}
     load_triples(driver, new, key="new")
-    rep = refresh_scores(driver, before, k=1000, iuf=iuf, basis=params, full_above=1.0, progress=False)
+    rep = refresh_scores(driver, before, k=1000, iuf=iuf, basis=params, full_above=1.0, progress=False,
+                         engine=engine)
     basis = capped_basis(old + new, *caps)
     assert set(read_basis(driver)) == basis
     assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
@@ -152,13 +159,69 @@ def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, c
     assert {k: v for k, v in read_scores(driver, "SWING").items() if int(k[0][1:]) >= 10 and k[0] != "i55"} == \
         {k: v for k, v in untouched.items()}
     # the same file again changes nothing, and recomputes nothing
-    again = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, progress=False)
+    again = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, progress=False,
+                           engine=engine)
     assert (again.changed_users, again.swing_items, again.cooc_items) == (0, 0, 0)
     assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
     # past full_above, every row is recomputed: the same lists
     load_triples(driver, [(f"u{u}", "i12", 3000 + u) for u in range(20, 40)], key="more")
-    rep = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, full_above=0.2, progress=False)
+    rep = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, full_above=0.2, progress=False,
+                         engine=engine)
     basis = capped_basis(old + new + [(f"u{u}", "i12", 3000 + u) for u in range(20, 40)], *caps)
     assert rep.swing_full and rep.cooc_full
     assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
     assert_scores_equal(read_scores(driver, "COOC"), cooc_bruteforce(basis, iuf=iuf))
+
+
+def _lists(driver, rel):
+    with driver.session() as s:
+        return {i: (js, ss) for i, js, ss in s.run(
+            "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
+            "RETURN i.id, collect(j.id), collect(r.score)", rel=rel).values()}
+
+
+def test_procedure_equals_cypher_lists_across_chunks_and_threads(driver, monkeypatch):
+    """Many chunks of 16 items, two worker threads, small k and caps: the procedure writes the same
+    ranked lists as the Cypher reference, ties broken by id alike."""
+    monkeypatch.setattr("query.scores.PROCEDURE_CHUNK", 16)
+    rng = np.random.default_rng(11)
+    pop = 1.0 / (np.arange(400) + 10.0)  # skewed popularity, so that users share items
+    triples = [(f"u{u}", f"i{int(i)}", int(rng.integers(0, 50)))  # few timestamps: many ties
+               for u in range(250) for i in rng.choice(400, size=int(rng.integers(2, 20)), replace=False, p=pop / pop.sum())]
+    load_triples(driver, triples)
+    params = BasisParams(event_types=("view",), max_items_per_user=12, max_users_per_item=10)
+    got = {}
+    for engine in ("cypher", "procedure"):
+        compute_swing(driver, k=5, basis=params if engine == "cypher" else None, engine=engine, threads=2,
+                      progress=False)
+        compute_cooc(driver, k=5, basis=None, engine=engine, threads=2, progress=False)
+        got[engine] = {rel: _lists(driver, rel) for rel in ("SWING", "COOC")}
+    for rel in ("SWING", "COOC"):
+        want, have = got["cypher"][rel], got["procedure"][rel]
+        assert len(want) > 150 and set(have) == set(want)
+        for i in want:
+            assert have[i][0] == want[i][0], (rel, i)
+            assert have[i][1] == pytest.approx(want[i][1], abs=1e-12)
+
+
+def test_engine_choice_and_a_stale_build(driver, monkeypatch, caplog):
+    load_triples(driver, DESIGN_EXAMPLE)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        compute_swing(driver, engine="spark")
+    monkeypatch.setattr("query.plugin.build_id", lambda: "not-the-running-build")
+    with pytest.raises(RuntimeError, match="restart the server"):
+        compute_swing(driver, engine="procedure")
+    with caplog.at_level("WARNING", logger="query.scores"):
+        compute_swing(driver, alpha=1.0, user_weight=False, k=10)  # auto: falls back to Cypher, and says why
+    assert "scores run in Cypher" in caplog.text and "restart the server" in caplog.text
+    assert read_scores(driver, "SWING")[("h", "p")] == pytest.approx(13 / 15)
+
+
+def test_procedure_refuses_bad_arguments_with_the_fix(driver):
+    from neo4j.exceptions import ClientError
+
+    for kind, config, message in [("FOO", {}, "kind must be 'SWING' or 'COOC'"), ("SWING", {"k": 0}, "k must be >= 1"),
+                                  ("COOC", {"iuf": "yes"}, "iuf must be true or false"),
+                                  ("COOC", {"chunk": 0}, "chunk must be >= 1")]:
+        with driver.session() as s, pytest.raises(ClientError, match=message):
+            s.run("CALL graphrecall.scores($kind, $config)", kind=kind, config=config).consume()
