@@ -59,11 +59,46 @@ class SideInfo:
 SPARSE_FROM_ITEMS = 20_000
 
 
+class LazyAdam(torch.optim.Optimizer):
+    """``torch.optim.SparseAdam``'s update, Adam on the rows a step touches with bias correction by the
+    parameter's step count, done with row gathers and ``index_add_`` instead of sparse-tensor masks and
+    adds: the same numbers (tested against SparseAdam), in fewer passes over the rows."""
+
+    def __init__(self, params, lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        if not lr > 0 or not 0 <= betas[0] < 1 or not 0 <= betas[1] < 1 or not eps > 0:
+            raise ValueError(f"LazyAdam needs lr > 0, 0 <= betas < 1 and eps > 0, got {lr}, {betas}, {eps}")
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps))
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            b1, b2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if not p.grad.is_sparse:
+                    raise ValueError("LazyAdam takes sparse gradients (nn.Embedding(sparse=True)); use Adam for dense")
+                g = p.grad.coalesce()
+                rows, vals = g.indices()[0], g.values()
+                st = self.state[p]
+                if not st:
+                    st["step"], st["m"], st["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+                st["step"] += 1
+                m = st["m"].index_select(0, rows).mul_(b1).add_(vals, alpha=1 - b1)
+                v = st["v"].index_select(0, rows).mul_(b2).addcmul_(vals, vals, value=1 - b2)
+                st["m"].index_copy_(0, rows, m)
+                st["v"].index_copy_(0, rows, v)
+                step_size = group["lr"] * (1 - b2 ** st["step"]) ** 0.5 / (1 - b1 ** st["step"])
+                p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])), alpha=-step_size)
+
+
 class EGESModel(nn.Module):
     def __init__(self, n_items: int, side_cardinalities: list[int], dim: int = 32, sparse: bool = False):
+        """``sparse``: sparse gradients for the tables with a row per item; side-info tables (a few
+        thousand rows at most) stay dense."""
         super().__init__()
         self.item = nn.Embedding(n_items, dim, sparse=sparse)
-        self.side = nn.ModuleList(nn.Embedding(c, dim, sparse=sparse) for c in side_cardinalities)
+        self.side = nn.ModuleList(nn.Embedding(c, dim) for c in side_cardinalities)
         self.attention = nn.Embedding(n_items, 1 + len(side_cardinalities), sparse=sparse)
         self.context = nn.Embedding(n_items, dim, sparse=sparse)
         bound = 0.5 / dim
@@ -281,7 +316,12 @@ class EGES:
                 raise ValueError("warm_start maps rows by item id: pass item_ids as well")
             self._warm_start(warm_start, np.asarray(item_ids, dtype=object), side)
         params = list(self.model.parameters())
-        opt = torch.optim.SparseAdam(params, lr=self.lr) if sparse else torch.optim.Adam(params, lr=self.lr)
+        if sparse:  # per-item tables: Adam on the touched rows; the small side tables: dense Adam
+            side_params = list(self.model.side.parameters())
+            item_params = [p for p in params if all(p is not q for q in side_params)]
+            opts = [LazyAdam(item_params, lr=self.lr)] + ([torch.optim.Adam(side_params, lr=self.lr)] if side_params else [])
+        else:
+            opts = [torch.optim.Adam(params, lr=self.lr)]
         logger.info("EGES: %d items, %d pairs, %s Adam", n_items, len(pairs), "sparse" if sparse else "dense")
         codes_t = torch.from_numpy(side.codes)
         losses = []
@@ -305,9 +345,11 @@ class EGES:
                 neg_logit = torch.bmm(neg, h.unsqueeze(-1)).squeeze(-1)
                 per_pair = nn.functional.logsigmoid(pos_logit) + nn.functional.logsigmoid(-neg_logit).sum(-1)
                 loss = -(torch.from_numpy(weight[sel]) * per_pair).mean()
-                opt.zero_grad()
+                for opt in opts:
+                    opt.zero_grad()
                 loss.backward()
-                opt.step()
+                for opt in opts:
+                    opt.step()
                 total += loss.item()
                 n_batches += 1
                 bar.update(len(b))

@@ -80,11 +80,13 @@ CALL (n) {
 Q_DROP = {rel: f"MATCH ()-[r:{rel}]->() CALL (r) {{ DELETE r }} IN TRANSACTIONS OF 10000 ROWS" for rel in ("SWING", "COOC")}
 
 # Shared tail: keep the top $k of (i, j, score) rows and write them with ranks and the row-normalised
-# score norm = score / (i's best score) (Deshpande & Karypis 2004), which sums better across items. REL is replaced by a
+# score norm = score / (i's best score) (Deshpande & Karypis 2004), which sums better across items.
+# Scores are ranked at 12 decimals, so that sums of the same terms in another order (the procedure's)
+# stay ties, broken by id alike. REL is replaced by a
 # constant relationship type in this module (never by user input).
 _TOPK_TAIL = """
   WHERE score > $min_score
-  ORDER BY score DESC, j.id ASC
+  ORDER BY round(score, 12) DESC, j.id ASC
   LIMIT $k
   WITH i, collect([j, score]) AS top
   UNWIND range(0, size(top) - 1) AS r

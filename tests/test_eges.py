@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from embed.eges import EGES, SideInfo, booked_pairs, skipgram_pairs
+from embed.eges import EGES, LazyAdam, SideInfo, booked_pairs, skipgram_pairs
 from walkers.walk import random_walks
 import scipy.sparse as sp
 
@@ -204,3 +204,26 @@ def test_state_saves_and_loads(tmp_path):
     assert list(back.item_ids) == list(ids) and back.fields == st.fields and back.vocab == st.vocab and back.dim == 8
     for k, v in st.tensors.items():
         assert torch.equal(back.tensors[k], v)
+
+
+def test_lazy_adam_equals_sparse_adam():
+    """Same rows, same numbers as torch's SparseAdam, over steps with repeated and untouched rows."""
+    torch.manual_seed(0)
+    a = torch.nn.Embedding(50, 8, sparse=True)
+    b = torch.nn.Embedding(50, 8, sparse=True)
+    b.weight.data.copy_(a.weight.data)
+    opt_a, opt_b = torch.optim.SparseAdam(a.parameters(), lr=0.05), LazyAdam(b.parameters(), lr=0.05)
+    for step in range(12):
+        idx = torch.randint(0, 30 if step < 6 else 50, (40,))  # rows 30-49 join late: their own bias correction
+        target = torch.randn(40, 8)
+        for emb, opt in ((a, opt_a), (b, opt_b)):
+            opt.zero_grad()
+            ((emb(idx) - target) ** 2).sum().backward()
+            opt.step()
+    assert not torch.equal(a.weight, torch.nn.Embedding(50, 8).weight)
+    torch.testing.assert_close(b.weight, a.weight, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="sparse gradients"):
+        dense = torch.nn.Embedding(3, 2)
+        opt = LazyAdam(dense.parameters())
+        dense(torch.tensor([0])).sum().backward()
+        opt.step()

@@ -42,7 +42,7 @@ import org.neo4j.procedure.UserFunction;
  *   <li>SWING: s(i,j) = sum over user pairs {u,v} who both have i and j of
  *       w_u w_v / (alpha + |I_u ∩ I_v|), with w_u w_v = 1/sqrt(deg_u deg_v) (or 1).</li>
  *   <li>COOC: C_ij / sqrt(N_i N_j), each user adding 1 (or 1/log(1 + deg_u) with iuf).</li>
- *   <li>Rows keep score > minScore, ordered by score descending then item id ascending, the top k,
+ *   <li>Rows keep score > minScore, ordered by score (at 12 decimals) descending then item id ascending, the top k,
  *       with norm = score / best and rank from 1.</li>
  * </ul>
  *
@@ -406,6 +406,15 @@ public class Scores {
         }
     }
 
+    /**
+     * The ranking key: the score rounded to 12 decimals, as Cypher's round(score, 12) orders the rows. Sums
+     * of the same terms in another order can differ in the last bit; rounded, true ties stay ties and are
+     * broken by id in both engines.
+     */
+    static double rounded(double score) {
+        return Math.rint(score * 1e12) / 1e12;
+    }
+
     /** Per-thread state: a stamp array for intersections, an accumulator and a top-k heap. */
     static final class Worker {
         final Basis b;
@@ -417,6 +426,7 @@ public class Scores {
         final int[] stamp;
         final int[] seen;
         final double[] acc;
+        final double[] key;
         final int[] touched;
         final int[] buf;
         final int[] heap;
@@ -433,6 +443,7 @@ public class Scores {
             stamp = new int[b.nItems];
             seen = new int[b.nItems];
             acc = new double[b.nItems];
+            key = new double[b.nItems];
             touched = new int[b.nItems];
             buf = new int[b.maxItemsPerUser + 1];
             heap = new int[k];
@@ -523,9 +534,9 @@ public class Scores {
             return top(nTouched);
         }
 
-        /** true when x ranks below y: lower score, or the same score and a later id. */
+        /** true when x ranks below y: a lower score at 12 decimals, or the same and a later id. */
         private boolean worse(int x, int y) {
-            return acc[x] < acc[y] || (acc[x] == acc[y] && b.idRank[x] > b.idRank[y]);
+            return key[x] < key[y] || (key[x] == key[y] && b.idRank[x] > b.idRank[y]);
         }
 
         /** The top k of the touched items with score > minScore into heap[0..n), best first. */
@@ -536,6 +547,7 @@ public class Scores {
                 if (!(acc[j] > minScore)) {
                     continue;
                 }
+                key[j] = rounded(acc[j]);
                 if (n < k) {
                     heap[n] = j;
                     siftUp(n++);
