@@ -1,6 +1,7 @@
 """Speed benchmarks, each printed as a ratio against a baseline measured in the same run.
 
-1. Swing: Cypher on Neo4j vs in-memory scipy vs a per-pair Python loop (FunRec style).
+1. Swing: Cypher on Neo4j (basis included) vs the graphrecall.scores procedure vs in-memory scipy vs a
+   per-pair Python loop (FunRec style).
 2. Walks: vectorised alias walker vs the same alias sampling per step in Python (steps/s).
 3. Embeddings: EGES epoch time vs gensim skip-gram (negative sampling) on the same walks; and
    EGES with dense Adam vs sparse gradients (SparseAdam) on 6.5k and 200k items.
@@ -77,11 +78,14 @@ def bench_swing(driver, event_types=("view", "cart", "fav", "purchase", "rated_h
     from query.oracle import swing_bruteforce, swing_sparse
     from query.scores import BasisParams, compute_swing, read_basis
 
-    rep, t_cypher = timed(compute_swing, driver, k=50, basis=BasisParams(event_types=tuple(event_types)), progress=False)
+    rep, t_cypher = timed(compute_swing, driver, k=50, basis=BasisParams(event_types=tuple(event_types)), progress=False,
+                          engine="cypher")
+    _, t_procedure = timed(compute_swing, driver, k=50, basis=None, progress=False, engine="procedure")
     basis = set(read_basis(driver))
     _, t_sparse = timed(swing_sparse, basis, k=50)
     _, t_python = timed(swing_bruteforce, basis)
-    return {"basis_edges": len(basis), "cypher_s": t_cypher, "scipy_s": t_sparse, "python_pairs_s": t_python,
+    return {"basis_edges": len(basis), "cypher_s": t_cypher, "procedure_s": t_procedure, "scipy_s": t_sparse,
+            "python_pairs_s": t_python, "ratio_cypher_over_procedure": t_cypher / t_procedure,
             "ratio_python_over_cypher": t_python / t_cypher, "ratio_python_over_scipy": t_python / t_sparse,
             "ratio_cypher_over_scipy": t_cypher / t_sparse}
 
@@ -233,8 +237,9 @@ def bench_blend(n_calls: int = 20_000, depths=(50, 200)) -> dict:
 
 
 def bench_scores_engine(driver) -> dict:
-    """Both engines on one BASIS (built once, untimed here): seconds, pairs and the lists compared."""
-    from query.scores import BasisParams, build_basis, compute_cooc, compute_swing, read_top_lists
+    """Both engines on one BASIS (built once): seconds to compute and write SWING + COOC (iuf off, k 50),
+    and whether the ranked lists equal the Cypher reference's."""
+    from query.scores import Q_DROP, BasisParams, build_basis, compute_cooc, compute_swing, read_top_lists
 
     t_basis = build_basis(driver, BasisParams())
     with driver.session() as s:
@@ -243,6 +248,9 @@ def bench_scores_engine(driver) -> dict:
     lists = {}
     for name, engine, threads in (("procedure_1thread", "procedure", 1), ("procedure_2threads", "procedure", 2),
                                   ("cypher", "cypher", 1)):
+        with driver.session() as s:  # every engine starts from no lists: deleting the last run's is not timed
+            for rel in ("SWING", "COOC"):
+                s.run(Q_DROP[rel]).consume()
         t0 = time.perf_counter()
         sw = compute_swing(driver, k=50, basis=None, engine=engine, threads=threads, progress=False)
         t_sw = time.perf_counter() - t0

@@ -77,6 +77,15 @@ def cmd_neo4j(args) -> int:
         print(f"jars in {inst.fetch()}")
     elif args.action == "password":
         print(inst.password() or "")
+    elif args.action == "plugin":
+        from query.plugin import PluginBuildError, install
+
+        dest = Path(args.dest) if args.dest else inst.home / "plugins"
+        try:
+            jar = install(dest, strict=True)
+        except PluginBuildError as e:
+            raise CliError(str(e)) from e
+        print(f"graphrecall procedures in {jar}; a server started on that plugins folder has graphrecall.scores")
     return 0
 
 
@@ -318,7 +327,7 @@ def _add_model(p):
     g.add_argument("--score-engine", choices=["auto", "procedure", "cypher"],
                    help="how SWING/COOC are computed: the graphrecall.scores procedure (Java, installed by graphrecall's "
                         "local server), the Cypher reference, or auto: the procedure when the server has it (default)")
-    g.add_argument("--score-threads", type=int, help="worker threads of the graphrecall.scores procedure (default 1)")
+    g.add_argument("--score-threads", type=int, help="worker threads of the graphrecall.scores procedure (default 2)")
     g.add_argument("--walk-length", type=int, help="random walk length (default 10)")
     g.add_argument("--walks-per-node", type=int, help="walks started per item (default 10)")
     g.add_argument("--dim", type=int, help="EGES dimension (default 32)")
@@ -344,8 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    s = sub.add_parser("neo4j", help="fetch/start/stop the local Neo4j server")
-    s.add_argument("action", choices=["start", "stop", "status", "fetch", "password"])
+    s = sub.add_parser("neo4j", help="fetch/start/stop the local Neo4j server",
+                       description="`plugin` builds graphrecall's procedures (SWING/COOC in the database) with Maven "
+                                   "into --dest (default: the local instance's plugins/, which `start` fills anyway); "
+                                   "for docker-compose: `graphrecall neo4j plugin --dest plugins`.")
+    s.add_argument("action", choices=["start", "stop", "status", "fetch", "password", "plugin"])
+    s.add_argument("--dest", help="with plugin: the folder to put the jar in")
     _add_conn(s)
     s.set_defaults(func=cmd_neo4j)
 

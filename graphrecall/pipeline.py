@@ -35,9 +35,10 @@ class PipelineConfig:
     max_users_per_item: int = 1000
     event_types: tuple[str, ...] = ("view", "cart", "fav", "purchase", "rated_high")
     # SWING/COOC: the graphrecall.scores procedure when the server has it ("auto"), else the Cypher
-    # reference; the same lists (tests/test_scores.py). Threads: the procedure's workers
+    # reference; the same lists (tests/test_scores.py). Threads: the procedure's workers; 2 measured
+    # 1.26x faster than 1 at 1M events (bench/speed.py --only scores_engine)
     score_engine: str = "auto"
-    score_threads: int = 1
+    score_threads: int = 2
     walk_length: int = 10
     walks_per_node: int = 10
     dim: int = 32

@@ -77,12 +77,14 @@ def build_jar() -> Path:
     return out
 
 
-def install(plugins_dir: Path) -> Path | None:
+def install(plugins_dir: Path, strict: bool = False) -> Path | None:
     """Put the current procedures jar into ``plugins_dir`` (replacing older builds). Returns it, or
-    None (with a warning) when it cannot be built: the Cypher scores still work."""
+    None (with a warning) when it cannot be built: the Cypher scores still work. ``strict`` raises instead."""
     try:
         jar = build_jar()
     except PluginBuildError as e:
+        if strict:
+            raise
         logger.warning("graphrecall procedures not installed, scores will use Cypher: %s", e)
         return None
     plugins_dir.mkdir(parents=True, exist_ok=True)

@@ -212,7 +212,9 @@ def _in_batches(driver, label: str, min_deg: int, query: str, params: dict, batc
 
 
 ENGINES = ("auto", "procedure", "cypher")
-PROCEDURE_THREADS = 2  # worker threads of graphrecall.scores; the Cypher write runs between its chunks
+# Worker threads of graphrecall.scores (the Cypher write runs between its chunks): 2 were 1.26x faster
+# than 1 at 1M events, with the lists equal (bench/speed.py --only scores_engine)
+PROCEDURE_THREADS = 2
 PROCEDURE_CHUNK = 256  # items per worker thread between writes
 
 # The procedure only reads; its rows are written in batches of $batch by inner transactions (an
@@ -289,8 +291,9 @@ def _run_procedure(driver, rel: str, config: dict, database: str, progress: bool
     with driver.session(database=database) as s:
         n = s.run(Q_COUNT[rel]).single()["n"]
     dt = time.perf_counter() - t0
-    logger.info("%s (procedure): %d rows, %d user pairs (%.0f pairs/s), wrote %d relationships in %.1fs (%.0f rels/s)",
-                rel, info["items"], info["pairs"], info["pairs"] / info["seconds"] if info["seconds"] else 0.0,
+    what = "user pairs intersected" if rel == "SWING" else "(item, user) visits"
+    logger.info("%s (procedure): %d rows, %d %s (%.0f/s), wrote %d relationships in %.1fs (%.0f rels/s)",
+                rel, info["items"], info["pairs"], what, info["pairs"] / info["seconds"] if info["seconds"] else 0.0,
                 n, dt, n / dt if dt else 0.0)
     return ScoreReport(rel, n, dt)
 

@@ -113,3 +113,15 @@ def test_torch_threads_are_set_for_eges_and_restored(monkeypatch):
     assert PipelineConfig().torch_threads == 2
     monkeypatch.delenv("GRAPHRECALL_TORCH_THREADS")
     assert PipelineConfig().torch_threads == 1
+
+
+def test_neo4j_plugin_puts_the_current_build_in_dest_and_says_how_to_fix_a_missing_maven(tmp_path, monkeypatch, capsys):
+    from query.plugin import build_id
+
+    (tmp_path / "graphrecall-procedures-oldbuild.jar").write_text("old")
+    assert main(["-q", "neo4j", "plugin", "--dest", str(tmp_path)]) == 0
+    assert [p.name for p in tmp_path.iterdir()] == [f"graphrecall-procedures-{build_id()}.jar"]
+    monkeypatch.setenv("GRAPHRECALL_HOME", str(tmp_path / "empty-cache"))  # nothing built there
+    monkeypatch.setattr("query.plugin.shutil.which", lambda name: None)
+    assert main(["-q", "neo4j", "plugin", "--dest", str(tmp_path / "x")]) == 2
+    assert "Maven (mvn) is not on PATH; install it" in capsys.readouterr().err

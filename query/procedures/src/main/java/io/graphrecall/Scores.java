@@ -110,8 +110,8 @@ public class Scores {
     }
 
     @UserFunction("graphrecall.progress")
-    @Description("graphrecall.progress(job) - [items done, items to do, user pairs intersected, ms] of a "
-            + "graphrecall.scores call with that job name, or null")
+    @Description("graphrecall.progress(job) - [items done, items to do, work units, ms] of a graphrecall.scores "
+            + "call with that job name, or null; work units: user pairs intersected (SWING), (item, user) visits (COOC)")
     public List<Long> progress(@Name("job") String job) {
         long[] p;
         synchronized (PROGRESS) {
