@@ -124,8 +124,8 @@ def bench_embeddings(g, walks) -> dict:
             "ratio_eges_over_gensim": t_eges / t_gensim}
 
 
-def bench_eges_scaling(sizes=(6_500, 200_000), n_walks: int = 10_000) -> dict:
-    """One EGES epoch on the same random walks, dense Adam vs sparse gradients + SparseAdam, as the
+def bench_eges_scaling(sizes=(6_500, 20_000, 200_000), n_walks: int = 10_000) -> dict:
+    """One EGES epoch on the same random walks, dense Adam vs sparse gradients + LazyAdam, as the
     catalogue grows (what ``EGES(sparse=None)`` switches on at ``SPARSE_FROM_ITEMS``)."""
     from embed.eges import EGES, SideInfo
 
@@ -348,7 +348,8 @@ def main(argv=None) -> int:
     p.add_argument("--api-seconds", type=float, default=60.0, help="load duration (bounded)")
     p.add_argument("--api-rate", type=float, default=200.0, help="target requests/s")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--only", nargs="+", choices=["torch_threads", "faiss", "blend", "scores_engine"],
+    p.add_argument("--only", nargs="+", choices=["torch_threads", "faiss", "blend", "scores_engine", "embeddings",
+                                                   "eges_scaling"],
                    help="run only these sections (after an untimed ingest when the graph is empty)")
     p.add_argument("--events", type=int, default=0,
                    help="with --only: ingest a generated REES46-shaped log of about this many events instead of --data")
@@ -370,6 +371,7 @@ def main(argv=None) -> int:
             out["data"] = f"generated, about {args.events} events"
         with server.settings().driver() as driver:
             out |= only_sections(driver, args)
+        out["data"] = getattr(args, "data_used", out["data"])
         return report(out, args)
     with server.settings().driver() as driver:
         apply_schema(driver)
@@ -412,12 +414,23 @@ def only_sections(driver, args) -> dict:
         empty = s.run("MATCH (i:Item) RETURN count(i) = 0").single()[0]
     if args.events:
         reset_graph(driver)
+    if not (empty or args.events):
+        with driver.session() as s:
+            n_items = s.run("MATCH (i:Item) RETURN count(i)").single()[0]
+        logger.warning("using the graph already in the bench instance (%d items), not --data", n_items)
+        args.data_used = f"the graph already in the bench instance ({n_items} items)"
     if empty or args.events:
         from ingest.writer import ingest_events
 
         with tempfile.TemporaryDirectory() as tmp:
             ingest_events(driver, args.data, args.format, reject_dir=tmp, progress=False, batch_size=5000)
     out = {}
+    if "embeddings" in args.only:
+        g = export_graph(driver)
+        walks = random_walks(g.transitions, walk_length=10, walks_per_node=20, random_seed=0)
+        out["embeddings"] = bench_embeddings(g, walks)
+    if "eges_scaling" in args.only:
+        out["eges_scaling"] = bench_eges_scaling()
     if "torch_threads" in args.only:
         g = export_graph(driver)
         walks = random_walks(g.transitions, walk_length=10, walks_per_node=20, random_seed=0)
