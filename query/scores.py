@@ -283,6 +283,15 @@ def _procedure_rows(driver, rel: str, config: dict, database: str, progress: boo
     return dict(items=done, pairs=pairs, seconds=ms / 1000.0)
 
 
+def _procedure_config(rel: str, *, k: int, min_score: float, threads: int, alpha: float = 1.0,
+                      user_weight: bool = True, iuf: bool = False) -> dict:
+    """``graphrecall.scores``'s config for ``rel`` from this module's keyword arguments."""
+    config = dict(k=int(k), minScore=float(min_score), concurrency=int(threads))
+    if rel == "SWING":
+        return config | dict(alpha=float(alpha), userWeight=bool(user_weight))
+    return config | dict(iuf=bool(iuf))
+
+
 def _run_procedure(driver, rel: str, config: dict, database: str, progress: bool) -> ScoreReport:
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
@@ -345,8 +354,8 @@ def compute_swing(
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     _prepare(driver, k, min_score, basis, database, threads)
     if resolve_engine(driver, engine, database) == "procedure":
-        return _run_procedure(driver, "SWING", dict(alpha=float(alpha), userWeight=bool(user_weight), k=int(k),
-                                                    minScore=float(min_score), concurrency=int(threads)),
+        return _run_procedure(driver, "SWING", _procedure_config("SWING", k=k, min_score=min_score, threads=threads,
+                                                                 alpha=alpha, user_weight=user_weight),
                               database, progress)
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
@@ -381,8 +390,8 @@ def compute_cooc(
     ``engine`` and ``threads`` as in :func:`compute_swing`."""
     _prepare(driver, k, min_score, basis, database, threads)
     if resolve_engine(driver, engine, database) == "procedure":
-        return _run_procedure(driver, "COOC", dict(iuf=bool(iuf), k=int(k), minScore=float(min_score),
-                                                   concurrency=int(threads)), database, progress)
+        return _run_procedure(driver, "COOC", _procedure_config("COOC", k=k, min_score=min_score, threads=threads,
+                                                                iuf=iuf), database, progress)
     return _run_scores(driver, "COOC", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)), database,
                        1, batch_size, progress)
 
@@ -491,9 +500,9 @@ def refresh_scores(
                       database=database, batch_size=batch_size, progress=progress, engine=engine, threads=threads)
     elif engine == "procedure":
         _run_over(driver, swing_items, "items", Q_DROP_ROWS, dict(rel="SWING"), 1000, database, False, "")
-        _procedure_rows(driver, "SWING", dict(alpha=float(alpha), userWeight=bool(user_weight), k=int(k),
-                                              minScore=float(min_score), concurrency=int(threads), items=swing_items),
-                        database, progress)
+        config = _procedure_config("SWING", k=k, min_score=min_score, threads=threads, alpha=alpha,
+                                   user_weight=user_weight)
+        _procedure_rows(driver, "SWING", config | dict(items=swing_items), database, progress)
     else:
         with driver.session(database=database) as s:
             s.run(Q_CLEAR_PAIRS).consume()
@@ -512,14 +521,14 @@ def refresh_scores(
     if cooc_full:
         compute_cooc(driver, k=k, iuf=iuf, min_score=min_score, basis=None, database=database,
                      batch_size=2 * batch_size, progress=progress, engine=engine, threads=threads)
-    elif engine == "procedure":
-        _run_over(driver, cooc_items, "items", Q_DROP_ROWS, dict(rel="COOC"), 1000, database, False, "")
-        _procedure_rows(driver, "COOC", dict(iuf=bool(iuf), k=int(k), minScore=float(min_score),
-                                             concurrency=int(threads), items=cooc_items), database, progress)
     else:
         _run_over(driver, cooc_items, "items", Q_DROP_ROWS, dict(rel="COOC"), 1000, database, False, "")
-        _run_over(driver, cooc_items, "items", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)),
-                  2 * batch_size, database, progress, "COOC")
+        if engine == "procedure":
+            config = _procedure_config("COOC", k=k, min_score=min_score, threads=threads, iuf=iuf)
+            _procedure_rows(driver, "COOC", config | dict(items=cooc_items), database, progress)
+        else:
+            _run_over(driver, cooc_items, "items", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)),
+                      2 * batch_size, database, progress, "COOC")
     secs["cooc"] = time.perf_counter() - t
     rep = RefreshReport(len(users), len(items), n_items, len(swing_items), len(cooc_items), len(pair_users), secs,
                         swing_full, cooc_full)
