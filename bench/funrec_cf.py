@@ -224,7 +224,7 @@ def eges_vectors(train: pd.DataFrame, movies: pd.DataFrame, item_ids, random_see
         "genre1": [g[0] if g and g[0] else None for g in genres],
         "genres": ["|".join(sorted(g)) if g and g[0] else None for g in genres],
     })
-    res = EGES(dim=64, window=window, epochs=epochs, batch_size=2048, lr=0.02, market_field="genre1",
+    res = EGES(dim=64, window=window, epochs=epochs, batch_size=2048, lr=0.02, optimizer="adam", market_field="genre1",
                market_negatives=0, booked_context=False, shrink_window=False, random_seed=random_seed, progress=False).fit(walks, side)
     return res.embeddings
 

@@ -53,8 +53,7 @@ DATASETS = {
 }
 # EGES starts from the pipeline's settings with same-market negatives on (the paper's recipe); the greedy
 # search below is what set the pipeline's defaults (graphrecall.pipeline.PipelineConfig)
-EGES_BASE = dict(epochs=10, dim=32, window=5, walks_per_node=10, walk_length=10, market_negatives=2, lr=0.01,
-                 batch_size=1024)
+EGES_BASE = dict(epochs=10, dim=32, window=5, walks_per_node=10, walk_length=10, market_negatives=2)
 # greedy search on validation: each change is kept when it raises validation NDCG@20
 EGES_STEPS = [dict(market_negatives=0), dict(booked_weight=5.0), dict(train_on_sessions=False), dict(dim=64)]
 ITEM2VEC_GRID = [dict(epochs=e, ns_exponent=ns, sample=smp, negative=10)

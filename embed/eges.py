@@ -3,7 +3,9 @@
 * Each item has an ID embedding plus one embedding per side-info field
   (category, brand, shop, price bucket, market); the item vector is their
   softmax-weighted sum with per-item attention weights ``a_v`` (``H_v = sum_j softmax(a_v)_j W^j_v``).
-* A separate context table; skip-gram with negative sampling (unigram^0.75).
+* A separate context table; skip-gram with negative sampling (unigram^0.75, one alias table).
+* The loss and its gradient are written out (``pair_gradients``), not left to autograd: one batch is a
+  few gathers, products and ``index_add_`` calls.
 * Airbnb-style booked-item global context (Grbovic & Cheng 2018): in a session
   with a booking/purchase, the booked item is a positive context for every item of it.
 * Airbnb-style market negatives: for each positive pair, extra negatives drawn
@@ -59,6 +61,12 @@ class SideInfo:
 SPARSE_FROM_ITEMS = 20_000
 
 
+# default learning rate per optimizer: Adam's as tuned for EGES here; SGD's is word2vec's (gensim's alpha,
+# decayed linearly to MIN_SGD_LR over the run)
+OPTIMIZERS = {"adam": 0.01, "sgd": 0.025}
+MIN_SGD_LR = 1e-4
+
+
 class LazyAdam(torch.optim.Optimizer):
     """``torch.optim.SparseAdam``'s update, Adam on the rows a step touches with bias correction by the
     parameter's step count, done with row gathers and ``index_add_`` instead of sparse-tensor masks and
@@ -72,24 +80,29 @@ class LazyAdam(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         for group in self.param_groups:
-            b1, b2 = group["betas"]
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 if not p.grad.is_sparse:
                     raise ValueError("LazyAdam takes sparse gradients (nn.Embedding(sparse=True)); use Adam for dense")
                 g = p.grad.coalesce()
-                rows, vals = g.indices()[0], g.values()
-                st = self.state[p]
-                if not st:
-                    st["step"], st["m"], st["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
-                st["step"] += 1
-                m = st["m"].index_select(0, rows).mul_(b1).add_(vals, alpha=1 - b1)
-                v = st["v"].index_select(0, rows).mul_(b2).addcmul_(vals, vals, value=1 - b2)
-                st["m"].index_copy_(0, rows, m)
-                st["v"].index_copy_(0, rows, v)
-                step_size = group["lr"] * (1 - b2 ** st["step"]) ** 0.5 / (1 - b1 ** st["step"])
-                p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])), alpha=-step_size)
+                self.update_rows(p, g.indices()[0], g.values())
+
+    @torch.no_grad()
+    def update_rows(self, p: torch.Tensor, rows: torch.Tensor, vals: torch.Tensor) -> None:
+        """One Adam step of parameter ``p`` for its gradient ``vals`` on ``rows`` (distinct, as coalesced)."""
+        group = next(g for g in self.param_groups if any(p is q for q in g["params"]))
+        b1, b2 = group["betas"]
+        st = self.state[p]
+        if not st:
+            st["step"], st["m"], st["v"] = 0, torch.zeros_like(p), torch.zeros_like(p)
+        st["step"] += 1
+        m = st["m"].index_select(0, rows).mul_(b1).add_(vals, alpha=1 - b1)
+        v = st["v"].index_select(0, rows).mul_(b2).addcmul_(vals, vals, value=1 - b2)
+        st["m"].index_copy_(0, rows, m)
+        st["v"].index_copy_(0, rows, v)
+        step_size = group["lr"] * (1 - b2 ** st["step"]) ** 0.5 / (1 - b1 ** st["step"])
+        p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])).mul_(-step_size))  # (alpha= is 4x slower)
 
 
 class EGESModel(nn.Module):
@@ -128,6 +141,59 @@ class EGESModel(nn.Module):
         return (parts * known).sum(1) / known.sum(1).clamp(min=1.0)
 
 
+@torch.no_grad()
+def pair_gradients(model: EGESModel, centre: torch.Tensor, codes: torch.Tensor, context: torch.Tensor,
+                   weight: torch.Tensor) -> tuple[float, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """The weighted skip-gram loss of one batch and its gradient, by hand instead of autograd.
+
+    ``centre`` (B,) items with side ``codes`` (B, F); ``context`` (B, 1 + K): the positive context first,
+    then K negatives; ``weight`` (B,) per pair. Loss ``-sum_b w_b (log s(h_b.u_pos) + sum_k log s(-h_b.u_k))``
+    with ``h_b = sum_j softmax(a_b)_j e_bj``. Returns the loss and, per parameter name of ``model``,
+    ``(rows, grads)``: one gradient row per use of a table row (repeats not summed). Tested equal to autograd.
+    (The loss is summed over the batch: pass ``weight / B`` for the mean.)
+    """
+    b, fields = len(centre), len(model.side)
+    e = torch.empty((1 + fields, b, model.item.embedding_dim))  # field-major: each field's rows contiguous
+    torch.index_select(model.item.weight, 0, centre, out=e[0])
+    for f, emb in enumerate(model.side):
+        torch.index_select(emb.weight, 0, codes[:, f], out=e[1 + f])
+    s = torch.softmax(model.attention.weight.index_select(0, centre), dim=-1).T.contiguous().unsqueeze(-1)  # (1+F, B, 1)
+    h = (s * e).sum(0)  # (B, d)
+    flat = context.reshape(-1)
+    u = model.context.weight.index_select(0, flat).view(b, context.shape[1], -1)  # (B, 1 + K, d)
+    logit = (u * h.unsqueeze(1)).sum(-1)  # (B, 1 + K); products and sums, not bmm (slow on tiny matrices)
+    logit[:, 1:].neg_()  # the sign of each term's logit: + for the positive, - for the negatives
+    loss = -float((nn.functional.logsigmoid(logit).sum(1) * weight).sum())
+    g = torch.sigmoid(logit).sub_(1.0)  # d(-log s(x))/dx = s(x) - 1 ...
+    g[:, 1:].neg_()  # ... and through x = -logit for the negatives
+    g.mul_(weight.unsqueeze(1))  # (B, 1 + K): dL / d(h.u)
+    dh = (g.unsqueeze(-1) * u).sum(1)  # (B, d)
+    du = g.unsqueeze(-1) * h.unsqueeze(1)  # (B, 1 + K, d)
+    de = s * dh  # (1 + F, B, d)
+    ds = (e * dh).sum(-1, keepdim=True)  # (1 + F, B, 1)
+    da = (s * (ds - (s * ds).sum(0, keepdim=True))).squeeze(-1).T  # through the softmax: (B, 1 + F)
+    grads = {"item.weight": (centre, de[0]), "attention.weight": (centre, da.contiguous()),
+             "context.weight": (flat, du.view(len(flat), -1))}
+    for f in range(fields):
+        grads[f"side.{f}.weight"] = (codes[:, f], de[1 + f])
+    return loss, grads
+
+
+def unigram_sampler(weights: np.ndarray, rng: np.random.Generator):
+    """``sample(shape)``: item indices drawn with probability proportional to ``weights``, by one alias
+    table (Walker/Vose): two random numbers per draw, whatever the number of items."""
+    from walkers.walk import _build_alias
+
+    w = np.asarray(weights, dtype=np.float64)
+    prob, alias = _build_alias(np.array([0, len(w)], dtype=np.int64), w)
+
+    def sample(shape: tuple[int, ...]) -> np.ndarray:
+        k = rng.integers(0, len(w), size=shape)
+        return np.where(rng.random(shape) < prob[k], k, alias[k])
+
+    return sample
+
+
 def skipgram_pairs(walks: np.ndarray, window: int, rng: np.random.Generator | None = None) -> np.ndarray:
     """(centre, context) pairs within ``window`` of each other; -1 padding skipped.
 
@@ -150,13 +216,13 @@ def skipgram_pairs(walks: np.ndarray, window: int, rng: np.random.Generator | No
 
 def booked_pairs(sessions: list[np.ndarray], booked: np.ndarray) -> np.ndarray:
     """Airbnb global context: (item, booked item) for every other item of a booking session."""
-    rows = []
-    for items, b in zip(sessions, booked):
-        if b >= 0:
-            others = items[items != b]
-            if len(others):
-                rows.append(np.stack([others, np.full(len(others), b)], 1))
-    return np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, 2), np.int64)
+    if not len(sessions):
+        return np.zeros((0, 2), np.int64)
+    lens = np.fromiter((len(s) for s in sessions), dtype=np.int64, count=len(sessions))
+    items = np.concatenate(sessions).astype(np.int64) if lens.sum() else np.zeros(0, np.int64)
+    b = np.repeat(np.asarray(booked, dtype=np.int64), lens)
+    keep = (b >= 0) & (items != b)
+    return np.stack([items[keep], b[keep]], 1)
 
 
 def pad_sequences(seqs: list[np.ndarray], max_len: int = 64) -> np.ndarray:
@@ -221,15 +287,20 @@ class EGES:
         shrink_window: bool = True,
         epochs: int = 5,
         batch_size: int = 512,
-        lr: float = 0.01,
+        lr: float | None = None,
+        optimizer: str = "sgd",
         sparse: bool | None = None,
         random_seed: int = 0,
         progress: bool = True,
     ):
         """``booked_weight``: loss weight of a booked-context pair (Airbnb's global context) against 1 for
-        a window pair. ``sparse``: sparse embedding gradients with SparseAdam, so that a step touches only its batch's
-        rows; dense Adam updates every row of every table on every step, which is faster on small
-        catalogues and far slower on large ones. ``None`` picks sparse from ``SPARSE_FROM_ITEMS`` items."""
+        a window pair. Each batch's loss and gradient are written out by hand (:func:`pair_gradients`, tested
+        equal to autograd). ``optimizer``: ``"adam"`` (``lr`` default 0.01), or ``"sgd"``: word2vec's update
+        on the per-item tables (``lr`` default 0.025, decayed linearly to 1e-4 as gensim does; the batch's
+        gradients summed, not averaged) with Adam on the small side tables (at ``lr * 0.4``). ``sparse`` (Adam only): Adam on
+        the per-item rows a step touches (:class:`LazyAdam`); dense Adam updates every row of every table on
+        every step, which is faster on small catalogues and far slower on large ones. ``None`` picks sparse
+        from ``SPARSE_FROM_ITEMS`` items."""
         if dim < 1 or window < 1 or negatives < 0 or market_negatives < 0 or epochs < 1 or batch_size < 1 \
                 or not booked_weight >= 0:
             raise ValueError("dim, window, epochs and batch_size must be >= 1; negatives, market_negatives and "
@@ -237,7 +308,13 @@ class EGES:
         self.dim, self.window, self.negatives = dim, window, negatives
         self.market_negatives, self.market_field, self.booked_context = market_negatives, market_field, booked_context
         self.booked_weight = booked_weight
-        self.ns_exponent, self.epochs, self.batch_size, self.lr = ns_exponent, epochs, batch_size, lr
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
+        if lr is not None and not lr >= 0:
+            raise ValueError(f"lr must be >= 0, got {lr}")
+        self.optimizer = optimizer
+        self.lr = OPTIMIZERS[optimizer] if lr is None else lr
+        self.ns_exponent, self.epochs, self.batch_size = ns_exponent, epochs, batch_size
         self.shrink_window, self.sparse = shrink_window, sparse
         self.random_seed, self.progress = random_seed, progress
         self.model: EGESModel | None = None
@@ -304,9 +381,7 @@ class EGES:
             raise ValueError("no training pairs: the walks are empty or all of length 1. Ingest sessions with at "
                              "least two items (TRANSITION edges), or lower min session length.")
         freq = np.bincount(pairs[:, 1], minlength=n_items).astype(np.float64)
-        noise = freq ** self.ns_exponent
-        noise /= noise.sum()
-        noise_cdf = np.cumsum(noise)
+        noise = unigram_sampler(freq ** self.ns_exponent, rng)
         market = self._market_sampler(rng)
 
         sparse = self.sparse if self.sparse is not None else n_items >= SPARSE_FROM_ITEMS
@@ -315,42 +390,63 @@ class EGES:
             if item_ids is None:
                 raise ValueError("warm_start maps rows by item id: pass item_ids as well")
             self._warm_start(warm_start, np.asarray(item_ids, dtype=object), side)
-        params = list(self.model.parameters())
-        if sparse:  # per-item tables: Adam on the touched rows; the small side tables: dense Adam
-            side_params = list(self.model.side.parameters())
-            item_params = [p for p in params if all(p is not q for q in side_params)]
-            opts = [LazyAdam(item_params, lr=self.lr)] + ([torch.optim.Adam(side_params, lr=self.lr)] if side_params else [])
-        else:
-            opts = [torch.optim.Adam(params, lr=self.lr)]
-        logger.info("EGES: %d items, %d pairs, %s Adam", n_items, len(pairs), "sparse" if sparse else "dense")
+        params = dict(self.model.named_parameters())
+        sgd = self.optimizer == "sgd"
+        per_item = {"item.weight", "attention.weight", "context.weight"}
+        # adam, sparse: the per-item tables get Adam on the rows a step touches (LazyAdam), the small side
+        # tables dense Adam; adam, dense: Adam on every row of every table. sgd: word2vec's update on the
+        # per-item tables (the rows a pair uses moved by lr times its gradient, no per-batch mean) and dense
+        # Adam on the side tables, which every pair of a batch shares, at lr scaled as the defaults are
+        # (0.025 -> 0.01). Plain SGD on them measured cold HR@20 0.34 against Adam's 0.56 on REES46
+        # validation (bench/eges_optimizer.py)
+        lazy = per_item if sparse and not sgd else set()
+        lazy_opt = LazyAdam([params[k] for k in sorted(lazy)], lr=self.lr) if lazy else None
+        dense = [p for k, p in params.items() if k not in lazy and not (sgd and k in per_item)]
+        side_lr = self.lr * OPTIMIZERS["adam"] / OPTIMIZERS["sgd"] if sgd else self.lr
+        dense_opt = torch.optim.Adam(dense, lr=side_lr) if dense else None
+        logger.info("EGES: %d items, %d pairs, %s", n_items, len(pairs),
+                    "SGD" if sgd else "sparse Adam" if sparse else "dense Adam")
         codes_t = torch.from_numpy(side.codes)
+        pairs_t, weight_t = torch.from_numpy(pairs), torch.from_numpy(weight)
         losses = []
         t0 = time.perf_counter()
+        n_steps, step = self.epochs * -(-len(pairs) // self.batch_size), 0
         bar = progress_bar(total=self.epochs * len(pairs), unit="pairs", desc="EGES", enabled=self.progress)
         for epoch in range(self.epochs):
-            perm = rng.permutation(len(pairs))
+            perm = torch.from_numpy(rng.permutation(len(pairs)))
             total, n_batches = 0.0, 0
             for s in range(0, len(perm), self.batch_size):
                 sel = perm[s:s + self.batch_size]
-                b = pairs[sel]
-                negs = np.searchsorted(noise_cdf, rng.random((len(b), self.negatives)) * noise_cdf[-1])
-                negs = np.minimum(negs, n_items - 1)
+                b = pairs_t.index_select(0, sel)
+                negs = [noise((len(b), self.negatives))]
                 if market is not None:
-                    negs = np.concatenate([negs, market(b[:, 0])], 1)
-                centre = torch.from_numpy(b[:, 0])
-                h = self.model(centre, codes_t[centre])
-                pos = self.model.context(torch.from_numpy(b[:, 1]))
-                neg = self.model.context(torch.from_numpy(negs))
-                pos_logit = (h * pos).sum(-1)
-                neg_logit = torch.bmm(neg, h.unsqueeze(-1)).squeeze(-1)
-                per_pair = nn.functional.logsigmoid(pos_logit) + nn.functional.logsigmoid(-neg_logit).sum(-1)
-                loss = -(torch.from_numpy(weight[sel]) * per_pair).mean()
-                for opt in opts:
-                    opt.zero_grad()
-                loss.backward()
-                for opt in opts:
-                    opt.step()
-                total += loss.item()
+                    negs.append(market(b[:, 0].numpy()))
+                context = torch.from_numpy(np.concatenate([b[:, 1:].numpy(), *negs], 1))
+                centre = b[:, 0]
+                w = weight_t.index_select(0, sel)
+                loss, grads = pair_gradients(self.model, centre, codes_t.index_select(0, centre), context,
+                                             w if sgd else w / len(b))
+                with torch.no_grad():
+                    if sgd:
+                        lr = self.lr - (self.lr - min(MIN_SGD_LR, self.lr)) * step / n_steps
+                        for name in per_item:  # (index_add_'s alpha= is 4x slower)
+                            rows, vals = grads.pop(name)
+                            params[name].index_add_(0, rows, vals.mul_(-lr))
+                        loss /= len(b)
+                    merged = {}  # item and attention rows are the same centres: coalesce them once
+                    for name, (rows, vals) in grads.items():
+                        p = params[name]
+                        if name in lazy:
+                            if id(rows) not in merged:
+                                merged[id(rows)] = torch.unique(rows, return_inverse=True)
+                            uniq, inv = merged[id(rows)]
+                            lazy_opt.update_rows(p, uniq, vals.new_zeros((len(uniq), vals.shape[1])).index_add_(0, inv, vals))
+                        else:
+                            p.grad = torch.zeros_like(p).index_add_(0, rows, vals)
+                if dense_opt is not None:
+                    dense_opt.step()
+                step += 1
+                total += loss
                 n_batches += 1
                 bar.update(len(b))
             losses.append(total / max(n_batches, 1))

@@ -31,8 +31,9 @@ def train_item_vectors(
     booked_weight: float = 1.0,
     market_field: str | None = "market",
     market_negatives: int = 0,
-    lr: float = 0.01,
-    batch_size: int = 1024,
+    lr: float | None = None,
+    optimizer: str = "sgd",  # sgd at batch 4096 against adam at 1024: 0.221 vs 0.212 validation NDCG@20 on
+    batch_size: int = 4096,  # REES46, 0.0453 vs 0.0447 on Taobao, 1.2-2.9x faster (bench/eges_optimizer.py)
     random_seed: int = 0,
     progress: bool = True,
     item_ids: np.ndarray | None = None,
@@ -62,5 +63,5 @@ def train_item_vectors(
         market_field = None
     model = EGES(dim=dim, epochs=epochs, window=window, negatives=negatives, booked_context=booked_context,
                  booked_weight=booked_weight, market_field=market_field, market_negatives=market_negatives, lr=lr,
-                 batch_size=batch_size, random_seed=random_seed, progress=progress)
+                 optimizer=optimizer, batch_size=batch_size, random_seed=random_seed, progress=progress)
     return model.fit(walks, side, sessions=sessions, booked=booked, item_ids=item_ids, warm_start=warm_start)

@@ -494,6 +494,13 @@ class SnapshotRetriever(ItemRetriever):
     answers: "AnswerCache" = field(default_factory=lambda: AnswerCache(ANSWER_CACHE_SIZE), repr=False)
     version: int = 0  # the graph's data version when this snapshot was read (query.scores.read_data_version)
 
+    def __setattr__(self, name, value):
+        # the answer cache holds answers computed from these fields: replacing one (the benches swap in
+        # other vectors) starts an empty cache, or lookups would keep returning the old data's answers
+        if name in ("items", "lists", "vectors", "side") and "answers" in self.__dict__:
+            object.__setattr__(self, "answers", AnswerCache(ANSWER_CACHE_SIZE))
+        object.__setattr__(self, name, value)
+
     def has_item(self, item_id: str) -> bool:
         return item_id in self.items
 

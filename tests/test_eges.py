@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from embed.eges import EGES, LazyAdam, SideInfo, booked_pairs, skipgram_pairs
 from walkers.walk import random_walks
@@ -33,13 +34,13 @@ def cos(a, b):
     return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_training_separates_clusters(sparse):
+@pytest.mark.parametrize("optimizer,sparse", [("adam", False), ("adam", True), ("sgd", None)])
+def test_training_separates_clusters(optimizer, sparse):
     g = two_cluster_graph()
     walks = random_walks(g, walk_length=8, walks_per_node=20, random_seed=0)
-    model = EGES(dim=16, epochs=6, batch_size=256, sparse=sparse, random_seed=0, progress=False)
+    model = EGES(dim=16, epochs=6, batch_size=256, optimizer=optimizer, sparse=sparse, random_seed=0, progress=False)
     res = model.fit(walks, side_for())
-    assert model.model.item.sparse is sparse
+    assert model.model.item.sparse is bool(sparse)
     e = res.embeddings
     within = np.mean([cos(e[a], e[b]) for a in range(10) for b in range(10) if a != b])
     across = np.mean([cos(e[a], e[b]) for a in range(10) for b in range(10, 20)])
@@ -141,7 +142,7 @@ def test_booked_weight_raises_the_predicted_probability_of_the_booked_context():
     booked = np.array([15] * 30)
 
     def p_booked(weight):
-        model = EGES(dim=16, epochs=4, batch_size=256, booked_weight=weight, market_negatives=0, random_seed=0,
+        model = EGES(dim=16, epochs=10, batch_size=256, booked_weight=weight, market_negatives=0, random_seed=0,
                      progress=False)
         model.fit(walks, side_for(), sessions=sessions, booked=booked)
         with torch.no_grad():
@@ -149,7 +150,8 @@ def test_booked_weight_raises_the_predicted_probability_of_the_booked_context():
             return float(torch.sigmoid((centre * model.model.context(torch.tensor([15]))).sum()))
 
     none, some, much = p_booked(0.0), p_booked(1.0), p_booked(20.0)
-    assert none < some < much and much > 0.5 > none
+    # measured over seeds 0-3: none 0.004-0.006, some 0.088-0.094, much 0.56-0.60
+    assert 3 * none < some and 3 * some < much
     with pytest.raises(ValueError, match="booked_weight"):
         EGES(booked_weight=-1)
 
@@ -227,3 +229,34 @@ def test_lazy_adam_equals_sparse_adam():
         opt = LazyAdam(dense.parameters())
         dense(torch.tensor([0])).sum().backward()
         opt.step()
+
+
+@pytest.mark.parametrize("negatives", [0, 3])
+def test_pair_gradients_equal_autograd(negatives):
+    """The hand-written loss and gradient of a batch equal autograd's on the module's own forward pass, with
+    repeated centres, contexts and side values, weighted pairs and a second side field."""
+    from embed.eges import EGESModel, pair_gradients
+
+    torch.manual_seed(0)
+    model = EGESModel(30, [4, 6], dim=8)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)  # attention and context start at zero otherwise
+    b = 64
+    centre = torch.randint(0, 30, (b,))
+    codes = torch.stack([torch.randint(0, 4, (b,)), torch.randint(0, 6, (b,))], 1)
+    context = torch.randint(0, 30, (b, 1 + negatives))
+    weight = torch.rand(b) * 3
+    loss, grads = pair_gradients(model, centre, codes, context, weight / b)
+
+    h = model(centre, codes)
+    logit = torch.bmm(model.context(context), h.unsqueeze(-1)).squeeze(-1)
+    per_pair = nn.functional.logsigmoid(logit[:, 0]) + nn.functional.logsigmoid(-logit[:, 1:]).sum(-1)
+    want = -(weight * per_pair).mean()
+    want.backward()
+    assert loss == pytest.approx(float(want.detach()), rel=1e-6)
+    assert set(grads) == {name for name, _ in model.named_parameters()}
+    for name, p in model.named_parameters():
+        rows, vals = grads[name]
+        got = torch.zeros_like(p).index_add_(0, rows, vals)
+        torch.testing.assert_close(got, p.grad, rtol=1e-5, atol=1e-7)
+        assert p.grad.abs().sum() > 0, name

@@ -349,6 +349,20 @@ def test_retriever_uses_its_blend_config(tmp_path):
     assert list(r.similar_items("a", k=2, channel="blend").ids) == ["c", "b"]
 
 
+def test_snapshot_answers_follow_replaced_vectors_and_lists():
+    """The answer cache must not outlive the data it was computed from: the next-item benches swap another
+    seed's vectors into one retriever (this once returned the first seed's lists for every seed)."""
+    ids = np.array(["a", "b", "c"], dtype=object)
+    r = SnapshotRetriever(items=set(ids), vectors=ItemVectorIndex(ids, np.array([[1, 0], [0.9, 0.1], [0, 1]], np.float32)))
+    assert list(r.similar_items("a", k=1, channel="eges").ids) == ["b"]
+    r.vectors = ItemVectorIndex(ids, np.array([[1, 0], [0, 1], [0.9, 0.1]], np.float32))
+    assert list(r.similar_items("a", k=1, channel="eges").ids) == ["c"]
+    r.lists = {"swing": {"a": (np.array(["c"], dtype=object), np.array([1.0], np.float32))}}
+    assert list(r.similar_items("a", k=1, channel="swing").ids) == ["c"]
+    r.lists = {"swing": {"a": (np.array(["b"], dtype=object), np.array([1.0], np.float32))}}
+    assert list(r.similar_items("a", k=1, channel="swing").ids) == ["b"]
+
+
 def test_snapshot_of_an_empty_graph_says_what_to_run(driver, caplog):
     from conftest import wipe
 
