@@ -18,6 +18,7 @@ Served channels (swing, cooc, trans, side, eges, blend) are read through the API
 trans is the TRANSITION edges, side the SideIndex, eges the Faiss index of embed.train's vectors.
 
     python bench/next_item.py [--datasets rees46 taobao] [--seeds 0 1 2] [--out bench/results]
+    python bench/next_item.py --validation-only   # tuning and scores on validation; the test period unread
 """
 
 from __future__ import annotations
@@ -213,6 +214,35 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
             "seconds": time.perf_counter() - t0}
 
 
+def run_validation(name: str) -> dict:
+    """The tuning half alone: every model tuned and scored on the validation split; the test period's cases
+    are never built. Scores of tuned models are optimistic here (chosen on these same cases)."""
+    t0 = time.perf_counter()
+    df, item_side = load(name)
+    val = Data(temporal_split(temporal_split(df).train), item_side)
+    retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, PipelineConfig(),
+                                   channels=("swing", "cooc", "trans", "side"))
+    chosen = tune(val, retriever)  # leaves the chosen EGES vectors in the retriever
+    models = {m: val.evaluate(lists)[0] for m, lists in baselines(val).items()}
+    for ch in ("side", "eges"):
+        models[f"served: {ch}"] = val.evaluate(served_lists(retriever, val.queries, ch))[0]
+    retriever.blend_config = BlendConfig.parse(chosen["blend"])
+    models[f"served: blend {chosen['blend']} (tuned on these cases)"] = \
+        val.evaluate(served_lists(retriever, val.queries, "blend"))[0]
+    return {"validation_cases": {k: int(v.sum()) for k, v in val.masks.items()}, "chosen": chosen,
+            "models": models, "seconds": time.perf_counter() - t0}
+
+
+def validation_table(name: str, r: dict) -> str:
+    c = r["validation_cases"]
+    lines = [f"\n{name} validation only: {c['all']} cases ({c['warm']} warm, {c['cold']} cold); chosen {r['chosen']}",
+             f"{'model':64s}{'NDCG@20 all':>13s}{'HR@20 all':>11s}{'HR@20 warm':>12s}{'HR@20 cold':>12s}"]
+    for m, v in r["models"].items():
+        lines.append(f"{m:64s}{v['all']['ndcg@20']:13.4f}{v['all']['hr@20']:11.4f}{v['warm']['hr@20']:12.4f}"
+                     f"{v['cold']['hr@20']:12.4f}")
+    return "\n".join(lines)
+
+
 def fmt(v) -> str:
     mean, sd = v
     return f"{mean:.4f}" if sd == 0 else f"{mean:.4f} ± {sd:.4f}"
@@ -241,6 +271,9 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     p.add_argument("--json", action="store_true", help="only the JSON line")
+    p.add_argument("--validation-only", action="store_true",
+                   help="tune and score on the validation split only (the test period is not read); writes "
+                        "next_item_validation.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for noisy in ("embed", "walkers", "gensim", "query.oracle"):
@@ -249,6 +282,13 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")))
     out = {}
+    if args.validation_only:
+        for name in args.datasets:
+            out[name] = run_validation(name)
+            print(validation_table(name, out[name]), flush=True)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "next_item_validation.json").write_text(json.dumps(out, indent=1))
+        return 0
     for name in args.datasets:
         out[name] = run_dataset(name, args.seeds)
         if not args.json:

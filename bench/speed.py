@@ -3,8 +3,9 @@
 1. Swing: Cypher on Neo4j (basis included) vs the graphrecall.scores procedure vs in-memory scipy vs a
    per-pair Python loop (FunRec style).
 2. Walks: vectorised alias walker vs the same alias sampling per step in Python (steps/s).
-3. Embeddings: EGES epoch time vs gensim skip-gram (negative sampling) on the same walks; and
-   EGES with dense Adam vs sparse gradients (SparseAdam) on 6.5k and 200k items.
+3. Embeddings: EGES epoch time (each optimizer) vs gensim skip-gram (negative sampling) on the same
+   walks, gensim with and without frequent-item down-sampling; and EGES's Adam dense vs sparse
+   (LazyAdam) on 6.5k, 20k and 200k items.
 4. Ingest: events/s over Bolt (vs reading + validating alone).
 5. API: p50/p99 latency and QPS of ``GET /i2i`` under a bounded fixed-rate loopback load.
 6. torch threads: EGES with 1 and 2 threads, Neo4j idle and busy (``PipelineConfig.torch_threads``).
