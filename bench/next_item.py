@@ -143,6 +143,14 @@ def tune(val: Data, base_retriever, seed: int = 0) -> dict:
     return {"item2vec": i2v, "eges": eges, "blend": str(blend), "validation_ndcg@20": {"blend": max(scores)}}
 
 
+def tuned_on_validation(val: Data, params) -> tuple:
+    """The validation split's retriever (the pipeline's channels, then the chosen EGES vectors) and the
+    settings :func:`tune` chose on it."""
+    retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, params,
+                                   channels=("swing", "cooc", "trans", "side"))
+    return retriever, tune(val, retriever)  # tune leaves the chosen EGES vectors in the retriever
+
+
 def cold_share(retriever, d: Data, channel: str) -> float:
     """Share of new (side-only) items in the top-20 lists of warm queries."""
     trained = set(d.cat.item_ids[d.cat.trained])
@@ -160,8 +168,7 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
                 "validation %d cases", name, split.cutoff, len(split.train), len(test.cases), test.masks["warm"].sum(),
                 test.masks["cold"].sum(), test.masks["cold_query"].sum(), len(test.cat), len(val.cases))
     params = PipelineConfig()  # swing/cooc/trans/side as the pipeline builds them (EGES: the search below)
-    val_retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, params, channels=("swing", "cooc", "trans", "side"))
-    chosen = tune(val, val_retriever)
+    _, chosen = tuned_on_validation(val, params)
     blend = BlendConfig.parse(chosen["blend"])
 
     # the test period, read once with the chosen settings
@@ -220,9 +227,7 @@ def run_validation(name: str) -> dict:
     t0 = time.perf_counter()
     df, item_side = load(name)
     val = Data(temporal_split(temporal_split(df).train), item_side)
-    retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, PipelineConfig(),
-                                   channels=("swing", "cooc", "trans", "side"))
-    chosen = tune(val, retriever)  # leaves the chosen EGES vectors in the retriever
+    retriever, chosen = tuned_on_validation(val, PipelineConfig())
     models = {m: val.evaluate(lists)[0] for m, lists in baselines(val).items()}
     for ch in ("side", "eges"):
         models[f"served: {ch}"] = val.evaluate(served_lists(retriever, val.queries, ch))[0]
