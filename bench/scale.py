@@ -4,7 +4,7 @@ For each size a REES46-shaped log is generated (``ingest/synthetic.py``, seeded:
 30-minute sessions; about 22 events per user, one item per 20 events), loaded into the empty local
 instance ``scale`` and run through the pipeline as ``graphrecall demo`` runs it, each stage timed on its own:
 
-ingest (Bolt) -> scores (Swing + cooc, Cypher) -> export -> walks + EGES -> write-back (Neo4j vectors)
+ingest (Bolt) -> scores (Swing + cooc) -> export -> walks + EGES -> write-back (Neo4j vectors)
 -> Faiss index -> snapshot load (what the API does at start).
 
 Memory: peak RSS of this Python process (``getrusage``) and the Neo4j heap it is given (``--heap``); the two
@@ -14,7 +14,7 @@ uses ``--torch-threads`` threads (default 1: Neo4j shares the 2 cores). The tabl
 
     python bench/scale.py [--events 100000 300000 1000000] [--heap 4g]
     python bench/scale.py --events 1000000 --merge   # add a size to the saved table, keep the other rows
-    python bench/scale.py --events 10000000     # the issue's big run (not reached yet: see the README)
+    python bench/scale.py --events 10000000 --merge   # the big run: about 57 minutes, plus 14 to generate
 """
 
 from __future__ import annotations
