@@ -33,7 +33,7 @@ def train_item_vectors(
     market_negatives: int = 0,
     lr: float | None = None,
     optimizer: str = "sgd",  # sgd at batch 4096 against adam at 1024: 0.221 vs 0.212 validation NDCG@20 on
-    batch_size: int = 4096,  # REES46, 0.0453 vs 0.0447 on Taobao, 1.2-2.9x faster (bench/eges_optimizer.py)
+    batch_size: int = 4096,  # REES46, 0.0453 vs 0.0447 on Taobao, 2.1-2.9x faster (bench/eges_optimizer.py)
     random_seed: int = 0,
     progress: bool = True,
     item_ids: np.ndarray | None = None,
