@@ -167,6 +167,51 @@ def cmd_scores(args) -> int:
     return 0
 
 
+def cmd_spark(args) -> int:
+    from ingest.formats import IngestError
+    from query.spark_scores import (DEFAULT_MASTER, SparkSetupError, events_from_file, run_spark_scores,
+                                    spark_session)
+
+    if args.spark_command != "scores":
+        raise CliError("the one Spark job is `graphrecall spark scores`; see `graphrecall spark scores --help`")
+    if args.events and not args.format:
+        raise CliError("--events needs --format rees46|taobao|movielens (the project's readers parse it in the tasks)")
+    cfg = _cfg_from_args(args)
+    driver, settings = connect(args)  # the local server is started (or reused) before Spark starts
+    driver.close()
+    master = None if args.master == "submit" else args.master
+    try:
+        spark = spark_session(master, partitions=args.partitions, driver_memory=args.driver_memory,
+                              connector=args.connector_jar, progress=not args.quiet,
+                              conf=dict(kv.split("=", 1) for kv in args.conf))
+    except SparkSetupError as exc:
+        raise CliError(str(exc)) from None
+    try:
+        events = None
+        if args.events:
+            reject = (args.reject_dir / f"{Path(args.events).name}.rejects.csv") if args.reject_dir else None
+            try:
+                got = events_from_file(spark, args.events, args.format, reject_path=reject,
+                                       min_rating=args.min_rating)
+            except FileNotFoundError as exc:
+                raise CliError(f"{exc}; give the path of an events file (or leave --events out to read the graph)"
+                               ) from None
+            except IngestError as exc:
+                raise CliError(f"{exc}; is --format right for this file?") from None
+            if got.rejected:
+                print(f"{got.rejected} rows of {args.events} rejected"
+                      + (f"; see {got.reject_path}" if got.reject_path else " (pass --reject-dir to keep them)"))
+            events = got.events
+        rep = run_spark_scores(spark, settings, events=events, alpha=cfg.swing_alpha, k=cfg.top_k, iuf=cfg.cooc_iuf,
+                               event_types=cfg.event_types, max_items_per_user=cfg.max_items_per_user,
+                               max_users_per_item=cfg.max_users_per_item, salts=args.salts,
+                               write_partitions=args.write_partitions)
+    finally:
+        spark.stop()
+    print(f"spark ({args.master or DEFAULT_MASTER}): {rep.summary()}")
+    return 0
+
+
 def cmd_embed(args) -> int:
     from graphrecall.pipeline import train_embeddings
 
@@ -316,14 +361,19 @@ def _add_conn(p):
     p.add_argument("--http-port", type=int, help="local server HTTP port (default 7474 or $GRAPHRECALL_NEO4J_HTTP_PORT)")
 
 
-def _add_model(p):
-    g = p.add_argument_group("scores and embeddings")
+def _add_score_settings(g):
+    """The Swing/ItemCF settings, shared by `graphrecall scores` and `graphrecall spark scores`."""
     g.add_argument("--swing-alpha", type=float, help="Swing alpha (default 1.0)")
     g.add_argument("--top-k", type=int, help="neighbours kept per item (default 50)")
     g.add_argument("--max-items-per-user", type=int, help="cap on items per user in the basis (default 1000)")
     g.add_argument("--max-users-per-item", type=int, help="cap on users per item in the basis (default 1000)")
     g.add_argument("--no-iuf", action="store_true", help="plain ItemCF counts (default: IUF-weighted users)")
     g.add_argument("--event-types", help="comma list of ENGAGED types for Swing/ItemCF (default all positive)")
+
+
+def _add_model(p):
+    g = p.add_argument_group("scores and embeddings")
+    _add_score_settings(g)
     g.add_argument("--score-engine", choices=["auto", "procedure", "cypher"],
                    help="how SWING/COOC are computed: the graphrecall.scores procedure (Java, installed by graphrecall's "
                         "local server), the Cypher reference, or auto: the procedure when the server has it (default)")
@@ -390,6 +440,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(s)
     _add_conn(s)
     s.set_defaults(func=cmd_scores)
+
+    s = sub.add_parser("spark", help="Swing and ItemCF on Apache Spark, written back to Neo4j (past one machine)",
+                       description="Jobs on Apache Spark (pyspark 3.4: pip install -e '.[spark]'). The Neo4j Connector "
+                                   "for Apache Spark is fetched with Maven on first use.")
+    sp = s.add_subparsers(dest="spark_command", required=True, metavar="JOB")
+    s = sp.add_parser("scores", help="the same SWING/COOC lists as `graphrecall scores`, computed on Spark",
+                      description="Reads events from the graph's ENGAGED edges through the connector (default) or "
+                                  "from an event file (--events, parsed with graphrecall's own readers in the Spark "
+                                  "tasks), computes the capped basis, Swing and ItemCF with the settings of "
+                                  "`graphrecall scores`, and replaces the SWING/COOC relationships through the "
+                                  "connector. On a cluster: spark-submit --jars <connector jar> with --master submit.")
+    s.add_argument("--events", help="an event file to read instead of the graph (a local path, or hdfs://, s3a://...)")
+    s.add_argument("--format", choices=["rees46", "taobao", "movielens"], help="the --events file's format")
+    s.add_argument("--reject-dir", type=Path, help="where the --events file's rejected rows go (CSV)")
+    s.add_argument("--min-rating", type=float, default=4.0, help="movielens: ratings >= this are rated_high (4.0)")
+    s.add_argument("--master", default="local[2]",
+                   help="Spark master (default local[2]: this machine's 2 cores); 'submit' uses spark-submit's")
+    s.add_argument("--partitions", type=int, default=8, help="spark.sql.shuffle.partitions (default 8)")
+    s.add_argument("--driver-memory", default="2g", help="spark.driver.memory in local mode (default 2g)")
+    s.add_argument("--salts", type=int, default=16,
+                   help="salts of the two-stage per-user/per-item caps, against hot keys (default 16)")
+    s.add_argument("--write-partitions", type=int, default=1,
+                   help="parallel write transactions to Neo4j (default 1: they lock the same item nodes)")
+    s.add_argument("--connector-jar", type=Path, help="the connector jar (default: fetched with Maven and cached)")
+    s.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra Spark settings, e.g. --conf spark.executor.memory=4g (repeatable)")
+    _add_score_settings(s.add_argument_group("scores (as in `graphrecall scores`)"))
+    _add_conn(s)
+    s.set_defaults(func=cmd_spark)
 
     s = sub.add_parser("embed", help="walks + EGES; vectors to Neo4j (vector index) and Faiss")
     _add_model(s)

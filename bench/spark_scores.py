@@ -1,0 +1,142 @@
+"""Swing + ItemCF on Spark (``graphrecall spark scores``) against the in-database path, on one graph.
+
+On a graph that is already ingested (a local instance), both paths compute the SWING and COOC lists
+with the pipeline's settings, one after the other, each timed on its own:
+
+* **in-database**: ``graphrecall scores`` (the ``graphrecall.scores`` procedure, or Cypher when it is
+  not installed): basis, Swing, ItemCF, written in the database;
+* **spark**: ``graphrecall spark scores`` in ``local[N]``: ENGAGED edges read through the Neo4j Connector
+  for Apache Spark, capped basis, Swing (two-pass user-pair plan) and ItemCF as DataFrame plans, the
+  top-k lists written back through the connector.
+
+The lists written by the two are then compared row by row (same neighbours in the same order, scores to
+1e-9). Stage times, the ratio, and a projection of the Spark compute to 100M events on N executors go to
+``bench/results/spark_scores.json`` (one entry per graph size, merged).
+
+The projection is labelled as one: it scales the measured Spark compute time (read + basis + scores,
+without the write) by the measured growth exponent between sizes, and divides by the number of cores,
+assuming the shuffle stages scale out (they are keyed by user pairs and item pairs, see the module
+docstring of ``query/spark_scores.py``). The write-back goes to one Neo4j server and is projected
+from its measured relationships/s, not divided.
+
+    python bench/spark_scores.py --instance default                       # the demo graph (REES46 head17k)
+    python bench/spark_scores.py --instance bench --bolt-port 27687 --http-port 27474   # 1M events (bench/speed.py's)
+    python bench/spark_scores.py --instance scale --bolt-port 29687 --http-port 29474   # 10M (bench/scale.py's)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+ROOT = Path(__file__).resolve().parents[1]
+logger = logging.getLogger("bench.spark_scores")
+
+
+def compare(a: dict, b: dict) -> dict:
+    """How many item rows of two ``read_top_lists`` results are equal (same ids in order, scores 1e-9)."""
+    rows = set(a) | set(b)
+    same = sum(1 for i in rows if i in a and i in b and a[i][0] == b[i][0]
+               and all(abs(x - y) <= 1e-9 for x, y in zip(a[i][1], b[i][1])))
+    return dict(rows=len(rows), equal_rows=same, only_one_side=len(set(a) ^ set(b)))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--instance", default="default")
+    p.add_argument("--bolt-port", type=int, default=7687)
+    p.add_argument("--http-port", type=int, default=7474)
+    p.add_argument("--master", default="local[2]")
+    p.add_argument("--heap", default="2g", help="Neo4j heap when this starts the server (default 2g)")
+    p.add_argument("--partitions", type=int, default=8, help="spark.sql.shuffle.partitions (default 8)")
+    p.add_argument("--driver-memory", default="3g")
+    p.add_argument("--read-partitions", type=int, default=1, help="parallel connector reads of ENGAGED (default 1)")
+    p.add_argument("--executors", type=int, nargs="+", default=[8, 32], help="executor cores for the projection")
+    p.add_argument("--skip-indb", action="store_true", help="time only Spark (compare with the lists in the graph)")
+    p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "spark_scores.json")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+
+    from graph_schema.server import LocalNeo4j
+    from graphrecall.pipeline import PipelineConfig, compute_scores
+    from query import spark_scores as S
+    from query.scores import read_top_lists
+
+    server = LocalNeo4j(args.instance, bolt_port=args.bolt_port, http_port=args.http_port, heap=args.heap,
+                        pagecache="1g").start()
+    settings = server.settings()
+    driver = settings.driver()
+    cfg = PipelineConfig()
+    with driver.session() as s:
+        n_events = s.run("MATCH ()-[e:ENGAGED]->() RETURN coalesce(sum(e.count), 0)").single()[0]
+    res: dict = dict(events=int(n_events), master=args.master, partitions=args.partitions)
+    if not args.skip_indb:
+        t = time.perf_counter()
+        swing, cooc = compute_scores(driver, cfg, progress=True)
+        res["indb_seconds"] = time.perf_counter() - t
+        res["indb_engine"] = "procedure" if cfg.score_engine == "auto" else cfg.score_engine
+        logger.info("in-database scores: %.1fs", res["indb_seconds"])
+    want = {rel: read_top_lists(driver, rel) for rel in ("SWING", "COOC")}
+
+    spark = S.spark_session(args.master, partitions=args.partitions, driver_memory=args.driver_memory, progress=True)
+    try:
+        t = time.perf_counter()
+        ev = S.events_from_graph(spark, settings, partitions=args.read_partitions)
+        rep = S.run_spark_scores(spark, settings, events=ev, alpha=cfg.swing_alpha, k=cfg.top_k, iuf=cfg.cooc_iuf,
+                                 event_types=cfg.event_types, max_items_per_user=cfg.max_items_per_user,
+                                 max_users_per_item=cfg.max_users_per_item)
+        res["spark_seconds"] = time.perf_counter() - t
+    finally:
+        spark.stop()
+    res["spark_stages"] = rep.seconds
+    res["engaged_edges"] = rep.events
+    res["basis_edges"] = rep.basis_edges
+    res["relationships"] = dict(SWING=rep.swing_rows, COOC=rep.cooc_rows)
+    got = {rel: read_top_lists(driver, rel) for rel in ("SWING", "COOC")}
+    res["equal"] = {rel: compare(want[rel], got[rel]) for rel in ("SWING", "COOC")}
+    if "indb_seconds" in res:
+        res["spark_over_indb"] = res["spark_seconds"] / res["indb_seconds"]
+    driver.close()
+
+    out = json.loads(args.out.read_text()) if args.out.exists() else {}
+    out[str(res["events"])] = res
+    sizes = sorted(out.values(), key=lambda r: r["events"])
+    if len(sizes) >= 2:  # projection from the two largest sizes measured
+        a, b = sizes[-2], sizes[-1]
+        compute = lambda r: sum(v for k, v in r["spark_stages"].items() if not k.endswith("_write"))
+        write = lambda r: sum(v for k, v in r["spark_stages"].items() if k.endswith("_write"))
+        rels = lambda r: sum(r["relationships"].values())
+        grow = math.log(b["events"] / a["events"])
+        e_compute, e_rels = math.log(compute(b) / compute(a)) / grow, math.log(rels(b) / rels(a)) / grow
+        scale = 1e8 / b["events"]
+        compute_100m = compute(b) * scale ** e_compute
+        write_100m = write(b) * scale ** e_rels  # the same relationships/s as measured
+        out["projection_100M"] = dict(
+            note="PROJECTION, not a measurement: Spark compute (read + basis + Swing + ItemCF) at 100M events from "
+                 "its growth exponent between the two largest measured sizes, divided by executor cores over the 2 "
+                 "measured here; the write-back to one Neo4j server is projected at the measured relationships/s "
+                 "and not divided",
+            from_events=[a["events"], b["events"]], exponent_compute=e_compute, exponent_relationships=e_rels,
+            compute_seconds_local2=compute_100m, write_seconds=write_100m,
+            total_seconds_by_executor_cores={str(n): compute_100m * 2 / n + write_100m for n in args.executors})
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=1))
+    print(json.dumps(res, indent=1))
+    for rel, c in res["equal"].items():
+        print(f"{rel}: {c['equal_rows']}/{c['rows']} item rows equal to the in-database lists")
+    if "spark_over_indb" in res:
+        print(f"spark {res['spark_seconds']:.1f}s vs in-database {res['indb_seconds']:.1f}s: "
+              f"{res['spark_over_indb']:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
