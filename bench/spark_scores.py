@@ -6,18 +6,21 @@ with the pipeline's settings, one after the other, each timed on its own:
 * **in-database**: ``graphrecall scores`` (the ``graphrecall.scores`` procedure, or Cypher when it is
   not installed): basis, Swing, ItemCF, written in the database;
 * **spark**: ``graphrecall spark scores`` in ``local[N]``: ENGAGED edges read through the Neo4j Connector
-  for Apache Spark, capped basis, Swing (two-pass user-pair plan) and ItemCF as DataFrame plans, the
-  top-k lists written back through the connector.
+  for Apache Spark, capped basis, Swing (``--swing-plan items``, the default: a broadcast CSR basis and
+  the items dealt to tasks; or ``pairs``: the two-pass user-pair plan in Spark SQL) and ItemCF as
+  DataFrame plans, the top-k lists written back through the connector.
 
 The lists written by the two are then compared row by row (same neighbours in the same order, scores to
-1e-9). Stage times, the ratio, and a projection of the Spark compute to 100M events on N executors go to
-``bench/results/spark_scores.json`` (one entry per graph size, merged).
+1e-9 relative). Stage times, the ratio, and a projection of the Spark compute to 100M events on N executors go to
+``bench/results/spark_scores.json`` (one entry per graph size and Swing plan, merged).
 
 The projection is labelled as one: it scales the measured Spark compute time (read + basis + scores,
-without the write) by the measured growth exponent between sizes, and divides by the number of cores,
-assuming the shuffle stages scale out (they are keyed by user pairs and item pairs, see the module
-docstring of ``query/spark_scores.py``). The write-back goes to one Neo4j server and is projected
-from its measured relationships/s, not divided.
+without the write) of the ``items`` plan by its growth exponent between the two largest sizes, and
+divides by the number of cores, assuming the stages scale out (the basis and ItemCF stages are keyed
+by users, items and item pairs; Swing by slices of items). The write-back goes to one Neo4j server and
+is projected from its measured relationships/s, not divided. The crossover is the number of executor
+cores at which the Spark total (compute / cores * 2 + write) would match the in-database time at the
+largest measured size.
 
     python bench/spark_scores.py --instance default                       # the demo graph (REES46 head17k)
     python bench/spark_scores.py --instance bench --bolt-port 27687 --http-port 27474   # 1M events (bench/speed.py's)
@@ -41,10 +44,12 @@ logger = logging.getLogger("bench.spark_scores")
 
 
 def compare(a: dict, b: dict) -> dict:
-    """How many item rows of two ``read_top_lists`` results are equal (same ids in order, scores 1e-9)."""
+    """How many item rows of two ``read_top_lists`` results are equal: the same ids in the same order, and
+    scores within 1e-9 relative (a hot item's Swing score sums ~1e5 terms to ~1e4, so the two engines'
+    summation orders differ by up to ~1e-9 in absolute terms)."""
     rows = set(a) | set(b)
     same = sum(1 for i in rows if i in a and i in b and a[i][0] == b[i][0]
-               and all(abs(x - y) <= 1e-9 for x, y in zip(a[i][1], b[i][1])))
+               and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a[i][1], b[i][1])))
     return dict(rows=len(rows), equal_rows=same, only_one_side=len(set(a) ^ set(b)))
 
 
@@ -60,6 +65,7 @@ def main() -> int:
     p.add_argument("--driver-memory", default="3g")
     p.add_argument("--read-partitions", type=int, default=1, help="parallel connector reads of ENGAGED (default 1)")
     p.add_argument("--executors", type=int, nargs="+", default=[8, 32], help="executor cores for the projection")
+    p.add_argument("--swing-plan", choices=["items", "pairs"], default="items", help="Spark's Swing plan")
     p.add_argument("--skip-indb", action="store_true", help="time only Spark (compare with the lists in the graph)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "spark_scores.json")
     args = p.parse_args()
@@ -77,7 +83,7 @@ def main() -> int:
     cfg = PipelineConfig()
     with driver.session() as s:
         n_events = s.run("MATCH ()-[e:ENGAGED]->() RETURN coalesce(sum(e.count), 0)").single()[0]
-    res: dict = dict(events=int(n_events), master=args.master, partitions=args.partitions)
+    res: dict = dict(events=int(n_events), master=args.master, partitions=args.partitions, swing_plan=args.swing_plan)
     if not args.skip_indb:
         t = time.perf_counter()
         swing, cooc = compute_scores(driver, cfg, progress=True)
@@ -92,7 +98,7 @@ def main() -> int:
         ev = S.events_from_graph(spark, settings, partitions=args.read_partitions)
         rep = S.run_spark_scores(spark, settings, events=ev, alpha=cfg.swing_alpha, k=cfg.top_k, iuf=cfg.cooc_iuf,
                                  event_types=cfg.event_types, max_items_per_user=cfg.max_items_per_user,
-                                 max_users_per_item=cfg.max_users_per_item)
+                                 max_users_per_item=cfg.max_users_per_item, swing_plan=args.swing_plan)
         res["spark_seconds"] = time.perf_counter() - t
     finally:
         spark.stop()
@@ -107,9 +113,10 @@ def main() -> int:
     driver.close()
 
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
-    out[str(res["events"])] = res
-    sizes = sorted(out.values(), key=lambda r: r["events"])
-    if len(sizes) >= 2:  # projection from the two largest sizes measured
+    out[f"{res['events']}/{args.swing_plan}"] = res
+    sizes = sorted((r for r in out.values() if r.get("swing_plan") == "items" and "spark_stages" in r),
+                   key=lambda r: r["events"])
+    if len(sizes) >= 2:  # projection from the two largest sizes measured with the default plan
         a, b = sizes[-2], sizes[-1]
         compute = lambda r: sum(v for k, v in r["spark_stages"].items() if not k.endswith("_write"))
         write = lambda r: sum(v for k, v in r["spark_stages"].items() if k.endswith("_write"))
@@ -127,6 +134,9 @@ def main() -> int:
             from_events=[a["events"], b["events"]], exponent_compute=e_compute, exponent_relationships=e_rels,
             compute_seconds_local2=compute_100m, write_seconds=write_100m,
             total_seconds_by_executor_cores={str(n): compute_100m * 2 / n + write_100m for n in args.executors})
+        if "indb_seconds" in b and b["indb_seconds"] > write(b):  # cores where Spark's total meets in-database
+            out["projection_100M"]["crossover_cores_at_largest_measured"] = (
+                2 * compute(b) / (b["indb_seconds"] - write(b)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     print(json.dumps(res, indent=1))

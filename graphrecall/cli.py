@@ -205,7 +205,7 @@ def cmd_spark(args) -> int:
         rep = run_spark_scores(spark, settings, events=events, alpha=cfg.swing_alpha, k=cfg.top_k, iuf=cfg.cooc_iuf,
                                event_types=cfg.event_types, max_items_per_user=cfg.max_items_per_user,
                                max_users_per_item=cfg.max_users_per_item, salts=args.salts,
-                               write_partitions=args.write_partitions)
+                               write_partitions=args.write_partitions, swing_plan=args.swing_plan)
     finally:
         spark.stop()
     print(f"spark ({args.master or DEFAULT_MASTER}): {rep.summary()}")
@@ -461,6 +461,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--driver-memory", default="2g", help="spark.driver.memory in local mode (default 2g)")
     s.add_argument("--salts", type=int, default=16,
                    help="salts of the two-stage per-user/per-item caps, against hot keys (default 16)")
+    s.add_argument("--swing-plan", choices=["items", "pairs"], default="items",
+                   help="items (default): the capped basis broadcast as CSR arrays (8 bytes per edge on every "
+                        "executor), items dealt to tasks; pairs: the two-pass user-pair plan in Spark SQL, for a "
+                        "basis past one executor's memory (about 30x slower at 10M events)")
     s.add_argument("--write-partitions", type=int, default=1,
                    help="parallel write transactions to Neo4j (default 1: they lock the same item nodes)")
     s.add_argument("--connector-jar", type=Path, help="the connector jar (default: fetched with Maven and cached)")

@@ -6,20 +6,30 @@ The same definitions, parameters and tie rules as :mod:`query.scores` (and its o
 1. **Basis.** Events of the chosen types; per (user, item) the latest time; each user's
    ``max_items_per_user`` most recent items (ties: item id), then each item's
    ``max_users_per_item`` most recent users (ties: user id).
-2. **Swing**, two passes over user pairs, like the Cypher path: pass 1 joins the basis with
-   itself on the item and groups by the user pair ``u < v``, keeping pairs with >= 2 common items
-   and ``c = w_u w_v / (alpha + |I_u ∩ I_v|)``; pass 2 explodes each pair's common items into
-   ``(i, j, c)`` and sums by item pair.
+2. **Swing**, by one of two plans (``swing(plan=...)``):
+
+   * ``"items"`` (the default): the capped basis is collected once as integer CSR arrays (item ids
+     indexed in id order), broadcast to the executors, and the items are dealt to tasks, heaviest
+     first and round robin; each task runs :func:`query.swing_kernel.swing_topk`, the in-database
+     procedure's stamp-array algorithm compiled with numba, and emits only its items' top-k rows.
+     It needs the basis (8 bytes per edge) on every executor.
+   * ``"pairs"``: two passes over user pairs in Spark SQL, like the Cypher path: pass 1 joins the
+     basis with itself on the item and groups by the user pair ``u < v``, keeping pairs with >= 2
+     common items and ``c = w_u w_v / (alpha + |I_u ∩ I_v|)``; pass 2 explodes each pair's common
+     items into ``(i, j, c)`` and sums by item pair. It shuffles one row per (user pair, common
+     item), which is slow (27 minutes at 10M events on 2 cores), but needs no executor to hold the basis.
 3. **ItemCF cosine**: the basis joined with itself on the user, ``C_ij`` (1 per user, or
    ``1/log(1 + |I_u|)`` with ``iuf``) over ``sqrt(N_i N_j)``.
 4. **Top k** per item: ``score > min_score``, ordered by the score rounded to 12 decimals, then the
    other item's id (as in Cypher); ``norm = score / best``, ``rank`` from 1.
 
-**Skew.** The plan never groups by a single hot key with an unbounded list: the caps bound every
-user's and item's basis list; the caps themselves are taken in two salted stages (top-n per
+**Skew.** No stage groups by a single hot key with an unbounded list: the caps bound every user's
+and item's basis list; the caps themselves are taken in two salted stages (top-n per
 ``(key, hash(other) mod salts)``, then top-n per key over at most ``salts * n`` rows), so a viral
-item's million users are not sorted in one task; and Swing uses the two-pass *user-pair* plan, so
-its big aggregations are keyed by user pairs and item pairs, never by one item.
+item's million users are not sorted in one task. Swing's ``items`` plan deals items to tasks by
+their estimated work (``|U_i| * sum |I_u|``, bounded by the caps), heaviest first, so no task gets
+two giants before every task has one; the ``pairs`` plan keys its big aggregations by user pairs and
+item pairs, never by one item.
 
 Events come from the graph (``ENGAGED`` edges, read with the Neo4j Connector for Apache Spark) or
 from event files parsed with the project's own readers (:mod:`ingest.formats`) inside the Spark
@@ -279,12 +289,87 @@ def _top_k(scores, k: int, min_score: float):
         "i", "j", "score", "norm", F.col("rank").cast("long").alias("rank"))
 
 
-def swing(basis, *, alpha: float = 1.0, user_weight: bool = True, k: int = 50, min_score: float = 0.0):
-    """Swing top-``k`` per item as ``(i, j, score, norm, rank)`` (two-pass user-pair plan)."""
-    from pyspark.sql import functions as F
+SWING_PLANS = ("items", "pairs")
 
+
+def swing(basis, *, alpha: float = 1.0, user_weight: bool = True, k: int = 50, min_score: float = 0.0,
+          plan: str = "items", slices: int | None = None):
+    """Swing top-``k`` per item as ``(i, j, score, norm, rank)``.
+
+    ``plan="items"`` (default): the capped basis is collected once as integer CSR arrays (8 bytes per
+    edge), broadcast, and the items are dealt to ``slices`` tasks (default: the shuffle partitions),
+    heaviest first and round robin, each running :func:`query.swing_kernel.swing_topk`. Nothing of
+    size "user pairs" is shuffled, so it scales with executors as long as one executor holds the basis.
+    ``plan="pairs"``: the two-pass user-pair plan, all in Spark SQL, for a basis past one executor's
+    memory; it shuffles every (user pair, common item) row, about 30x slower at 10M events."""
     if alpha < 0:
         raise ValueError(f"alpha must be >= 0, got {alpha}")
+    if plan not in SWING_PLANS:
+        raise ValueError(f"plan must be one of {SWING_PLANS}, got {plan!r}")
+    if plan == "items":
+        return _swing_by_items(basis, alpha=alpha, user_weight=user_weight, k=k, min_score=min_score, slices=slices)
+    return _swing_by_user_pairs(basis, alpha=alpha, user_weight=user_weight, k=k, min_score=min_score)
+
+
+def _edge_block(rows):
+    import numpy as np
+
+    return [np.array([(r[0], r[1]) for r in rows], dtype=np.int64).reshape(-1, 2)]
+
+
+def _swing_slice(csr, alpha, user_weight, k, min_score):
+    def run(items):
+        import numpy as np
+
+        from query.swing_kernel import swing_topk
+
+        i, j, s, r = swing_topk(np.asarray(items, dtype=np.int64), *csr.value, float(alpha), bool(user_weight),
+                                int(k), float(min_score))
+        first = np.maximum.accumulate(np.where(r == 1, np.arange(len(r)), 0))
+        norm = s / s[first] if len(s) else s
+        return zip(i.tolist(), j.tolist(), s.tolist(), norm.tolist(), r.tolist())
+    return run
+
+
+def _swing_by_items(basis, *, alpha, user_weight, k, min_score, slices):
+    import numpy as np
+    from pyspark.sql import functions as F
+
+    from query.swing_kernel import csr_from_edges, work_estimate
+
+    spark = basis.sparkSession
+    sc = spark.sparkContext
+    t = time.perf_counter()
+    # items indexed in id order, so the kernel's index tie-break is the id order of Cypher's ORDER BY
+    items = spark.createDataFrame(basis.select("i").distinct().orderBy("i").rdd.map(lambda r: r[0]).zipWithIndex(),
+                                  "i string, ix long").cache()
+    users = spark.createDataFrame(basis.select("u").distinct().rdd.map(lambda r: r[0]).zipWithIndex(),
+                                  "u string, ux long")
+    blocks = basis.join(F.broadcast(items), "i").join(users, "u").select("ux", "ix").rdd.mapPartitions(_edge_block)
+    edges = np.concatenate(blocks.collect() or [np.zeros((0, 2), np.int64)])
+    n_users = int(edges[:, 0].max()) + 1 if len(edges) else 0
+    n_items = int(edges[:, 1].max()) + 1 if len(edges) else 0
+    csr = csr_from_edges(edges[:, 0], edges[:, 1], n_users, n_items)
+    work = work_estimate(*csr[:3])
+    heavy_first = np.argsort(-work, kind="stable")
+    heavy_first = heavy_first[np.diff(csr[0])[heavy_first] >= 2]  # one user: no pair
+    n_slices = max(1, min(int(slices or spark.conf.get("spark.sql.shuffle.partitions")), len(heavy_first) or 1))
+    deal = [heavy_first[s::n_slices].tolist() for s in range(n_slices)]
+    nbytes = sum(a.nbytes for a in csr)
+    logger.info("spark: Swing by items: basis of %d edges as CSR (%.1f MiB broadcast) in %.1fs; %d items in %d "
+                "slices", len(edges), nbytes / 2**20, time.perf_counter() - t, len(heavy_first), n_slices)
+    bc = sc.broadcast(csr)
+    rows = sc.parallelize(deal, n_slices).flatMap(_swing_slice(bc, alpha, user_weight, k, min_score))
+    out = spark.createDataFrame(rows, "ix long, jx long, score double, norm double, rank long")
+    jd = items.select(F.col("i").alias("j"), F.col("ix").alias("jx"))
+    return (out.join(F.broadcast(items), "ix").join(F.broadcast(jd), "jx")
+            .select("i", "j", "score", "norm", "rank"))
+
+
+def _swing_by_user_pairs(basis, *, alpha, user_weight, k, min_score):
+    """The two-pass user-pair plan (see the module docstring)."""
+    from pyspark.sql import functions as F
+
     deg = basis.groupBy("u").agg(F.count("*").alias("du"))
     b = basis.join(deg, "u")
     x, y = b.alias("x"), b.alias("y")
@@ -359,13 +444,14 @@ def run_spark_scores(spark, settings, *, events=None, alpha: float = 1.0, user_w
                      iuf: bool = True, min_score: float = 0.0,
                      event_types=("view", "cart", "fav", "purchase", "rated_high"), max_items_per_user: int = 1000,
                      max_users_per_item: int = 1000, salts: int = DEFAULT_SALTS, write_partitions: int = 1,
-                     batch_size: int = 20000) -> SparkScoresReport:
+                     batch_size: int = 20000, swing_plan: str = "items") -> SparkScoresReport:
     """Basis, Swing and ItemCF on Spark; both lists written back to the graph through the connector.
 
     ``events``: a ``(u, i, type, t)`` DataFrame (:func:`events_from_file`); None reads the graph's
-    ``ENGAGED`` edges. The graph's own ``BASIS`` edges are cleared (they would no longer match the
-    lists), so a later ``graphrecall refresh`` recomputes every row; the settings are stored as
-    ``graphrecall scores`` stores them."""
+    ``ENGAGED`` edges. ``swing_plan``: ``"items"`` or ``"pairs"`` (:func:`swing`). The graph's own
+    ``BASIS`` edges are cleared (they would no longer match the lists), so a later
+    ``graphrecall refresh`` recomputes every row; the settings are stored as ``graphrecall scores``
+    stores them."""
     from query.scores import Q_CLEAR_BASIS, bump_data_version, store_score_settings
 
     secs: dict[str, float] = {}
@@ -384,10 +470,12 @@ def run_spark_scores(spark, settings, *, events=None, alpha: float = 1.0, user_w
     secs["basis"] = time.perf_counter() - t
     logger.info("spark: basis of %d user-item edges in %.1fs", n_basis, secs["basis"])
     rows = {}
-    for rel, df in (("SWING", swing(basis, alpha=alpha, user_weight=user_weight, k=k, min_score=min_score)),
-                    ("COOC", cooc(basis, k=k, iuf=iuf, min_score=min_score))):
-        t = time.perf_counter()
-        df = df.cache()  # computed once, then written: the two times apart
+    plans = (("SWING", lambda: swing(basis, alpha=alpha, user_weight=user_weight, k=k, min_score=min_score,
+                                     plan=swing_plan)),
+             ("COOC", lambda: cooc(basis, k=k, iuf=iuf, min_score=min_score)))
+    for rel, plan in plans:
+        t = time.perf_counter()  # the items plan collects and broadcasts the basis when it is built
+        df = plan().cache()  # computed once, then written: the two times apart
         n = df.count()
         secs[rel.lower()] = time.perf_counter() - t
         logger.info("spark: %s top-%d lists computed, %d rows in %.1fs", rel, k, n, secs[rel.lower()])

@@ -126,6 +126,30 @@ def test_sparse_versions_equal_bruteforce(seed):
     assert_scores_equal(cooc_sparse(basis, k=1000).as_dict(), cooc_bruteforce(basis), tol=1e-6)
 
 
+@pytest.mark.parametrize("seed,caps,alpha,uw,k", [(5, (8, 10), 1.0, True, 1000), (6, (1000, 1000), 0.5, False, 1000),
+                                                   (7, (1000, 1000), 1.0, True, 2)])
+def test_swing_kernel_equals_bruteforce_with_ties_by_id(seed, caps, alpha, uw, k):
+    """The numba kernel of Spark's items plan: the oracle's scores, top k by round(score, 12) then id."""
+    from query.swing_kernel import csr_from_edges, swing_topk
+
+    basis = capped_basis(random_triples(seed, 40, 30), *caps)
+    users, items = sorted({u for u, _ in basis}), sorted({i for _, i in basis})
+    ux, ix = {u: n for n, u in enumerate(users)}, {i: n for n, i in enumerate(items)}
+    u = np.array([ux[a] for a, _ in basis])
+    csr = csr_from_edges(u, np.array([ix[b] for _, b in basis]), len(users), len(items))
+    oi, oj, osc, rank = swing_topk(np.arange(len(items)), *csr, alpha, uw, k, 0.0)
+    full = {key: v for key, v in swing_bruteforce(basis, alpha, uw).items() if v > 0}
+    got = {(items[a], items[b]): s for a, b, s in zip(oi, oj, osc)}
+    for i in items:
+        want = sorted(((j, s) for (a, j), s in full.items() if a == i), key=lambda x: (-round(x[1], 12), x[0]))[:k]
+        mine = [(items[b], r) for a, b, r in zip(oi, oj, rank) if items[a] == i]
+        assert [j for j, _ in mine] == [j for j, _ in want], i
+        assert [r for _, r in mine] == list(range(1, len(mine) + 1))
+    assert_scores_equal(got, {key: full[key] for key in got}, tol=1e-12)
+    if k >= 1000:
+        assert got.keys() == full.keys()
+
+
 def test_bad_parameters_are_refused(driver):
     with pytest.raises(ValueError, match="alpha"):
         compute_swing(driver, alpha=-1)

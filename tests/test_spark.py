@@ -29,44 +29,48 @@ def spark_basis(spark, triples, caps=(1000, 1000), salts=S.DEFAULT_SALTS):
                           salts=salts).cache()
 
 
-def test_design_example_on_spark(spark):
+@pytest.mark.parametrize("plan", S.SWING_PLANS)
+def test_design_example_on_spark(spark, plan):
     b = spark_basis(spark, DESIGN_EXAMPLE)
-    got = S.collect_topk(S.swing(b, user_weight=False, k=10))
+    got = S.collect_topk(S.swing(b, user_weight=False, k=10, plan=plan))
     assert got[("h", "p")] == pytest.approx(13 / 15)
     assert got[("p", "h")] == pytest.approx(13 / 15)
     assert got[("h", "t")] == pytest.approx(1 / 5)
     assert_scores_equal(got, swing_bruteforce(capped_basis(DESIGN_EXAMPLE), user_weight=False))
 
 
-def test_checkerboard_on_spark(spark):
+@pytest.mark.parametrize("plan", S.SWING_PLANS)
+def test_checkerboard_on_spark(spark, plan):
     t = checkerboard()
     b = spark_basis(spark, t)
-    sw, co = S.collect_topk(S.swing(b, k=100)), S.collect_topk(S.cooc(b, k=100))
+    sw, co = S.collect_topk(S.swing(b, k=100, plan=plan)), S.collect_topk(S.cooc(b, k=100))
     assert_scores_equal(sw, swing_bruteforce(capped_basis(t)))
     assert_scores_equal(co, cooc_bruteforce(capped_basis(t)))
     assert all(int(i[1:]) % 2 == int(j[1:]) % 2 for i, j in sw)  # no cross-block scores
     assert sw[("i0", "i2")] == pytest.approx(3 * (1 / 3) / 4)
 
 
-@pytest.mark.parametrize("seed,caps,alpha,uw,salts", [(1, (1000, 1000), 1.0, True, 16), (2, (4, 6), 0.5, True, 3),
-                                                      (3, (5, 3), 2.0, False, 1)])
-def test_random_graphs_with_caps_equal_the_oracle(spark, seed, caps, alpha, uw, salts):
+@pytest.mark.parametrize("seed,caps,alpha,uw,salts,plan", [
+    (1, (1000, 1000), 1.0, True, 16, "items"), (2, (4, 6), 0.5, True, 3, "items"), (3, (5, 3), 2.0, False, 1, "items"),
+    (1, (1000, 1000), 1.0, True, 16, "pairs"), (2, (4, 6), 0.5, True, 3, "pairs")])
+def test_random_graphs_with_caps_equal_the_oracle(spark, seed, caps, alpha, uw, salts, plan):
     """Caps taken in salted stages (3 salts, 1 = one stage) keep exactly the oracle's basis."""
     t = random_triples(seed)
     b = spark_basis(spark, t, caps, salts)
     basis = capped_basis(t, *caps)
     assert {(r.u, r.i) for r in b.collect()} == basis
-    assert_scores_equal(S.collect_topk(S.swing(b, alpha=alpha, user_weight=uw, k=1000)),
+    assert_scores_equal(S.collect_topk(S.swing(b, alpha=alpha, user_weight=uw, k=1000, plan=plan)),
                         swing_bruteforce(basis, alpha, uw))
     assert_scores_equal(S.collect_topk(S.cooc(b, k=1000, iuf=True)), cooc_bruteforce(basis, iuf=True))
 
 
-def test_topk_ranks_norms_and_ties_like_cypher(spark):
+@pytest.mark.parametrize("plan", S.SWING_PLANS)
+def test_topk_ranks_norms_and_ties_like_cypher(spark, plan):
     """Few timestamps and small k: many ties, broken by the other item's id; norm = score / best."""
     rng = np.random.default_rng(4)
     t = [(f"u{u}", f"i{i}", int(rng.integers(0, 3))) for u in range(30) for i in range(20) if rng.random() < 0.3]
     full = swing_bruteforce(capped_basis(t))
-    rows = S.swing(spark_basis(spark, t), k=3).orderBy("i", "rank").collect()
+    rows = S.swing(spark_basis(spark, t), k=3, plan=plan).orderBy("i", "rank").collect()
     by_item = {}
     for r in rows:
         by_item.setdefault(r.i, []).append(r)
@@ -85,6 +89,8 @@ def test_bad_parameters_are_refused_with_the_fix(spark):
         S.capped_basis(ev, event_types=())
     with pytest.raises(ValueError, match="alpha must be >= 0"):
         S.swing(S.capped_basis(ev), alpha=-1)
+    with pytest.raises(ValueError, match="plan must be one of"):
+        S.swing(S.capped_basis(ev), plan="hash")
     with pytest.raises(ValueError, match="choose rees46, taobao or movielens"):
         S.events_from_file(spark, DATA / "rees46_head300.csv", "generic")
 
@@ -154,3 +160,40 @@ def test_fixture_files_read_like_the_ingest_readers(spark, fmt, name, tmp_path):
     want = sorted((e.user, e.item, e.event_type, e.ts) for e in read_events(DATA / name, fmt, sink))
     assert sorted(tuple(r) for r in got.events.collect()) == want
     assert got.rejected == sink.count
+
+
+def test_cli_end_to_end_equals_graphrecall_scores(driver, neo4j_server, tmp_path, monkeypatch, capsys):
+    """`graphrecall spark scores`, run as a user runs it (its own process and Spark session), writes the
+    lists `graphrecall scores` writes on the same graph; errors name the fix before Spark starts."""
+    import os
+    import subprocess
+    import sys
+
+    from graphrecall.cli import main
+
+    _, settings = neo4j_server
+    env = dict(GRAPHRECALL_NEO4J_URI=settings.uri, GRAPHRECALL_NEO4J_PASSWORD=settings.password)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert main(["-q", "spark", "scores", "--events", str(DATA / "rees46_head300.csv")]) == 2
+    assert "--events needs --format" in capsys.readouterr().err
+    from ingest.synthetic import generate_rees46
+
+    log = generate_rees46(tmp_path / "gen.csv", n_users=150, random_seed=3)
+    assert main(["-q", "ingest", "events", str(log), "--format", "rees46"]) == 0
+    assert main(["-q", "scores", "--top-k", "7"]) == 0
+    want = {rel: _lists(driver, rel) for rel in ("SWING", "COOC")}
+    assert len(want["SWING"]) > 5 and len(want["COOC"]) > 20
+    with driver.session() as s:
+        s.run("MATCH ()-[r:SWING|COOC]->() DELETE r").consume()
+    proc = subprocess.run([sys.executable, "-m", "graphrecall.cli", "-q", "spark", "scores", "--top-k", "7",
+                           "--partitions", "2", "--driver-memory", "1g"], env=os.environ | env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    n_swing = sum(len(v[0]) for v in want["SWING"].values())
+    assert f"wrote {n_swing} SWING" in proc.stdout
+    for rel in ("SWING", "COOC"):
+        have = _lists(driver, rel)
+        assert set(have) == set(want[rel])
+        for i, (js, ss) in want[rel].items():
+            assert have[i][0] == js and have[i][1] == pytest.approx(ss, abs=1e-12), (rel, i)
