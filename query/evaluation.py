@@ -117,6 +117,7 @@ class Catalogue:
     item_ids: np.ndarray  # sorted external ids
     side: dict[str, list[str | None]]  # field -> value per item (fields with at least one value)
     pop: np.ndarray  # training events per item
+    price: np.ndarray | None = None  # per item, NaN where missing (the served side channel's price proximity)
     index: dict[str, int] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -132,7 +133,14 @@ class Catalogue:
         side = {f: [None if item_side.get(i, {}).get(f) is None else str(item_side[i][f]) for i in ids] for f in fields}
         side = {f: v for f, v in side.items() if any(x is not None for x in v)}
         pop = counts.reindex(ids, fill_value=0).to_numpy(dtype=np.float64)
-        return cls(ids, side, pop)
+        price = pd.to_numeric(pd.Series([item_side.get(i, {}).get("price") for i in ids], dtype=object),
+                              errors="coerce").to_numpy(dtype=np.float64)
+        return cls(ids, side, pop, price if np.isfinite(price).any() else None)
+
+    def side_with_price(self) -> dict[str, list]:
+        """The side fields plus ``price`` where known: what the served side channel ranks by."""
+        return self.side if self.price is None else self.side | {"price": [None if np.isnan(p) else float(p)
+                                                                            for p in self.price]}
 
     @property
     def trained(self) -> np.ndarray:
@@ -166,16 +174,19 @@ def pad(primary: Sequence[str], fill: Sequence[str], k: int, exclude: str | None
 
 
 def side_popularity_lists(cat: Catalogue, queries: Iterable[str], k: int = K,
-                          weights: dict[str, float] | None = None, pop: np.ndarray | None = None) -> dict[str, list[str]]:
+                          weights: dict[str, float] | None = None, pop: np.ndarray | None = None,
+                          price_weight: float = 0.0, price_scale: float | None = None) -> dict[str, list[str]]:
     """Items sharing the query's side fields (weighted match, ``weights`` default: category only),
     then training popularity, then id: the served ``side`` channel's :class:`~query.retriever.SideIndex`.
     ``{"category": 1}`` is popularity in the query's category; :data:`SIDE_MATCH_WEIGHTS` is side-field
-    match. ``pop`` replaces the training event counts (e.g. recency-weighted). Queries outside the catalogue
-    get nothing."""
+    match. ``pop`` replaces the training event counts (e.g. recency-weighted). ``price_weight``: price
+    proximity as in the served channel (0, the baselines' setting, leaves it out). Queries outside the
+    catalogue get nothing."""
     from query.retriever import SideIndex
 
     index = SideIndex(cat.item_ids, cat.side, cat.pop if pop is None else pop,
-                      {"category": 1.0} if weights is None else weights)
+                      {"category": 1.0} if weights is None else weights, price_weight=price_weight,
+                      price_scale=price_scale)
     return {q: list(index.similar_items(q, k)[0]) if q in index else [] for q in set(queries)}
 
 
@@ -285,7 +296,7 @@ def build_retriever(train_events: pd.DataFrame, train_sessions: list[dict], cat:
         t0 = time.perf_counter()
         vectors = eges_vectors(train_sessions, cat, eges_settings(cfg), random_seed, progress, trans)
         seconds["eges"] = time.perf_counter() - t0
-    side = SideIndex(cat.item_ids, cat.side, cat.pop) if "side" in channels else None
+    side = SideIndex(cat.item_ids, cat.side_with_price(), cat.pop) if "side" in channels else None
     return SnapshotRetriever(set(cat.item_ids), lists, vectors, side=side), seconds
 
 

@@ -66,8 +66,9 @@ def read_sessions(driver, database: str = "neo4j") -> list[dict]:
 
 def read_item_side(driver, database: str = "neo4j") -> dict[str, dict]:
     with driver.session(database=database, default_access_mode="READ") as s:
-        rows = s.run("MATCH (i:Item) RETURN i.id, [f IN $fields | i[f]]", fields=list(SIDE_INFO_FIELDS)).values()
-    return {r[0]: {f: v for f, v in zip(SIDE_INFO_FIELDS, r[1]) if v is not None} for r in rows}
+        rows = s.run("MATCH (i:Item) RETURN i.id, [f IN $fields | i[f]]", fields=[*SIDE_INFO_FIELDS, "price"]).values()
+    # price: for the side channel's price proximity only (EGES embeds SIDE_INFO_FIELDS)
+    return {r[0]: {f: v for f, v in zip([*SIDE_INFO_FIELDS, "price"], r[1]) if v is not None} for r in rows}
 
 
 def tune_blend(driver, cfg=None, *, quantile: float = 0.8, store: bool = True,

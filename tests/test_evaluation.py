@@ -115,6 +115,31 @@ def test_side_field_match_orders_category_then_brand_then_price_then_popularity(
     assert side_popularity_lists(cat, ["a"], k=2)["a"] == ["b", "e"]
 
 
+def test_side_price_proximity_by_hand():
+    """Inside one category and brand, price proximity lifts the item nearest the query's price; items
+    without a (valid) price get none; a snapshot saved before the price term keeps its old lists."""
+    ids = ["q", "a", "b", "c", "d", "e"]
+    side = {"category": ["c1"] * 5 + ["c2"], "brand": ["b1"] * 6, "price": [100, 1000, 110, None, "bad", 100]}
+    pop = [0, 9, 1, 5, 2, 9]
+    plain = SideIndex(ids, side, pop, price_weight=0.0)
+    assert list(plain.similar_items("q", 10)[0]) == ["a", "c", "d", "b", "e"]
+    served = SideIndex(ids, side, pop, price_weight=2.0, price_scale=1.0)  # the served defaults
+    assert (SideIndex(ids, side, pop).price_weight, SideIndex(ids, side, pop).price_scale) == (2.0, 1.0)
+    got, scores = served.similar_items("q", 10)
+    assert list(got) == ["b", "a", "c", "d", "e"]  # b: 10% above the query's price; a: 10x, but popular
+    w, s = served.price_weight, served.price_scale
+    norm = 4.0 + 2.0 + w + 1.0
+    assert scores[0] == pytest.approx((6.0 + w * np.exp(-abs(np.log1p(110) - np.log1p(100)) / s) + 1 / 10) / norm, rel=1e-6)
+    assert scores[4] == pytest.approx((2.0 + w + 9 / 10) / norm, rel=1e-6)  # e: brand and the same price
+    again = SideIndex.from_json(served.to_json())
+    assert list(again.similar_items("q", 10)[0]) == list(got)
+    old = served.to_json()
+    del old["price_weight"], old["price_scale"]
+    assert list(SideIndex.from_json(old).similar_items("q", 10)[0]) == ["a", "c", "d", "b", "e"]
+    with pytest.raises(ValueError, match="price_scale > 0"):
+        SideIndex(ids, side, pop, price_scale=0.0)
+
+
 def test_covisitation_is_directed_and_filled():
     cat = catalogue()
     sessions = [{"items": ["a", "b", "a", "c"]}, {"items": ["a", "b"]}, {"items": ["x-unknown", "a"]}]

@@ -55,6 +55,16 @@ class RetrieverContract:
         assert catalogue_retriever.item_info(["fresh", "nope"], ["category", "market"]) == [
             {"category": "c1", "market": "m1"}, {"category": None, "market": None}]
 
+    def test_side_channel_puts_the_nearest_price_first_within_a_match(self, driver, tmp_path):
+        """Same category and brand: fresh (no events, the query's price) before r (popular, 1000x the price)."""
+        faiss_dir = build_tiny_graph(driver, tmp_path)
+        add_catalogue(driver)
+        with driver.session() as s:
+            s.run("UNWIND $rows AS r MATCH (i:Item {id: r[0]}) SET i.price = r[1]",
+                  rows=[["h", 100.0], ["fresh", 100.0], ["r", 100000.0]]).consume()
+        r = self.make(driver, faiss_dir)
+        assert list(r.similar_items("h", k=10, channel="side").ids) == ["fresh", "r", "p", "t", EVIL]
+
     def test_filters_apply_before_the_top_k_cut(self, catalogue_retriever):
         r = catalogue_retriever
 
