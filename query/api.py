@@ -379,10 +379,12 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
 
         return read_data_version(driver, settings.database)
 
-    def load():
-        snap = SnapshotRetriever.from_neo4j(driver, faiss_dir, settings.database)
-        snap.save(snapshot_dir)
-        return snap
+    def load():  # one worker reads Neo4j and saves; every worker maps the saved arrays (one copy in memory)
+        from query.retriever import shared_snapshot
+        from query.scores import read_data_key
+
+        return shared_snapshot(snapshot_dir, read_data_key(driver, settings.database),
+                               lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir, settings.database), faiss_dir)
 
     retriever = ResilientRetriever(load, probe, probe_every=float(os.environ.get("GRAPHRECALL_PROBE_SECONDS", "5")),
                                    fallback=lambda: SnapshotRetriever.load(snapshot_dir, faiss_dir))

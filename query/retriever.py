@@ -2,7 +2,9 @@
 
 * :class:`ItemRetriever`: ``similar_items(item_id, k, channel) -> Neighbours``.
 * :class:`SnapshotRetriever`: in-memory top-K lists and a Faiss index, loaded from
-  Neo4j once (or built from arrays); serves without touching the database.
+  Neo4j once (or built from arrays); serves without touching the database. Saved, its lists are CSR
+  arrays that :meth:`SnapshotRetriever.load` memory-maps, so API workers share one copy
+  (:func:`shared_snapshot`).
 * :class:`Neo4jRetriever`: live read-only Cypher per call (SWING/COOC by rank, TRANSITION by
   weight, the native vector index for eges).
 * :class:`ResilientRetriever`: serves a snapshot, probes Neo4j, reports
@@ -517,6 +519,132 @@ def _load_vectors(faiss_dir: str | Path | None):
     return ItemVectorIndex.load(faiss_dir)
 
 
+SNAPSHOT_FORMAT = 2  # a folder of .npy arrays (memory-mapped by every worker) and meta.json; 1 was snapshot.json
+SNAPSHOTS_KEPT = 3  # saved versions kept, so a worker still mapping an older one never loses its files
+
+
+class SortedIds:
+    """A sorted array of item ids (numpy unicode, memory-mappable) as a read-only set with row lookup."""
+
+    def __init__(self, ids: np.ndarray, member: np.ndarray | None = None):
+        self.ids = ids
+        self.member = member  # which ids are items (the rest only appear as neighbours); None: all
+
+    def index(self, item_id: str) -> int:
+        n = len(self.ids)
+        if n == 0:
+            return -1
+        r = int(np.searchsorted(self.ids, item_id))
+        return r if r < n and self.ids[r] == item_id else -1
+
+    def __contains__(self, item_id) -> bool:
+        r = self.index(str(item_id))
+        return r >= 0 and (self.member is None or bool(self.member[r]))
+
+    def __iter__(self):
+        rows = range(len(self.ids)) if self.member is None else np.flatnonzero(self.member)
+        return (str(self.ids[r]) for r in rows)
+
+    def __len__(self) -> int:
+        return len(self.ids) if self.member is None else int(np.count_nonzero(self.member))
+
+
+class CsrLists:
+    """One channel's top lists, ``item -> (ids, scores)``, as CSR arrays over a shared id array: what a
+    saved snapshot maps into every worker's memory instead of one Python object per neighbour."""
+
+    def __init__(self, ids: SortedIds, indptr: np.ndarray, nbr: np.ndarray, scores: np.ndarray):
+        self.ids, self.indptr, self.nbr, self.scores = ids, indptr, nbr, scores
+
+    @staticmethod
+    def arrays(per: dict, ids: SortedIds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(indptr, nbr, scores)`` of ``{item: (ids, scores)}`` over ``ids``' rows."""
+        lengths = np.zeros(len(ids.ids), np.int64)
+        rows = {}
+        for item, (nb, _) in per.items():
+            r = ids.index(str(item))
+            rows[r] = item
+            lengths[r] = len(nb)
+        indptr = np.zeros(len(ids.ids) + 1, np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        nbr = np.zeros(int(indptr[-1]), np.int32)
+        scores = np.zeros(int(indptr[-1]), np.float32)
+        for r, item in rows.items():
+            nb, sc = per[item]
+            nbr[indptr[r]:indptr[r + 1]] = [ids.index(str(x)) for x in nb]
+            scores[indptr[r]:indptr[r + 1]] = sc
+        return indptr, nbr, scores
+
+    def get(self, item_id, default=None):
+        r = self.ids.index(str(item_id))
+        if r < 0 or self.indptr[r] == self.indptr[r + 1]:
+            return default
+        a, b = int(self.indptr[r]), int(self.indptr[r + 1])
+        return self.ids.ids[self.nbr[a:b]].astype(object), np.asarray(self.scores[a:b], dtype=np.float32)
+
+    def __getitem__(self, item_id):
+        got = self.get(item_id)
+        if got is None:
+            raise KeyError(item_id)
+        return got
+
+    def __contains__(self, item_id) -> bool:
+        return self.get(item_id) is not None
+
+    def __iter__(self):
+        return (str(self.ids.ids[r]) for r in np.flatnonzero(np.diff(self.indptr)))
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(np.diff(self.indptr)))
+
+    def items(self):
+        return ((i, self[i]) for i in self)
+
+
+def _lock(path: Path):
+    """An exclusive ``flock`` on ``path`` (a context manager): one worker builds a snapshot, the rest wait."""
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def held():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    return held()
+
+
+def saved_snapshot_key(directory: str | Path) -> str | None:
+    """The data key (:func:`query.scores.read_data_key`) the newest snapshot in ``directory`` was saved
+    under, or None."""
+    import json
+
+    d = Path(directory)
+    try:
+        current = (d / "CURRENT").read_text().strip()
+        return json.loads((d / current / "meta.json").read_text()).get("key")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def shared_snapshot(directory: str | Path, key: str | None, build: Callable[[], "SnapshotRetriever"],
+                    faiss_dir: str | Path | None = None) -> "SnapshotRetriever":
+    """The snapshot of the graph's data ``key``, memory-mapped from ``directory``. The first worker that
+    needs it builds it (``build()``) and saves it under a file lock; the others wait, then map the same
+    files, so the OS keeps one copy of the lists for all of them. ``key`` None always builds."""
+    d = Path(directory)
+    with _lock(d / ".lock"):
+        if key is None or saved_snapshot_key(d) != key:
+            t0 = time.perf_counter()
+            build().save(d, key=key)
+            logger.info("snapshot %s built and saved to %s in %.1fs", key, d, time.perf_counter() - t0)
+        return SnapshotRetriever.load(d, faiss_dir)
+
+
 @dataclass
 class SnapshotRetriever(ItemRetriever):
     items: set[str]
@@ -565,29 +693,78 @@ class SnapshotRetriever(ItemRetriever):
                 "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids),
                 "side_items": 0 if self.side is None else len(self.side.item_ids), "cached_answers": len(self.answers)}
 
-    def save(self, directory: str | Path) -> Path:
-        """Write the top-K lists and item set as JSON (vectors stay in their Faiss folder)."""
+    def save(self, directory: str | Path, key: str | None = None) -> Path:
+        """Write the snapshot into a new folder under ``directory`` and point ``CURRENT`` at it: the item ids
+        and each channel's lists as CSR ``.npy`` arrays (memory-mapped by :meth:`load`), the rest in
+        ``meta.json``. Vectors stay in their Faiss folder. Older versions beyond :data:`SNAPSHOTS_KEPT` are
+        removed (a worker that still maps one keeps its pages until it lets go). ``key``: the graph's data
+        key this snapshot was read at (:func:`shared_snapshot` reuses a saved snapshot of the same key)."""
         import json
+        import shutil
+        import uuid
 
         d = Path(directory)
         d.mkdir(parents=True, exist_ok=True)
-        body = {"items": sorted(self.items), "loaded_at": self.loaded_at, "version": self.version,
-                "blend": str(self.blend_config),
-                "blend_source": self.blend_source, "side": None if self.side is None else self.side.to_json(),
-                "lists": {ch: {i: [list(map(str, ids)), [float(x) for x in sc]] for i, (ids, sc) in per.items()}
-                          for ch, per in self.lists.items()}}
-        tmp = d / "snapshot.json.tmp"
-        tmp.write_text(json.dumps(body))
-        tmp.replace(d / "snapshot.json")
+        universe = set(map(str, self.items))
+        for per in self.lists.values():
+            for item, (nb, _) in per.items():
+                universe.add(str(item))
+                universe.update(map(str, nb))
+        ids = np.array(sorted(universe), dtype=str) if universe else np.zeros(0, dtype="<U1")
+        sid = SortedIds(ids)
+        member = np.array([i in self.items for i in ids.tolist()], dtype=bool)
+        name = f"v{self.version}-{uuid.uuid4().hex[:8]}"
+        tmp = d / (name + ".tmp")
+        tmp.mkdir()
+        np.save(tmp / "ids.npy", ids)
+        np.save(tmp / "member.npy", member)
+        for ch, per in self.lists.items():
+            arrays = (per.indptr, per.nbr, per.scores) if isinstance(per, CsrLists) else CsrLists.arrays(per, sid)
+            for part, arr in zip(("indptr", "nbr", "scores"), arrays):
+                np.save(tmp / f"{ch}.{part}.npy", np.asarray(arr))
+        meta = {"format": SNAPSHOT_FORMAT, "key": key, "loaded_at": self.loaded_at, "version": self.version,
+                "blend": str(self.blend_config), "blend_source": self.blend_source, "channels": sorted(self.lists),
+                "side": None if self.side is None else self.side.to_json()}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        tmp.rename(d / name)
+        (d / "CURRENT.tmp").write_text(name)
+        (d / "CURRENT.tmp").replace(d / "CURRENT")
+        saved = sorted((p for p in d.iterdir() if p.is_dir() and p.name.startswith("v") and not p.name.endswith(".tmp")),
+                       key=lambda p: p.stat().st_mtime)
+        for old in saved[:-SNAPSHOTS_KEPT]:
+            shutil.rmtree(old, ignore_errors=True)
+        (d / "snapshot.json").unlink(missing_ok=True)  # format 1, superseded
         return d
 
     @classmethod
     def load(cls, directory: str | Path, faiss_dir: str | Path | None = None) -> "SnapshotRetriever":
+        """The snapshot saved in ``directory``, its arrays memory-mapped read-only (shared between the
+        processes that load it); a format-1 ``snapshot.json`` is still read."""
         import json
 
-        path = Path(directory) / "snapshot.json"
+        d = Path(directory)
+        if not (d / "CURRENT").exists():
+            return cls._load_json(d, faiss_dir)
+        sub = d / (d / "CURRENT").read_text().strip()
+        meta = json.loads((sub / "meta.json").read_text())
+        ids = np.load(sub / "ids.npy", mmap_mode="r")
+        sid = SortedIds(ids, np.load(sub / "member.npy", mmap_mode="r"))
+        lists = {ch: CsrLists(sid, *(np.load(sub / f"{ch}.{part}.npy", mmap_mode="r")
+                                     for part in ("indptr", "nbr", "scores")))
+                 for ch in meta["channels"]}
+        blend_config = BlendConfig.parse(meta["blend"]) if meta.get("blend") else DEFAULT_BLEND
+        side = SideIndex.from_json(meta["side"]) if meta.get("side") else None
+        return cls(sid, lists, _load_vectors(faiss_dir), meta["loaded_at"], side, blend_config,
+                   meta.get("blend_source", "built-in default"), version=int(meta.get("version", 0)))
+
+    @classmethod
+    def _load_json(cls, d: Path, faiss_dir) -> "SnapshotRetriever":
+        import json
+
+        path = d / "snapshot.json"
         if not path.exists():
-            raise FileNotFoundError(f"{path} not found; start the API once while Neo4j is up so that it saves one")
+            raise FileNotFoundError(f"{d} holds no saved snapshot; start the API once while Neo4j is up so that "
+                                    "it saves one")
         body = json.loads(path.read_text())
         lists = {ch: {i: (np.array(v[0], dtype=object), np.array(v[1], dtype=np.float32)) for i, v in per.items()}
                  for ch, per in body["lists"].items()}

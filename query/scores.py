@@ -609,6 +609,14 @@ def read_data_version(driver, database: str = "neo4j") -> int:
     return 0 if row is None else int(row[0])
 
 
+def read_data_key(driver, database: str = "neo4j") -> str:
+    """The data version with the time it was set, e.g. ``"12@2026-11-24T03:55:01.123Z"``: unlike the bare
+    version, it differs after the database is wiped and rebuilt up to the same count."""
+    with driver.session(database=database, default_access_mode="READ") as s:
+        row = s.run("MATCH (v:DataVersion {name: $name}) RETURN v.version, toString(v.at)", name=DATA_VERSION).single()
+    return "0@none" if row is None else f"{int(row[0])}@{row[1]}"
+
+
 def store_blend(driver, spec: str, details: dict, database: str = "neo4j") -> None:
     """Keep the blend chosen by ``graphrecall tune`` in the graph, where ``serve`` finds it."""
     import json

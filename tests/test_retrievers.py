@@ -1,5 +1,7 @@
 """One contract, every retriever backend (a shared test mixin)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -176,6 +178,15 @@ class RetrieverContract:
 class TestSnapshotRetriever(RetrieverContract):
     def make(self, driver, faiss_dir):
         return SnapshotRetriever.from_neo4j(driver, faiss_dir)
+
+
+class TestSavedSnapshotRetriever(RetrieverContract):
+    """The saved snapshot as API workers map it: CSR arrays, memory-mapped, the same contract."""
+
+    def make(self, driver, faiss_dir):
+        d = Path(faiss_dir).parent / "snap"
+        SnapshotRetriever.from_neo4j(driver, faiss_dir).save(d)
+        return SnapshotRetriever.load(d, faiss_dir)
 
 
 class TestNeo4jRetriever(RetrieverContract):
@@ -383,3 +394,59 @@ def test_snapshot_of_an_empty_graph_says_what_to_run(driver, caplog):
     assert "every lookup will be 404" in caplog.text and "graphrecall ingest" in caplog.text
     with pytest.raises(UnknownItem):
         snap.similar_items("anything")
+
+
+def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tmp_path):
+    """Workers of one API: the first builds and saves, the rest map the same files; a new key rebuilds;
+    old versions are pruned; a format-1 snapshot.json still loads."""
+    import json
+    import threading
+
+    from query.retriever import SNAPSHOTS_KEPT, CsrLists, shared_snapshot
+    from query.scores import bump_data_version, read_data_key
+
+    faiss_dir = build_tiny_graph(driver, tmp_path)
+    live = SnapshotRetriever.from_neo4j(driver, faiss_dir)
+    builds = []
+
+    def build():
+        builds.append(1)
+        return SnapshotRetriever.from_neo4j(driver, faiss_dir)
+
+    d = tmp_path / "shared"
+    key = read_data_key(driver)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(shared_snapshot(d, key, build, faiss_dir))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and len(got) == 3
+    snap = got[0]
+    assert isinstance(snap.lists["swing"], CsrLists) and isinstance(snap.lists["swing"].nbr, np.memmap)
+    assert isinstance(snap.items.ids, np.memmap) and len(snap.items) == len(live.items)
+    assert set(snap.items) == set(live.items) and "nope" not in snap.items
+    for ch in ("swing", "cooc", "trans"):
+        assert set(snap.lists[ch]) == set(live.lists[ch])
+        for item, (ids, scores) in live.lists[ch].items():
+            got_ids, got_scores = snap.lists[ch][item]
+            assert list(got_ids) == list(ids) and all(type(x) is str for x in got_ids)
+            np.testing.assert_allclose(got_scores, scores, rtol=1e-7)
+    for ch in CHANNELS:
+        assert list(snap.similar_items("h", k=5, channel=ch).ids) == list(live.similar_items("h", k=5, channel=ch).ids)
+    for n in range(SNAPSHOTS_KEPT + 1):  # each new data key: one more build, older folders pruned
+        bump_data_version(driver, f"test {n}")
+        shared_snapshot(d, read_data_key(driver), build, faiss_dir)
+    assert len(builds) == SNAPSHOTS_KEPT + 2
+    assert len([p for p in d.iterdir() if p.is_dir()]) == SNAPSHOTS_KEPT
+    assert list(got[1].similar_items("h", k=3, channel="swing").ids) == list(live.similar_items("h", k=3, channel="swing").ids)
+    old = tmp_path / "format1"  # what save() wrote before the arrays
+    old.mkdir()
+    old_body = {"items": sorted(live.items), "loaded_at": 1.0, "version": 3, "blend": str(live.blend_config),
+                "blend_source": "x", "side": live.side.to_json(),
+                "lists": {ch: {i: [list(map(str, ids)), [float(x) for x in sc]] for i, (ids, sc) in per.items()}
+                          for ch, per in live.lists.items()}}
+    (old / "snapshot.json").write_text(json.dumps(old_body))
+    legacy = SnapshotRetriever.load(old, faiss_dir)
+    assert legacy.version == 3
+    assert list(legacy.similar_items("h", k=5, channel="blend").ids) == list(live.similar_items("h", k=5, channel="blend").ids)
