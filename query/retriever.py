@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -601,21 +602,18 @@ class CsrLists:
         return ((i, self[i]) for i in self)
 
 
+@contextlib.contextmanager
 def _lock(path: Path):
-    """An exclusive ``flock`` on ``path`` (a context manager): one worker builds a snapshot, the rest wait."""
-    import contextlib
+    """An exclusive ``flock`` on ``path``: one worker builds a snapshot, the rest wait."""
     import fcntl
 
-    @contextlib.contextmanager
-    def held():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-    return held()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def saved_snapshot_key(directory: str | Path) -> str | None:
