@@ -132,9 +132,9 @@ def write_import_csv(out: Path, derived: list) -> dict[str, tuple[str, str]]:
     _write_csv(out / "users.csv", ["id:ID(User)"], ([u] for u in sorted(users)))
     files["users.csv"] = ("nodes", "User")
     _write_csv(out / "sessions.csv", ["id:ID(Session)", "user", "start_ts:long", "end_ts:long", "items:string[]",
-                                      "booked", "n_events:long"],
+                                      "booked", "n_events:long", "counts:long[]"],
                ([s["id"], s["user"], s["start_ts"], s["end_ts"], ARRAY_DELIMITER.join(s["items"]), s["booked"],
-                 s["n_events"]] for s in sessions.values()))
+                 s["n_events"], ARRAY_DELIMITER.join(map(str, s["counts"]))] for s in sessions.values()))
     files["sessions.csv"] = ("nodes", "Session")
     _write_csv(out / "batches.csv", ["key:ID(IngestBatch)", "file_sha", "kind", "index:long", "batch_size:long",
                                      "grouping:long", "rows:long", "source", "at:datetime"],

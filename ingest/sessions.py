@@ -65,7 +65,8 @@ def merge_side(side_rows: dict[str, dict], e: Event) -> None:
 
 def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE) -> list[dict]:
     """One row per session of ``df`` (columns user, item, type, ts, and line when there is one):
-    ``items`` in order with consecutive repeats removed, ``booked`` = the last purchased item or None.
+    ``items`` in order with consecutive repeats removed, ``counts`` the events of each (its run length),
+    ``booked`` = the last purchased item or None.
     The frame is put in (user, ts, line) order first; a frame in file (time) order would otherwise cut
     every session after one event."""
     if df.empty:
@@ -85,10 +86,11 @@ def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purch
         keep = np.ones(len(seq), dtype=bool)
         keep[1:] = seq[1:] != seq[:-1]
         bought = seq[types[s:e] == purchase_type]
+        runs = np.diff(np.r_[np.flatnonzero(keep), len(seq)])
         sessions.append({
             "id": f"{users[s]}:{int(ts[s])}", "user": str(users[s]), "start_ts": int(ts[s]), "end_ts": int(ts[e - 1]),
             "items": [str(x) for x in seq[keep]], "booked": str(bought[-1]) if len(bought) else None,
-            "n_events": int(e - s),
+            "n_events": int(e - s), "counts": [int(x) for x in runs],
         })
     return sessions
 

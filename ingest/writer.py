@@ -47,7 +47,7 @@ Q_SESSIONS = """
 UNWIND $rows AS r
 MERGE (s:Session {id: r.id})
 ON CREATE SET s.user = r.user, s.start_ts = r.start_ts, s.end_ts = r.end_ts,
-              s.items = r.items, s.booked = r.booked, s.n_events = r.n_events
+              s.items = r.items, s.booked = r.booked, s.n_events = r.n_events, s.counts = r.counts
 MERGE (u:User {id: r.user})
 MERGE (u)-[:HAS_SESSION]->(s)
 WITH s, r WHERE r.booked IS NOT NULL

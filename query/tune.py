@@ -60,8 +60,9 @@ class TuneReport:
 def read_sessions(driver, database: str = "neo4j") -> list[dict]:
     with driver.session(database=database, default_access_mode="READ") as s:
         return [{"user": r[0], "start_ts": r[1], "end_ts": r[2], "items": list(r[3] or []), "booked": r[4],
-                 "n_events": r[5]} for r in s.run(
-            "MATCH (s:Session) RETURN s.user, s.start_ts, s.end_ts, s.items, s.booked, s.n_events ORDER BY s.id").values()]
+                 "n_events": r[5], "counts": r[6]} for r in s.run(
+            "MATCH (s:Session) RETURN s.user, s.start_ts, s.end_ts, s.items, s.booked, s.n_events, s.counts "
+            "ORDER BY s.id").values()]
 
 
 def read_item_side(driver, database: str = "neo4j") -> dict[str, dict]:
