@@ -152,6 +152,8 @@ def _cfg_from_args(args):
         cfg.train_on_sessions = False
     if getattr(args, "no_iuf", False):
         cfg.cooc_iuf = False
+    if getattr(args, "no_rank", False):
+        cfg.rank = False
     if getattr(args, "event_types", None):
         cfg.event_types = tuple(args.event_types.split(","))
     return cfg
@@ -164,6 +166,20 @@ def cmd_scores(args) -> int:
     with driver:
         swing, cooc = compute_scores(driver, _cfg_from_args(args), settings.database, progress=not args.quiet)
     print(f"SWING: {swing.written} relationships in {swing.seconds:.1f}s; COOC: {cooc.written} in {cooc.seconds:.1f}s")
+    return 0
+
+
+def cmd_rank(args) -> int:
+    from graphrecall.pipeline import compute_rank
+
+    driver, settings = connect(args)
+    with driver:
+        try:
+            rep = compute_rank(driver, _cfg_from_args(args), settings.database, progress=not args.quiet)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    print(f"rank model: {rep.cases} cases at {rep.cutoffs} time cuts, {rep.rows} rows ({rep.positives} positives, "
+          f"candidate recall {rep.candidate_recall:.3f}) in {rep.seconds:.1f}s; RANKED: {rep.written} relationships")
     return 0
 
 
@@ -392,7 +408,9 @@ def _add_model(p):
     g.add_argument("--booked-weight", type=float, help="loss weight of a booked-context pair (default 1)")
     g.add_argument("--no-session-pairs", action="store_true",
                    help="train EGES on walks only, not also on the session sequences")
-    g.add_argument("--random-seed", type=int, help="seed for walks and EGES (default 0)")
+    g.add_argument("--random-seed", type=int, help="seed for walks, EGES and the rank model (default 0)")
+    g.add_argument("--no-rank", action="store_true",
+                   help="leave out the rank channel (the learned ranker's RANKED lists; see `graphrecall rank --help`)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -440,6 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(s)
     _add_conn(s)
     s.set_defaults(func=cmd_scores)
+
+    s = sub.add_parser("rank", help="fit the learned ranker on the graph's sessions, write top-K RANKED",
+                       description="The rank channel: candidates from co-visitation, user co-occurrence, side-field "
+                                   "match and category transitions, scored by a gradient-boosted model trained on the "
+                                   "graph's own later sessions (features before each time cut, the next items after "
+                                   "it). Writes (:Item)-[:RANKED {score, rank}]->(:Item). Needs sessions of two or more "
+                                   "items on both sides of the cuts.")
+    _add_model(s)
+    _add_conn(s)
+    s.set_defaults(func=cmd_rank)
 
     s = sub.add_parser("spark", help="Swing and ItemCF on Apache Spark, written back to Neo4j (past one machine)",
                        description="Jobs on Apache Spark (pyspark 3.4: pip install -e '.[spark]'). The Neo4j Connector "
@@ -500,7 +528,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("tune", help="choose the blend for this graph on its last 20%% of time and store it",
                        description="Holds out the sessions of the last 20%% of the graph's time, rebuilds every channel "
-                                   "(swing, cooc, trans, side, eges) from the earlier sessions with the settings given, "
+                                   "(swing, cooc, trans, side, eges, rank) from the earlier sessions with the settings given, "
                                    "scores each channel and a grid of blends by NDCG@20 on the held-out next items, "
                                    "prints the table and stores the best blend in Neo4j, where `graphrecall serve` "
                                    "finds it (`serve --blend` still overrides it).")
@@ -512,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="the main job end to end on the default dataset",
                        description="Starts local Neo4j, resets the graph, ingests the dataset (REES46 head17k from "
-                                   "../shared/data if present, else a generated one), computes Swing/ItemCF, walks, "
+                                   "../shared/data if present, else a generated one), computes Swing/ItemCF, the rank channel, walks, "
                                    "EGES, write-back and Faiss, tunes the blend (graphrecall tune), and prints sample lookups.")
     s.add_argument("--data", nargs="*", help="event files instead of the default dataset")
     s.add_argument("--format", default="rees46", help=FORMAT_HELP)

@@ -50,6 +50,9 @@ class PipelineConfig:
     market_field: str | None = "market"
     market_negatives: int = 0  # same-market negatives measured no gain on REES46 validation; --market-negatives 2
     random_seed: int = 0
+    # the rank channel (query/ranker.py): a learned ranker over the cheap signals, trained on the graph's own
+    # later sessions; RANKED edges. Off: --no-rank
+    rank: bool = True
     # EGES's torch threads. 1 by default: Neo4j shares this machine's 2 cores. Measured (bench/speed.py,
     # section torch_threads): 2 threads are 1.35x faster on idle cores, 13.5x slower while Neo4j works
     torch_threads: int = field(default_factory=lambda: int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")))
@@ -75,6 +78,7 @@ class PipelineResult:
     ingest: list[IngestReport] = field(default_factory=list)
     swing: ScoreReport | None = None
     cooc: ScoreReport | None = None
+    rank: object | None = None  # query.ranker.FitReport (None: the rank channel was off or skipped)
     n_items: int = 0
     n_cold: int = 0
     faiss_dir: Path | None = None
@@ -117,6 +121,20 @@ def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progres
     store_score_settings(driver, settings, database)
     bump_data_version(driver, "scores", database)
     return swing, cooc
+
+
+def compute_rank(driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True):
+    """The ``rank`` channel from the graph's sessions and item side info: fit (:func:`query.ranker.fit_ranker`),
+    list the top ``cfg.top_k`` of every item, replace the ``RANKED`` edges; returns the fit's report."""
+    from query.ranker import rank_lists
+    from query.scores import write_rank_lists
+    from query.tune import read_item_side, read_sessions
+
+    lists, report = rank_lists(read_sessions(driver, database), read_item_side(driver, database), k=cfg.top_k,
+                               random_seed=cfg.random_seed, threads=cfg.torch_threads, progress=progress)
+    report.written = write_rank_lists(driver, lists, database, progress=progress)
+    bump_data_version(driver, "rank", database)
+    return report
 
 
 def eges_state_path(artifacts: Path) -> Path:
@@ -162,11 +180,24 @@ def run_pipeline(
     t = time.perf_counter()
     out.swing, out.cooc = compute_scores(driver, cfg, database, progress)
     out.seconds["scores"] = time.perf_counter() - t
+    if cfg.rank:
+        t = time.perf_counter()
+        out.rank = _rank_or_warn(driver, cfg, database, progress)
+        out.seconds["rank"] = time.perf_counter() - t
     t = time.perf_counter()
     g, res, out.faiss_dir = train_embeddings(driver, cfg, artifacts, database, progress)
     out.seconds["walks+eges+writeback"] = time.perf_counter() - t
     out.n_items, out.n_cold = len(g.item_ids), int(res.cold.sum())
     return out
+
+
+def _rank_or_warn(driver, cfg: PipelineConfig, database: str, progress: bool):
+    """:func:`compute_rank`, or a warning and no rank lists when the log is too short to train it."""
+    try:
+        return compute_rank(driver, cfg, database, progress)
+    except ValueError as exc:
+        logger.warning("rank channel skipped: %s", exc)
+        return None
 
 
 def pick_sample_items(driver, n: int = 3, database: str = "neo4j") -> list[str]:
@@ -225,6 +256,10 @@ def refresh(
                                     basis=_basis(settings), database=database, progress=progress,
                                     engine=cfg.score_engine, threads=cfg.score_threads)
     out.seconds["scores"] = time.perf_counter() - t
+    if cfg.rank:  # refit in full: it is cheap next to the scores
+        t = time.perf_counter()
+        _rank_or_warn(driver, cfg, database, progress)
+        out.seconds["rank"] = time.perf_counter() - t
     t = time.perf_counter()
     path = eges_state_path(artifacts)
     state = EGESState.load(path) if path.exists() else None

@@ -142,6 +142,11 @@ class Catalogue:
         return self.side if self.price is None else self.side | {"price": [None if np.isnan(p) else float(p)
                                                                             for p in self.price]}
 
+    def item_side(self) -> dict[str, dict]:
+        """The catalogue back as ``{item: side props}`` (price included where known)."""
+        fields = self.side_with_price()
+        return {str(i): {f: v[n] for f, v in fields.items() if v[n] is not None} for n, i in enumerate(self.item_ids)}
+
     @property
     def trained(self) -> np.ndarray:
         return self.pop > 0
@@ -270,7 +275,7 @@ def paired_interval(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, random_see
 
 # --------------------------------------------------------------------------- served channels
 def build_retriever(train_events: pd.DataFrame, train_sessions: list[dict], cat: Catalogue, cfg,
-                    random_seed: int = 0, channels: Sequence[str] = ("swing", "cooc", "trans", "side", "eges"),
+                    random_seed: int = 0, channels: Sequence[str] = ("swing", "cooc", "trans", "side", "eges", "rank"),
                     progress: bool = False):
     """Every channel from training data only, with the settings of ``cfg`` (a
     :class:`graphrecall.pipeline.PipelineConfig`, as the pipeline builds them), held as the API holds
@@ -296,6 +301,13 @@ def build_retriever(train_events: pd.DataFrame, train_sessions: list[dict], cat:
         t0 = time.perf_counter()
         vectors = eges_vectors(train_sessions, cat, eges_settings(cfg), random_seed, progress, trans)
         seconds["eges"] = time.perf_counter() - t0
+    if "rank" in channels:
+        from query.ranker import rank_lists
+
+        t0 = time.perf_counter()
+        lists["rank"], _ = rank_lists(train_sessions, cat.item_side(), k=cfg.top_k, random_seed=random_seed,
+                                      progress=progress)
+        seconds["rank"] = time.perf_counter() - t0
     side = SideIndex(cat.item_ids, cat.side_with_price(), cat.pop) if "side" in channels else None
     return SnapshotRetriever(set(cat.item_ids), lists, vectors, side=side), seconds
 
@@ -375,11 +387,14 @@ def blend_grid_lists(retriever, queries: Iterable[str], configs: Sequence, k: in
 
 def blend_grid() -> list:
     """The blend configs searched on validation (by the bench and ``graphrecall tune``): score fusion over
-    trans {0,1,2,8}, side {0,1}, eges {0,.25,.5,1}, cooc {0,.5,1}, swing {0,.5}, each with the weight of
-    items without events (``new``) at 1, 0.7 and 0.4, plus equal-weight RRF."""
+    trans {0,1,2,8}, side {0,1}, eges {0,.25,.5,1}, cooc {0,.5,1}, swing {0,.5}; then rank 1 with trans
+    {0,1}, side {0,.5}, eges {0,.25,.5}; each with the weight of items without events (``new``) at 1, 0.7
+    and 0.4; plus equal-weight RRF."""
     from query.retriever import BASE_CHANNELS, BlendConfig
 
     grid = [BlendConfig.of("score", new=new, **{c: w for c, w in zip(("trans", "side", "eges", "cooc", "swing"), ws) if w})
             for ws in itertools.product((0, 1, 2, 8), (0, 1), (0, 0.25, 0.5, 1), (0, 0.5, 1), (0, 0.5)) if any(ws)
             for new in (1.0, 0.7, 0.4)]
+    grid += [BlendConfig.of("score", new=new, rank=1, **{c: w for c, w in zip(("trans", "side", "eges"), ws) if w})
+             for ws in itertools.product((0, 1), (0, 0.5), (0, 0.25, 0.5)) for new in (1.0, 0.7, 0.4)]
     return grid + [BlendConfig.of("rrf", **{c: 1.0 for c in BASE_CHANNELS})]

@@ -27,9 +27,11 @@ import pandas as pd
 
 logger = logging.getLogger(__name__)
 
-CHANNELS = ("swing", "cooc", "trans", "side", "eges", "blend")
-# trans: directed session co-visitation (TRANSITION edges); side: popular items sharing the query's side fields
-BASE_CHANNELS = ("swing", "cooc", "trans", "side", "eges")
+CHANNELS = ("swing", "cooc", "trans", "side", "eges", "rank", "blend")
+# trans: directed session co-visitation (TRANSITION edges); side: popular items sharing the query's side fields;
+# rank: the learned ranker's lists (RANKED edges, query/ranker.py)
+BASE_CHANNELS = ("swing", "cooc", "trans", "side", "eges", "rank")
+LIST_RELATIONSHIPS = {"swing": "SWING", "cooc": "COOC", "rank": "RANKED"}  # channels stored as top-K relationships
 SIDE_MATCH_WEIGHTS = {"category": 4.0, "brand": 2.0, "price_bucket": 1.0}  # lexicographic: category, brand, price
 # price proximity in the side channel (SideIndex): the best NDCG@20 on REES46 validation
 # (`python bench/next_item_ideas.py --only price`; 0.2955 against 0.2688 without it)
@@ -780,9 +782,8 @@ class SnapshotRetriever(ItemRetriever):
         version = read_data_version(driver, database)  # first: a change while loading makes the next probe reload
         with driver.session(database=database, default_access_mode="READ") as s:
             items = {r[0] for r in s.run("MATCH (i:Item) RETURN i.id").values()}
-        raw = {"swing": read_top_lists(driver, "SWING", database=database),
-               "cooc": read_top_lists(driver, "COOC", database=database),
-               "trans": read_transition_lists(driver, database=database)}
+        raw = {ch: read_top_lists(driver, rel, database=database) for ch, rel in LIST_RELATIONSHIPS.items()}
+        raw["trans"] = read_transition_lists(driver, database=database)
         lists = {ch: {i: (np.array(ids, dtype=object), np.array(sc, dtype=np.float32)) for i, (ids, sc) in per.items()}
                  for ch, per in raw.items()}
         vectors = _load_vectors(faiss_dir)
@@ -877,7 +878,8 @@ class Neo4jRetriever(ItemRetriever):
                               "RETURN j.id, t.weight ORDER BY t.weight DESC, j.id LIMIT $k", id=item_id, k=k)
         else:
             rows = self._read("MATCH (:Item {id: $id})-[r]->(j:Item) WHERE type(r) = $rel "
-                              "RETURN j.id, r.score ORDER BY r.rank LIMIT $k", id=item_id, rel=channel.upper(), k=k)
+                              "RETURN j.id, r.score ORDER BY r.rank LIMIT $k", id=item_id,
+                              rel=LIST_RELATIONSHIPS[channel], k=k)
         return Neighbours(np.array([r[0] for r in rows], dtype=object), np.array([r[1] for r in rows], dtype=np.float32),
                           [channel] * len(rows))
 

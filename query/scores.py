@@ -566,14 +566,42 @@ def read_scores(driver, rel: str, database: str = "neo4j") -> dict[tuple[str, st
 
 
 def read_top_lists(driver, rel: str, prop: str = "score", database: str = "neo4j") -> dict[str, tuple[list, list]]:
-    """Each item's ``SWING``/``COOC`` list in rank order: ``{item: (ids, values)}``; ``prop`` is
-    ``"score"`` or ``"norm"`` (row-normalised). Read-only."""
-    if rel not in ("SWING", "COOC") or prop not in ("score", "norm"):
-        raise ValueError(f"rel must be 'SWING' or 'COOC' and prop 'score' or 'norm', got {rel!r}, {prop!r}")
+    """Each item's ``SWING``/``COOC``/``RANKED`` list in rank order: ``{item: (ids, values)}``; ``prop`` is
+    ``"score"`` or ``"norm"`` (row-normalised; SWING and COOC only). Read-only."""
+    if rel not in ("SWING", "COOC", "RANKED") or prop not in ("score", "norm"):
+        raise ValueError(f"rel must be 'SWING', 'COOC' or 'RANKED' and prop 'score' or 'norm', got {rel!r}, {prop!r}")
     with driver.session(database=database, default_access_mode="READ") as s:
         return {i: (ids, vals) for i, ids, vals in s.run(
             "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
             "RETURN i.id, collect(j.id), collect(r[$prop])", rel=rel, prop=prop).values()}
+
+
+def write_rank_lists(driver, lists: dict, database: str = "neo4j", batch: int = 500, progress: bool = False) -> int:
+    """Replace every ``RANKED`` relationship with ``lists`` (``{item: (ids, scores)}``, best first), as
+    ``(:Item)-[:RANKED {score, rank}]->(:Item)`` with rank 1 the best; returns the relationships written."""
+    from graphrecall.progress import progress_bar
+
+    t0 = time.perf_counter()
+    with driver.session(database=database) as s:
+        s.run("MATCH ()-[r:RANKED]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 50000 ROWS").consume()
+    rows = [{"id": str(i), "nbr": [str(x) for x in ids], "scores": [float(x) for x in sc]}
+            for i, (ids, sc) in sorted(lists.items()) if len(ids)]
+    bar = progress_bar(total=len(rows), unit="items", desc="RANKED write", enabled=progress)
+    written = 0
+    with driver.session(database=database) as s:
+        for lo in range(0, len(rows), batch):
+            part = rows[lo:lo + batch]
+            s.execute_write(lambda tx: tx.run(
+                "UNWIND $rows AS r MATCH (a:Item {id: r.id}) "
+                "UNWIND range(0, size(r.nbr) - 1) AS k MATCH (b:Item {id: r.nbr[k]}) "
+                "CREATE (a)-[:RANKED {score: r.scores[k], rank: k + 1}]->(b)", rows=part).consume())
+            written += sum(len(r["nbr"]) for r in part)
+            bar.update(len(part))
+    bar.close()
+    secs = time.perf_counter() - t0
+    logger.info("RANKED: %d relationships for %d items in %.1fs (%.0f rels/s)", written, len(rows), secs,
+                written / max(secs, 1e-9))
+    return written
 
 
 TRANS_DEPTH = 50  # most frequent next items kept per item by the trans channel

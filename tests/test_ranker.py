@@ -1,0 +1,110 @@
+"""The rank channel (query/ranker.py): features on a hand-built log, labels only from after each cut,
+and the pipeline's RANKED lists served by both retrievers."""
+
+import numpy as np
+import pytest
+
+import query.ranker as ranker_mod
+from query.evaluation import Catalogue, split_stored_sessions
+from query.ranker import FEATURES, RankFeatures, fit_ranker, rank_lists
+
+HOUR = 3600
+SIDE = {"a": {"category": "X", "brand": "p"}, "b": {"category": "X", "brand": "q"}, "z": {"category": "X"},
+        "c": {"category": "Y"}, "d": {"category": "Y"}, "y": {"category": "Y"}, "n": {"category": "X"}}
+
+
+def sessions(hours: int = 40) -> list[dict]:
+    """Each hour: one shopper opens a then b, one opens c then d, and three open z (or y) alone, so z and y are
+    the most popular items of their categories but never follow anything. n has no events (new)."""
+    out = []
+    for h in range(hours):
+        t = h * HOUR
+        out += [{"user": f"u{h}", "start_ts": t, "end_ts": t + 60, "items": ["a", "b"]},
+                {"user": f"v{h}", "start_ts": t + 100, "end_ts": t + 160, "items": ["c", "d"]}]
+        out += [{"user": f"w{h}_{k}", "start_ts": t + 200 + k, "end_ts": t + 200 + k,
+                 "items": ["z" if k % 2 else "y"]} for k in range(6)]
+    return out
+
+
+def test_features_on_a_hand_built_log():
+    s = sessions(4)
+    cat = Catalogue.build(SIDE, (i for x in s for i in x["items"]))
+    f = RankFeatures(s, cat)
+    a, b, z, n, c = cat.rows(["a", "b", "z", "n", "c"])
+    assert set(cat.item_ids[f.candidates(a)]) >= {"b", "z", "n"}  # co-visited, same category, new
+    x = dict(zip(FEATURES, f.features(np.array([a, a, a, b]), np.array([b, z, n, a])).T))
+    assert list(x["next_count"]) == [4, 0, 0, 0] and list(x["prev_count"]) == [0, 0, 0, 4]
+    assert list(x["next_share"]) == [1, 0, 0, 0]
+    assert list(x["same_category"]) == [1, 1, 1, 1] and list(x["same_brand"]) == [0, 0, 0, 0]
+    assert list(x["new"]) == [0, 0, 1, 0]
+    assert x["log_pop"][1] == pytest.approx(np.log1p(12)) and x["log_pop"][0] == pytest.approx(np.log1p(4))
+    assert x["category_next"][0] > 0.99  # every transition out of category X stays in X
+    assert dict(zip(FEATURES, f.features(np.array([a]), np.array([c])).T))["category_next"][0] < 0.01
+
+
+def test_the_model_learns_that_the_next_item_beats_category_popularity():
+    lists, report = rank_lists(sessions(), SIDE, k=5)
+    assert report.positives > 0 and report.candidate_recall == 1.0
+    assert lists["a"][0][0] == "b" and lists["c"][0][0] == "d"  # side-field match alone would put z and y first
+    assert all(np.all(np.diff(sc) <= 0) for _, sc in lists.values())
+
+
+def test_labels_come_only_from_sessions_after_each_cut(monkeypatch):
+    seen = []
+    real = ranker_mod.RankFeatures
+
+    class Spy(real):
+        def __init__(self, s, cat):
+            seen.append(list(s))
+            super().__init__(s, cat)
+
+    cases_from = []
+    real_cases = ranker_mod.next_item_cases
+
+    def spy_cases(held):
+        cases_from.append(list(held))
+        return real_cases(held)
+
+    monkeypatch.setattr(ranker_mod, "RankFeatures", Spy)
+    monkeypatch.setattr(ranker_mod, "next_item_cases", spy_cases)
+    s = sessions()
+    fit_ranker(s, SIDE, quantiles=(0.5, 0.8))
+    assert len(seen) == len(cases_from) == 2
+    for q, feats_sessions, held in zip((0.5, 0.8), seen, cases_from):
+        cut, train, later = split_stored_sessions(s, q)
+        assert feats_sessions == train and held == later
+        assert max(x["end_ts"] for x in feats_sessions) < cut <= min(x["start_ts"] for x in held)
+
+
+def test_a_log_too_short_to_train_says_how_to_fix_it():
+    with pytest.raises(ValueError, match="Ingest a longer log"):
+        fit_ranker([{"user": "u", "start_ts": 0, "end_ts": 1, "items": ["a"]},
+                    {"user": "v", "start_ts": 5, "end_ts": 6, "items": ["b"]}], SIDE)
+
+
+@pytest.mark.slow
+def test_pipeline_rank_lists_are_what_both_retrievers_serve(driver, tmp_path):
+    from graphrecall.pipeline import PipelineConfig, compute_rank, compute_scores
+    from ingest.synthetic import generate_rees46
+    from ingest.writer import ingest_events
+    from query.retriever import Neo4jRetriever, SnapshotRetriever
+    from query.tune import read_item_side, read_sessions
+
+    data = generate_rees46(tmp_path / "gen.csv", n_users=150, random_seed=2)
+    ingest_events(driver, data, "rees46", progress=False)
+    cfg = PipelineConfig(top_k=10)
+    compute_scores(driver, cfg, progress=False)
+    report = compute_rank(driver, cfg, progress=False)
+    expected, _ = rank_lists(read_sessions(driver), read_item_side(driver), k=10)
+    assert report.written == sum(len(ids) for ids, _ in expected.values()) > 0
+    snap, live = SnapshotRetriever.from_neo4j(driver), Neo4jRetriever(driver)
+    items = sorted(expected)[:25]
+    for item in items:
+        ids, scores = expected[item]
+        s = snap.similar_items(item, k=10, channel="rank")
+        assert list(s.ids) == list(ids) and np.allclose(s.scores, scores)
+        assert list(live.similar_items(item, k=10, channel="rank").ids) == list(ids)
+    # a refit replaces the relationships instead of adding to them
+    assert compute_rank(driver, cfg, progress=False).written == report.written
+    with driver.session() as s:
+        assert s.run("MATCH ()-[r:RANKED]->() RETURN count(r)").single()[0] == report.written
