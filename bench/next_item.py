@@ -13,9 +13,10 @@ Protocol (query/evaluation.py, tested on hand-built logs in tests/test_evaluatio
   new) and cold-query (query new) cases;
 * models with randomness run with seeds 0, 1, 2 (mean ± sd); deterministic ones once.
 
-Served channels (swing, cooc, trans, side, eges, blend) are read through the API's own
+Served channels (swing, cooc, trans, side, rank, eges, blend) are read through the API's own
 ``SnapshotRetriever``; swing/cooc are the scipy twins of the Cypher scores (equal in the tests),
-trans is the TRANSITION edges, side the SideIndex, eges the Faiss index of embed.train's vectors.
+trans is the TRANSITION edges, side the SideIndex, rank the learned ranker's lists (query/ranker.py,
+trained on cuts inside the training sessions), eges the Faiss index of embed.train's vectors.
 
     python bench/next_item.py [--datasets rees46 taobao] [--seeds 0 1 2] [--out bench/results]
     python bench/next_item.py --validation-only   # tuning and scores on validation; the test period unread
@@ -147,7 +148,7 @@ def tuned_on_validation(val: Data, params) -> tuple:
     """The validation split's retriever (the pipeline's channels, then the chosen EGES vectors) and the
     settings :func:`tune` chose on it."""
     retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, params,
-                                   channels=("swing", "cooc", "trans", "side"))
+                                   channels=("swing", "cooc", "trans", "side", "rank"))
     return retriever, tune(val, retriever)  # tune leaves the chosen EGES vectors in the retriever
 
 
@@ -177,8 +178,8 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
         s, hit, _ = test.evaluate(lists)
         runs[m] = [(s, hit)]
     retriever, secs = build_retriever(split.train, test.sessions, test.cat, params,
-                                      channels=("swing", "cooc", "trans", "side"))
-    for ch in ("swing", "cooc", "trans", "side"):
+                                      channels=("swing", "cooc", "trans", "side", "rank"))
+    for ch in ("swing", "cooc", "trans", "side", "rank"):
         s, hit, _ = test.evaluate(served_lists(retriever, test.queries, ch))
         runs[f"served: {ch}"] = [(s, hit)]
     fill = side_popularity_lists(test.cat, test.queries)
@@ -229,7 +230,7 @@ def run_validation(name: str) -> dict:
     val = Data(temporal_split(temporal_split(df).train), item_side)
     retriever, chosen = tuned_on_validation(val, PipelineConfig())
     models = {m: val.evaluate(lists)[0] for m, lists in baselines(val).items()}
-    for ch in ("side", "eges"):
+    for ch in ("side", "rank", "eges"):
         models[f"served: {ch}"] = val.evaluate(served_lists(retriever, val.queries, ch))[0]
     retriever.blend_config = BlendConfig.parse(chosen["blend"])
     models[f"served: blend {chosen['blend']} (tuned on these cases)"] = \
