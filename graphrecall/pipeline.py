@@ -123,9 +123,10 @@ def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progres
     return swing, cooc
 
 
-def compute_rank(driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True):
+def compute_rank(driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True, bump: bool = True):
     """The ``rank`` channel from the graph's sessions and item side info: fit (:func:`query.ranker.fit_ranker`),
-    list the top ``cfg.top_k`` of every item, replace the ``RANKED`` edges; returns the fit's report."""
+    list the top ``cfg.top_k`` of every item, replace the ``RANKED`` edges; returns the fit's report.
+    ``bump=False`` leaves the data version to the caller (refresh bumps once for everything)."""
     from query.ranker import rank_lists
     from query.scores import write_rank_lists
     from query.tune import read_item_side, read_sessions
@@ -133,7 +134,8 @@ def compute_rank(driver, cfg: PipelineConfig, database: str = "neo4j", progress:
     lists, report = rank_lists(read_sessions(driver, database), read_item_side(driver, database), k=cfg.top_k,
                                random_seed=cfg.random_seed, threads=cfg.torch_threads, progress=progress)
     report.written = write_rank_lists(driver, lists, database, progress=progress)
-    bump_data_version(driver, "rank", database)
+    if bump:
+        bump_data_version(driver, "rank", database)
     return report
 
 
@@ -191,10 +193,10 @@ def run_pipeline(
     return out
 
 
-def _rank_or_warn(driver, cfg: PipelineConfig, database: str, progress: bool):
+def _rank_or_warn(driver, cfg: PipelineConfig, database: str, progress: bool, bump: bool = True):
     """:func:`compute_rank`, or a warning and no rank lists when the log is too short to train it."""
     try:
-        return compute_rank(driver, cfg, database, progress)
+        return compute_rank(driver, cfg, database, progress, bump)
     except ValueError as exc:
         logger.warning("rank channel skipped: %s", exc)
         return None
@@ -258,7 +260,7 @@ def refresh(
     out.seconds["scores"] = time.perf_counter() - t
     if cfg.rank:  # refit in full: it is cheap next to the scores
         t = time.perf_counter()
-        _rank_or_warn(driver, cfg, database, progress)
+        _rank_or_warn(driver, cfg, database, progress, bump=False)  # one bump, after the vectors
         out.seconds["rank"] = time.perf_counter() - t
     t = time.perf_counter()
     path = eges_state_path(artifacts)
