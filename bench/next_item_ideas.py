@@ -39,6 +39,7 @@ import scipy.sparse as sp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.next_item import Data, load  # noqa: E402
+from query.ranker import window_covisit  # noqa: E402
 from query.retriever import SideIndex  # noqa: E402
 from query.evaluation import (K, SIDE_MATCH_WEIGHTS, covisit_lists, matrix_lists, pad,  # noqa: E402
                               side_popularity_lists, temporal_split, transition_matrix)
@@ -49,21 +50,8 @@ def side_lists(val: Data, pop, weights) -> dict:
 
 
 def windowed_covisit(val: Data, window: int, reverse: float) -> sp.csr_matrix:
-    cat, src, dst, wt = val.cat, [], [], []
-    for s in val.sessions:
-        r = cat.rows(s["items"])
-        r = r[r >= 0]
-        for d in range(1, window + 1):
-            if len(r) <= d:
-                break
-            a, b = r[:-d], r[d:]
-            ok = a != b
-            src += [a[ok], b[ok]]
-            dst += [b[ok], a[ok]]
-            wt += [np.full(ok.sum(), 1.0 / d), np.full(ok.sum(), reverse / d)]
-    m = sp.csr_matrix((np.concatenate(wt), (np.concatenate(src), np.concatenate(dst))), shape=(len(cat),) * 2)
-    m.sum_duplicates()
-    return m
+    rows = [r[r >= 0] for r in (val.cat.rows(s["items"]) for s in val.sessions)]
+    return window_covisit(rows, len(val.cat), window, reverse)
 
 
 def price_lists(val: Data, wp: float, scale: float) -> dict:

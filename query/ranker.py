@@ -71,17 +71,7 @@ class RankFeatures:
         self.trans = transition_matrix(sessions, cat).tocsr()
         self.trans_t = self.trans.T.tocsr()
         self.out_deg = np.asarray(self.trans.sum(axis=1)).ravel()
-        src, dst, wt = [], [], []
-        for r in rows:
-            for d in range(1, WINDOW + 1):
-                if len(r) <= d:
-                    break
-                a, b = r[:-d], r[d:]
-                ok = a != b
-                src += [a[ok], b[ok]]
-                dst += [b[ok], a[ok]]
-                wt += [np.full(int(ok.sum()), 1.0 / d)] * 2
-        self.win = _csr(src, dst, wt, n)
+        self.win = window_covisit(rows, n)
         flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         lens = np.array([len(r) for r in rows], dtype=np.int64)
         users = np.repeat(_codes([s["user"] for s in sessions]), lens) if len(flat) else np.zeros(0, np.int64)
@@ -268,7 +258,19 @@ def rank_lists(sessions: Sequence[dict], item_side: dict[str, dict], *, k: int =
         return ranker.top_lists(RankFeatures(sessions, cat), items, k=k, progress=progress), ranker.report
 
 
-def _csr(src, dst, wt, n: int) -> sp.csr_matrix:
+def window_covisit(rows: Sequence[np.ndarray], n: int, window: int = WINDOW, reverse: float = 1.0) -> sp.csr_matrix:
+    """Co-visitation within ``window`` steps of each session (catalogue rows, in order): a pair d steps apart
+    adds 1/d from the earlier item to the later one and ``reverse``/d the other way."""
+    src, dst, wt = [], [], []
+    for r in rows:
+        for d in range(1, window + 1):
+            if len(r) <= d:
+                break
+            a, b = r[:-d], r[d:]
+            ok = a != b
+            src += [a[ok], b[ok]]
+            dst += [b[ok], a[ok]]
+            wt += [np.full(int(ok.sum()), 1.0 / d), np.full(int(ok.sum()), reverse / d)]
     if not src:
         return sp.csr_matrix((n, n))
     m = sp.csr_matrix((np.concatenate(wt), (np.concatenate(src), np.concatenate(dst))), shape=(n, n))
