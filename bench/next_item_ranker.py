@@ -32,16 +32,8 @@ CONFIGS = [{}, *SEEDS, dict(early_stopping="auto"),
 
 
 def lists(ranker, feats: RankFeatures, queries, fill: dict, new_weight: float = 1.0) -> dict:
-    cat = feats.cat
-    rows = cat.rows(sorted(queries))
-    q, c = feats.pairs(rows[rows >= 0])
-    s = ranker.scores(feats, q, c) * np.where(feats.pop[c] == 0, new_weight, 1.0)
-    order = np.lexsort((cat.item_ids[c].astype(str), -s, q))
-    q, c = q[order], c[order]
-    got = {}
-    for a, b in zip(*(lambda bd: (bd[:-1], bd[1:]))(np.flatnonzero(np.r_[True, q[1:] != q[:-1], True]))):
-        got[cat.item_ids[q[a]]] = list(cat.item_ids[c[a:min(b, a + K)]])
-    return {qid: pad(got.get(qid, []), fill.get(qid, []), K, exclude=qid) for qid in queries}
+    got = ranker.top_lists(feats, sorted(queries), k=K, new_weight=new_weight)
+    return {q: pad(list(got.get(q, ((),))[0]), fill.get(q, []), K, exclude=q) for q in queries}
 
 
 def run(name: str, configs=CONFIGS) -> dict:

@@ -165,9 +165,10 @@ class Ranker:
         return self.model.predict_proba(feats.features(q, c))[:, 1] if len(q) else np.zeros(0)
 
     def top_lists(self, feats: RankFeatures, items: Sequence[str] | None = None, k: int = 50, chunk: int = 2000,
-                  progress: bool = False) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+                  progress: bool = False, new_weight: float = 1.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The top ``k`` candidates of each item (default: every catalogue item), by probability, ties by
-        id: ``{item: (ids, scores)}`` as the snapshot holds lists."""
+        id: ``{item: (ids, scores)}`` as the snapshot holds lists. ``new_weight`` scales the probability of
+        items without events (as the blend's ``new=`` does)."""
         from graphrecall.progress import progress_bar
 
         cat = feats.cat
@@ -179,6 +180,8 @@ class Ranker:
         for lo in range(0, len(rows), chunk):
             q, c = feats.pairs(rows[lo:lo + chunk])
             s = self.scores(feats, q, c)
+            if new_weight != 1.0:
+                s = s * np.where(feats.pop[c] == 0, new_weight, 1.0)
             order = np.lexsort((cat.item_ids[c].astype(str), -s, q))
             q, c, s = q[order], c[order], s[order]
             bounds = np.flatnonzero(np.r_[True, q[1:] != q[:-1], True]) if len(q) else np.zeros(1, np.int64)
