@@ -4,7 +4,8 @@ Every single-signal fix in ``bench/next_item_ideas.py`` stayed inside the noise.
 *combines* them with a learned model. This script trains it on the validation split's training sessions only
 (cuts inside them: features before each cut, labels after it), lists the validation queries' top 20 with
 features from all those sessions, and prints HR@20/NDCG@20 beside the baselines, for a few model settings
-and for items without events down-weighted by 1, 0.5 and 0.3 (what the blend's ``new=`` weight does).
+and for items without events down-weighted by 1, 0.5 and 0.3 (what the blend's ``new=`` weight does;
+``--new-weights`` sets others).
 
     python bench/next_item_ranker.py [--datasets rees46 taobao]
 """
@@ -27,8 +28,7 @@ from query.evaluation import K, pad, temporal_split  # noqa: E402
 from query.ranker import GBDT, RankFeatures, fit_ranker  # noqa: E402
 
 SEEDS = [dict(random_seed=1), dict(random_seed=2)]
-CONFIGS = [{}, *SEEDS, dict(early_stopping="auto"),
-           dict(learning_rate=0.1, max_depth=3, max_leaf_nodes=None, min_samples_leaf=100, l2_regularization=1.0)]
+CONFIGS = [{}, *SEEDS, dict(n_estimators=400), dict(num_leaves=31)]
 
 
 def lists(ranker, feats: RankFeatures, queries, fill: dict, new_weight: float = 1.0) -> dict:
@@ -36,7 +36,7 @@ def lists(ranker, feats: RankFeatures, queries, fill: dict, new_weight: float = 
     return {q: pad(list(got.get(q, ((),))[0]), fill.get(q, []), K, exclude=q) for q in queries}
 
 
-def run(name: str, configs=CONFIGS) -> dict:
+def run(name: str, configs=CONFIGS, new_weights=(1.0, 0.5, 0.3)) -> dict:
     t0 = time.perf_counter()
     df, item_side = load(name)
     val = Data(temporal_split(temporal_split(df).train), item_side)
@@ -60,7 +60,7 @@ def run(name: str, configs=CONFIGS) -> dict:
     print(f"  candidate recall: all {recall.mean():.3f}, warm {recall[val.masks['warm']].mean():.3f}", flush=True)
     for n, cfg in enumerate(configs):
         ranker = fit_ranker(val.sessions, item_side, **cfg)
-        for nw in (1.0, 0.5, 0.3):
+        for nw in new_weights:
             rep(f"rank {json.dumps({**GBDT, **cfg}) if n else 'default'} new x{nw}",
                 lists(ranker, feats, val.queries, base["side-field match"], nw))
     print(f"  ({time.perf_counter() - t0:.0f}s)")
@@ -72,10 +72,12 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["rees46", "taobao"])
     p.add_argument("--seeds-only", action="store_true", help="the default settings with seeds 0, 1, 2 only")
+    p.add_argument("--new-weights", nargs="+", type=float, default=[1.0, 0.5, 0.3],
+                   help="weights on the probability of items without events (the blend's new=)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for name in args.datasets:
-        run(name, [{}, *SEEDS] if args.seeds_only else CONFIGS)
+        run(name, [{}, *SEEDS] if args.seeds_only else CONFIGS, args.new_weights)
     return 0
 
 

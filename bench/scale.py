@@ -4,8 +4,9 @@ For each size a REES46-shaped log is generated (``ingest/synthetic.py``, seeded:
 30-minute sessions; about 22 events per user, one item per 20 events), loaded into the empty local
 instance ``scale`` and run through the pipeline as ``graphrecall demo`` runs it, each stage timed on its own:
 
-ingest (Bolt) -> scores (Swing + cooc) -> export -> walks + EGES -> write-back (Neo4j vectors)
--> Faiss index -> snapshot load (what the API does at start).
+ingest (Bolt) -> scores (Swing + cooc) -> rank (fit, list every item, write RANKED) -> export -> walks + EGES
+-> write-back (Neo4j vectors) -> Faiss index -> snapshot load (what the API does at start). Rows saved before
+the rank stage existed have no ``rank`` time.
 
 Memory: peak RSS of this Python process (``getrusage``) and the Neo4j heap it is given (``--heap``); the two
 together are the footprint that has to stay under the issue's 12 GiB (the page cache is set apart). Torch
@@ -32,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("generate", "ingest", "scores", "export", "walks+eges", "write-back", "faiss", "snapshot")
+STAGES = ("generate", "ingest", "scores", "rank", "export", "walks+eges", "write-back", "faiss", "snapshot")
 logger = logging.getLogger("bench.scale")
 
 
@@ -44,7 +45,7 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path) -> dict:
     from embed.writeback import write_embeddings
     from graph_schema.schema import apply_schema
     from graph_schema.server import LocalNeo4j
-    from graphrecall.pipeline import PipelineConfig, compute_scores, eges_settings, reset_graph
+    from graphrecall.pipeline import PipelineConfig, compute_rank, compute_scores, eges_settings, reset_graph
     from ingest.synthetic import generate_rees46_sized
     from ingest.writer import ingest_events
     from query.retriever import SnapshotRetriever
@@ -68,6 +69,9 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path) -> dict:
         swing, cooc = compute_scores(driver, cfg, progress=True)
         t["scores"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+        rank = compute_rank(driver, cfg, progress=True)
+        t["rank"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
         g = export_graph(driver)
         t["export"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -86,6 +90,7 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path) -> dict:
     server.stop()
     return {"events": rep.lines_ok, "items": len(g.item_ids), "users": users, "seconds": t,
             "total_seconds": sum(t.values()) - t["generate"], "swing_rels": swing.written, "cooc_rels": cooc.written,
+            "rank_rels": rank.written, "rank_fit_seconds": rank.seconds,
             "snapshot": {k: v for k, v in snap.stats().items() if k != "loaded_at"},
             "python_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "neo4j_heap": heap}
 
@@ -95,7 +100,8 @@ def exponents(rows: list[dict]) -> list[dict]:
     for a, b in zip(rows, rows[1:]):
         ratio = math.log(b["events"] / a["events"])
         out.append({"from": a["events"], "to": b["events"],
-                    **{s: math.log(max(b["seconds"][s], 1e-3) / max(a["seconds"][s], 1e-3)) / ratio for s in STAGES}})
+                    **{s: math.log(max(b["seconds"][s], 1e-3) / max(a["seconds"][s], 1e-3)) / ratio
+                       for s in STAGES if s in a["seconds"] and s in b["seconds"]}})
     return out
 
 
@@ -108,7 +114,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     x = [r["events"] for r in rows]
     for s in STAGES[1:]:
-        ax.plot(x, [max(r["seconds"][s], 1e-2) for r in rows], marker="o", label=s)
+        have = [r for r in rows if s in r["seconds"]]
+        ax.plot([r["events"] for r in have], [max(r["seconds"][s], 1e-2) for r in have], marker="o", label=s)
     ax.plot(x, [r["total_seconds"] for r in rows], marker="s", color="black", label="total")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -143,11 +150,11 @@ def main(argv=None) -> int:
         rows = sorted([r for r in old if r["events"] not in done] + rows, key=lambda r: r["events"])
     print(f"{'events':>10s} {'items':>8s} " + " ".join(f"{s:>11s}" for s in STAGES) + f" {'total':>8s} {'py RSS GiB':>10s}")
     for r in rows:
-        print(f"{r['events']:10d} {r['items']:8d} " + " ".join(f"{r['seconds'][s]:11.1f}" for s in STAGES)
+        print(f"{r['events']:10d} {r['items']:8d} " + " ".join(f"{r['seconds'][s]:11.1f}" if s in r["seconds"] else f"{'-':>11s}" for s in STAGES)
               + f" {r['total_seconds']:8.1f} {r['python_peak_rss_gib']:10.2f}")
     growth = exponents(rows)
     for g in growth:
-        print(f"growth exponent {g['from']} -> {g['to']}: " + ", ".join(f"{s} {g[s]:.2f}" for s in STAGES))
+        print(f"growth exponent {g['from']} -> {g['to']}: " + ", ".join(f"{s} {g[s]:.2f}" for s in STAGES if s in g))
     args.out.mkdir(parents=True, exist_ok=True)
     if len(rows) > 1:
         plot(rows, args.out / "scale.png")

@@ -39,6 +39,9 @@ def test_features_on_a_hand_built_log():
     assert list(x["new"]) == [0, 0, 1, 0]
     assert x["log_pop"][1] == pytest.approx(np.log1p(12)) and x["log_pop"][0] == pytest.approx(np.log1p(4))
     assert x["category_next"][0] > 0.99  # every transition out of category X stays in X
+    # scale-free popularity: z leads category X (12 of 40 events), a and b have 4 and n none
+    assert list(x["log_rank_in_category"][:3]) == [pytest.approx(np.log1p(2)), 0.0, pytest.approx(np.log1p(3))]
+    assert x["log_pop_share"][1] == pytest.approx(np.log(12 / 40 + 1e-7))
     assert dict(zip(FEATURES, f.features(np.array([a]), np.array([c])).T))["category_next"][0] < 0.01
 
 
@@ -47,6 +50,21 @@ def test_the_model_learns_that_the_next_item_beats_category_popularity():
     assert report.positives > 0 and report.candidate_recall == 1.0
     assert lists["a"][0][0] == "b" and lists["c"][0][0] == "d"  # side-field match alone would put z and y first
     assert all(np.all(np.diff(sc) <= 0) for _, sc in lists.values())
+    assert all(sc[0] == 1.0 and np.all(sc > 0) for _, sc in lists.values())  # exp(s - s_top)
+
+
+def test_new_weight_is_a_fixed_penalty_on_items_without_events():
+    s = sessions()
+    ranker = fit_ranker(s, SIDE)
+    cat = Catalogue.build(SIDE, (i for x in s for i in x["items"]))
+    feats = RankFeatures(s, cat)
+    plain, damped = ranker.top_lists(feats, ["a"], k=10), ranker.top_lists(feats, ["a"], k=10, new_weight=0.5)
+    ids, sc = plain["a"]
+    n = list(ids).index("n")
+    dids, dsc = damped["a"]
+    assert dsc[list(dids).index("n")] == pytest.approx(0.5 * sc[n], rel=1e-6)
+    others = [i for i in ids if i != "n"]
+    assert [i for i in dids if i != "n"] == others  # the others keep their order and scores
 
 
 def test_labels_come_only_from_sessions_after_each_cut(monkeypatch):
