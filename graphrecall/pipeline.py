@@ -194,11 +194,15 @@ def run_pipeline(
 
 
 def _rank_or_warn(driver, cfg: PipelineConfig, database: str, progress: bool, bump: bool = True):
-    """:func:`compute_rank`, or a warning and no rank lists when the log is too short to train it."""
+    """:func:`compute_rank`, or a warning and no rank lists when the log is too short to train it (lists of an
+    earlier fit are removed: they would describe other data)."""
+    from query.scores import write_rank_lists
+
     try:
         return compute_rank(driver, cfg, database, progress, bump)
     except ValueError as exc:
-        logger.warning("rank channel skipped: %s", exc)
+        write_rank_lists(driver, {}, database)
+        logger.warning("rank channel skipped, and RANKED lists of an earlier fit removed: %s", exc)
         return None
 
 

@@ -126,3 +126,17 @@ def test_pipeline_rank_lists_are_what_both_retrievers_serve(driver, tmp_path):
     assert compute_rank(driver, cfg, progress=False).written == report.written
     with driver.session() as s:
         assert s.run("MATCH ()-[r:RANKED]->() RETURN count(r)").single()[0] == report.written
+
+
+def test_a_skipped_fit_removes_the_lists_of_an_earlier_one(driver, caplog):
+    from graphrecall.pipeline import PipelineConfig, _rank_or_warn
+    from query.scores import write_rank_lists
+
+    with driver.session() as s:
+        s.run("UNWIND ['a', 'b'] AS id CREATE (:Item {id: id})").consume()
+    assert write_rank_lists(driver, {"a": (["b"], [1.0])}) == 1
+    # no sessions at all: nothing to train on, so the old list would be stale
+    assert _rank_or_warn(driver, PipelineConfig(), "neo4j", progress=False) is None
+    with driver.session() as s:
+        assert s.run("MATCH ()-[r:RANKED]->() RETURN count(r)").single()[0] == 0
+    assert "RANKED lists of an earlier fit removed: the graph has no sessions" in caplog.text
