@@ -31,12 +31,18 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from query.evaluation import Catalogue, next_item_cases, split_stored_sessions, transition_matrix
+from query.evaluation import Cases, Catalogue, next_item_cases, split_stored_sessions, transition_matrix
 
 logger = logging.getLogger(__name__)
 
 CUTOFF_QUANTILES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 NEGATIVES = 100  # negatives sampled per training case
+# training cases kept per cut (a uniform sample beyond it): bounds the fit's rows at about
+# 6 cuts x 20,000 x 101 whatever the log's size; REES46 head17k and Taobao timeslice96k stay under it
+MAX_CASES_PER_CUT = 20_000
+# user co-occurrence leaves out users with more distinct items than this (crawlers), whose pairs would
+# grow with the square of their items; Swing caps the same way (max_items_per_user)
+UCOOC_MAX_ITEMS_PER_USER = 500
 WINDOW = 3  # co-visitation window (steps, weight 1/distance, both directions)
 RECENCY_HALF_LIFE = 1800.0  # seconds; e-folding time of the recency-weighted popularity
 SIDE_DEPTH = 100
@@ -84,10 +90,14 @@ class RankFeatures:
         ui = sp.csr_matrix((np.ones(len(flat)), (users, flat)), shape=(int(users.max(initial=-1)) + 1, n))
         ui.sum_duplicates()
         ui.data[:] = 1.0
+        self.users = np.asarray(ui.sum(axis=0)).ravel()
+        heavy = np.diff(ui.indptr) > UCOOC_MAX_ITEMS_PER_USER
+        if heavy.any():
+            ui = sp.diags((~heavy).astype(np.float64)) @ ui
+            ui.eliminate_zeros()
         self.ucooc = (ui.T @ ui).tocsr()
         self.ucooc.setdiag(0)
         self.ucooc.eliminate_zeros()
-        self.users = np.asarray(ui.sum(axis=0)).ravel()
         # events per item where sessions carry run lengths (``counts``), else session occurrences
         weights = np.concatenate([np.asarray(s.get("counts") or np.ones(len(s["items"])), np.float64)[
             cat.rows(s["items"]) >= 0] for s in sessions]) if len(flat) else None
@@ -214,10 +224,12 @@ class Ranker:
 
 
 def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quantiles: Sequence[float] = CUTOFF_QUANTILES,
-                  negatives: int = NEGATIVES, random_seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, FitReport]:
+                  negatives: int = NEGATIVES, max_cases: int = MAX_CASES_PER_CUT, random_seed: int = 0
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FitReport]:
     """The ranker's training matrix: at each time quantile, features from the sessions that end before it
     (:func:`query.evaluation.split_stored_sessions`) and labels from the consecutive pairs of the sessions
-    that start after it; ``negatives`` candidates sampled per case. Returns ``(X, y, group, report)``, where
+    that start after it; ``negatives`` candidates sampled per case, at most ``max_cases`` cases per cut
+    (a uniform sample). Returns ``(X, y, group, report)`` (``X`` in float32), where
     ``group`` numbers the cases (one query and its candidates at one cut)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(random_seed)
@@ -227,6 +239,9 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
         cases = next_item_cases(held)
         if not train or not len(cases):
             continue
+        if len(cases) > max_cases:
+            keep = np.sort(rng.choice(len(cases), max_cases, replace=False))
+            cases = Cases(cases.query[keep], cases.target[keep])
         cat = Catalogue.build(item_side, (i for s in train for i in s["items"]))
         feats = RankFeatures(train, cat)
         qs, ts = cat.rows(cases.query), cat.rows(cases.target)
@@ -249,7 +264,7 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
             G.append(np.full(len(L[-1]), len(G)))
         n_cases += len(cases)
         if Q:
-            X.append(feats.features(np.concatenate(Q), np.concatenate(C)))
+            X.append(feats.features(np.concatenate(Q), np.concatenate(C)).astype(np.float32))
             Y.append(np.concatenate(L))
         logger.info("rank training cut at quantile %.2f: %d sessions before, %d cases after", qt, len(train), len(cases))
     y = np.concatenate(Y) if Y else np.zeros(0)
@@ -262,7 +277,8 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
 
 
 def fit_ranker(sessions: Sequence[dict], item_side: dict[str, dict], *, quantiles: Sequence[float] = CUTOFF_QUANTILES,
-               negatives: int = NEGATIVES, random_seed: int = 0, threads: int = 1, **gbdt) -> Ranker:
+               negatives: int = NEGATIVES, max_cases: int = MAX_CASES_PER_CUT, random_seed: int = 0,
+               threads: int = 1, **gbdt) -> Ranker:
     """Train on the sessions' own future (:func:`training_rows`): LightGBM's lambdarank over each case's
     candidates (cases whose target was not among them carry no gradient and are left out); ``gbdt``
     overrides :data:`GBDT`."""
@@ -270,7 +286,7 @@ def fit_ranker(sessions: Sequence[dict], item_side: dict[str, dict], *, quantile
 
     t0 = time.perf_counter()
     X, y, group, report = training_rows(sessions, item_side, quantiles=quantiles, negatives=negatives,
-                                        random_seed=random_seed)
+                                        max_cases=max_cases, random_seed=random_seed)
     has_pos = np.bincount(group, weights=y) > 0
     keep = has_pos[group]
     sizes = np.bincount(group[keep])

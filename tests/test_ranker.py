@@ -140,3 +140,23 @@ def test_a_skipped_fit_removes_the_lists_of_an_earlier_one(driver, caplog):
     with driver.session() as s:
         assert s.run("MATCH ()-[r:RANKED]->() RETURN count(r)").single()[0] == 0
     assert "RANKED lists of an earlier fit removed: the graph has no sessions" in caplog.text
+
+
+def test_training_cases_per_cut_are_capped(monkeypatch):
+    from query.ranker import training_rows
+
+    s = sessions()
+    _, _, group, full = training_rows(s, SIDE, quantiles=(0.5, 0.8))
+    _, _, capped_group, capped = training_rows(s, SIDE, quantiles=(0.5, 0.8), max_cases=7)
+    assert full.cases > 14 and capped.cases == 14  # 7 at each of the 2 cuts
+    assert len(np.unique(capped_group)) == 14
+
+
+def test_user_cooccurrence_leaves_out_users_above_the_item_cap(monkeypatch):
+    s = sessions(4)
+    cat = Catalogue.build(SIDE, (i for x in s for i in x["items"]))
+    a, b = cat.rows(["a", "b"])
+    assert RankFeatures(s, cat).ucooc[a, b] == 4  # four shoppers opened both
+    monkeypatch.setattr(ranker_mod, "UCOOC_MAX_ITEMS_PER_USER", 1)
+    f = RankFeatures(s, cat)
+    assert f.ucooc.nnz == 0 and f.users[a] == 4  # their pairs are gone; item user counts are not
