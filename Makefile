@@ -1,5 +1,5 @@
 # The two README commands: `make demo` (main job end to end) and `make test`.
-# Both install what they need first (system: Java 17 + Maven via apt when missing; Python: a .venv).
+# Both install what they need first (system: Java 17 + Maven, libgomp1 via apt when missing; Python: a .venv).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,6 +10,10 @@ sysdeps:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
 	  echo "installing OpenJDK 17 and Maven with apt-get"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q openjdk-17-jre-headless maven; }
+	@# LightGBM's wheel (the rank channel) links the system's OpenMP runtime
+	@ldconfig -p | grep -q 'libgomp\.so\.1' || { \
+	  echo "installing libgomp1 with apt-get (OpenMP for LightGBM)"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libgomp1; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
