@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     p.add_argument("--datasets", nargs="+", default=["rees46", "taobao"])
     p.add_argument("--seeds-only", action="store_true", help="the default settings with seeds 0, 1, 2 only")
     p.add_argument("--new-weights", nargs="+", type=float, default=[1.0, 0.5, 0.3],
-                   help="weights on the probability of items without events (the blend's new=)")
+                   help="weights on the scores of items without events (the blend's new=)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for name in args.datasets:
