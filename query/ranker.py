@@ -231,7 +231,7 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
     """The ranker's training matrix: at each time quantile, features from the sessions that end before it
     (:func:`query.evaluation.split_stored_sessions`) and labels from the consecutive pairs of the sessions
     that start after it; ``negatives`` candidates sampled per case, at most ``max_cases`` cases per cut
-    (a uniform sample). Returns ``(X, y, group, report)`` (``X`` in float32), where
+    (a uniform sample). Returns ``(X, y, group, report)``, where
     ``group`` numbers the cases (one query and its candidates at one cut)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(random_seed)
@@ -266,7 +266,7 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
             G.append(np.full(len(L[-1]), len(G)))
         n_cases += len(cases)
         if Q:
-            X.append(feats.features(np.concatenate(Q), np.concatenate(C)).astype(np.float32))
+            X.append(feats.features(np.concatenate(Q), np.concatenate(C)))
             Y.append(np.concatenate(L))
         logger.info("rank training cut at quantile %.2f: %d sessions before, %d cases after", qt, len(train), len(cases))
     y = np.concatenate(Y) if Y else np.zeros(0)
