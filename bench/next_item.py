@@ -187,8 +187,9 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
     shares = []
     for seed in seeds:
         if seed != 0:  # the rank channel's seed (negative sampling, trees) varies like EGES's
-            retriever.lists = {**retriever.lists, "rank": rank_lists(test.sessions, test.cat.item_side(),
-                                                                      k=params.top_k, random_seed=seed)[0]}
+            retriever.lists = {**retriever.lists, "rank": rank_lists(
+                test.sessions, test.cat.item_side(), k=params.top_k, random_seed=seed, negatives=params.rank_negatives,
+                max_cases=params.rank_cases_per_cut)[0]}
         s, hit, _ = test.evaluate(served_lists(retriever, test.queries, "rank"))
         runs.setdefault("served: rank", []).append((s, hit))
         s, hit, _ = test.evaluate(item2vec_lists(test, chosen["item2vec"], seed, fill))

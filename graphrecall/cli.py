@@ -411,6 +411,10 @@ def _add_model(p):
     g.add_argument("--random-seed", type=int, help="seed for walks, EGES and the rank model (default 0)")
     g.add_argument("--no-rank", action="store_true",
                    help="leave out the rank channel (the learned ranker's RANKED lists; see `graphrecall rank --help`)")
+    g.add_argument("--rank-negatives", type=int,
+                   help="rank channel: negatives sampled per training case (default 100; 30 fits on a third of the rows)")
+    g.add_argument("--rank-cases-per-cut", type=int,
+                   help="rank channel: training cases kept per time cut, a uniform sample beyond it (default 20000)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -461,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("rank", help="fit the learned ranker on the graph's sessions, write top-K RANKED",
                        description="The rank channel: candidates from co-visitation, user co-occurrence, side-field "
-                                   "match and category transitions, scored by a gradient-boosted model trained on the "
+                                   "match and category transitions, scored by LightGBM LambdaMART trained on the "
                                    "graph's own later sessions (features before each time cut, the next items after "
                                    "it). Writes (:Item)-[:RANKED {score, rank}]->(:Item). Needs sessions of two or more "
                                    "items on both sides of the cuts.")

@@ -53,6 +53,11 @@ class PipelineConfig:
     # the rank channel (query/ranker.py): a learned ranker over the cheap signals, trained on the graph's own
     # later sessions; RANKED edges. Off: --no-rank
     rank: bool = True
+    # its training budget (query.ranker.NEGATIVES, MAX_CASES_PER_CUT): negatives sampled per case and cases kept
+    # per time cut. The defaults are what the next-item bench measured; at 10M events they bound the fit at about
+    # 12M rows. On validation, 30 negatives cost Taobao NDCG@20 0.067 -> 0.065 and REES46 nothing, at 1/3 the rows
+    rank_negatives: int = 100
+    rank_cases_per_cut: int = 20_000
     # EGES's torch threads. 1 by default: Neo4j shares this machine's 2 cores. Measured (bench/speed.py,
     # section torch_threads): 2 threads are 1.35x faster on idle cores, 13.5x slower while Neo4j works
     torch_threads: int = field(default_factory=lambda: int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")))
@@ -132,7 +137,8 @@ def compute_rank(driver, cfg: PipelineConfig, database: str = "neo4j", progress:
     from query.tune import read_item_side, read_sessions
 
     lists, report = rank_lists(read_sessions(driver, database), read_item_side(driver, database), k=cfg.top_k,
-                               random_seed=cfg.random_seed, threads=cfg.torch_threads, progress=progress)
+                               random_seed=cfg.random_seed, threads=cfg.torch_threads, progress=progress,
+                               negatives=cfg.rank_negatives, max_cases=cfg.rank_cases_per_cut)
     report.written = write_rank_lists(driver, lists, database, progress=progress)
     if bump:
         bump_data_version(driver, "rank", database)

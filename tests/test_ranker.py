@@ -126,6 +126,11 @@ def test_pipeline_rank_lists_are_what_both_retrievers_serve(driver, tmp_path):
     assert compute_rank(driver, cfg, progress=False).written == report.written
     with driver.session() as s:
         assert s.run("MATCH ()-[r:RANKED]->() RETURN count(r)").single()[0] == report.written
+    # the training budget reaches the fit: at most 4 cases per cut, each with its positive and 3 negatives
+    from dataclasses import replace
+
+    small = compute_rank(driver, replace(cfg, rank_cases_per_cut=4, rank_negatives=3), progress=False)
+    assert report.cases > 24 >= small.cases > 0 and small.rows <= 4 * small.cases
 
 
 def test_a_skipped_fit_removes_the_lists_of_an_earlier_one(driver, caplog):
