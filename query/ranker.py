@@ -231,7 +231,8 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
     """The ranker's training matrix: at each time quantile, features from the sessions that end before it
     (:func:`query.evaluation.split_stored_sessions`) and labels from the consecutive pairs of the sessions
     that start after it; ``negatives`` candidates sampled per case, at most ``max_cases`` cases per cut
-    (a uniform sample). Returns ``(X, y, group, report)``, where
+    (a uniform sample). Cases whose target is not among the candidates get no rows (they carry no
+    gradient). Returns ``(X, y, group, report)``, where
     ``group`` numbers the cases (one query and its candidates at one cut)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(random_seed)
@@ -260,6 +261,8 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
             if len(neg) > negatives:
                 neg = rng.choice(neg, negatives, replace=False)
             found += int(pos.any())
+            if not pos.any():  # no positive, no gradient for LambdaMART: its rows are not built
+                continue
             Q.append(np.full(int(pos.sum()) + len(neg), q))
             C.append(np.concatenate([cand[pos], neg]))
             L.append(np.r_[np.ones(int(pos.sum())), np.zeros(len(neg))])
@@ -282,19 +285,15 @@ def fit_ranker(sessions: Sequence[dict], item_side: dict[str, dict], *, quantile
                negatives: int = NEGATIVES, max_cases: int = MAX_CASES_PER_CUT, random_seed: int = 0,
                threads: int = 1, **gbdt) -> Ranker:
     """Train on the sessions' own future (:func:`training_rows`): LightGBM's lambdarank over each case's
-    candidates (cases whose target was not among them carry no gradient and are left out); ``gbdt``
-    overrides :data:`GBDT`."""
+    candidates; ``gbdt`` overrides :data:`GBDT`."""
     import lightgbm
 
     t0 = time.perf_counter()
     X, y, group, report = training_rows(sessions, item_side, quantiles=quantiles, negatives=negatives,
                                         max_cases=max_cases, random_seed=random_seed)
-    has_pos = np.bincount(group, weights=y) > 0
-    keep = has_pos[group]
-    sizes = np.bincount(group[keep])
     model = lightgbm.LGBMRanker(objective="lambdarank", random_state=random_seed, n_jobs=threads, verbose=-1,
                                 **{**GBDT, **gbdt})
-    model.fit(X[keep], y[keep], group=sizes[sizes > 0])
+    model.fit(X, y, group=np.bincount(group))  # every case has its positive (training_rows)
     report.seconds = time.perf_counter() - t0
     logger.info("rank model: %d cases at %d cuts, %d rows (%d positives, candidate recall %.3f) in %.1fs",
                 report.cases, report.cutoffs, report.rows, report.positives, report.candidate_recall, report.seconds)
