@@ -232,8 +232,8 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
     (:func:`query.evaluation.split_stored_sessions`) and labels from the consecutive pairs of the sessions
     that start after it; ``negatives`` candidates sampled per case, at most ``max_cases`` cases per cut
     (a uniform sample). Cases whose target is not among the candidates get no rows (they carry no
-    gradient). Returns ``(X, y, group, report)``, where
-    ``group`` numbers the cases (one query and its candidates at one cut)."""
+    gradient). Returns ``(X, y, group, report)``, where ``group`` numbers the cases (one query and its
+    candidates at one cut)."""
     t0 = time.perf_counter()
     rng = np.random.default_rng(random_seed)
     X, Y, G, n_cases, found = [], [], [], 0, 0
@@ -261,7 +261,9 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
             if len(neg) > negatives:
                 neg = rng.choice(neg, negatives, replace=False)
             found += int(pos.any())
-            if not pos.any():  # no positive, no gradient for LambdaMART: its rows are not built
+            # no positive, no gradient for LambdaMART: no rows (the negatives were drawn first all the same,
+            # so the random stream, and the fitted model, do not depend on this shortcut)
+            if not pos.any():
                 continue
             Q.append(np.full(int(pos.sum()) + len(neg), q))
             C.append(np.concatenate([cand[pos], neg]))
