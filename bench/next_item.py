@@ -44,7 +44,6 @@ from query.evaluation import (K, SIDE_MATCH_WEIGHTS, Catalogue, blend_grid, blen
                               build_retriever, case_masks, covisit_lists, eges_vectors, next_item_cases, pad,
                               paired_interval, score_lists, served_lists, side_popularity_lists, summarize,
                               temporal_split, matrix_lists, transition_matrix)
-from query.ranker import rank_lists  # noqa: E402
 from query.retriever import DEFAULT_BLEND, BlendConfig  # noqa: E402
 
 logger = logging.getLogger("bench.next_item")
@@ -187,9 +186,9 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
     shares = []
     for seed in seeds:
         if seed != 0:  # the rank channel's seed (negative sampling, trees) varies like EGES's
-            retriever.lists = {**retriever.lists, "rank": rank_lists(
-                test.sessions, test.cat.item_side(), k=params.top_k, random_seed=seed, negatives=params.rank_negatives,
-                max_cases=params.rank_cases_per_cut)[0]}
+            ranked, _ = build_retriever(split.train, test.sessions, test.cat, params, random_seed=seed,
+                                        channels=("rank",))
+            retriever.lists = {**retriever.lists, "rank": ranked.lists["rank"]}
         s, hit, _ = test.evaluate(served_lists(retriever, test.queries, "rank"))
         runs.setdefault("served: rank", []).append((s, hit))
         s, hit, _ = test.evaluate(item2vec_lists(test, chosen["item2vec"], seed, fill))
