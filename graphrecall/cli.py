@@ -413,6 +413,8 @@ def _add_model(p):
                    help="leave out the rank channel (the learned ranker's RANKED lists; see `graphrecall rank --help`)")
     g.add_argument("--rank-negatives", type=int,
                    help="rank channel: negatives sampled per training case (default 100; 30 fits on a third of the rows)")
+    g.add_argument("--rank-threads", type=int,
+                   help="rank channel: LightGBM threads for its fit and lists (default 2: Neo4j is idle in that stage)")
     g.add_argument("--rank-cases-per-cut", type=int,
                    help="rank channel: training cases kept per time cut, a uniform sample beyond it (default 20000)")
 
