@@ -12,6 +12,7 @@ from pathlib import Path
 from embed.eges import EGESState
 from embed.index import ItemVectorIndex
 from embed.writeback import write_embeddings
+from query.ranker import MAX_CASES_PER_CUT, NEGATIVES
 from graph_schema.schema import apply_schema
 from ingest.writer import IngestReport, ingest_events
 from query.scores import (BasisParams, RefreshReport, ScoreReport, basis_frame, bump_data_version, compute_cooc,
@@ -53,11 +54,11 @@ class PipelineConfig:
     # the rank channel (query/ranker.py): a learned ranker over the cheap signals, trained on the graph's own
     # later sessions; RANKED edges. Off: --no-rank
     rank: bool = True
-    # its training budget (query.ranker.NEGATIVES, MAX_CASES_PER_CUT): negatives sampled per case and cases kept
-    # per time cut. The defaults are what the next-item bench measured; at 10M events they bound the fit at about
+    # its training budget: negatives sampled per case and cases kept per time cut. The defaults (query.ranker's)
+    # are what the next-item bench measured; at 10M events they bound the fit at about
     # 12M rows. On validation, 30 negatives cost Taobao NDCG@20 0.067 -> 0.065 and REES46 nothing, at 1/3 the rows
-    rank_negatives: int = 100
-    rank_cases_per_cut: int = 20_000
+    rank_negatives: int = NEGATIVES
+    rank_cases_per_cut: int = MAX_CASES_PER_CUT
     # LightGBM threads for the rank stage, which runs while Neo4j is idle (sessions read, nothing written yet):
     # on REES46 validation rows the fit took 14.7 s with 2 against 29.3 s with 1, scores equal within 2e-9
     rank_threads: int = 2

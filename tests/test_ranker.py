@@ -63,8 +63,8 @@ def test_new_weight_is_a_fixed_penalty_on_items_without_events():
     n = list(ids).index("n")
     dids, dsc = damped["a"]
     assert dsc[list(dids).index("n")] == pytest.approx(0.5 * sc[n], rel=1e-6)
-    others = [i for i in ids if i != "n"]
-    assert [i for i in dids if i != "n"] == others  # the others keep their order and scores
+    assert [i for i in dids if i != "n"] == [i for i in ids if i != "n"]  # the others keep their order and scores
+    assert np.allclose(dsc[dids != "n"], sc[ids != "n"])
 
 
 def test_labels_come_only_from_sessions_after_each_cut(monkeypatch):
@@ -147,11 +147,11 @@ def test_a_skipped_fit_removes_the_lists_of_an_earlier_one(driver, caplog):
     assert "RANKED lists of an earlier fit removed: the graph has no sessions" in caplog.text
 
 
-def test_training_cases_per_cut_are_capped(monkeypatch):
+def test_training_cases_per_cut_are_capped():
     from query.ranker import training_rows
 
     s = sessions()
-    _, _, group, full = training_rows(s, SIDE, quantiles=(0.5, 0.8))
+    _, _, _, full = training_rows(s, SIDE, quantiles=(0.5, 0.8))
     _, _, capped_group, capped = training_rows(s, SIDE, quantiles=(0.5, 0.8), max_cases=7)
     assert full.cases > 14 and capped.cases == 14  # 7 at each of the 2 cuts
     assert len(np.unique(capped_group)) == 14
