@@ -140,6 +140,38 @@ def test_side_price_proximity_by_hand():
         SideIndex(ids, side, pop, price_scale=0.0)
 
 
+def test_side_index_pruned_lists_equal_a_full_scan():
+    """SideIndex scores only the items sharing a field with the query when the rest cannot reach its list;
+    on a catalogue with big and small categories, missing fields and prices, new items and tied scores,
+    every list equals the one a scan of every item gives, and the pruning does skip items."""
+    rng = np.random.default_rng(3)
+    n = 3000
+    cats = np.where(rng.random(n) < 0.9, rng.integers(0, 4, n), rng.integers(4, 60, n))  # 4 big, 56 small
+    side = {"category": [f"c{c}" if rng.random() > 0.02 else None for c in cats],
+            "brand": [f"b{b}" if rng.random() > 0.3 else None for b in rng.integers(0, 40, n)],
+            "price_bucket": [f"p{b}" for b in rng.integers(0, 8, n)],
+            "price": [None if rng.random() < 0.1 else float(rng.choice([10.0, 20.0, 30.0, 99.0]) * rng.integers(1, 4))
+                      for _ in range(n)]}
+    pop = np.where(rng.random(n) < 0.2, 0, rng.integers(1, 5, n))  # new items and many equal counts
+    ids = [f"i{r:05d}" for r in range(n)]
+    for price_weight in (0.0, 2.0):
+        index = SideIndex(ids, side, pop, price_weight=price_weight)
+        index.prune_from = 0  # prune at any size
+        full_scan, calls = index._rank_key_scan, []
+        index._rank_key_scan = lambda *a: calls.append(a) or full_scan(*a)  # counts the fallbacks
+        for r in range(0, n, 7):
+            key = tuple(int(c) for c in index.codes[r])
+            lp = None if index._lp is None or np.isnan(index._lp[r]) else float(index._lp[r])
+            for depth in (1, 21, 201):
+                fast, slow = index._rank_key(key, lp, depth), full_scan(key, lp, depth)
+                np.testing.assert_array_equal(fast[0], slow[0])
+                np.testing.assert_array_equal(fast[1], slow[1])
+        assert len(calls) < 0.1 * 3 * len(range(0, n, 7))  # the pruning does skip the full scan
+        nothing = (0,) * len(index.fields)  # a query without side fields: every item is scanned
+        np.testing.assert_array_equal(index._rank_key(nothing, None, 50)[0], full_scan(nothing, None, 50)[0])
+        assert calls[-1][0] == nothing
+
+
 def test_covisitation_is_directed_and_filled():
     cat = catalogue()
     sessions = [{"items": ["a", "b", "a", "c"]}, {"items": ["a", "b"]}, {"items": ["x-unknown", "a"]}]
