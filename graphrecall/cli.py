@@ -417,6 +417,9 @@ def _add_model(p):
                    help="rank channel: LightGBM threads for its fit and lists (default 2: Neo4j is idle in that stage)")
     g.add_argument("--rank-cases-per-cut", type=int,
                    help="rank channel: training cases kept per time cut, a uniform sample beyond it (default 20000)")
+    g.add_argument("--rank-positives-per-cut", type=int,
+                   help="rank channel: of those, cases whose target is among the candidates (the ones that give "
+                        "rows) kept per cut, a uniform sample beyond it (default 5000: at most about 3M rows)")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ from pathlib import Path
 from embed.eges import EGESState
 from embed.index import ItemVectorIndex
 from embed.writeback import write_embeddings
-from query.ranker import MAX_CASES_PER_CUT, NEGATIVES
+from query.ranker import MAX_CASES_PER_CUT, MAX_POSITIVE_CASES_PER_CUT, NEGATIVES
 from graph_schema.schema import apply_schema
 from ingest.writer import IngestReport, ingest_events
 from query.scores import (BasisParams, RefreshReport, ScoreReport, basis_frame, bump_data_version, compute_cooc,
@@ -55,10 +55,13 @@ class PipelineConfig:
     # later sessions; RANKED edges. Off: --no-rank
     rank: bool = True
     # its training budget: negatives sampled per case and cases kept per time cut. The defaults (query.ranker's)
-    # are what the next-item bench measured; at 10M events they bound the fit at about
-    # 12M rows. On validation, 30 negatives cost Taobao NDCG@20 0.067 -> 0.065 and REES46 nothing, at 1/3 the rows
+    # are what the next-item bench measured (the caps on cases do not bind there). On validation, 30 negatives
+    # cost Taobao NDCG@20 0.067 -> 0.065 and REES46 nothing, at 1/3 the rows
     rank_negatives: int = NEGATIVES
     rank_cases_per_cut: int = MAX_CASES_PER_CUT
+    # and, of those, the cases with rows (target among the candidates) per cut: about 3.0M rows at most. It binds
+    # on generated logs only, where it cost cold HR@20 0.36 -> 0.30 at 300k events (warm and NDCG unchanged)
+    rank_positives_per_cut: int = MAX_POSITIVE_CASES_PER_CUT
     # LightGBM threads for the rank stage, which runs while Neo4j is idle (sessions read, nothing written yet):
     # on REES46 validation rows the fit took 14.7 s with 2 against 29.3 s with 1, scores equal within 2e-9
     rank_threads: int = 2
@@ -142,7 +145,8 @@ def compute_rank(driver, cfg: PipelineConfig, database: str = "neo4j", progress:
 
     lists, report = rank_lists(read_sessions(driver, database), read_item_side(driver, database), k=cfg.top_k,
                                random_seed=cfg.random_seed, threads=cfg.rank_threads, progress=progress,
-                               negatives=cfg.rank_negatives, max_cases=cfg.rank_cases_per_cut)
+                               negatives=cfg.rank_negatives, max_cases=cfg.rank_cases_per_cut,
+                               max_positives=cfg.rank_positives_per_cut)
     report.written = write_rank_lists(driver, lists, database, progress=progress)
     if bump:
         bump_data_version(driver, "rank", database)

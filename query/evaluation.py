@@ -307,7 +307,8 @@ def build_retriever(train_events: pd.DataFrame, train_sessions: list[dict], cat:
         t0 = time.perf_counter()
         lists["rank"], _ = rank_lists(train_sessions, cat.item_side(), k=cfg.top_k, random_seed=random_seed,
                                       progress=progress, negatives=cfg.rank_negatives,
-                                      max_cases=cfg.rank_cases_per_cut)
+                                      max_cases=cfg.rank_cases_per_cut,
+                                      max_positives=cfg.rank_positives_per_cut)
         seconds["rank"] = time.perf_counter() - t0
     side = SideIndex(cat.item_ids, cat.side_with_price(), cat.pop) if "side" in channels else None
     return SnapshotRetriever(set(cat.item_ids), lists, vectors, side=side), seconds

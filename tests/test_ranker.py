@@ -157,6 +157,20 @@ def test_training_cases_per_cut_are_capped():
     assert len(np.unique(capped_group)) == 14
 
 
+def test_cases_with_rows_per_cut_are_capped_and_the_rows_unchanged_below_the_cap():
+    from query.ranker import training_rows
+
+    s = sessions()
+    X, y, g, full = training_rows(s, SIDE, quantiles=(0.5, 0.8))
+    per_cut = int(y.sum())  # one positive per case with rows
+    X2, y2, _, loose = training_rows(s, SIDE, quantiles=(0.5, 0.8), max_positives=per_cut)  # cannot bind
+    np.testing.assert_array_equal(X2, X)
+    np.testing.assert_array_equal(y2, y)
+    _, y3, g3, capped = training_rows(s, SIDE, quantiles=(0.5, 0.8), max_positives=3)
+    assert per_cut > 6 and y3.sum() == 6 and len(np.unique(g3)) == 6  # 3 cases with rows at each of the 2 cuts
+    assert capped.candidate_recall == full.candidate_recall  # recall is of every case looked at, not the kept
+
+
 def test_user_cooccurrence_leaves_out_users_above_the_item_cap(monkeypatch):
     s = sessions(4)
     cat = Catalogue.build(SIDE, (i for x in s for i in x["items"]))
