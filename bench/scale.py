@@ -4,9 +4,11 @@ For each size a REES46-shaped log is generated (``ingest/synthetic.py``, seeded:
 30-minute sessions; about 22 events per user, one item per 20 events), loaded into the empty local
 instance ``scale`` and run through the pipeline as ``graphrecall demo`` runs it, each stage timed on its own:
 
-ingest (Bolt) -> scores (Swing + cooc) -> rank (fit, list every item, write RANKED) -> export -> walks + EGES
+ingest -> scores (Swing + cooc) -> rank (fit, list every item, write RANKED) -> export -> walks + EGES
 -> write-back (Neo4j vectors) -> Faiss index -> snapshot load (what the API does at start). Rows saved before
-the rank stage existed have no ``rank`` time.
+the rank stage existed have no ``rank`` time. Ingest is ``graphrecall ingest events --bulk``'s path
+(``neo4j-admin database import full`` into the empty database, the first-load path; rows saved before
+2026-11-30 used Bolt), or Bolt with ``--ingest bolt`` (the path daily files take); each row records which.
 
 Memory: peak RSS of this Python process (``getrusage``) and the Neo4j heap it is given (``--heap``); the two
 together are the footprint that has to stay under the issue's 12 GiB (the page cache is set apart). Torch
@@ -15,7 +17,7 @@ uses ``--torch-threads`` threads (default 1: Neo4j shares the 2 cores). The tabl
 
     python bench/scale.py [--events 100000 300000 1000000] [--heap 4g]
     python bench/scale.py --events 1000000 --merge   # add a size to the saved table, keep the other rows
-    python bench/scale.py --events 10000000 --merge   # the big run: about 57 minutes, plus 14 to generate
+    python bench/scale.py --events 10000000 --merge --log-dir /tmp/scale-logs  # the big run (14 min to generate)
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ STAGES = ("generate", "ingest", "scores", "rank", "export", "walks+eges", "write
 logger = logging.getLogger("bench.scale")
 
 
-def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path) -> dict:
+def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path, ingest: str = "bulk",
+             log_dir: Path | None = None) -> dict:
     import torch
 
     from embed.index import ItemVectorIndex
@@ -46,6 +49,7 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path) -> dict:
     from graph_schema.schema import apply_schema
     from graph_schema.server import LocalNeo4j
     from graphrecall.pipeline import PipelineConfig, compute_rank, compute_scores, eges_settings, reset_graph
+    from ingest.bulk import bulk_import
     from ingest.synthetic import generate_rees46_sized
     from ingest.writer import ingest_events
     from query.retriever import SnapshotRetriever
@@ -56,15 +60,22 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path) -> dict:
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     users = max(50, round(n_events / 22.5))
-    log = generate_rees46_sized(tmp / f"gen-{n_events}.csv", n_events, random_seed=0)
+    log = (log_dir or tmp) / f"gen-{n_events}-seed0.csv"
+    if log_dir is None or not log.exists():  # the generator is seeded: a kept log is the same log
+        generate_rees46_sized(log, n_events, random_seed=0)
     t["generate"] = time.perf_counter() - t0
     server = LocalNeo4j("scale", bolt_port=29687, http_port=29474, heap=heap, pagecache="1g").start()
     with server.settings().driver() as driver:
         apply_schema(driver)
         reset_graph(driver)
-        t0 = time.perf_counter()
-        rep = ingest_events(driver, log, "rees46", reject_dir=tmp, progress=True, batch_size=5000)
-        t["ingest"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    if ingest == "bulk":  # an empty database: the first-load path (neo4j-admin import, then the schema)
+        rep = bulk_import(server, [(log, "rees46")], reject_dir=tmp, batch_size=5000)[0]
+    else:
+        with server.settings().driver() as driver:
+            rep = ingest_events(driver, log, "rees46", reject_dir=tmp, progress=True, batch_size=5000)
+    t["ingest"] = time.perf_counter() - t0
+    with server.settings().driver() as driver:
         t0 = time.perf_counter()
         swing, cooc = compute_scores(driver, cfg, progress=True)
         t["scores"] = time.perf_counter() - t0
@@ -92,7 +103,8 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path) -> dict:
             "total_seconds": sum(t.values()) - t["generate"], "swing_rels": swing.written, "cooc_rels": cooc.written,
             "rank_rels": rank.written, "rank_fit_seconds": rank.seconds,
             "snapshot": {k: v for k, v in snap.stats().items() if k != "loaded_at"},
-            "python_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "neo4j_heap": heap}
+            "python_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "neo4j_heap": heap,
+            "ingest_path": ingest}
 
 
 def exponents(rows: list[dict]) -> list[dict]:
@@ -135,14 +147,21 @@ def main(argv=None) -> int:
                    help="keep the rows of other sizes already in the saved scale.json (one table from several runs)")
     p.add_argument("--heap", default="2g", help="Neo4j heap (default 2g)")
     p.add_argument("--torch-threads", type=int, default=1)
+    p.add_argument("--ingest", choices=("bulk", "bolt"), default="bulk",
+                   help="bulk: neo4j-admin import into the empty database, the first-load path (default); "
+                        "bolt: the incremental path daily files take")
+    p.add_argument("--log-dir", type=Path, default=None,
+                   help="keep the generated logs here and reuse them on the next run (default: a temporary folder)")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args(argv)
+    if args.log_dir is not None:
+        args.log_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("neo4j").setLevel(logging.WARNING)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sorted(args.events):
-            rows.append(run_size(n, args.heap, args.torch_threads, Path(tmp)))
+            rows.append(run_size(n, args.heap, args.torch_threads, Path(tmp), args.ingest, args.log_dir))
             logger.info("%d events: %s", n, {k: round(v, 1) for k, v in rows[-1]["seconds"].items()})
     if args.merge and (args.out / "scale.json").exists():
         done = {r["events"] for r in rows}
