@@ -98,9 +98,12 @@ class PipelineResult:
 
 
 def reset_graph(driver, database: str = "neo4j") -> None:
-    """Delete every node and relationship (keeps schema)."""
+    """Delete every node and relationship (keeps schema). Relationships go first, in batches of their own: a
+    batch of 5,000 nodes detached with their relationships exceeded the 2 GiB heap's transaction memory on a
+    1M-event graph, whose popular items hold thousands each."""
     with driver.session(database=database) as s:
-        s.run("MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS").consume()
+        s.run("MATCH ()-[r]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 20000 ROWS").consume()
+        s.run("MATCH (n) CALL (n) { DELETE n } IN TRANSACTIONS OF 20000 ROWS").consume()
     logger.info("graph reset")
 
 
