@@ -95,14 +95,21 @@ def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purch
     return sessions
 
 
-def derive_rows(events: list[Event], gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE,
-                items: list[dict] | None = None) -> DerivedRows:
-    """Rows for every kind; ``items`` given (e.g. gathered while streaming) skips deriving them here."""
+def derive_rows(events: list[Event] | pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP,
+                purchase_type: str = PURCHASE, items: list[dict] | None = None) -> DerivedRows:
+    """Rows for every kind; ``items`` given (e.g. gathered while streaming) skips deriving them here.
+    ``events`` may also be their :func:`events_frame` (then ``items`` must be given)."""
     if gap_seconds <= 0:
         raise ValueError(f"session gap must be positive seconds, got {gap_seconds}")
-    if not events:
+    if not len(events):
         return DerivedRows(items or [], [], [], [])
-    df = events_frame(events).sort_values(["user", "ts", "line"], kind="stable").reset_index(drop=True)
+    if isinstance(events, pd.DataFrame):
+        if items is None:
+            raise ValueError("derive_rows from a frame needs items= (side info is not in the frame)")
+        df = events
+    else:
+        df = events_frame(events)
+    df = df.sort_values(["user", "ts", "line"], kind="stable").reset_index(drop=True)
     if items is None:
         items = item_rows(events)
 
