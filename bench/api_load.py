@@ -4,7 +4,7 @@ The snapshot is built from the REES46 log without Neo4j (every channel, as ``que
 builds them for the next-item bench), saved, and served by uvicorn (uvloop + httptools) through
 ``query.api:app_from_saved_snapshot``: the same ``SnapshotRetriever`` and endpoints the live service answers
 from. The load generator runs in this process: one asyncio loop sends ``GET /i2i/{item}?k=10&channel=..``
-(channels mixed: blend, swing, cooc, trans, side, eges; items drawn uniformly, so every lookup is a cache miss
+(channels mixed: blend, swing, cooc, trans, side, eges, rank; items drawn uniformly, so every lookup is a cache miss
 at first) at fixed send times over a pool of keep-alive connections. Latency counts from the scheduled send
 time, so a stalled server cannot hide queueing (no coordinated omission). Errors: non-200, timeouts (2 s)
 and connection failures.
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 logger = logging.getLogger("bench.api_load")
-CHANNELS = ("blend", "swing", "cooc", "trans", "side", "eges")
+CHANNELS = ("blend", "swing", "cooc", "trans", "side", "eges", "rank")
 TIMEOUT = 2.0
 MAX_CONNS = 900  # requests in flight at most (one connection each); more is counted as an error
 KEEP_ALIVE = 4.0  # reuse a connection only if it was idle less than this (uvicorn closes them after 5 s)
