@@ -422,7 +422,6 @@ class SideIndex:
         self._base = pop / (pop.max(initial=0.0) + 1.0) / norm
         self._w = self.weights / norm
         self._wp = self.price_weight / norm
-        self._tiebreak = np.arange(len(self.item_ids)) * 1e-12
         self._base_max = float(self._base.max(initial=0.0))
         self._blocks = None  # per field: rows sorted by code, built on first use
         self.prune_from = SIDE_PRUNE_FROM
@@ -479,7 +478,7 @@ class SideIndex:
             scores.append(self._score(block, key, log_price))
             if sum(map(len, rows)) > d:
                 r, score = np.concatenate(rows), np.concatenate(scores)
-                tie = score - r * 1e-12
+                tie = self._tie(r, score)
                 if np.partition(tie, len(tie) - d)[len(tie) - d] > self._w[fields[j + 1:]].sum() + rest + 1e-9:
                     return self._top(r, score, tie, d)
         return self._rank_key_scan(key, log_price, depth)
@@ -487,13 +486,17 @@ class SideIndex:
     def _rank_key_scan(self, key: tuple, log_price: float | None, depth: int) -> tuple[np.ndarray, np.ndarray]:
         rows = np.arange(len(self.item_ids))
         score = self._score(rows, key, log_price)
-        return self._top(rows, score, score - self._tiebreak, min(depth, len(score)))
+        return self._top(rows, score, self._tie(rows, score), min(depth, len(score)))
+
+    @staticmethod
+    def _tie(rows: np.ndarray, score: np.ndarray) -> np.ndarray:
+        """Scores to order by: equal scores put the lower row (id order) first."""
+        return score - rows * 1e-12
 
     @staticmethod
     def _top(rows: np.ndarray, score: np.ndarray, tie: np.ndarray, d: int) -> tuple[np.ndarray, np.ndarray]:
         if d == 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        # equal scores: lower row (id order) first
         part = np.argpartition(-tie, d - 1)[:d] if d < len(score) else np.arange(len(score))
         part = part[np.argsort(-tie[part], kind="stable")]
         part = part[score[part] > 0]

@@ -161,9 +161,9 @@ def test_cases_with_rows_per_cut_are_capped_and_the_rows_unchanged_below_the_cap
     from query.ranker import training_rows
 
     s = sessions()
-    X, y, g, full = training_rows(s, SIDE, quantiles=(0.5, 0.8))
+    X, y, _, full = training_rows(s, SIDE, quantiles=(0.5, 0.8))
     per_cut = int(y.sum())  # one positive per case with rows
-    X2, y2, _, loose = training_rows(s, SIDE, quantiles=(0.5, 0.8), max_positives=per_cut)  # cannot bind
+    X2, y2, _, _ = training_rows(s, SIDE, quantiles=(0.5, 0.8), max_positives=per_cut)  # cannot bind
     np.testing.assert_array_equal(X2, X)
     np.testing.assert_array_equal(y2, y)
     _, y3, g3, capped = training_rows(s, SIDE, quantiles=(0.5, 0.8), max_positives=3)
