@@ -53,7 +53,7 @@ def split_last_day(log: Path, out_dir: Path, share: float) -> tuple[Path, Path, 
 
 
 def neighbours(index, ids: np.ndarray) -> dict[str, set]:
-    rows = np.array([index.row[i] for i in ids])
+    rows = index.rows(ids)
     _, nn = index.search(index.vectors[rows], K + 1)
     return {i: set(index.item_ids[r][(r >= 0) & (r != q)][:K]) for i, r, q in zip(ids, nn, rows)}
 

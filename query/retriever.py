@@ -384,6 +384,29 @@ def _log_prices(values, n: int) -> np.ndarray | None:
     return out if np.isfinite(out).any() else None
 
 
+def _raise_mmap_threshold(nbytes: int) -> None:
+    """Allocate and free one block of ``nbytes`` (at most 32 MiB), which glibc's malloc serves by mmap; freeing
+    it raises malloc's mmap threshold to that size. A query's temporaries (a few arrays the size of the
+    catalogue) then come from the heap instead of a fresh mmap, page-faulted in, per query. A memory-mapped
+    index frees no large block of its own, so without this a side query took 1.22 ms instead of 0.87 ms
+    (114k items, one run). Other allocators ignore it."""
+    if nbytes > 256 * 1024:
+        np.empty(min(nbytes, 32 << 20), dtype=np.uint8)
+
+
+def _value_column(values: list) -> tuple[str, np.ndarray, list | None]:
+    """One side field as an array: ``("num"|"int", float64 with NaN for None, None)`` when every value is a
+    number, else ``("str", int32 codes, vocabulary)`` with code -1 for None (vocabulary in first-seen order)."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                       for v in present):
+        kind = "int" if all(isinstance(v, (int, np.integer)) for v in present) else "num"
+        return kind, np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64), None
+    vocab: dict = {}
+    codes = np.array([-1 if v is None else vocab.setdefault(v, len(vocab)) for v in values], dtype=np.int32)
+    return "str", codes, list(vocab)
+
+
 class SideIndex:
     """Popular items that share the query's side fields: items matching on category first, then brand,
     then price bucket (:data:`SIDE_MATCH_WEIGHTS`), each group by training popularity, ties by id.
@@ -393,51 +416,100 @@ class SideIndex:
     category and brand the items nearest in price come first (defaults chosen on REES46 validation,
     :data:`SIDE_PRICE_WEIGHT`). The score is ``(matched weight + proximity + pop / (max pop + 1)) /
     (sum of weights + price_weight + 1)``, in [0, 1). Lists depend only on the query's field values and
-    price, so they are computed once per distinct key (LRU cache)."""
+    price, so they are computed once per distinct key (LRU cache).
+
+    Everything it reads per query is a numpy array (:meth:`arrays`), so a saved snapshot memory-maps the
+    index into every API worker once (:meth:`from_arrays`) instead of one copy of Python objects each."""
 
     def __init__(self, item_ids, side: dict[str, list], pop, weights: dict[str, float] | None = None,
                  cache_size: int = 4096, price_weight: float | None = None, price_scale: float | None = None):
+        weights = SIDE_MATCH_WEIGHTS if weights is None else weights
+        price_weight = SIDE_PRICE_WEIGHT if price_weight is None else float(price_weight)
+        price_scale = SIDE_PRICE_SCALE if price_scale is None else float(price_scale)
+        if price_weight < 0 or price_scale <= 0:
+            raise ValueError(f"price_weight must be >= 0 and price_scale > 0, got {price_weight} and {price_scale}")
+        ids = np.array([str(i) for i in item_ids], dtype=str) if len(item_ids) else np.zeros(0, dtype="<U1")
+        n = len(ids)
+        fields = [f for f in weights if f in side and any(v is not None for v in side[f])]
+        codes = np.zeros((n, len(fields)), dtype=np.int32)
+        for c, f in enumerate(fields):
+            uniq = {v: k + 1 for k, v in enumerate(sorted({str(v) for v in side[f] if v is not None}))}
+            codes[:, c] = [0 if v is None else uniq[str(v)] for v in side[f]]
+        pop = np.asarray(pop, dtype=np.float64)
+        lp = _log_prices(side.get("price"), n) if price_weight > 0 else None
+        w = np.array([weights[f] for f in fields], dtype=np.float64)
+        norm = w.sum() + (price_weight if lp is not None else 0.0) + 1.0
+        order = np.argsort(codes.T, axis=1, kind="stable")  # per field, rows by code (ascending within a code)
+        sorted_rows = np.argsort(ids, kind="stable")
+        arrays = {"ids": ids, "sorted_rows": sorted_rows, "sorted_ids": ids[sorted_rows], "codes": codes, "pop": pop,
+                  "base": pop / (pop.max(initial=0.0) + 1.0) / norm, "block_order": order,
+                  "block_codes": np.take_along_axis(codes.T, order, axis=1)}
+        if lp is not None:
+            arrays["log_price"] = lp
+        meta = {"fields": fields, "weights": {f: float(weights[f]) for f in fields}, "price_weight": price_weight,
+                "price_scale": price_scale, "norm": float(norm), "values": {}}
+        for f, vals in side.items():
+            kind, col, vocab = _value_column(list(vals))
+            arrays[f"value.{f}"] = col
+            meta["values"][f] = {"kind": kind, "vocab": vocab}
+        self._setup(arrays, meta, cache_size)
+
+    def _setup(self, arrays: dict[str, np.ndarray], meta: dict, cache_size: int = 4096) -> None:
         from functools import lru_cache
 
-        self.item_ids = np.asarray(item_ids, dtype=object)
-        self.row = {str(i): n for n, i in enumerate(self.item_ids)}
-        weights = SIDE_MATCH_WEIGHTS if weights is None else weights
-        self.values = {f: list(v) for f, v in side.items()}  # every field given, for filters and fields=
-        self.fields = [f for f in weights if f in side and any(v is not None for v in side[f])]
-        self.weights = np.array([weights[f] for f in self.fields], dtype=np.float64)
-        self.codes = np.zeros((len(self.item_ids), len(self.fields)), dtype=np.int64)
-        for c, f in enumerate(self.fields):
-            uniq = {v: n + 1 for n, v in enumerate(sorted({str(v) for v in side[f] if v is not None}))}
-            self.codes[:, c] = [0 if v is None else uniq[str(v)] for v in side[f]]
-        pop = np.asarray(pop, dtype=np.float64)
-        self.pop = pop
-        self.field_weights = {f: float(weights[f]) for f in self.fields}
-        self.price_weight = SIDE_PRICE_WEIGHT if price_weight is None else float(price_weight)
-        self.price_scale = SIDE_PRICE_SCALE if price_scale is None else float(price_scale)
-        if self.price_weight < 0 or self.price_scale <= 0:
-            raise ValueError(f"price_weight must be >= 0 and price_scale > 0, got {self.price_weight} and "
-                             f"{self.price_scale}")
-        self._lp = _log_prices(side.get("price"), len(self.item_ids)) if self.price_weight > 0 else None
-        norm = self.weights.sum() + (self.price_weight if self._lp is not None else 0.0) + 1.0
-        self._base = pop / (pop.max(initial=0.0) + 1.0) / norm
-        self._w = self.weights / norm
-        self._wp = self.price_weight / norm
-        self._base_max = float(self._base.max(initial=0.0))
-        self._blocks = None  # per field: rows sorted by code, built on first use
+        self._arrays, self._meta = arrays, meta
+        self.item_ids = arrays["ids"]
+        self._lookup = SortedIds(arrays["sorted_ids"], rows=arrays["sorted_rows"])
+        self.codes, self.pop, self._base = arrays["codes"], arrays["pop"], arrays["base"]
+        self._lp = arrays.get("log_price")
+        self._block_order, self._block_codes = arrays["block_order"], arrays["block_codes"]
+        self.fields = list(meta["fields"])
+        self.field_weights = dict(meta["weights"])
+        self.price_weight, self.price_scale = float(meta["price_weight"]), float(meta["price_scale"])
+        self._value_kinds = {f: (v["kind"], v["vocab"]) for f, v in meta["values"].items()}
+        self.weights = np.array([self.field_weights[f] for f in self.fields], dtype=np.float64)
+        self._w = self.weights / meta["norm"]
+        self._wp = self.price_weight / meta["norm"]
+        self._base_max = float(np.max(self._base, initial=0.0))
         self.prune_from = SIDE_PRUNE_FROM
         self._ranked = lru_cache(maxsize=cache_size)(self._rank_key)
+        _raise_mmap_threshold(32 * len(self.item_ids))
+
+    def arrays(self) -> tuple[dict[str, np.ndarray], dict]:
+        """``(arrays, meta)``: every array the index reads, and the small rest (JSON-able), for
+        :meth:`from_arrays`."""
+        return self._arrays, self._meta
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict, cache_size: int = 4096) -> "SideIndex":
+        """The index over ``arrays`` as given (memory-mapped ones stay mapped: nothing is copied)."""
+        obj = cls.__new__(cls)
+        obj._setup(arrays, meta, cache_size)
+        return obj
 
     def __contains__(self, item_id: str) -> bool:
-        return str(item_id) in self.row
+        return self._lookup.index(str(item_id)) >= 0
+
+    def __len__(self) -> int:
+        return len(self.item_ids)
 
     def value(self, ids, field: str) -> list:
-        col = self.values.get(field)
-        return [None if col is None or str(i) not in self.row else col[self.row[str(i)]] for i in ids]
+        if field not in self._value_kinds:
+            return [None] * len(ids)
+        kind, vocab = self._value_kinds[field]
+        rows = self._lookup.indices(ids)
+        col = self._arrays[f"value.{field}"][np.maximum(rows, 0)] if len(self.item_ids) else np.zeros(len(rows))
+        if kind == "str":
+            return [None if r < 0 or c < 0 else vocab[c] for r, c in zip(rows.tolist(), col.tolist())]
+        cast = int if kind == "int" else float
+        return [None if r < 0 or v != v else cast(v) for r, v in zip(rows.tolist(), col.tolist())]
 
     def is_new(self, ids: np.ndarray) -> np.ndarray:
         """True where an id has no events (popularity 0); ids it does not know are not new."""
-        rows = np.array([self.row.get(str(i), -1) for i in ids], dtype=np.int64)
-        return (rows >= 0) & (self.pop[np.maximum(rows, 0)] == 0) if len(rows) else np.zeros(0, bool)
+        rows = self._lookup.indices(ids)
+        if not len(rows) or not len(self.pop):
+            return np.zeros(len(rows), dtype=bool)
+        return (rows >= 0) & (self.pop[np.maximum(rows, 0)] == 0)
 
     def _score(self, rows: np.ndarray, key: tuple, log_price: float | None) -> np.ndarray:
         score = self._base[rows]  # a copy (fancy indexing); the same operations, in the same order, per row
@@ -450,10 +522,7 @@ class SideIndex:
 
     def _block(self, c: int, code: int) -> np.ndarray:
         """Rows whose field ``c`` has ``code``, ascending."""
-        if self._blocks is None:
-            order = np.argsort(self.codes, axis=0, kind="stable")  # stable: rows ascending within a code
-            self._blocks = [(order[:, f], self.codes[order[:, f], f]) for f in range(self.codes.shape[1])]
-        order, sorted_codes = self._blocks[c]
+        order, sorted_codes = self._block_order[c], self._block_codes[c]
         return order[np.searchsorted(sorted_codes, code):np.searchsorted(sorted_codes, code, side="right")]
 
     def _rank_key(self, key: tuple, log_price: float | None, depth: int) -> tuple[np.ndarray, np.ndarray]:
@@ -503,17 +572,19 @@ class SideIndex:
         return rows[part], score[part].astype(np.float32)
 
     def similar_items(self, item_id: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        r = self.row.get(str(item_id))
-        if r is None:
+        r = self._lookup.index(str(item_id))
+        if r < 0:
             raise KeyError(item_id)
         lp = None if self._lp is None or np.isnan(self._lp[r]) else float(self._lp[r])
         rows, scores = self._ranked(tuple(int(c) for c in self.codes[r]), lp, max(k + 1, BLEND_DEPTH + 1))
         keep = rows != r
-        return self.item_ids[rows[keep][:k]], scores[keep][:k]
+        return self.item_ids[rows[keep][:k]].astype(object), scores[keep][:k]
 
     def to_json(self) -> dict:
-        return {"item_ids": [str(i) for i in self.item_ids], "side": self.values, "pop": self.pop.tolist(),
-                "weights": self.field_weights, "price_weight": self.price_weight, "price_scale": self.price_scale}
+        """The format-1 and format-2 snapshots' form (Python lists); :meth:`arrays` is the mapped one."""
+        return {"item_ids": self.item_ids.tolist(), "side": {f: self.value(self.item_ids, f) for f in self._value_kinds},
+                "pop": self.pop.tolist(), "weights": self.field_weights, "price_weight": self.price_weight,
+                "price_scale": self.price_scale}
 
     @classmethod
     def from_json(cls, body: dict) -> "SideIndex":
@@ -563,32 +634,48 @@ class AnswerCache:
         return len(self._lru)
 
 
-def _load_vectors(faiss_dir: str | Path | None):
-    """The saved Faiss index with its id map, or None when there is none yet."""
-    if faiss_dir is None or not (Path(faiss_dir) / "ids.json").exists():
-        return None
+def _load_vectors(faiss_dir: str | Path | None, mmap: bool = True):
+    """The saved Faiss index with its id map (memory-mapped unless ``mmap=False``), or None when there is
+    none yet."""
     from embed.index import ItemVectorIndex
 
-    return ItemVectorIndex.load(faiss_dir)
+    if faiss_dir is None or not ItemVectorIndex.saved_in(faiss_dir):
+        return None
+    return ItemVectorIndex.load(faiss_dir, mmap=mmap)
 
 
-SNAPSHOT_FORMAT = 2  # a folder of .npy arrays (memory-mapped by every worker) and meta.json; 1 was snapshot.json
+SNAPSHOT_FORMAT = 3  # a folder of .npy arrays (memory-mapped by every worker) and meta.json; 1 was snapshot.json,
+# 2 kept the side index in meta.json (one copy of Python objects per worker)
 SNAPSHOTS_KEPT = 3  # saved versions kept, so a worker still mapping an older one never loses its files
 
 
 class SortedIds:
-    """A sorted array of item ids (numpy unicode, memory-mappable) as a read-only set with row lookup."""
+    """A sorted array of item ids (numpy unicode, memory-mappable) as a read-only set with row lookup.
+    ``rows``: the row each sorted id stands for elsewhere (default: its position here)."""
 
-    def __init__(self, ids: np.ndarray, member: np.ndarray | None = None):
+    def __init__(self, ids: np.ndarray, member: np.ndarray | None = None, rows: np.ndarray | None = None):
         self.ids = ids
         self.member = member  # which ids are items (the rest only appear as neighbours); None: all
+        self.rows = rows
 
     def index(self, item_id: str) -> int:
         n = len(self.ids)
         if n == 0:
             return -1
         r = int(np.searchsorted(self.ids, item_id))
-        return r if r < n and self.ids[r] == item_id else -1
+        if r >= n or self.ids[r] != item_id:
+            return -1
+        return r if self.rows is None else int(self.rows[r])
+
+    def indices(self, ids) -> np.ndarray:
+        """:meth:`index` of each id (any iterable), vectorised; -1 where unknown."""
+        q = np.array([str(i) for i in ids], dtype=str) if len(ids) else np.zeros(0, dtype="<U1")
+        n = len(self.ids)
+        if not len(q) or not n:
+            return np.full(len(q), -1, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.ids, q), n - 1)
+        found = self.ids[pos] == q
+        return np.where(found, pos if self.rows is None else self.rows[pos], -1).astype(np.int64)
 
     def __contains__(self, item_id) -> bool:
         r = self.index(str(item_id))
@@ -772,9 +859,15 @@ class SnapshotRetriever(ItemRetriever):
             arrays = (per.indptr, per.nbr, per.scores) if isinstance(per, CsrLists) else CsrLists.arrays(per, sid)
             for part, arr in zip(("indptr", "nbr", "scores"), arrays):
                 np.save(tmp / f"{ch}.{part}.npy", np.asarray(arr))
+        side = None
+        if self.side is not None:
+            arrays, side = self.side.arrays()
+            side = {"layout": "arrays", **side}
+            for part, arr in arrays.items():
+                np.save(tmp / f"side.{part}.npy", np.asarray(arr))
         meta = {"format": SNAPSHOT_FORMAT, "key": key, "loaded_at": self.loaded_at, "version": self.version,
                 "blend": str(self.blend_config), "blend_source": self.blend_source, "channels": sorted(self.lists),
-                "side": None if self.side is None else self.side.to_json()}
+                "side": side}
         (tmp / "meta.json").write_text(json.dumps(meta))
         tmp.rename(d / name)
         (d / "CURRENT.tmp").write_text(name)
@@ -787,9 +880,10 @@ class SnapshotRetriever(ItemRetriever):
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, faiss_dir: str | Path | None = None) -> "SnapshotRetriever":
-        """The snapshot saved in ``directory``, its arrays memory-mapped read-only (shared between the
-        processes that load it); a format-1 ``snapshot.json`` is still read."""
+    def load(cls, directory: str | Path, faiss_dir: str | Path | None = None, mmap: bool = True) -> "SnapshotRetriever":
+        """The snapshot saved in ``directory``, its arrays (lists, side index, Faiss index) memory-mapped
+        read-only, so the processes that load it share one copy; ``mmap=False`` reads a private copy
+        instead. A format-1 ``snapshot.json`` and a format-2 side index (``meta.json``) are still read."""
         import json
 
         d = Path(directory)
@@ -797,14 +891,20 @@ class SnapshotRetriever(ItemRetriever):
             return cls._load_json(d, faiss_dir)
         sub = d / (d / "CURRENT").read_text().strip()
         meta = json.loads((sub / "meta.json").read_text())
-        ids = np.load(sub / "ids.npy", mmap_mode="r")
-        sid = SortedIds(ids, np.load(sub / "member.npy", mmap_mode="r"))
-        lists = {ch: CsrLists(sid, *(np.load(sub / f"{ch}.{part}.npy", mmap_mode="r")
+        mode = "r" if mmap else None
+        ids = np.load(sub / "ids.npy", mmap_mode=mode)
+        sid = SortedIds(ids, np.load(sub / "member.npy", mmap_mode=mode))
+        lists = {ch: CsrLists(sid, *(np.load(sub / f"{ch}.{part}.npy", mmap_mode=mode)
                                      for part in ("indptr", "nbr", "scores")))
                  for ch in meta["channels"]}
         blend_config = BlendConfig.parse(meta["blend"]) if meta.get("blend") else DEFAULT_BLEND
-        side = SideIndex.from_json(meta["side"]) if meta.get("side") else None
-        return cls(sid, lists, _load_vectors(faiss_dir), meta["loaded_at"], side, blend_config,
+        side = meta.get("side")
+        if side and side.get("layout") == "arrays":
+            arrays = {p.name[len("side."):-len(".npy")]: np.load(p, mmap_mode=mode) for p in sub.glob("side.*.npy")}
+            side = SideIndex.from_arrays(arrays, side)
+        elif side:
+            side = SideIndex.from_json(side)
+        return cls(sid, lists, _load_vectors(faiss_dir, mmap), meta["loaded_at"], side, blend_config,
                    meta.get("blend_source", "built-in default"), version=int(meta.get("version", 0)))
 
     @classmethod

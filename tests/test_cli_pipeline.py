@@ -1,5 +1,6 @@
 import pytest
 
+from embed.index import ItemVectorIndex
 from graphrecall.cli import main
 from graphrecall.pipeline import PipelineConfig, pick_sample_items, run_pipeline
 from ingest.synthetic import generate_rees46
@@ -46,7 +47,7 @@ def test_pipeline_end_to_end_on_generated_data(driver, tmp_path):
     cfg = PipelineConfig(epochs=2, walks_per_node=5, dim=16)
     res = run_pipeline(driver, [(data, "rees46")], tmp_path / "artifacts", cfg, progress=False)
     assert res.ingest[0].rejected == 0 and res.swing.written > 0 and res.cooc.written > 0
-    assert res.n_items > 0 and (res.faiss_dir / "items.faiss").exists()
+    assert res.n_items > 0 and len(ItemVectorIndex.load(res.faiss_dir).item_ids) == res.n_items
     with driver.session() as s:
         n_vec = s.run("MATCH (i:Item) WHERE i.embedding IS NOT NULL RETURN count(i)").single()[0]
         n_items = s.run("MATCH (i:Item) RETURN count(i)").single()[0]

@@ -400,6 +400,7 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
     """Workers of one API: the first builds and saves, the rest map the same files; a new key rebuilds;
     old versions are pruned; a format-1 snapshot.json still loads."""
     import json
+    import shutil
     import threading
 
     from query.retriever import SNAPSHOTS_KEPT, CsrLists, shared_snapshot
@@ -434,6 +435,21 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
             np.testing.assert_allclose(got_scores, scores, rtol=1e-7)
     for ch in CHANNELS:
         assert list(snap.similar_items("h", k=5, channel=ch).ids) == list(live.similar_items("h", k=5, channel=ch).ids)
+    # the side index and the Faiss index are mapped too, and answer as the live ones do
+    assert isinstance(snap.side.codes, np.memmap) and isinstance(snap.side.item_ids, np.memmap)
+    assert isinstance(snap.vectors.vectors, np.memmap)
+    private = SnapshotRetriever.load(d, faiss_dir, mmap=False)
+    assert not isinstance(private.side.codes, np.memmap) and not isinstance(private.vectors.vectors, np.memmap)
+    everyone = sorted(live.items) + ["nope"]
+    for other in (snap, private):
+        for f in ("category", "brand", "market", "price", "shop"):
+            assert other.item_values(everyone, f) == live.item_values(everyone, f)
+        assert list(other.is_new(np.array(everyone, dtype=object))) == list(live.is_new(np.array(everyone, dtype=object)))
+        for item in sorted(live.items):
+            for ch in ("side", "eges"):
+                want, mine = live.similar_items(item, k=10, channel=ch), other.similar_items(item, k=10, channel=ch)
+                assert list(mine.ids) == list(want.ids) and all(type(x) is str for x in mine.ids)
+                np.testing.assert_allclose(mine.scores, want.scores, rtol=1e-6)
     for n in range(SNAPSHOTS_KEPT + 1):  # each new data key: one more build, older folders pruned
         bump_data_version(driver, f"test {n}")
         shared_snapshot(d, read_data_key(driver), build, faiss_dir)
@@ -450,3 +466,14 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
     legacy = SnapshotRetriever.load(old, faiss_dir)
     assert legacy.version == 3
     assert list(legacy.similar_items("h", k=5, channel="blend").ids) == list(live.similar_items("h", k=5, channel="blend").ids)
+    two = tmp_path / "format2"  # format 2: arrays for the lists, the side index as JSON in meta.json
+    shutil.copytree(d, two)
+    current = two / (two / "CURRENT").read_text().strip()
+    meta = json.loads((current / "meta.json").read_text())
+    meta.update(format=2, side=live.side.to_json())
+    (current / "meta.json").write_text(json.dumps(meta))
+    for p in current.glob("side.*.npy"):
+        p.unlink()
+    legacy = SnapshotRetriever.load(two, faiss_dir)
+    for item in sorted(live.items):
+        assert list(legacy.similar_items(item, k=10, channel="side").ids) == list(live.similar_items(item, k=10, channel="side").ids)
