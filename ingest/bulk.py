@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from graphrecall.progress import progress_bar
+from ingest.columnar import COLUMNAR_FORMATS, read_event_columns
 from ingest.formats import ColumnMapping, RejectSink, read_events
 from ingest.sessions import DEFAULT_SESSION_GAP, derive_rows, merge_side
 from ingest.writer import (DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _report_rejects, _start_report,
@@ -46,32 +47,21 @@ class BulkImportError(RuntimeError):
 
 
 def _derive(path: Path, fmt: str, reject_dir, mapping, session_gap: int, min_rating: float, batch_size: int,
-            progress: bool):
-    """One file's rows and report, exactly as :func:`ingest.writer.ingest_events` derives them."""
+            progress: bool, timings: dict | None = None):
+    """One file's rows and report, exactly as :func:`ingest.writer.ingest_events` derives them; adds the
+    seconds spent reading and deriving rows to ``timings``."""
     t0 = time.perf_counter()
     report, reject_path = _start_report(path, reject_dir, f"a {fmt} event log")
-    side: dict[str, dict] = {}
-    # columns of interned strings, not one Event (with its own side dict) per row: after reading 10M events the
-    # process held 11.7 GiB with Events and 2.5 GiB with columns
-    cols: dict[str, list] = {"user": [], "item": [], "type": [], "ts": [], "line": []}
     with RejectSink(path, reject_path) as sink:
-        bar = progress_bar(unit="rows", desc=f"read {path.name}", enabled=progress)
-        for ev in read_events(path, fmt, sink, mapping=mapping, min_rating=min_rating):
-            merge_side(side, ev)
-            cols["user"].append(sys.intern(ev.user))
-            cols["item"].append(sys.intern(ev.item))
-            cols["type"].append(sys.intern(ev.event_type))
-            cols["ts"].append(ev.ts)
-            cols["line"].append(ev.line)
-            bar.update(1)
-        bar.close()
-    n_events = len(cols["ts"])
+        if fmt in COLUMNAR_FORMATS and mapping is None:  # numpy over blocks of lines, the same events and rejects
+            frame, side = read_event_columns(path, fmt, sink, progress=progress)
+        else:
+            frame, side = _row_columns(path, fmt, sink, mapping, min_rating, progress)
+    n_events = len(frame)
+    t_read = time.perf_counter() - t0
     _report_rejects(report, sink, n_events, reject_path)
     if n_events > DEFAULT_MAX_EVENTS:
         logger.warning("%s: %d events are derived in memory by the bulk path", path, n_events)
-    frame = pd.DataFrame({"user": cols.pop("user"), "item": cols.pop("item"), "type": cols.pop("type"),
-                          "ts": np.asarray(cols.pop("ts"), dtype=np.int64),
-                          "line": np.asarray(cols.pop("line"), dtype=np.int64)})
     rows = derive_rows(frame, session_gap, items=[{"id": i, "props": side[i]} for i in sorted(side)])
     del frame
     markers = []
@@ -84,18 +74,39 @@ def _derive(path: Path, fmt: str, reject_dir, mapping, session_gap: int, min_rat
                             "rows": min(batch_size, n - index * batch_size), "source": report.path})
     report.batches_written = len(markers)
     report.seconds = time.perf_counter() - t0
+    if timings is not None:
+        timings["read"] = timings.get("read", 0.0) + t_read
+        timings["rows"] = timings.get("rows", 0.0) + report.seconds - t_read
     return rows, markers, report
 
 
-def _write_csv(path: Path, header: list[str], rows) -> int:
-    n = 0
+def _row_columns(path: Path, fmt: str, sink: RejectSink, mapping, min_rating: float, progress: bool):
+    """The row reader's events as a frame of interned strings, and each item's side info."""
+    side: dict[str, dict] = {}
+    # columns of interned strings, not one Event (with its own side dict) per row: after reading 10M events the
+    # process held 11.7 GiB with Events and 2.5 GiB with columns
+    cols: dict[str, list] = {"user": [], "item": [], "type": [], "ts": [], "line": []}
+    bar = progress_bar(unit="rows", desc=f"read {path.name}", enabled=progress)
+    for ev in read_events(path, fmt, sink, mapping=mapping, min_rating=min_rating):
+        merge_side(side, ev)
+        cols["user"].append(sys.intern(ev.user))
+        cols["item"].append(sys.intern(ev.item))
+        cols["type"].append(sys.intern(ev.event_type))
+        cols["ts"].append(ev.ts)
+        cols["line"].append(ev.line)
+        bar.update(1)
+    bar.close()
+    frame = pd.DataFrame({"user": cols.pop("user"), "item": cols.pop("item"), "type": cols.pop("type"),
+                          "ts": np.asarray(cols.pop("ts"), dtype=np.int64),
+                          "line": np.asarray(cols.pop("line"), dtype=np.int64)})
+    return frame, side
+
+
+def _write_csv(path: Path, header: list[str], rows) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
+        w = csv.writer(fh, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")  # None is written as an empty field
         w.writerow(header)
-        for r in rows:
-            w.writerow(["" if v is None else v for v in r])
-            n += 1
-    return n
+        w.writerows(rows)
 
 
 def write_import_csv(out: Path, derived: list) -> dict[str, tuple[str, str]]:
@@ -178,9 +189,12 @@ def _graph_is_empty(driver, database: str) -> bool:
 
 def bulk_import(instance, files: Sequence[tuple[str | Path, str]], *, reject_dir: str | Path | None = None,
                 mapping: ColumnMapping | None = None, session_gap: int = DEFAULT_SESSION_GAP, min_rating: float = 4.0,
-                batch_size: int = 2000, database: str = "neo4j", progress: bool = True) -> list[IngestReport]:
+                batch_size: int = 2000, database: str = "neo4j", progress: bool = True,
+                timings: dict | None = None) -> list[IngestReport]:
     """Load event logs into the empty ``database`` of a :class:`graph_schema.server.LocalNeo4j` with
     ``neo4j-admin database import full``; returns one report per file (rows, rejects, batches, time).
+    ``timings`` (a dict), when given, receives the seconds of each phase: ``read``, ``rows``, ``csv``,
+    ``import`` (neo4j-admin alone), ``restart_schema`` and ``total``.
 
     Raises :class:`BulkImportError` when the database holds data (the importer replaces a whole
     database; use the Bolt path for daily files) or when the importer fails (its output is in the message)."""
@@ -194,12 +208,14 @@ def bulk_import(instance, files: Sequence[tuple[str | Path, str]], *, reject_dir
             raise BulkImportError(f"database {database!r} of instance {instance.name!r} already holds data; --bulk only "
                                   "loads an empty database. Drop --bulk to add this log over Bolt, or empty it first "
                                   "(`graphrecall neo4j stop` and delete the instance folder, or MATCH (n) DETACH DELETE n)")
-    derived = [_derive(Path(p), fmt, reject_dir, mapping, session_gap, min_rating, batch_size, progress)
+    timings = {} if timings is None else timings
+    derived = [_derive(Path(p), fmt, reject_dir, mapping, session_gap, min_rating, batch_size, progress, timings)
                for p, fmt in files]
     with tempfile.TemporaryDirectory(prefix="graphrecall-import-") as tmp:
         t0 = time.perf_counter()
         csvs = write_import_csv(Path(tmp), derived)
-        logger.info("import CSV written in %.1fs", time.perf_counter() - t0)
+        timings["csv"] = time.perf_counter() - t0
+        logger.info("import CSV written in %.1fs", timings["csv"])
         instance.stop()
         cmd = ["java", "-Xmx1g", "-cp", f"{instance.lib_dir}/*", "org.neo4j.cli.AdminTool", "database", "import", "full",
                database, "--overwrite-destination=true", "--multiline-fields=true", "--array-delimiter=U+001F",
@@ -219,11 +235,14 @@ def bulk_import(instance, files: Sequence[tuple[str | Path, str]], *, reject_dir
         if code != 0:
             raise BulkImportError(f"neo4j-admin database import failed (exit {code}):\n" + "\n".join(lines[-40:])
                                   + ("\n" + report_text[-2000:] if report_text else ""))
-        logger.info("neo4j-admin import in %.1fs", time.perf_counter() - t0)
+        timings["import"] = time.perf_counter() - t0
+        logger.info("neo4j-admin import in %.1fs", timings["import"])
     with instance.settings().driver() as driver:
         apply_schema(driver, database)
         bump_data_version(driver, "bulk ingest", database)
     seconds = time.perf_counter() - t_all
+    timings["total"] = seconds
+    timings["restart_schema"] = seconds - sum(timings.get(k, 0.0) for k in ("read", "rows", "csv", "import"))
     events = sum(r.lines_ok for _, _, r in derived)
     logger.info("bulk ingest: %d events in %.1fs (%.0f events/s end to end)", events, seconds,
                 events / seconds if seconds else 0.0)

@@ -111,25 +111,31 @@ class RejectSink:
         self.close()
 
 
+def line_text(lineno: int, raw: bytes, sink: RejectSink) -> str | None:
+    """The text of one physical line (``raw``, its newline included), or None: rejected when too long, not
+    UTF-8 or holding a NUL byte; skipped when blank."""
+    if len(raw) > MAX_LINE_BYTES:
+        sink.reject(lineno, f"line too long: {len(raw)} bytes > {MAX_LINE_BYTES}", raw[:200].decode("utf-8", "replace"))
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        sink.reject(lineno, f"not UTF-8: {exc.reason} at byte {exc.start}", raw.decode("utf-8", "replace"))
+        return None
+    text = text.rstrip("\r\n")
+    if "\x00" in text:
+        sink.reject(lineno, "NUL byte in line", text)
+        return None
+    return text if text.strip() else None
+
+
 def iter_lines(path: str | Path, sink: RejectSink) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` for decodable, NUL-free, bounded lines; reject the rest."""
     with open(path, "rb") as fh:
         for lineno, raw in enumerate(fh, start=1):
-            if len(raw) > MAX_LINE_BYTES:
-                sink.reject(lineno, f"line too long: {len(raw)} bytes > {MAX_LINE_BYTES}", raw[:200].decode("utf-8", "replace"))
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                sink.reject(lineno, f"not UTF-8: {exc.reason} at byte {exc.start}", raw.decode("utf-8", "replace"))
-                continue
-            text = text.rstrip("\r\n")
-            if "\x00" in text:
-                sink.reject(lineno, "NUL byte in line", text)
-                continue
-            if not text.strip():
-                continue
-            yield lineno, text
+            text = line_text(lineno, raw, sink)
+            if text is not None:
+                yield lineno, text
 
 
 def split_csv(text: str) -> list[str]:

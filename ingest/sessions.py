@@ -74,23 +74,33 @@ def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purch
     df = df.sort_values(["user", "ts"] + (["line"] if "line" in df.columns else []), kind="stable")
     users = df["user"].to_numpy()
     items_arr = df["item"].to_numpy()
-    types = df["type"].to_numpy()
     ts = df["ts"].to_numpy()
+    n = len(df)
     sid = session_ids(users, ts, gap_seconds)
-    bounds = np.flatnonzero(np.diff(sid)) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(df)]])
+    first = np.ones(n, dtype=bool)
+    first[1:] = sid[1:] != sid[:-1]
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], n)
+    keep = first.copy()  # a session's first event, and every event whose item differs from the one before
+    keep[1:] |= items_arr[1:] != items_arr[:-1]
+    kept = np.flatnonzero(keep)
+    runs = np.diff(np.append(kept, n)).tolist()  # a run ends at the next kept event: sessions start with one
+    k0 = np.searchsorted(kept, starts).tolist()
+    k1 = k0[1:] + [len(kept)]
+    kept_items = [str(x) for x in items_arr[kept]]
+    bought = np.flatnonzero(df["type"].to_numpy() == purchase_type)
+    last = np.searchsorted(bought, ends) - 1  # each session's last purchase, if it lies inside the session
+    booked = [None] * len(starts)
+    if len(bought):
+        inside = (last >= 0) & (bought[np.maximum(last, 0)] >= starts)
+        for j in np.flatnonzero(inside).tolist():
+            booked[j] = str(items_arr[bought[last[j]]])
+    ts_list = ts.tolist()
     sessions: list[dict] = []
-    for s, e in zip(starts, ends):
-        seq = items_arr[s:e]
-        keep = np.ones(len(seq), dtype=bool)
-        keep[1:] = seq[1:] != seq[:-1]
-        bought = seq[types[s:e] == purchase_type]
-        runs = np.diff(np.r_[np.flatnonzero(keep), len(seq)])
+    for j, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
         sessions.append({
-            "id": f"{users[s]}:{int(ts[s])}", "user": str(users[s]), "start_ts": int(ts[s]), "end_ts": int(ts[e - 1]),
-            "items": [str(x) for x in seq[keep]], "booked": str(bought[-1]) if len(bought) else None,
-            "n_events": int(e - s), "counts": [int(x) for x in runs],
+            "id": f"{users[s]}:{ts_list[s]}", "user": str(users[s]), "start_ts": ts_list[s], "end_ts": ts_list[e - 1],
+            "items": kept_items[k0[j]:k1[j]], "booked": booked[j], "n_events": e - s, "counts": runs[k0[j]:k1[j]],
         })
     return sessions
 

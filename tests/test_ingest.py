@@ -326,3 +326,42 @@ def test_sorted_runs_and_user_groups():
     assert all(len(g) >= 100 for g in groups[:-1])
     with pytest.raises(ValueError, match=">= 1"):
         SortedRuns(run_size=0)
+
+
+def _session_rows_one_by_one(df, gap_seconds=1800, purchase_type="purchase"):
+    """session_rows as it was written first: a loop over sessions (the oracle for the vectorised one)."""
+    from ingest.sessions import session_ids
+
+    df = df.sort_values(["user", "ts", "line"], kind="stable")
+    users, items, types, ts = (df[c].to_numpy() for c in ("user", "item", "type", "ts"))
+    sid = session_ids(users, ts, gap_seconds)
+    bounds = np.flatnonzero(np.diff(sid)) + 1
+    out = []
+    for s, e in zip(np.concatenate([[0], bounds]), np.concatenate([bounds, [len(df)]])):
+        seq = items[s:e]
+        keep = np.ones(len(seq), dtype=bool)
+        keep[1:] = seq[1:] != seq[:-1]
+        bought = seq[types[s:e] == purchase_type]
+        out.append({"id": f"{users[s]}:{int(ts[s])}", "user": str(users[s]), "start_ts": int(ts[s]),
+                    "end_ts": int(ts[e - 1]), "items": [str(x) for x in seq[keep]],
+                    "booked": str(bought[-1]) if len(bought) else None, "n_events": int(e - s),
+                    "counts": [int(x) for x in np.diff(np.r_[np.flatnonzero(keep), len(seq)])]})
+    return out
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_session_rows_equal_a_loop_over_sessions(seed):
+    import pandas as pd
+
+    from ingest.sessions import session_rows
+
+    rng = np.random.default_rng(seed)
+    n = 3000
+    df = pd.DataFrame({"user": [f"u{u}" for u in rng.integers(0, 60, n)], "item": [f"i{i}" for i in rng.integers(0, 6, n)],
+                       "type": rng.choice(["view", "view", "cart", "purchase"], n),
+                       "ts": np.cumsum(rng.choice([0, 1, 60, 1799, 1800, 1801, 7200], n)), "line": np.arange(n) + 2})
+    df = df.sample(frac=1.0, random_state=seed)  # file order is not (user, ts) order
+    got = session_rows(df)
+    assert got == _session_rows_one_by_one(df)
+    assert any(r["booked"] for r in got) and any(r["booked"] is None for r in got) and any(max(r["counts"]) > 1 for r in got)
+    assert session_rows(df.iloc[:0]) == []

@@ -1,0 +1,332 @@
+"""A columnar reader for big REES46 and Taobao logs: the same events, side info and rejects as
+:func:`ingest.formats.read_events`, without a Python object per row.
+
+The file is read in blocks of whole lines. In a block without quotes or NUL bytes, whose carriage returns
+all end lines (``\r\n``), and that decodes as UTF-8, the fields are cut with numpy (the positions of its newlines and commas) and checked
+column by column against forms whose row-parser result is known: canonical integer ids, known event
+types, valid ``YYYY-MM-DD HH:MM:SS UTC`` times, plain decimal prices, fields without surrounding
+whitespace, lines of the expected width. Rows that pass are converted in bulk (times by calendar
+arithmetic, prices by numpy's correctly rounded parse). Every other row, and every row of a block that is
+not plain, goes through the row parser itself, so it is accepted or rejected exactly as
+:func:`read_events` would, with the same reason, line number and reject line.
+``tests/test_columnar.py`` checks the equality on logs full of bad and odd rows, cut into tiny blocks.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from graphrecall.progress import progress_bar
+from ingest.formats import (EVENT_ALIASES, MAX_FIELD_CHARS, MAX_LINE_BYTES, REES46_HEADER, Event, RejectSink,
+                            line_text, parse_rees46, parse_taobao, price_bucket, read_events, split_csv)
+
+logger = logging.getLogger(__name__)
+
+COLUMNAR_FORMATS = ("rees46", "taobao")
+BLOCK_BYTES = 16 << 20  # bytes read at a time (whole lines); about 120k REES46 rows
+FIELD_CAP = 256  # longer fields (rare) take the row parser
+_MAX_UNIX = 4_102_444_800  # parse_unix's bound (2100-01-01)
+SIDE_COLUMNS = {"rees46": ("category", "category_code", "brand", "price", "price_bucket", "market"),
+                "taobao": ("category",)}
+
+
+def read_event_columns(path: str | Path, fmt: str, sink: RejectSink, *, block_bytes: int = BLOCK_BYTES,
+                       progress: bool = False) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """``(events, side)``: the good events of ``path`` as a frame (``user``, ``item``, ``type``, ``ts``,
+    ``line``, in line order; one ``str`` object per distinct id) and each item's side info (the last non-null
+    value of each field in line order, as :func:`ingest.sessions.merge_side` keeps it). Bad lines go to
+    ``sink`` in line order."""
+    if fmt not in COLUMNAR_FORMATS:
+        raise ValueError(f"the columnar reader reads {', '.join(COLUMNAR_FORMATS)}, not {fmt!r}; use read_events")
+    if block_bytes < 1:
+        raise ValueError(f"block_bytes must be >= 1, got {block_bytes}")
+    path = Path(path)
+    reader = _Reader(fmt, sink)
+    with open(path, "rb") as fh:
+        line = 1
+        if fmt == "rees46":
+            first = fh.readline()
+            try:
+                header = [h.strip().lstrip("\ufeff") for h in first.rstrip(b"\r\n").decode("utf-8").split(",")]
+            except UnicodeDecodeError:
+                header = None
+            if header != REES46_HEADER or len(first) > MAX_LINE_BYTES or b"\x00" in first:
+                return _from_row_reader(path, fmt, sink)  # anything but a plain header: the row reader decides
+            line = 2
+        bar = progress_bar(unit="rows", desc=f"read {path.name}", enabled=progress)
+        carry = b""
+        while True:
+            block = fh.read(block_bytes)
+            data = carry + block
+            if not data:
+                break
+            if block:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:  # no whole line yet: read on
+                    carry = data
+                    continue
+                data, carry = data[:cut], data[cut:]
+            else:
+                carry = b""
+            bar.update(reader.block(data, line))
+            line += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        bar.close()
+    logger.info("%s: %d lines read by columns, %d by the row parser", path, reader.n_fast, reader.n_slow)
+    return reader.result()
+
+
+def _from_row_reader(path: Path, fmt: str, sink: RejectSink) -> tuple[pd.DataFrame, dict[str, dict]]:
+    from ingest.sessions import merge_side
+
+    side: dict[str, dict] = {}
+    cols: dict[str, list] = {"user": [], "item": [], "type": [], "ts": [], "line": []}
+    for ev in read_events(path, fmt, sink):
+        merge_side(side, ev)
+        for k in cols:
+            cols[k].append(getattr(ev, "event_type" if k == "type" else k))
+    return pd.DataFrame({"user": pd.Series(cols["user"], dtype=object), "item": pd.Series(cols["item"], dtype=object),
+                         "type": pd.Series(cols["type"], dtype=object), "ts": np.asarray(cols["ts"], dtype=np.int64),
+                         "line": np.asarray(cols["line"], dtype=np.int64)}), side
+
+
+# --------------------------------------------------------------------------- fields as byte matrices
+class _Field:
+    """One column of a block's accepted rows: ``m`` (rows x width bytes, zero-padded) and ``n`` (lengths)."""
+
+    def __init__(self, buf: np.ndarray, left: np.ndarray, right: np.ndarray):
+        self.n = right - left
+        width = int(min(self.n.max(initial=0), FIELD_CAP))
+        width = max(width, 1)
+        cols = np.arange(width)
+        inside = cols < self.n[:, None]
+        self.m = np.where(inside, buf[np.minimum(left[:, None] + cols, len(buf) - 1)], 0).astype(np.uint8)
+        self.inside = inside
+
+    def fits(self) -> np.ndarray:
+        return self.n <= FIELD_CAP
+
+    def bytes(self) -> np.ndarray:
+        """As a numpy ``S`` array (trailing zero bytes are padding)."""
+        return np.ascontiguousarray(self.m).view(f"S{self.m.shape[1]}").ravel()
+
+    def digits(self) -> np.ndarray:
+        is_digit = (self.m >= 48) & (self.m <= 57)
+        return (is_digit | ~self.inside).all(axis=1) & (self.n >= 1) & self.fits()
+
+    def canonical_int(self, max_len: int = 18) -> np.ndarray:
+        """What parse_int_id returns unchanged: digits without a leading zero (or just "0")."""
+        return self.digits() & (self.n <= max_len) & ((self.m[:, 0] != 48) | (self.n == 1))
+
+    def int_value(self) -> np.ndarray:
+        """Each row's digits as an integer (rows of at most 18 digits; checked elsewhere)."""
+        power = self.n[:, None] - 1 - np.arange(self.m.shape[1])
+        digit = np.where(self.inside, self.m.astype(np.int64) - 48, 0)
+        return (digit * np.where(power >= 0, 10 ** np.clip(power, 0, 18), 0)).sum(axis=1)
+
+    def number(self, a: int, b: int) -> np.ndarray:
+        """The decimal number in bytes ``a:b`` of each row (digits checked elsewhere)."""
+        return ((self.m[:, a:b].astype(np.int64) - 48) * 10 ** np.arange(b - a - 1, -1, -1)).sum(axis=1)
+
+    def unpadded(self) -> np.ndarray:
+        """No whitespace to strip: empty, or printable ASCII other than space at both ends."""
+        rows = np.arange(len(self.n))
+        first, last = self.m[:, 0], self.m[rows, np.clip(self.n - 1, 0, self.m.shape[1] - 1)]
+        edge = (first >= 33) & (first <= 126) & (last >= 33) & (last <= 126)
+        return ((self.n == 0) | edge) & self.fits() & (self.n <= MAX_FIELD_CHARS)
+
+
+def _iso_seconds(f: _Field) -> tuple[np.ndarray, np.ndarray]:
+    """``YYYY-MM-DD HH:MM:SS UTC`` rows that ``datetime.fromisoformat`` accepts, and their unix seconds."""
+    pattern = np.frombuffer(b"0000-00-00 00:00:00 UTC", dtype=np.uint8)
+    if f.m.shape[1] < 23:
+        return np.zeros(len(f.n), bool), np.zeros(len(f.n), np.int64)
+    m = f.m[:, :23]
+    digit_at = pattern == 48
+    ok = (f.n == 23) & ((m[:, digit_at] >= 48) & (m[:, digit_at] <= 57)).all(axis=1) & \
+        (m[:, ~digit_at] == pattern[~digit_at]).all(axis=1)
+    y, mo, d = f.number(0, 4), f.number(5, 7), f.number(8, 10)
+    h, mi, s = f.number(11, 13), f.number(14, 16), f.number(17, 19)
+    leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
+    dim = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[np.clip(mo, 0, 12)] + (leap & (mo == 2))
+    ok &= (y >= 1) & (mo >= 1) & (mo <= 12) & (d >= 1) & (d <= dim) & (h <= 23) & (mi <= 59) & (s <= 59)
+    yy = y - (mo <= 2)  # days from civil (H. Hinnant's algorithm), exact integers
+    era = yy // 400
+    yoe = yy - era * 400
+    doy = (153 * np.where(mo > 2, mo - 3, mo + 9) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return ok, days * 86400 + h * 3600 + mi * 60 + s
+
+
+def _plain_decimal(f: _Field) -> np.ndarray:
+    """Digits with at most one inner dot (what float() reads the same as numpy), or empty."""
+    dot = (f.m == 46) & f.inside
+    digit = (f.m >= 48) & (f.m <= 57)
+    rows = np.arange(len(f.n))
+    last = f.m[rows, np.clip(f.n - 1, 0, f.m.shape[1] - 1)]
+    form = (digit | dot | ~f.inside).all(axis=1) & (dot.sum(axis=1) <= 1) & (f.m[:, 0] != 46) & (last != 46)
+    return (f.n == 0) | (form & (f.n <= 30))
+
+
+# --------------------------------------------------------------------------- the reader
+class _Reader:
+    def __init__(self, fmt: str, sink: RejectSink):
+        self.fmt, self.sink = fmt, sink
+        self.width = 9 if fmt == "rees46" else 5
+        self.used = 8 if fmt == "rees46" else 5  # REES46's user_session is not read
+        self.parse = parse_rees46 if fmt == "rees46" else parse_taobao
+        aliases = EVENT_ALIASES[fmt]
+        self.type_raw = [k.encode() for k in aliases]
+        self.type_names = list(aliases.values())
+        self.fields = SIDE_COLUMNS[fmt]
+        self.parts: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "item", "type", "ts", "line")}
+        self.side: dict[str, dict] = {}
+        self.n_fast = self.n_slow = 0
+
+    def block(self, data: bytes, first_line: int) -> int:
+        """Read one block of whole lines; returns its number of good events."""
+        buf = np.frombuffer(data, dtype=np.uint8)
+        nl = np.flatnonzero(buf == 10)
+        ends = nl if data.endswith(b"\n") else np.append(nl, len(data))
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        lines = first_line + np.arange(len(ends), dtype=np.int64)
+        ok = np.zeros(len(ends), dtype=bool)
+        fast = None
+        cr = np.flatnonzero(buf == 13)
+        crlf = bool(len(cr)) and cr[-1] + 1 < len(buf) and bool((buf[cr + 1] == 10).all())  # '\r' only in "\r\n"
+        if not np.isin(buf, (0, 34)).any() and (crlf or not len(cr)):  # no NUL or '"'
+            try:
+                data.decode("utf-8")
+                plain = True
+            except UnicodeDecodeError:
+                plain = False
+            if plain:
+                commas = np.flatnonzero(buf == 44)
+                line_of = np.searchsorted(ends, commas)
+                per_line = np.bincount(line_of, minlength=len(ends))
+                ok = (per_line == self.width - 1) & ((ends - starts + (ends < len(data))) <= MAX_LINE_BYTES)
+                rows = np.flatnonzero(ok)
+                if len(rows):
+                    at = commas[ok[line_of]].reshape(len(rows), self.width - 1)
+                    left = np.concatenate([starts[rows, None], at + 1], axis=1)
+                    content_end = ends[rows] - (buf[np.maximum(ends[rows] - 1, 0)] == 13) if crlf else ends[rows]
+                    right = np.concatenate([at, content_end[:, None]], axis=1)
+                    good, fast = self._convert([_Field(buf, left[:, k], right[:, k]) for k in range(self.used)])
+                    ok[rows[~good]] = False
+                    fast = {k: v[good] for k, v in fast.items()}
+        self.n_fast += int(ok.sum())
+        self.n_slow += int(len(ok) - ok.sum())
+        slow = [ev for r in np.flatnonzero(~ok)
+                if (ev := self._one(data[starts[r]:ends[r] + (1 if ends[r] < len(data) else 0)], int(lines[r]))) is not None]
+        return self._keep(fast, lines[ok], slow)
+
+    def _convert(self, f: list[_Field]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Rows the checks accept (the row parser would return exactly these values), and their columns."""
+        if self.fmt == "rees46":
+            time_, type_, item, cat, code, brand, price, user = f[:8]
+            good, ts = _iso_seconds(time_)
+            good &= cat.unpadded() & code.unpadded() & brand.unpadded() & _plain_decimal(price)
+        else:
+            user, item, cat, type_, time_ = f
+            good = cat.canonical_int() & time_.digits() & (time_.n <= 10)  # parse_unix: float() of digits, exact
+            ts = np.where(good, time_.int_value(), 0)
+            good &= ts <= _MAX_UNIX
+        good &= user.canonical_int() & item.canonical_int()
+        raw_type = type_.bytes()
+        type_code = np.full(len(raw_type), -1)
+        for c, name in enumerate(self.type_raw):
+            type_code[(raw_type == name) & (type_.n == len(name))] = c
+        good &= type_code >= 0
+        out = {"user": user.bytes(), "item": item.bytes(), "type": type_code, "ts": ts.astype(np.int64)}
+        if self.fmt == "rees46":
+            for name, col in (("category", cat), ("category_code", code), ("brand", brand)):
+                out[name] = col.bytes()
+                out[name + "?"] = col.n > 0
+            p = price.bytes()
+            has = price.n > 0
+            out["price"] = np.where(good & has, np.where(good & has, p, b"0").astype(np.float64), np.nan)
+        else:
+            out["category"], out["category?"] = cat.bytes(), np.ones(len(cat.n), bool)
+        return good, out
+
+    def _one(self, raw: bytes, line: int) -> Event | None:
+        """One line exactly as read_events takes it: iter_lines' checks, then the row parser."""
+        text = line_text(line, raw, self.sink)
+        if text is None:
+            return None
+        try:
+            return self.parse(split_csv(text), line)
+        except (ValueError, csv.Error) as exc:
+            self.sink.reject(line, str(exc), text)
+            return None
+
+    def _keep(self, fast: dict | None, fast_lines: np.ndarray, slow: list[Event]) -> int:
+        """Append the block's events in line order and fold its side info into ``self.side``."""
+        n_fast = 0 if fast is None else len(fast_lines)
+        user = [fast["user"]] if n_fast else []
+        item = [fast["item"]] if n_fast else []
+        typ = [np.asarray(self.type_names, dtype=object)[fast["type"]].astype("S")] if n_fast else []
+        ts, line = ([fast["ts"]], [fast_lines]) if n_fast else ([], [])
+        if slow:
+            user.append(np.array([e.user.encode() for e in slow], dtype="S"))
+            item.append(np.array([e.item.encode() for e in slow], dtype="S"))
+            typ.append(np.array([e.event_type.encode() for e in slow], dtype="S"))
+            ts.append(np.array([e.ts for e in slow], dtype=np.int64))
+            line.append(np.array([e.line for e in slow], dtype=np.int64))
+        if not line:
+            return 0
+        lines = np.concatenate(line)
+        order = np.argsort(lines, kind="stable")
+        for key, parts in (("user", user), ("item", item), ("type", typ), ("ts", ts)):
+            self.parts[key].append(np.concatenate(parts)[order])
+        self.parts["line"].append(lines[order])
+        self._fold_side(fast, fast_lines, slow)
+        return len(lines)
+
+    def _fold_side(self, fast: dict | None, fast_lines: np.ndarray, slow: list[Event]) -> None:
+        """Each item's last non-null value per field in this block (fast rows and slow rows by line), over
+        what earlier blocks left."""
+        latest: dict[tuple[str, str], tuple[int, object]] = {}
+        if fast is not None and len(fast_lines):
+            items = fast["item"]
+            for f in self.fields:
+                if f in ("price_bucket", "market"):
+                    continue
+                has = ~np.isnan(fast["price"]) if f == "price" else fast[f + "?"]
+                rows = np.flatnonzero(has)[::-1]  # last first: np.unique keeps each item's first index
+                if not len(rows):
+                    continue
+                _, first = np.unique(items[rows], return_index=True)
+                for r in rows[first].tolist():
+                    value = float(fast["price"][r]) if f == "price" else fast[f][r].decode("utf-8")
+                    latest[(items[r].decode("ascii"), f)] = (int(fast_lines[r]), value)
+        for e in slow:  # in line order
+            for f, v in e.side.items():
+                if v is not None and f not in ("price_bucket", "market"):
+                    old = latest.get((e.item, f))
+                    if old is None or old[0] < e.line:
+                        latest[(e.item, f)] = (e.line, v)
+        # price_bucket and market are non-null exactly where price and category_code are (the parser derives
+        # them), so their last values follow those
+        for (item, f), (_, v) in list(latest.items()):
+            if f == "price" and "price_bucket" in self.fields:
+                latest[(item, "price_bucket")] = (0, price_bucket(v))
+            elif f == "category_code" and "market" in self.fields:
+                latest[(item, "market")] = (0, v.split(".")[0])
+        for (item, f), (_, v) in latest.items():
+            self.side.setdefault(item, {})[f] = v
+
+    def result(self) -> tuple[pd.DataFrame, dict[str, dict]]:
+        cols = {}
+        for key in ("user", "item", "type"):
+            raw = np.concatenate(self.parts.pop(key)) if self.parts[key] else np.zeros(0, "S1")
+            uniq, inv = np.unique(raw, return_inverse=True)
+            names = np.array([u.decode("utf-8") for u in uniq.tolist()], dtype=object)
+            cols[key] = pd.Series(names[inv], dtype=object)  # one str object per distinct value
+        for key in ("ts", "line"):
+            cols[key] = np.concatenate(self.parts.pop(key)) if self.parts[key] else np.zeros(0, np.int64)
+        return pd.DataFrame(cols), self.side
