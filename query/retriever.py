@@ -43,6 +43,7 @@ COLD_MODES = ("include", "exclude", "only")
 FILTER_DEPTH = 1000  # candidates read per channel when filters apply, so that k survive them when enough exist
 RRF_K = 60.0
 SIDE_PRUNE_FROM = 30000  # SideIndex scores every item for each query in catalogues smaller than this
+EGES_TIE_DEPTH = 5000  # the eges channel searches at most this deep to see a tie at its cut whole
 BLEND_DEPTH = 200  # candidates per channel; fixed so that blend's top-k is a prefix of its top-(k+1)
 BLEND_METHODS = ("score", "rrf")
 RECALL_DEPTH = 50  # neighbours each history item contributes to a recall (row-normalised, summed)
@@ -504,6 +505,13 @@ class SideIndex:
         cast = int if kind == "int" else float
         return [None if r < 0 or v != v else cast(v) for r, v in zip(rows.tolist(), col.tolist())]
 
+    def log_prices(self, ids) -> np.ndarray:
+        """``log(1 + price)`` of each id; NaN where unknown, without a price, or when prices are not used."""
+        rows = self._lookup.indices(ids)
+        if self._lp is None or not len(rows):
+            return np.full(len(rows), np.nan)
+        return np.where(rows >= 0, self._lp[np.maximum(rows, 0)], np.nan)
+
     def is_new(self, ids: np.ndarray) -> np.ndarray:
         """True where an id has no events (popularity 0); ids it does not know are not new."""
         rows = self._lookup.indices(ids)
@@ -808,7 +816,7 @@ class SnapshotRetriever(ItemRetriever):
         if channel == "eges":
             if self.vectors is None or item_id not in self.vectors:
                 return Neighbours.empty()
-            ids, scores = self.vectors.similar_items(item_id, k)
+            ids, scores = self._eges(item_id, k)
             return Neighbours(ids, scores, [channel] * len(ids))
         if channel == "side":
             if self.side is None or item_id not in self.side:
@@ -817,6 +825,32 @@ class SnapshotRetriever(ItemRetriever):
             return Neighbours(ids, scores, [channel] * len(ids))
         ids, scores = self.lists.get(channel, {}).get(item_id, (np.array([], dtype=object), np.array([], np.float32)))
         return Neighbours(ids[:k], scores[:k], [channel] * min(k, len(ids)))
+
+    def _eges(self, item_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest vectors, equal scores ordered by price proximity to the query.
+
+        Items without events that share side info share one vector, so they tie exactly; Faiss would
+        order them by their row in the index, which means nothing. Here a tie puts the item whose price is
+        nearest the query's first (as the side channel does inside a match; items without a price last),
+        and the search is widened until the tie at the k-th score is whole, so the cut takes the nearest.
+        Without prices (or side info) ties keep Faiss's order."""
+        lp = None if self.side is None else self.side.log_prices([item_id])[0]
+        if lp is None or np.isnan(lp):
+            return self.vectors.similar_items(item_id, k)
+        n = len(self.vectors.item_ids) - 1
+        depth = min(2 * k, n)
+        while True:
+            ids, scores = self.vectors.similar_items(item_id, depth)
+            if depth >= n or len(scores) <= k or scores[-1] != scores[k - 1] or depth >= EGES_TIE_DEPTH:
+                break
+            depth = min(4 * depth, n, EGES_TIE_DEPTH)
+        new_score = np.r_[True, scores[1:] != scores[:-1]]
+        if new_score.all():  # no tie at all
+            return ids[:k], scores[:k]
+        group = np.cumsum(new_score)
+        dist = np.abs(self.side.log_prices(ids) - lp)
+        order = np.lexsort((np.nan_to_num(dist, nan=np.inf), group))[:k]
+        return ids[order], scores[order]
 
     def is_new(self, ids: np.ndarray) -> np.ndarray:
         return np.zeros(len(ids), dtype=bool) if self.side is None else self.side.is_new(ids)

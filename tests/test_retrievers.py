@@ -477,3 +477,25 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
     legacy = SnapshotRetriever.load(two, faiss_dir)
     for item in sorted(live.items):
         assert list(legacy.similar_items(item, k=10, channel="side").ids) == list(live.similar_items(item, k=10, channel="side").ids)
+
+
+def test_eges_ties_go_to_the_nearest_price_and_the_cut_sees_the_whole_tie():
+    """Items without events that share side info share one vector: their exact tie is ordered by price
+    proximity to the query, also when the tie is far longer than the list (the search widens)."""
+    from query.retriever import SideIndex
+
+    n_tied = 60
+    ids = ["q", "close"] + [f"t{r:02d}" for r in range(n_tied)] + ["far"]
+    vec = np.array([[1.0, 0.0], [1.0, 0.05]] + [[1.0, 0.3]] * n_tied + [[0.0, 1.0]], np.float32)
+    # the tied items' prices: the nearest to the query's 100 sit at the end of the index's row order
+    prices = [100.0, 5.0] + [1000.0 + r for r in range(n_tied - 3)] + [99.0, None, 101.5] + [100.0]
+    side = {"category": ["c"] * len(ids), "price": prices}
+    snap = SnapshotRetriever(items=set(ids), vectors=ItemVectorIndex(ids, vec),
+                             side=SideIndex(ids, side, [1, 1] + [0] * n_tied + [1]))
+    got = list(snap.similar_items("q", k=4, channel="eges").ids)
+    assert got == ["close", "t57", "t59", "t00"]  # "close" is nearer in vector; then 99, 101.5, 1000
+    assert list(snap.similar_items("q", k=62, channel="eges").ids)[-2:] == ["t58", "far"]  # no price: last in its tie
+    plain = SnapshotRetriever(items=set(ids), vectors=ItemVectorIndex(ids, vec),
+                              side=SideIndex(ids, {"category": ["c"] * len(ids)}, [1] * len(ids)))
+    got = list(plain.similar_items("q", k=3, channel="eges").ids)  # no prices: the tie keeps Faiss's order
+    assert got[0] == "close" and set(got[1:]) <= {f"t{r:02d}" for r in range(n_tied)}
