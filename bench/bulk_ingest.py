@@ -45,12 +45,11 @@ def counts(driver) -> dict:
 def compare_readers(log: Path) -> dict:
     """The row reader (``read_events`` into interned columns, as bulk ingest read before) against the
     columnar one, on one file; both outputs compared."""
-    from ingest.bulk import _row_columns
-    from ingest.columnar import read_event_columns
+    from ingest.columnar import read_event_columns, read_event_rows
     from ingest.formats import RejectSink
 
     t0 = time.perf_counter()
-    rows, rows_side = _row_columns(log, "rees46", RejectSink(log, None), None, 4.0, False)
+    rows, rows_side = read_event_rows(log, "rees46", RejectSink(log, None))
     t_rows = time.perf_counter() - t0
     t0 = time.perf_counter()
     cols, cols_side = read_event_columns(log, "rees46", RejectSink(log, None))

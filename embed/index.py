@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import uuid
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+from graphrecall.versions import current, new_version, publish
 
 logger = logging.getLogger(__name__)
 
@@ -102,24 +103,15 @@ class ItemVectorIndex:
         """Write a new version folder under ``directory`` and point ``CURRENT`` at it; older versions beyond
         :data:`VERSIONS_KEPT` are removed. Returns ``directory``."""
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        name = f"v{uuid.uuid4().hex[:12]}"
-        tmp = d / (name + ".tmp")
-        tmp.mkdir()
+        tmp = new_version(d, f"v{uuid.uuid4().hex[:12]}")
         faiss.write_index(self.index, str(tmp / "items.faiss"))
         np.save(tmp / "vectors.npy", np.asarray(self.vectors))
         for part, arr in (("ids", self.item_ids), ("sorted_ids", self._sorted_ids), ("sorted_rows", self._sorted_rows)):
             np.save(tmp / f"{part}.npy", np.asarray(arr))
-        tmp.rename(d / name)
-        (d / "CURRENT.tmp").write_text(name)
-        (d / "CURRENT.tmp").replace(d / "CURRENT")
+        sub = publish(tmp, keep=VERSIONS_KEPT)
         for old in ("items.faiss", "vectors.npy", "ids.json"):  # the flat layout, superseded
             (d / old).unlink(missing_ok=True)
-        saved = sorted((p for p in d.iterdir() if p.is_dir() and p.name.startswith("v") and not p.name.endswith(".tmp")),
-                       key=lambda p: p.stat().st_mtime)
-        for old in saved[:-VERSIONS_KEPT]:
-            shutil.rmtree(old, ignore_errors=True)
-        logger.info("saved Faiss %s index of %d items (%d dims) to %s", self.kind, len(self.item_ids), self.dim, d / name)
+        logger.info("saved Faiss %s index of %d items (%d dims) to %s", self.kind, len(self.item_ids), self.dim, sub)
         return d
 
     @classmethod
@@ -130,8 +122,8 @@ class ItemVectorIndex:
             raise FileNotFoundError(f"{d} holds no Faiss index (no CURRENT or ids.json); run `graphrecall embed` first")
         obj = cls.__new__(cls)
         mode = "r" if mmap else None
-        if (d / "CURRENT").exists():
-            sub = d / (d / "CURRENT").read_text().strip()
+        sub = current(d)
+        if sub is not None:
             obj.item_ids = np.load(sub / "ids.npy", mmap_mode=mode)
             obj._sorted_ids = np.load(sub / "sorted_ids.npy", mmap_mode=mode)
             obj._sorted_rows = np.load(sub / "sorted_rows.npy", mmap_mode=mode)

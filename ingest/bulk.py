@@ -20,20 +20,15 @@ import logging
 import math
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import pandas as pd
-
-from graphrecall.progress import progress_bar
-from ingest.columnar import COLUMNAR_FORMATS, read_event_columns
-from ingest.formats import ColumnMapping, RejectSink, read_events
-from ingest.sessions import DEFAULT_SESSION_GAP, derive_rows, merge_side
+from ingest.columnar import COLUMNAR_FORMATS, read_event_columns, read_event_rows
+from ingest.formats import ColumnMapping, RejectSink
+from ingest.sessions import DEFAULT_SESSION_GAP, derive_rows
 from ingest.writer import (DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _report_rejects, _start_report,
                            batch_key)
 
@@ -56,7 +51,7 @@ def _derive(path: Path, fmt: str, reject_dir, mapping, session_gap: int, min_rat
         if fmt in COLUMNAR_FORMATS and mapping is None:  # numpy over blocks of lines, the same events and rejects
             frame, side = read_event_columns(path, fmt, sink, progress=progress)
         else:
-            frame, side = _row_columns(path, fmt, sink, mapping, min_rating, progress)
+            frame, side = read_event_rows(path, fmt, sink, mapping=mapping, min_rating=min_rating, progress=progress)
     n_events = len(frame)
     t_read = time.perf_counter() - t0
     _report_rejects(report, sink, n_events, reject_path)
@@ -78,28 +73,6 @@ def _derive(path: Path, fmt: str, reject_dir, mapping, session_gap: int, min_rat
         timings["read"] = timings.get("read", 0.0) + t_read
         timings["rows"] = timings.get("rows", 0.0) + report.seconds - t_read
     return rows, markers, report
-
-
-def _row_columns(path: Path, fmt: str, sink: RejectSink, mapping, min_rating: float, progress: bool):
-    """The row reader's events as a frame of interned strings, and each item's side info."""
-    side: dict[str, dict] = {}
-    # columns of interned strings, not one Event (with its own side dict) per row: after reading 10M events the
-    # process held 11.7 GiB with Events and 2.5 GiB with columns
-    cols: dict[str, list] = {"user": [], "item": [], "type": [], "ts": [], "line": []}
-    bar = progress_bar(unit="rows", desc=f"read {path.name}", enabled=progress)
-    for ev in read_events(path, fmt, sink, mapping=mapping, min_rating=min_rating):
-        merge_side(side, ev)
-        cols["user"].append(sys.intern(ev.user))
-        cols["item"].append(sys.intern(ev.item))
-        cols["type"].append(sys.intern(ev.event_type))
-        cols["ts"].append(ev.ts)
-        cols["line"].append(ev.line)
-        bar.update(1)
-    bar.close()
-    frame = pd.DataFrame({"user": cols.pop("user"), "item": cols.pop("item"), "type": cols.pop("type"),
-                          "ts": np.asarray(cols.pop("ts"), dtype=np.int64),
-                          "line": np.asarray(cols.pop("line"), dtype=np.int64)})
-    return frame, side
 
 
 def _write_csv(path: Path, header: list[str], rows) -> None:

@@ -768,10 +768,11 @@ def saved_snapshot_key(directory: str | Path) -> str | None:
     under, or None."""
     import json
 
-    d = Path(directory)
+    from graphrecall.versions import current
+
+    sub = current(directory)
     try:
-        current = (d / "CURRENT").read_text().strip()
-        return json.loads((d / current / "meta.json").read_text()).get("key")
+        return None if sub is None else json.loads((sub / "meta.json").read_text()).get("key")
     except (FileNotFoundError, ValueError):
         return None
 
@@ -829,8 +830,8 @@ class SnapshotRetriever(ItemRetriever):
     def _eges(self, item_id: str, k: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest vectors, equal scores ordered by price proximity to the query.
 
-        Items without events that share side info share one vector, so they tie exactly; Faiss would
-        order them by their row in the index, which means nothing. Here a tie puts the item whose price is
+        Items without events that share side info share one vector, so they tie exactly; Faiss leaves them
+        in an order of its own search, which means nothing. Here a tie puts the item whose price is
         nearest the query's first (as the side channel does inside a match; items without a price last),
         and the search is widened until the tie at the k-th score is whole, so the cut takes the nearest.
         Without prices (or side info) ties keep Faiss's order."""
@@ -871,11 +872,11 @@ class SnapshotRetriever(ItemRetriever):
         removed (a worker that still maps one keeps its pages until it lets go). ``key``: the graph's data
         key this snapshot was read at (:func:`shared_snapshot` reuses a saved snapshot of the same key)."""
         import json
-        import shutil
         import uuid
 
+        from graphrecall.versions import new_version, publish
+
         d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
         universe = set(map(str, self.items))
         for per in self.lists.values():
             for item, (nb, _) in per.items():
@@ -884,9 +885,7 @@ class SnapshotRetriever(ItemRetriever):
         ids = np.array(sorted(universe), dtype=str) if universe else np.zeros(0, dtype="<U1")
         sid = SortedIds(ids)
         member = np.array([i in self.items for i in ids.tolist()], dtype=bool)
-        name = f"v{self.version}-{uuid.uuid4().hex[:8]}"
-        tmp = d / (name + ".tmp")
-        tmp.mkdir()
+        tmp = new_version(d, f"v{self.version}-{uuid.uuid4().hex[:8]}")
         np.save(tmp / "ids.npy", ids)
         np.save(tmp / "member.npy", member)
         for ch, per in self.lists.items():
@@ -903,13 +902,7 @@ class SnapshotRetriever(ItemRetriever):
                 "blend": str(self.blend_config), "blend_source": self.blend_source, "channels": sorted(self.lists),
                 "side": side}
         (tmp / "meta.json").write_text(json.dumps(meta))
-        tmp.rename(d / name)
-        (d / "CURRENT.tmp").write_text(name)
-        (d / "CURRENT.tmp").replace(d / "CURRENT")
-        saved = sorted((p for p in d.iterdir() if p.is_dir() and p.name.startswith("v") and not p.name.endswith(".tmp")),
-                       key=lambda p: p.stat().st_mtime)
-        for old in saved[:-SNAPSHOTS_KEPT]:
-            shutil.rmtree(old, ignore_errors=True)
+        publish(tmp, keep=SNAPSHOTS_KEPT)
         (d / "snapshot.json").unlink(missing_ok=True)  # format 1, superseded
         return d
 
@@ -920,10 +913,11 @@ class SnapshotRetriever(ItemRetriever):
         instead. A format-1 ``snapshot.json`` and a format-2 side index (``meta.json``) are still read."""
         import json
 
-        d = Path(directory)
-        if not (d / "CURRENT").exists():
-            return cls._load_json(d, faiss_dir)
-        sub = d / (d / "CURRENT").read_text().strip()
+        from graphrecall.versions import current
+
+        sub = current(directory)
+        if sub is None:
+            return cls._load_json(Path(directory), faiss_dir)
         meta = json.loads((sub / "meta.json").read_text())
         mode = "r" if mmap else None
         ids = np.load(sub / "ids.npy", mmap_mode=mode)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.columnar import _from_row_reader, read_event_columns
+from ingest.columnar import read_event_columns, read_event_rows
 from ingest.formats import RejectSink
 
 REES46_HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
@@ -79,7 +79,7 @@ def _write(path, lines, raw_extra=()):
 
 def _compare(path, fmt, tmp_path, block_bytes):
     with RejectSink(path, tmp_path / "want.csv", log_first=0) as want_sink:
-        want, want_side = _from_row_reader(path, fmt, want_sink)
+        want, want_side = read_event_rows(path, fmt, want_sink)
     with RejectSink(path, tmp_path / "got.csv", log_first=0) as got_sink:
         got, got_side = read_event_columns(path, fmt, got_sink, block_bytes=block_bytes)
     pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
