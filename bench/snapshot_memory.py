@@ -201,6 +201,8 @@ def main() -> int:
     if args.workers < 1 or (args.items is not None and args.items < 2):
         p.error("--workers must be >= 1 and --items >= 2")
 
+    from graphrecall.versions import current
+
     t = time.perf_counter()
     snap, vectors = from_graph(args) if args.instance else synthetic(args.items, args.dim, args.seed)
     build_s = time.perf_counter() - t
@@ -211,11 +213,11 @@ def main() -> int:
     vectors.save(faiss_dir)
     save_s = time.perf_counter() - t
     shutil.copytree(snap_dir, old_dir)  # format 2: the side index as JSON in meta.json
-    current = old_dir / (old_dir / "CURRENT").read_text().strip()
-    meta = json.loads((current / "meta.json").read_text())
+    sub = current(old_dir)
+    meta = json.loads((sub / "meta.json").read_text())
     meta.update(format=2, side=snap.side.to_json())
-    (current / "meta.json").write_text(json.dumps(meta))
-    for f in current.glob("side.*.npy"):
+    (sub / "meta.json").write_text(json.dumps(meta))
+    for f in sub.glob("side.*.npy"):
         f.unlink()
     stats = {k: v for k, v in snap.stats().items() if k != "loaded_at"}
     stats.update(eges_vectors=len(vectors.item_ids), faiss_kind=vectors.kind, dim=vectors.dim)

@@ -144,10 +144,13 @@ class _Field:
         """The decimal number in bytes ``a:b`` of each row (digits checked elsewhere)."""
         return ((self.m[:, a:b].astype(np.int64) - 48) * 10 ** np.arange(b - a - 1, -1, -1)).sum(axis=1)
 
+    def last(self) -> np.ndarray:
+        """Each row's last byte (the first padding byte, 0, where the row is empty)."""
+        return self.m[np.arange(len(self.n)), np.clip(self.n - 1, 0, self.m.shape[1] - 1)]
+
     def unpadded(self) -> np.ndarray:
         """No whitespace to strip: empty, or printable ASCII other than space at both ends."""
-        rows = np.arange(len(self.n))
-        first, last = self.m[:, 0], self.m[rows, np.clip(self.n - 1, 0, self.m.shape[1] - 1)]
+        first, last = self.m[:, 0], self.last()
         edge = (first >= 33) & (first <= 126) & (last >= 33) & (last <= 126)
         return ((self.n == 0) | edge) & self.fits() & (self.n <= MAX_FIELD_CHARS)
 
@@ -178,9 +181,7 @@ def _plain_decimal(f: _Field) -> np.ndarray:
     """Digits with at most one inner dot (what float() reads the same as numpy), or empty."""
     dot = (f.m == 46) & f.inside
     digit = (f.m >= 48) & (f.m <= 57)
-    rows = np.arange(len(f.n))
-    last = f.m[rows, np.clip(f.n - 1, 0, f.m.shape[1] - 1)]
-    form = (digit | dot | ~f.inside).all(axis=1) & (dot.sum(axis=1) <= 1) & (f.m[:, 0] != 46) & (last != 46)
+    form = (digit | dot | ~f.inside).all(axis=1) & (dot.sum(axis=1) <= 1) & (f.m[:, 0] != 46) & (f.last() != 46)
     return (f.n == 0) | (form & (f.n <= 30))
 
 
@@ -258,9 +259,8 @@ class _Reader:
             for name, col in (("category", cat), ("category_code", code), ("brand", brand)):
                 out[name] = col.bytes()
                 out[name + "?"] = col.n > 0
-            p = price.bytes()
-            has = price.n > 0
-            out["price"] = np.where(good & has, np.where(good & has, p, b"0").astype(np.float64), np.nan)
+            read = good & (price.n > 0)  # other rows' bytes may not parse: "0" stands in, then NaN
+            out["price"] = np.where(read, np.where(read, price.bytes(), b"0").astype(np.float64), np.nan)
         else:
             out["category"], out["category?"] = cat.bytes(), np.ones(len(cat.n), bool)
         return good, out

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from embed.index import ItemVectorIndex
+from graphrecall import versions
 
 
 def exact_knn(vectors, q, k):
@@ -67,7 +68,7 @@ def test_saved_index_is_memory_mapped_and_a_new_version_leaves_a_loaded_one_inta
     first, second = ItemVectorIndex(ids, rng.normal(size=(500, 8))), ItemVectorIndex(ids, rng.normal(size=(500, 8)))
     d = tmp_path / "faiss"
     loaded = ItemVectorIndex.load(first.save(d))
-    current = d / (d / "CURRENT").read_text().strip()
+    current = versions.current(d)
     assert isinstance(loaded.vectors, np.memmap) and isinstance(loaded.item_ids, np.memmap)
     assert str(current / "items.faiss") in _mapped_files()  # Faiss's own arrays are mapped, not read
     want = {q: list(first.similar_items(q, 10)[0]) for q in ids[::25]}

@@ -403,6 +403,7 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
     import shutil
     import threading
 
+    from graphrecall.versions import current
     from query.retriever import SNAPSHOTS_KEPT, CsrLists, shared_snapshot
     from query.scores import bump_data_version, read_data_key
 
@@ -468,11 +469,11 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
     assert list(legacy.similar_items("h", k=5, channel="blend").ids) == list(live.similar_items("h", k=5, channel="blend").ids)
     two = tmp_path / "format2"  # format 2: arrays for the lists, the side index as JSON in meta.json
     shutil.copytree(d, two)
-    current = two / (two / "CURRENT").read_text().strip()
-    meta = json.loads((current / "meta.json").read_text())
+    sub = current(two)
+    meta = json.loads((sub / "meta.json").read_text())
     meta.update(format=2, side=live.side.to_json())
-    (current / "meta.json").write_text(json.dumps(meta))
-    for p in current.glob("side.*.npy"):
+    (sub / "meta.json").write_text(json.dumps(meta))
+    for p in sub.glob("side.*.npy"):
         p.unlink()
     legacy = SnapshotRetriever.load(two, faiss_dir)
     for item in sorted(live.items):
