@@ -109,30 +109,50 @@ def bench_walks(driver) -> dict:
             "ratio_vectorised_over_python": vec_rate / py_rate, "_graph": g, "_walks": walks}
 
 
-def bench_embeddings(g, walks) -> dict:
-    """One epoch on the same walks: EGES (each optimizer, batch 4096 and the pipeline's 1024) against gensim
-    skip-gram on 2 workers, with its default frequent-item down-sampling and without it (``sample=0``: every
-    pair EGES trains on, the like-for-like comparison)."""
+def bench_embeddings(g, walks, rounds: int = 3) -> dict:
+    """One epoch on the same walks: EGES against gensim skip-gram without frequent-item down-sampling
+    (``sample=0``: every pair EGES trains on, the like-for-like comparison), each at 1 and 2 threads (EGES:
+    torch's count, which its compiled SGD step takes; gensim: ``workers``). Also gensim with its default
+    down-sampling, and EGES with Adam (the torch step). Each time is the median of ``rounds``, interleaved, so
+    that a slow spell of the shared machine hits every variant alike."""
+    import torch
     from gensim.models import Word2Vec
 
     from embed.eges import EGES, SideInfo
     from walkers.walk import walks_to_corpus
 
     side = SideInfo.from_columns(g.side)
-    out = {"walks": len(walks)}
-    EGES(dim=32, epochs=1, progress=False).fit(walks[:200], side)  # torch's one-off start-up kept out
-    for optimizer in ("adam", "sgd"):
-        for batch in (1024, 4096):
-            eges = EGES(dim=32, window=5, epochs=1, batch_size=batch, market_negatives=2, optimizer=optimizer,
-                        progress=False)
-            _, out[f"eges_{optimizer}_b{batch}_epoch_s"] = timed(eges.fit, walks, side, sessions=g.sessions,
-                                                                 booked=g.booked)
+    EGES(dim=32, epochs=1, progress=False).fit(walks[:200], side)  # torch's and numba's one-off start-up kept out
     corpus = [[str(x) for x in w] for w in walks_to_corpus(walks)]
-    for label, sample in (("default", 1e-3), ("sample0", 0.0)):
-        _, out[f"gensim_sg_{label}_epoch_s"] = timed(Word2Vec, corpus, vector_size=32, window=5, sg=1, negative=5,
-                                                     min_count=1, epochs=1, sample=sample, workers=2, seed=0)
-    for k in [k for k in out if k.startswith("eges_")]:
-        out[f"ratio_{k[:-len('_epoch_s')]}_over_gensim_sample0"] = out[k] / out["gensim_sg_sample0_epoch_s"]
+
+    def eges(optimizer, threads):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            EGES(dim=32, window=5, epochs=1, batch_size=4096, market_negatives=2, optimizer=optimizer,
+                 progress=False).fit(walks, side, sessions=g.sessions, booked=g.booked)
+        finally:
+            torch.set_num_threads(before)
+
+    def gensim(sample, workers):
+        Word2Vec(corpus, vector_size=32, window=5, sg=1, negative=5, min_count=1, epochs=1, sample=sample,
+                 workers=workers, seed=0)
+
+    variants = {"eges_sgd_1_threads": (eges, "sgd", 1), "eges_sgd_2_threads": (eges, "sgd", 2),
+                "gensim_sample0_1_workers": (gensim, 0.0, 1), "gensim_sample0_2_workers": (gensim, 0.0, 2),
+                "gensim_default_2_workers": (gensim, 1e-3, 2), "eges_adam_1_threads": (eges, "adam", 1)}
+    times = {k: [] for k in variants}
+    for _ in range(rounds):
+        for k, (fn, *a) in variants.items():
+            times[k].append(timed(fn, *a)[1])
+    out = {"walks": len(walks), "rounds": rounds, "all_epoch_s": times}
+    out |= {f"{k}_epoch_s": float(np.median(v)) for k, v in times.items()}
+    for threads in (1, 2):
+        out[f"ratio_eges_sgd_over_gensim_sample0_{threads}_threads"] = \
+            out[f"eges_sgd_{threads}_threads_epoch_s"] / out[f"gensim_sample0_{threads}_workers_epoch_s"]
+    out["ratio_eges_sgd_1_thread_over_gensim_sample0_2_workers"] = \
+        out["eges_sgd_1_threads_epoch_s"] / out["gensim_sample0_2_workers_epoch_s"]
+    out["ratio_eges_adam_over_sgd_1_thread"] = out["eges_adam_1_threads_epoch_s"] / out["eges_sgd_1_threads_epoch_s"]
     return out
 
 

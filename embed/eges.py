@@ -3,9 +3,11 @@
 * Each item has an ID embedding plus one embedding per side-info field
   (category, brand, shop, price bucket, market); the item vector is their
   softmax-weighted sum with per-item attention weights ``a_v`` (``H_v = sum_j softmax(a_v)_j W^j_v``).
-* A separate context table; skip-gram with negative sampling (unigram^0.75, one alias table).
-* The loss and its gradient are written out (``pair_gradients``), not left to autograd: one batch is a
-  few gathers, products and ``index_add_`` calls.
+* A separate context table; skip-gram with negative sampling (unigram^0.75, one alias table), the
+  negatives drawn by a counter-based generator (``embed.kernels.batch_inputs``).
+* The loss and its gradient are written out, not left to autograd. With SGD (the default) one batch is one
+  compiled loop over its pairs (``embed.kernels.sgd_batch``), as word2vec's C loop is; with Adam, a few torch
+  gathers, products and ``index_add_`` calls (``pair_gradients``). The two are tested equal.
 * Airbnb-style booked-item global context (Grbovic & Cheng 2018): in a session
   with a booking/purchase, the booked item is a positive context for every item of it.
 * Airbnb-style market negatives: for each positive pair, extra negatives drawn
@@ -17,12 +19,15 @@ from __future__ import annotations
 
 import logging
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import torch
 from torch import nn
 
+from embed.kernels import batch_inputs, sgd_batch, window_pairs
 from graphrecall.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -179,19 +184,47 @@ def pair_gradients(model: EGESModel, centre: torch.Tensor, codes: torch.Tensor, 
     return loss, grads
 
 
-def unigram_sampler(weights: np.ndarray, rng: np.random.Generator):
-    """``sample(shape)``: item indices drawn with probability proportional to ``weights``, by one alias
-    table (Walker/Vose): two random numbers per draw, whatever the number of items."""
-    from walkers.walk import _build_alias
+class _SGDKernel:
+    """The model's tables as numpy views for :func:`embed.kernels.sgd_batch` (word2vec's update, compiled),
+    its scratch buffers, and the side tables' gradients as ``p.grad``, which Adam then reads."""
 
-    w = np.asarray(weights, dtype=np.float64)
-    prob, alias = _build_alias(np.array([0, len(w)], dtype=np.int64), w)
+    def __init__(self, model: EGESModel, batch_size: int, n_context: int):
+        def view(p: torch.Tensor) -> np.ndarray:
+            return p.detach().numpy()
 
-    def sample(shape: tuple[int, ...]) -> np.ndarray:
-        k = rng.integers(0, len(w), size=shape)
-        return np.where(rng.random(shape) < prob[k], k, alias[k])
+        dim, j = model.item.embedding_dim, 1 + len(model.side)
+        self.tables = view(model.item.weight), view(model.attention.weight), view(model.context.weight)
+        for emb in model.side:
+            emb.weight.grad = torch.zeros_like(emb.weight)
+        none = (np.zeros((1, dim), np.float32),)  # numba needs a typed tuple; no field reads it
+        self.side = tuple(view(e.weight) for e in model.side) or none
+        self.side_grad = tuple(e.weight.grad.numpy() for e in model.side) or none
+        self.scratch = (np.empty((batch_size, j), np.float32), np.empty((batch_size, j), np.float32),
+                        np.empty((batch_size, dim), np.float32), np.empty((batch_size, dim), np.float32),
+                        np.empty((batch_size, n_context), np.float32))
 
-    return sample
+    def step(self, centre: np.ndarray, codes: np.ndarray, context: np.ndarray, weight: np.ndarray,
+             lr: float) -> float:
+        """One batch (as :func:`pair_gradients` takes it); returns its summed loss."""
+        for g in self.side_grad:
+            g.fill(0.0)
+        return float(sgd_batch(*self.tables, self.side, self.side_grad, centre, codes, context, weight, lr,
+                               *self.scratch, numba.get_num_threads()))
+
+
+@contextmanager
+def compute_threads(numba_threads: int, torch_threads: int):
+    """numba's and torch's thread counts set inside the block (numba's at most its configured maximum),
+    restored after. Both run OpenMP pools whose idle threads spin for a while: giving the cores to one of
+    them at a time keeps them from fighting (the SGD kernel on 2 threads ran 1.6x slower beside torch's)."""
+    before = numba.get_num_threads(), torch.get_num_threads()
+    numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
+    torch.set_num_threads(torch_threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before[0])
+        torch.set_num_threads(before[1])
 
 
 def skipgram_pairs(walks: np.ndarray, window: int, rng: np.random.Generator | None = None) -> np.ndarray:
@@ -200,18 +233,9 @@ def skipgram_pairs(walks: np.ndarray, window: int, rng: np.random.Generator | No
     With ``rng``, each centre draws its own window in ``1..window`` as word2vec does
     (nearer contexts count more, and about half the pairs remain); without, the full window.
     """
-    out = []
-    reach = None if rng is None else rng.integers(1, window + 1, size=walks.shape)
-    for o in range(1, window + 1):
-        if o >= walks.shape[1]:
-            break
-        a, b = walks[:, :-o], walks[:, o:]
-        ok = (a >= 0) & (b >= 0) & (a != b)
-        fwd = ok if reach is None else ok & (reach[:, :-o] >= o)  # a is the centre
-        bwd = ok if reach is None else ok & (reach[:, o:] >= o)  # b is the centre
-        out.append(np.stack([a[fwd], b[fwd]], 1))
-        out.append(np.stack([b[bwd], a[bwd]], 1))
-    return np.concatenate(out) if out else np.zeros((0, 2), np.int64)
+    walks = np.ascontiguousarray(walks, dtype=np.int64)
+    reach = np.full(walks.shape, window, np.int64) if rng is None else rng.integers(1, window + 1, size=walks.shape)
+    return window_pairs(walks, reach, window)
 
 
 def booked_pairs(sessions: list[np.ndarray], booked: np.ndarray) -> np.ndarray:
@@ -297,7 +321,8 @@ class EGES:
         a window pair. Each batch's loss and gradient are written out by hand (:func:`pair_gradients`, tested
         equal to autograd). ``optimizer``: ``"adam"`` (``lr`` default 0.01), or ``"sgd"``: word2vec's update
         on the per-item tables (``lr`` default 0.025, decayed linearly to 1e-4 as gensim does; the batch's
-        gradients summed, not averaged) with Adam on the small side tables (at ``lr * 0.4``). ``sparse`` (Adam only): Adam on
+        gradients summed, not averaged) with Adam on the small side tables (at ``lr * 0.4``), compiled
+        (:func:`embed.kernels.sgd_batch`, on as many threads as torch has). ``sparse`` (Adam only): Adam on
         the per-item rows a step touches (:class:`LazyAdam`); dense Adam updates every row of every table on
         every step, which is faster on small catalogues and far slower on large ones. ``None`` picks sparse
         from ``SPARSE_FROM_ITEMS`` items."""
@@ -322,24 +347,21 @@ class EGES:
         self.side: SideInfo | None = None
 
     # ------------------------------------------------------------------ sampling
-    def _market_sampler(self, rng: np.random.Generator):
+    def _negative_tables(self, weights: np.ndarray) -> tuple:
+        """The arguments of :func:`embed.kernels.batch_inputs` that say how negatives are drawn: an alias
+        table for ``weights`` (Walker/Vose: two random numbers per draw, whatever the number of items), the
+        count per pair, then the market field's codes with the items grouped by market, and the count."""
+        from walkers.walk import _build_alias
+
+        prob, alias = _build_alias(np.array([0, len(weights)], dtype=np.int64), np.asarray(weights, np.float64))
+        none = np.zeros(1, np.int64)
         if not self.market_negatives or self.market_field is None or self.market_field not in self.side.fields:
-            return None
-        m = self.side.codes[:, self.side.fields.index(self.market_field)]
-        order = np.argsort(m, kind="stable")
-        counts = np.bincount(m, minlength=len(self.side.vocab[self.side.fields.index(self.market_field)]))
+            return prob, alias, self.negatives, none, none, none, none, 0
+        f = self.side.fields.index(self.market_field)
+        m = np.ascontiguousarray(self.side.codes[:, f])
+        counts = np.bincount(m, minlength=len(self.side.vocab[f]))
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-
-        def sample(centres: np.ndarray) -> np.ndarray:
-            mk = m[centres]
-            pick = offsets[mk][:, None] + (rng.random((len(centres), self.market_negatives)) * counts[mk][:, None]).astype(np.int64)
-            out = order[pick]
-            unknown = mk == UNKNOWN  # no market: fall back to a uniform item
-            if unknown.any():
-                out[unknown] = rng.integers(0, len(m), size=(int(unknown.sum()), self.market_negatives))
-            return out
-
-        return sample
+        return prob, alias, self.negatives, m, np.argsort(m, kind="stable"), offsets, counts, self.market_negatives
 
     def fit(
         self,
@@ -381,8 +403,7 @@ class EGES:
             raise ValueError("no training pairs: the walks are empty or all of length 1. Ingest sessions with at "
                              "least two items (TRANSITION edges), or lower min session length.")
         freq = np.bincount(pairs[:, 1], minlength=n_items).astype(np.float64)
-        noise = unigram_sampler(freq ** self.ns_exponent, rng)
-        market = self._market_sampler(rng)
+        negatives = self._negative_tables(freq ** self.ns_exponent)
 
         sparse = self.sparse if self.sparse is not None else n_items >= SPARSE_FROM_ITEMS
         self.model = EGESModel(n_items, side.cardinalities(), self.dim, sparse=sparse)
@@ -403,56 +424,44 @@ class EGES:
         lazy_opt = LazyAdam([params[k] for k in sorted(lazy)], lr=self.lr) if lazy else None
         dense = [p for k, p in params.items() if k not in lazy and not (sgd and k in per_item)]
         side_lr = self.lr * OPTIMIZERS["adam"] / OPTIMIZERS["sgd"] if sgd else self.lr
-        dense_opt = torch.optim.Adam(dense, lr=side_lr) if dense else None
+        dense_opt = torch.optim.Adam(dense, lr=side_lr, fused=True) if dense else None  # fused: 2.7x faster
         logger.info("EGES: %d items, %d pairs, %s", n_items, len(pairs),
                     "SGD" if sgd else "sparse Adam" if sparse else "dense Adam")
-        codes_t = torch.from_numpy(side.codes)
-        pairs_t, weight_t = torch.from_numpy(pairs), torch.from_numpy(weight)
+        n_context = 1 + negatives[2] + negatives[-1]
+        kernel = _SGDKernel(self.model, self.batch_size, n_context) if sgd else None
+        batch = (np.empty(self.batch_size, np.int64), np.empty((self.batch_size, len(side.fields)), np.int64),
+                 np.empty((self.batch_size, n_context), np.int64), np.empty(self.batch_size, np.float32))
         losses = []
         t0 = time.perf_counter()
         n_steps, step = self.epochs * -(-len(pairs) // self.batch_size), 0
         bar = progress_bar(total=self.epochs * len(pairs), unit="pairs", desc="EGES", enabled=self.progress)
-        for epoch in range(self.epochs):
-            perm = torch.from_numpy(rng.permutation(len(pairs)))
-            total, n_batches = 0.0, 0
-            for s in range(0, len(perm), self.batch_size):
-                sel = perm[s:s + self.batch_size]
-                b = pairs_t.index_select(0, sel)
-                negs = [noise((len(b), self.negatives))]
-                if market is not None:
-                    negs.append(market(b[:, 0].numpy()))
-                context = torch.from_numpy(np.concatenate([b[:, 1:].numpy(), *negs], 1))
-                centre = b[:, 0]
-                w = weight_t.index_select(0, sel)
-                loss, grads = pair_gradients(self.model, centre, codes_t.index_select(0, centre), context,
-                                             w if sgd else w / len(b))
-                with torch.no_grad():
+        # the threads torch is given (the pipeline's --torch-threads) go to the compiled SGD step, or to torch
+        # for Adam; the other side gets one
+        n = torch.get_num_threads()
+        with compute_threads(n, 1) if sgd else compute_threads(1, n):
+            for epoch in range(self.epochs):
+                perm = rng.permutation(len(pairs))
+                total, n_batches = 0.0, 0
+                key = np.uint64(rng.integers(0, 2 ** 63))  # the epoch's negatives: see kernels.batch_inputs
+                for s in range(0, len(perm), self.batch_size):
+                    n = min(self.batch_size, len(perm) - s)
+                    centre, codes, context, w = (a[:n] for a in batch)
+                    batch_inputs(pairs, perm, s, weight, side.codes, *negatives, key, centre, codes, context, w)
                     if sgd:
                         lr = self.lr - (self.lr - min(MIN_SGD_LR, self.lr)) * step / n_steps
-                        for name in per_item:  # (index_add_'s alpha= is 4x slower)
-                            rows, vals = grads.pop(name)
-                            params[name].index_add_(0, rows, vals.mul_(-lr))
-                        loss /= len(b)
-                    merged = {}  # item and attention rows are the same centres: coalesce them once
-                    for name, (rows, vals) in grads.items():
-                        p = params[name]
-                        if name in lazy:
-                            if id(rows) not in merged:
-                                merged[id(rows)] = torch.unique(rows, return_inverse=True)
-                            uniq, inv = merged[id(rows)]
-                            lazy_opt.update_rows(p, uniq, vals.new_zeros((len(uniq), vals.shape[1])).index_add_(0, inv, vals))
-                        else:
-                            p.grad = torch.zeros_like(p).index_add_(0, rows, vals)
-                if dense_opt is not None:
-                    dense_opt.step()
-                step += 1
-                total += loss
-                n_batches += 1
-                bar.update(len(b))
-            losses.append(total / max(n_batches, 1))
-            dt = time.perf_counter() - t0
-            logger.info("EGES epoch %d/%d: loss %.4f, %.0f pairs/s", epoch + 1, self.epochs, losses[-1],
-                        len(pairs) * (epoch + 1) / dt)
+                        loss = kernel.step(centre, codes, context, w, lr) / n
+                    else:
+                        loss = self._adam_step(centre, codes, context, w / n, params, lazy, lazy_opt)
+                    if dense_opt is not None:
+                        dense_opt.step()
+                    step += 1
+                    total += loss
+                    n_batches += 1
+                    bar.update(n)
+                losses.append(total / max(n_batches, 1))
+                dt = time.perf_counter() - t0
+                logger.info("EGES epoch %d/%d: loss %.4f, %.0f pairs/s", epoch + 1, self.epochs, losses[-1],
+                            len(pairs) * (epoch + 1) / dt)
         bar.close()
         seen = np.zeros(n_items, bool)
         seen[pairs[:, 0]] = True
@@ -464,6 +473,25 @@ class EGES:
             np.asarray(item_ids, dtype=object), side.fields, side.vocab,
             {k: v.detach().clone() for k, v in self.model.state_dict().items()})
         return EGESResult(self.embed_all(seen), ~seen, losses, self.attention_weights(), state)
+
+    def _adam_step(self, centre: np.ndarray, codes: np.ndarray, context: np.ndarray, weight: np.ndarray, params,
+                   lazy: set[str], lazy_opt: "LazyAdam | None") -> float:
+        """One batch for Adam: the gradient by :func:`pair_gradients`, then LazyAdam's row update for the
+        ``lazy`` tables and ``p.grad`` for the dense optimizer. Returns the batch's loss."""
+        as_t = torch.from_numpy
+        loss, grads = pair_gradients(self.model, as_t(centre), as_t(codes), as_t(context), as_t(weight))
+        with torch.no_grad():
+            merged = {}  # item and attention rows are the same centres: coalesce them once
+            for name, (rows, vals) in grads.items():
+                p = params[name]
+                if name in lazy:
+                    if id(rows) not in merged:
+                        merged[id(rows)] = torch.unique(rows, return_inverse=True)
+                    uniq, inv = merged[id(rows)]
+                    lazy_opt.update_rows(p, uniq, vals.new_zeros((len(uniq), vals.shape[1])).index_add_(0, inv, vals))
+                else:
+                    p.grad = torch.zeros_like(p).index_add_(0, rows, vals)
+        return loss
 
     @torch.no_grad()
     def _warm_start(self, prev: EGESState, item_ids: np.ndarray, side: SideInfo) -> None:

@@ -399,7 +399,8 @@ def _add_model(p):
     g.add_argument("--dim", type=int, help="EGES dimension (default 32)")
     g.add_argument("--epochs", type=int, help="EGES epochs (default 10)")
     g.add_argument("--torch-threads", type=int,
-                   help="torch threads for EGES (default 1, or $GRAPHRECALL_TORCH_THREADS: Neo4j shares the cores; "
+                   help="threads for EGES: its compiled SGD step's (default 1, or "
+                        "$GRAPHRECALL_TORCH_THREADS: Neo4j shares the cores; "
                         "bench/speed.py section torch_threads measures 1 against 2)")
     g.add_argument("--window", type=int, help="skip-gram window (default 5)")
     g.add_argument("--market-field", help="item field for same-market negatives (default market)")

@@ -101,15 +101,104 @@ def test_shrunk_windows_keep_near_pairs_more_often():
     np.testing.assert_allclose(share, per_walk, rtol=0.05)
 
 
-def test_market_negatives_come_from_the_same_market():
-    side = side_for()
-    model = EGES(market_negatives=4, random_seed=0, progress=False)
+def _draw(model, side, centres, weights, key=7, threads=1):
+    """Batch inputs for ``centres`` (each paired with context 0) from kernels.batch_inputs."""
+    import numba
+
+    from embed.kernels import batch_inputs
+
     model.side = side
-    sample = model._market_sampler(np.random.default_rng(0))
-    centres = np.arange(20).repeat(50)
-    negs = sample(centres)
+    negatives = model._negative_tables(np.asarray(weights, np.float64))
+    n, n_ctx = len(centres), 1 + negatives[2] + negatives[-1]
+    pairs = np.stack([centres, np.zeros_like(centres)], 1)
+    out = (np.empty(n, np.int64), np.empty((n, len(side.fields)), np.int64), np.empty((n, n_ctx), np.int64),
+           np.empty(n, np.float32))
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        batch_inputs(pairs, np.arange(n), 0, np.arange(n, dtype=np.float32), side.codes, *negatives,
+                     np.uint64(key), *out)
+    finally:
+        numba.set_num_threads(before)
+    return out
+
+
+def test_batch_inputs_gather_pairs_and_draw_negatives_by_weight_and_market():
+    side = side_for()
+    centres = np.arange(20).repeat(500)
+    weights = np.arange(20, dtype=np.float64) ** 2  # item 0 is never drawn
+    model = EGES(negatives=3, market_negatives=4, random_seed=0, progress=False)
+    centre, codes, context, w = _draw(model, side, centres, weights)
+    np.testing.assert_array_equal(centre, centres)
+    np.testing.assert_array_equal(codes, side.codes[centres])
+    np.testing.assert_array_equal(w, np.arange(len(centres)))
+    assert (context[:, 0] == 0).all()
+    noise, market = context[:, 1:4], context[:, 4:]
+    freq = np.bincount(noise.ravel(), minlength=20) / noise.size
+    np.testing.assert_allclose(freq, weights / weights.sum(), atol=0.01)
     mk = side.codes[:, side.fields.index("market")]
-    assert (mk[negs] == mk[centres][:, None]).all()
+    assert (mk[market] == mk[centres][:, None]).all()
+    assert len(np.unique(market[centres == 3])) == 10  # uniform over the 10 items of the market
+    # the draws depend on the key and the pair's position only: not on the thread count
+    for got, want in zip(_draw(model, side, centres, weights, threads=2), (centre, codes, context, w)):
+        np.testing.assert_array_equal(got, want)
+    assert not np.array_equal(_draw(model, side, centres, weights, key=8)[2], context)
+    # no market field: only the unigram negatives
+    _, _, context, _ = _draw(EGES(negatives=2, market_field=None, progress=False), side, centres, weights)
+    assert context.shape[1] == 3
+
+
+@pytest.mark.parametrize("negatives,threads", [(0, 1), (3, 1), (3, 2)])
+def test_sgd_kernel_step_equals_pair_gradients(negatives, threads):
+    """The compiled SGD step moves the per-item tables by -lr times pair_gradients' gradient and sums the
+    side tables' gradient, with repeated centres, contexts and side values and weighted pairs; the numbers do
+    not depend on the thread count."""
+    import numba
+
+    from embed.eges import EGESModel, _SGDKernel, compute_threads, pair_gradients
+
+    torch.manual_seed(0)
+    model = EGESModel(30, [4, 6], dim=8)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    b, lr = 64, 0.05
+    centre = torch.randint(0, 30, (b,))
+    codes = torch.stack([torch.randint(0, 4, (b,)), torch.randint(0, 6, (b,))], 1)
+    context = torch.randint(0, 30, (b, 1 + negatives))
+    weight = torch.rand(b) * 3
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    loss, grads = pair_gradients(model, centre, codes, context, weight)
+    want = {k: before[k].clone().index_add_(0, rows, vals * -lr) for k, (rows, vals) in grads.items()
+            if not k.startswith("side")}
+    want_grad = {k: torch.zeros_like(before[k]).index_add_(0, rows, vals) for k, (rows, vals) in grads.items()
+                 if k.startswith("side")}
+    kernel = _SGDKernel(model, b, 1 + negatives)
+    with compute_threads(threads, 1):
+        assert numba.get_num_threads() == min(threads, numba.config.NUMBA_NUM_THREADS)
+        got_loss = kernel.step(centre.numpy(), codes.numpy(), context.numpy(), weight.numpy(), lr)
+    assert got_loss == pytest.approx(loss, rel=1e-5)
+    params = dict(model.named_parameters())
+    for k, v in want.items():
+        torch.testing.assert_close(params[k].detach(), v, rtol=1e-5, atol=1e-6)
+        assert not torch.equal(params[k].detach(), before[k]), k
+    for k, v in want_grad.items():
+        torch.testing.assert_close(params[k].grad, v, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(params[k].detach(), before[k])  # Adam's to move, not the kernel's
+
+
+def test_sgd_training_is_the_same_with_one_or_two_threads():
+    g = two_cluster_graph()
+    walks = random_walks(g, walk_length=8, walks_per_node=20, random_seed=0)
+    runs = []
+    for threads in (1, 2):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            runs.append(EGES(dim=8, epochs=2, batch_size=64, random_seed=0, progress=False).fit(walks, side_for()))
+        finally:
+            torch.set_num_threads(before)
+    np.testing.assert_array_equal(runs[0].embeddings, runs[1].embeddings)
+    assert runs[0].losses == runs[1].losses
 
 
 def test_errors_name_the_fix():
