@@ -65,8 +65,9 @@ class PipelineConfig:
     # LightGBM threads for the rank stage, which runs while Neo4j is idle (sessions read, nothing written yet):
     # on REES46 validation rows the fit took 14.7 s with 2 against 29.3 s with 1, scores equal within 2e-9
     rank_threads: int = 2
-    # EGES's torch threads. 1 by default: Neo4j shares this machine's 2 cores. Measured (bench/speed.py,
-    # section torch_threads): 2 threads are 1.35x faster on idle cores, 13.5x slower while Neo4j works
+    # EGES's threads (torch's count, which its compiled SGD step takes). 1 by default: Neo4j shares this machine's
+    # 2 cores. Measured (bench/speed.py, section torch_threads): 2 threads are 1.5x faster on idle cores, 16x
+    # slower while Neo4j works
     torch_threads: int = field(default_factory=lambda: int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")))
 
 
