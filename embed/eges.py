@@ -21,6 +21,7 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -184,6 +185,22 @@ def pair_gradients(model: EGESModel, centre: torch.Tensor, codes: torch.Tensor, 
     return loss, grads
 
 
+class Negatives(NamedTuple):
+    """The arguments of :func:`embed.kernels.batch_inputs` that say how negatives are drawn, in its order:
+    ``n_noise`` per pair from an alias table (Walker/Vose: two random numbers per draw, whatever the number of
+    items), then ``n_market`` from the centre's market (``market`` codes per item; the items sorted by market
+    in ``order``, each market's ``offsets`` and ``counts`` into it)."""
+
+    prob: np.ndarray
+    alias: np.ndarray
+    n_noise: int
+    market: np.ndarray
+    order: np.ndarray
+    offsets: np.ndarray
+    counts: np.ndarray
+    n_market: int
+
+
 class _SGDKernel:
     """The model's tables as numpy views for :func:`embed.kernels.sgd_batch` (word2vec's update, compiled),
     its scratch buffers, and the side tables' gradients as ``p.grad``, which Adam then reads."""
@@ -215,8 +232,8 @@ class _SGDKernel:
 @contextmanager
 def compute_threads(numba_threads: int, torch_threads: int):
     """numba's and torch's thread counts set inside the block (numba's at most its configured maximum),
-    restored after. Both run OpenMP pools whose idle threads spin for a while: giving the cores to one of
-    them at a time keeps them from fighting (the SGD kernel on 2 threads ran 1.6x slower beside torch's)."""
+    restored after. Both run OpenMP pools whose idle threads wait by spinning, so the cores go to one of
+    them at a time."""
     before = numba.get_num_threads(), torch.get_num_threads()
     numba.set_num_threads(max(1, min(numba_threads, numba.config.NUMBA_NUM_THREADS)))
     torch.set_num_threads(torch_threads)
@@ -347,21 +364,21 @@ class EGES:
         self.side: SideInfo | None = None
 
     # ------------------------------------------------------------------ sampling
-    def _negative_tables(self, weights: np.ndarray) -> tuple:
-        """The arguments of :func:`embed.kernels.batch_inputs` that say how negatives are drawn: an alias
-        table for ``weights`` (Walker/Vose: two random numbers per draw, whatever the number of items), the
-        count per pair, then the market field's codes with the items grouped by market, and the count."""
+    def _negative_tables(self, weights: np.ndarray) -> "Negatives":
+        """How negatives are drawn (:class:`Negatives`): an alias table for ``weights``, and the market
+        field's codes with the items grouped by market."""
         from walkers.walk import _build_alias
 
         prob, alias = _build_alias(np.array([0, len(weights)], dtype=np.int64), np.asarray(weights, np.float64))
         none = np.zeros(1, np.int64)
         if not self.market_negatives or self.market_field is None or self.market_field not in self.side.fields:
-            return prob, alias, self.negatives, none, none, none, none, 0
+            return Negatives(prob, alias, self.negatives, none, none, none, none, 0)
         f = self.side.fields.index(self.market_field)
         m = np.ascontiguousarray(self.side.codes[:, f])
         counts = np.bincount(m, minlength=len(self.side.vocab[f]))
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        return prob, alias, self.negatives, m, np.argsort(m, kind="stable"), offsets, counts, self.market_negatives
+        return Negatives(prob, alias, self.negatives, m, np.argsort(m, kind="stable"), offsets, counts,
+                         self.market_negatives)
 
     def fit(
         self,
@@ -427,7 +444,7 @@ class EGES:
         dense_opt = torch.optim.Adam(dense, lr=side_lr, fused=True) if dense else None  # fused: 2.7x faster
         logger.info("EGES: %d items, %d pairs, %s", n_items, len(pairs),
                     "SGD" if sgd else "sparse Adam" if sparse else "dense Adam")
-        n_context = 1 + negatives[2] + negatives[-1]
+        n_context = 1 + negatives.n_noise + negatives.n_market
         kernel = _SGDKernel(self.model, self.batch_size, n_context) if sgd else None
         batch = (np.empty(self.batch_size, np.int64), np.empty((self.batch_size, len(side.fields)), np.int64),
                  np.empty((self.batch_size, n_context), np.int64), np.empty(self.batch_size, np.float32))
@@ -437,8 +454,8 @@ class EGES:
         bar = progress_bar(total=self.epochs * len(pairs), unit="pairs", desc="EGES", enabled=self.progress)
         # the threads torch is given (the pipeline's --torch-threads) go to the compiled SGD step, or to torch
         # for Adam; the other side gets one
-        n = torch.get_num_threads()
-        with compute_threads(n, 1) if sgd else compute_threads(1, n):
+        threads = torch.get_num_threads()
+        with compute_threads(threads, 1) if sgd else compute_threads(1, threads):
             for epoch in range(self.epochs):
                 perm = rng.permutation(len(pairs))
                 total, n_batches = 0.0, 0

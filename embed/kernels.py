@@ -27,9 +27,10 @@ def sgd_batch(item_w, att_w, ctx_w, side_w, side_grad, centre, codes, context, w
     ``item_w`` (n, d), ``att_w`` (n, 1 + F), ``ctx_w`` (n, d): float32 tables, updated in place.
     ``side_w``: a tuple of F (c_f, d) tables, read only; ``side_grad``: a matching tuple, gradients added.
     ``centre`` (B,) items with side ``codes`` (B, F); ``context`` (B, 1 + K): the positive context first,
-    then K negatives; ``weight`` (B,) per pair (contiguous arrays: gathered by numpy, whose tight loops
-    overlap the cache misses, 1.7x faster than gathering here). Scratch: ``s_buf``, ``da_buf`` (B, 1 + F); ``h_buf``, ``dh_buf`` (B, d);
-    ``g_buf`` (B, 1 + K), float32. ``n_threads``: numba's thread count (``numba.get_num_threads()``).
+    then K negatives; ``weight`` (B,) per pair. They are gathered beforehand by :func:`batch_inputs`, a
+    tight loop that overlaps the cache misses; gathering them from the pair table inside this loop cost
+    more than that pass (profiled once: 1.7x this loop's time). Scratch: ``s_buf``, ``da_buf`` (B, 1 + F); ``h_buf``, ``dh_buf`` (B, d); ``g_buf`` (B, 1 + K),
+    float32. ``n_threads``: numba's thread count (``numba.get_num_threads()``).
     Returns the summed loss ``-sum_b w_b (log s(h_b.u_pos) + sum_k log s(-h_b.u_k))``.
     """
     n_pairs, n_fields, n_ctx, dim = centre.shape[0], codes.shape[1], context.shape[1], item_w.shape[1]

@@ -109,7 +109,7 @@ def _draw(model, side, centres, weights, key=7, threads=1):
 
     model.side = side
     negatives = model._negative_tables(np.asarray(weights, np.float64))
-    n, n_ctx = len(centres), 1 + negatives[2] + negatives[-1]
+    n, n_ctx = len(centres), 1 + negatives.n_noise + negatives.n_market
     pairs = np.stack([centres, np.zeros_like(centres)], 1)
     out = (np.empty(n, np.int64), np.empty((n, len(side.fields)), np.int64), np.empty((n, n_ctx), np.int64),
            np.empty(n, np.float32))
