@@ -115,10 +115,10 @@ def bench_embeddings(g, walks, rounds: int = 3) -> dict:
     torch's count, which its compiled SGD step takes; gensim: ``workers``). Also gensim with its default
     down-sampling, and EGES with Adam (the torch step). Each time is the median of ``rounds``, interleaved, so
     that a slow spell of the shared machine hits every variant alike."""
-    import torch
     from gensim.models import Word2Vec
 
     from embed.eges import EGES, SideInfo
+    from graphrecall.pipeline import torch_threads
     from walkers.walk import walks_to_corpus
 
     side = SideInfo.from_columns(g.side)
@@ -126,13 +126,9 @@ def bench_embeddings(g, walks, rounds: int = 3) -> dict:
     corpus = [[str(x) for x in w] for w in walks_to_corpus(walks)]
 
     def eges(optimizer, threads):
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             EGES(dim=32, window=5, epochs=1, batch_size=4096, market_negatives=2, optimizer=optimizer,
                  progress=False).fit(walks, side, sessions=g.sessions, booked=g.booked)
-        finally:
-            torch.set_num_threads(before)
 
     def gensim(sample, workers):
         Word2Vec(corpus, vector_size=32, window=5, sg=1, negative=5, min_count=1, epochs=1, sample=sample,
