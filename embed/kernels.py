@@ -128,6 +128,12 @@ def _uniform(key, counter):
     return float(z >> np.uint64(11)) * _TO_UNIT
 
 
+@numba.njit(inline="always")
+def _index(u, n):
+    """The index in ``range(n)`` that a float ``u`` in [0, 1) picks uniformly."""
+    return min(int(u * n), n - 1)
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def batch_inputs(pairs, perm, start, weight, side_codes, noise_prob, noise_alias, n_noise, market, market_order,
                  market_offsets, market_counts, n_market, key, centre, codes, context, weights):
@@ -154,7 +160,7 @@ def batch_inputs(pairs, perm, start, weight, side_codes, noise_prob, noise_alias
             codes[b, f] = side_codes[c, f]
         counter = pos * n_ctx * 2
         for k in range(n_noise):
-            i = min(int(_uniform(key, counter) * n_items), n_items - 1)
+            i = _index(_uniform(key, counter), n_items)
             keep = _uniform(key, counter + 1) < noise_prob[i]
             context[b, 1 + k] = i if keep else noise_alias[i]
             counter += 2
@@ -162,10 +168,9 @@ def batch_inputs(pairs, perm, start, weight, side_codes, noise_prob, noise_alias
         for k in range(n_market):
             u = _uniform(key, counter)
             if m == 0:
-                context[b, 1 + n_noise + k] = min(int(u * n_items), n_items - 1)
+                context[b, 1 + n_noise + k] = _index(u, n_items)
             else:
-                n = market_counts[m]
-                context[b, 1 + n_noise + k] = market_order[market_offsets[m] + min(int(u * n), n - 1)]
+                context[b, 1 + n_noise + k] = market_order[market_offsets[m] + _index(u, market_counts[m])]
             counter += 2
 
 

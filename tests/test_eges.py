@@ -103,8 +103,7 @@ def test_shrunk_windows_keep_near_pairs_more_often():
 
 def _draw(model, side, centres, weights, key=7, threads=1):
     """Batch inputs for ``centres`` (each paired with context 0) from kernels.batch_inputs."""
-    import numba
-
+    from embed.eges import compute_threads
     from embed.kernels import batch_inputs
 
     model.side = side
@@ -113,13 +112,9 @@ def _draw(model, side, centres, weights, key=7, threads=1):
     pairs = np.stack([centres, np.zeros_like(centres)], 1)
     out = (np.empty(n, np.int64), np.empty((n, len(side.fields)), np.int64), np.empty((n, n_ctx), np.int64),
            np.empty(n, np.float32))
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    try:
+    with compute_threads(threads, torch.get_num_threads()):
         batch_inputs(pairs, np.arange(n), 0, np.arange(n, dtype=np.float32), side.codes, *negatives,
                      np.uint64(key), *out)
-    finally:
-        numba.set_num_threads(before)
     return out
 
 
@@ -187,16 +182,14 @@ def test_sgd_kernel_step_equals_pair_gradients(negatives, threads):
 
 
 def test_sgd_training_is_the_same_with_one_or_two_threads():
+    from graphrecall.pipeline import torch_threads
+
     g = two_cluster_graph()
     walks = random_walks(g, walk_length=8, walks_per_node=20, random_seed=0)
     runs = []
     for threads in (1, 2):
-        before = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             runs.append(EGES(dim=8, epochs=2, batch_size=64, random_seed=0, progress=False).fit(walks, side_for()))
-        finally:
-            torch.set_num_threads(before)
     np.testing.assert_array_equal(runs[0].embeddings, runs[1].embeddings)
     assert runs[0].losses == runs[1].losses
 
