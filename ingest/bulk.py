@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from ingest.columnar import COLUMNAR_FORMATS, read_event_columns, read_event_rows
+from ingest.columnar import read_frame
 from ingest.formats import ColumnMapping, RejectSink
 from ingest.sessions import DEFAULT_SESSION_GAP, derive_rows
 from ingest.writer import (DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _report_rejects, _start_report,
@@ -46,12 +46,9 @@ def _derive(path: Path, fmt: str, reject_dir, mapping, session_gap: int, min_rat
     """One file's rows and report, exactly as :func:`ingest.writer.ingest_events` derives them; adds the
     seconds spent reading and deriving rows to ``timings``."""
     t0 = time.perf_counter()
-    report, reject_path = _start_report(path, reject_dir, f"a {fmt} event log")
+    report, reject_path, _ = _start_report(path, reject_dir, f"a {fmt} event log")
     with RejectSink(path, reject_path) as sink:
-        if fmt in COLUMNAR_FORMATS and mapping is None:  # numpy over blocks of lines, the same events and rejects
-            frame, side = read_event_columns(path, fmt, sink, progress=progress)
-        else:
-            frame, side = read_event_rows(path, fmt, sink, mapping=mapping, min_rating=min_rating, progress=progress)
+        frame, side = read_frame(path, fmt, sink, mapping=mapping, min_rating=min_rating, progress=progress)
     n_events = len(frame)
     t_read = time.perf_counter() - t0
     _report_rejects(report, sink, n_events, reject_path)

@@ -80,6 +80,15 @@ def read_event_columns(path: str | Path, fmt: str, sink: RejectSink, *, block_by
     return reader.result()
 
 
+def read_frame(path: str | Path, fmt: str, sink: RejectSink, *, mapping=None, min_rating: float = 4.0,
+               progress: bool = False) -> tuple[pd.DataFrame, dict[str, dict]]:
+    """``(events, side)`` of a whole file, as :func:`read_event_columns` returns them: read by columns for
+    REES46 and Taobao logs without a column mapping, else by :func:`read_event_rows` (the same output)."""
+    if fmt in COLUMNAR_FORMATS and mapping is None:
+        return read_event_columns(path, fmt, sink, progress=progress)
+    return read_event_rows(path, fmt, sink, mapping=mapping, min_rating=min_rating, progress=progress)
+
+
 def read_event_rows(path: str | Path, fmt: str, sink: RejectSink, *, mapping=None, min_rating: float = 4.0,
                     progress: bool = False) -> tuple[pd.DataFrame, dict[str, dict]]:
     """What :func:`read_event_columns` returns, read by the row reader (:func:`read_events`, any format):

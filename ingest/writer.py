@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from graphrecall.progress import progress_bar
+from ingest.columnar import read_frame
 from ingest.formats import ColumnMapping, Event, ItemInfo, RejectSink, read_events, read_items
 from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, derive_rows, merge_side
 from ingest.spill import SortedRuns, user_groups
@@ -106,12 +107,15 @@ def batch_key(prefix: str, kind: str, index: int) -> str:
     return f"{prefix}:{kind}:{index}"
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
+def file_digest(path: str | Path) -> tuple[str, int]:
+    """``(sha256, lines)`` of a file, a last line without a newline counted too."""
+    h, lines, last = hashlib.sha256(), 0, b"\n"
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return h.hexdigest(), lines + (last != b"\n")
 
 
 def _write_batch(tx, query: str, rows: list[dict], key: str, sha: str, kind: str, index: int, batch_size: int,
@@ -197,9 +201,23 @@ def ingest_events(
 
     Memory is bounded by ``max_events_in_memory``: a larger file is sorted by (user, time) on
     disk (in ``spill_dir``, default the system temp dir) and written in groups of whole users,
-    which gives the same graph as one piece. Keep the value when resuming a killed ingest."""
+    which gives the same graph as one piece. Keep the value when resuming a killed ingest.
+
+    A file of at most ``max_events_in_memory`` lines is read whole, as columns
+    (:func:`ingest.columnar.read_frame`: REES46 and Taobao logs by blocks of lines); a longer one is
+    streamed into the sorter, row by row. Both give the same rows."""
     path, t0 = Path(path), time.perf_counter()
-    report, reject_path = _start_report(path, reject_dir, f"a {fmt} event log")
+    report, reject_path, lines = _start_report(path, reject_dir, f"a {fmt} event log")
+    if lines <= max_events_in_memory:  # every event is a line: the whole file fits
+        with RejectSink(path, reject_path) as sink:
+            frame, side = read_frame(path, fmt, sink, mapping=mapping, min_rating=min_rating, progress=progress)
+        _report_rejects(report, sink, len(frame), reject_path)
+        writer = GraphWriter(driver, database, batch_size, progress)
+        writer.check_resume(report.sha256, report.path)
+        rows = derive_rows(frame, session_gap, items=[{"id": i, "props": side[i]} for i in sorted(side)])
+        del frame, side
+        writer.write(rows, report.sha256, report.path, report)
+        return _done(report, t0)
     side: dict[str, dict] = {}
     with SortedRuns(max_events_in_memory, spill_dir) as runs:
         with RejectSink(path, reject_path) as sink:
@@ -245,7 +263,7 @@ def ingest_items(
 ) -> IngestReport:
     """Item catalog (side info) ingest; setting properties is idempotent by nature."""
     path, t0 = Path(path), time.perf_counter()
-    report, reject_path = _start_report(path, reject_dir, "an item catalog")
+    report, reject_path, _ = _start_report(path, reject_dir, "an item catalog")
     with RejectSink(path, reject_path) as sink:
         infos: list[ItemInfo] = list(read_items(path, fmt, sink, mapping))
     latest: dict[str, dict] = {}
@@ -264,12 +282,14 @@ def _as_events(tuples) -> list[Event]:
     return [Event(u, i, t, ts, line) for u, ts, line, i, t in tuples]
 
 
-def _start_report(path: Path, reject_dir, what: str) -> tuple[IngestReport, Path]:
+def _start_report(path: Path, reject_dir, what: str) -> tuple[IngestReport, Path, int]:
+    """The report (with the file's sha256), the reject file's path (removed) and the file's line count."""
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file; pass the path of {what}")
     reject_path = Path(reject_dir or "graphrecall-rejects") / f"{path.name}.rejects.csv"
     reject_path.unlink(missing_ok=True)
-    return IngestReport(path=str(path), sha256=file_sha256(path)), reject_path
+    sha, lines = file_digest(path)
+    return IngestReport(path=str(path), sha256=sha), reject_path, lines
 
 
 def _report_rejects(report: IngestReport, sink: RejectSink, n_ok: int, reject_path: Path) -> None:

@@ -285,6 +285,25 @@ def test_ingest_sorted_on_disk_equals_one_piece(driver, tmp_path, path, fmt):
     assert again.batches_written == 0 and graph_fingerprint(driver) == clean
 
 
+def test_file_longer_than_the_memory_cap_with_events_that_fit_is_one_piece(driver, tmp_path):
+    """A file with more lines than --max-events-in-memory but fewer good events is streamed by rows and not
+    spilled: the whole-file (columnar) reader's graph and rejects, and batches a default re-ingest skips."""
+    from conftest import wipe
+
+    src = (DATA / "rees46_head300.csv").read_text(encoding="utf-8").splitlines()
+    path = write_lines(tmp_path / "padded.csv", src + [BAD["bad time"], BAD["unknown event"]] * 20)
+    cap = len(src) + 39  # one line short of the file
+    whole = ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=50, progress=False)
+    clean, rejects = graph_fingerprint(driver), Path(whole.reject_path).read_bytes()
+    wipe(driver)
+    streamed = ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=50, progress=False,
+                             max_events_in_memory=cap)
+    assert streamed.lines_ok == whole.lines_ok < cap and streamed.rejected == whole.rejected >= 40
+    assert graph_fingerprint(driver) == clean and Path(streamed.reject_path).read_bytes() == rejects
+    again = ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=50, progress=False)
+    assert again.batches_written == 0 and graph_fingerprint(driver) == clean
+
+
 def test_resume_sorted_on_disk_after_failure_and_other_grouping_refused(driver, tmp_path, monkeypatch):
     path = DATA / "taobao_300.csv"
     ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
