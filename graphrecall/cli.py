@@ -108,10 +108,12 @@ def cmd_ingest(args) -> int:
                 rep = ingest_events(driver, f, args.format, reject_dir=args.reject_dir, mapping=mapping,
                                     session_gap=int(args.session_gap_minutes * 60), min_rating=args.min_rating,
                                     batch_size=args.batch_size, max_events_in_memory=args.max_events_in_memory,
-                                    spill_dir=args.spill_dir, database=settings.database, progress=not args.quiet)
+                                    spill_dir=args.spill_dir, database=settings.database, progress=not args.quiet,
+                                    workers=args.workers)
             else:
                 rep = ingest_items(driver, f, args.format, reject_dir=args.reject_dir, mapping=mapping,
-                                   batch_size=args.batch_size, database=settings.database, progress=not args.quiet)
+                                   batch_size=args.batch_size, database=settings.database, progress=not args.quiet,
+                                   workers=args.workers)
             print(rep.summary())
             total_rejects += rep.rejected
         from query.scores import bump_data_version
@@ -453,6 +455,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--min-rating", type=float, default=4.0, help="MovieLens: rating >= this is rated_high")
     s.add_argument("--reject-dir", type=Path, default=Path("graphrecall-rejects"), help="where reject CSVs go")
     s.add_argument("--batch-size", type=int, default=2000, help="rows per transaction (keep it when resuming)")
+    s.add_argument("--workers", type=int, default=2,
+                   help="write transactions at a time over Bolt (default 2; any value writes the same graph)")
     s.add_argument("--max-events-in-memory", type=int, default=2_000_000,
                    help="events held in memory per file; a larger file is sorted on disk and written in groups of "
                         "whole users, with the same result (keep it when resuming; default 2,000,000)")

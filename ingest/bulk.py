@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import csv
 import logging
-import math
 import os
 import subprocess
 import tempfile
@@ -29,8 +28,8 @@ from typing import Sequence
 from ingest.columnar import read_frame
 from ingest.formats import ColumnMapping, RejectSink
 from ingest.sessions import DEFAULT_SESSION_GAP, derive_rows
-from ingest.writer import (DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _report_rejects, _start_report,
-                           batch_key)
+from ingest.writer import (BATCH_LAYOUT, DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _report_rejects,
+                           _start_report, batch_key, kind_batches)
 
 logger = logging.getLogger(__name__)
 
@@ -58,12 +57,12 @@ def _derive(path: Path, fmt: str, reject_dir, mapping, session_gap: int, min_rat
     del frame
     markers = []
     for kind, _ in KIND_QUERIES:
-        n = len(getattr(rows, kind))
-        report.rows[kind] = n
-        for index in range(math.ceil(n / batch_size)):
-            markers.append({"key": batch_key(report.sha256, kind, index), "file_sha": report.sha256, "kind": kind,
-                            "index": index, "batch_size": batch_size, "grouping": 0,
-                            "rows": min(batch_size, n - index * batch_size), "source": report.path})
+        data = getattr(rows, kind)
+        report.rows[kind] = len(data)
+        for b in kind_batches(kind, data, batch_size):
+            markers.append({"key": batch_key(report.sha256, kind, b.index), "file_sha": report.sha256, "kind": kind,
+                            "index": b.index, "batch_size": batch_size, "grouping": 0, "layout": BATCH_LAYOUT,
+                            "rows": len(b.rows), "source": report.path})
     report.batches_written = len(markers)
     report.seconds = time.perf_counter() - t0
     if timings is not None:
@@ -132,9 +131,9 @@ def write_import_csv(out: Path, derived: list) -> dict[str, tuple[str, str]]:
                  s["n_events"], ARRAY_DELIMITER.join(map(str, s["counts"]))] for s in sessions.values()))
     files["sessions.csv"] = ("nodes", "Session")
     _write_csv(out / "batches.csv", ["key:ID(IngestBatch)", "file_sha", "kind", "index:long", "batch_size:long",
-                                     "grouping:long", "rows:long", "source", "at:datetime"],
-               ([m["key"], m["file_sha"], m["kind"], m["index"], m["batch_size"], m["grouping"], m["rows"],
-                 m["source"], now] for m in markers))
+                                     "grouping:long", "layout:long", "rows:long", "source", "at:datetime"],
+               ([m["key"], m["file_sha"], m["kind"], m["index"], m["batch_size"], m["grouping"], m["layout"],
+                 m["rows"], m["source"], now] for m in markers))
     files["batches.csv"] = ("nodes", "IngestBatch")
     _write_csv(out / "engaged.csv", [":START_ID(User)", ":END_ID(Item)", "type", "count:long", "first_ts:long",
                                      "last_ts:long"],

@@ -7,15 +7,22 @@ skipped, so:
 
 * re-ingesting the same file changes no counts;
 * an ingest killed mid-file resumes where it stopped (committed batches are
-  skipped; the one in flight was rolled back) and ends with the same graph as
+  skipped; the ones in flight were rolled back) and ends with the same graph as
   one clean run.
+
+Batches of one kind run ``workers`` at a time, in lanes (:func:`kind_batches`) chosen so that two
+transactions running together never wait for each other in a circle (no deadlock): the server works
+on two cores instead of one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +59,7 @@ ON CREATE SET s.user = r.user, s.start_ts = r.start_ts, s.end_ts = r.end_ts,
 MERGE (u:User {id: r.user})
 MERGE (u)-[:HAS_SESSION]->(s)
 WITH s, r WHERE r.booked IS NOT NULL
+WITH s, r ORDER BY r.booked  // every user first, then the booked items in id order: batches never lock in a circle
 MERGE (b:Item {id: r.booked})
 MERGE (s)-[:BOOKED]->(b)
 """
@@ -67,10 +75,13 @@ ON MATCH SET t.weight = t.weight + r.weight
 
 Q_MARK = """
 CREATE (:IngestBatch {key: $key, file_sha: $sha, kind: $kind, index: $index, batch_size: $batch_size,
-                      grouping: $grouping, rows: $n, source: $source, at: datetime()})
+                      grouping: $grouping, layout: $layout, rows: $n, source: $source, at: datetime()})
 """
 
 DEFAULT_MAX_EVENTS = 2_000_000
+DEFAULT_WORKERS = 2  # write transactions at a time: the server's work spreads over this machine's two cores
+BATCH_LAYOUT = 2  # how rows are cut into batches; markers written before it existed count as layout 1
+ENGAGED_LANES = 4
 
 KIND_QUERIES = (("items", Q_ITEMS), ("engaged", Q_ENGAGED), ("sessions", Q_SESSIONS), ("transitions", Q_TRANSITIONS))
 
@@ -102,6 +113,43 @@ class IngestReport:
         return s
 
 
+@dataclass(frozen=True)
+class Batch:
+    index: int  # its number in the kind (its key)
+    lane: int  # batches of one lane run one after the other; lanes run side by side
+    rows: list
+
+
+def engaged_lane(item: str) -> int:
+    return zlib.crc32(item.encode("utf-8")) % ENGAGED_LANES
+
+
+def kind_batches(kind: str, rows: list, batch_size: int, layout: int = BATCH_LAYOUT) -> list[Batch]:
+    """One kind's batches, in key order, with their lanes. A relationship's transaction locks both its nodes
+    until it commits, so the lanes are cut so that transactions in different lanes take their shared locks
+    in one order:
+
+    * ``engaged`` (layout 2): rows grouped by lane, the CRC-32 of the item id modulo ``ENGAGED_LANES``, and
+      cut per lane. Two lanes share no item; the users they share are locked in row (user) order by both.
+    * ``sessions``: every batch its own lane. ``Q_SESSIONS`` locks all its users (row order) before the
+      booked items (id order).
+    * ``items``: every batch its own lane (an item is in one row).
+    * ``transitions`` (both ends are items), and ``engaged`` in layout 1 (the rows cut in order, as files
+      partly ingested before layout 2 were): one lane."""
+    if kind == "engaged" and layout >= 2:
+        by_lane: list[list] = [[] for _ in range(ENGAGED_LANES)]
+        lane_of = {i: engaged_lane(i) for i in {r["item"] for r in rows}}
+        for r in rows:
+            by_lane[lane_of[r["item"]]].append(r)
+        out: list[Batch] = []
+        for lane, part in enumerate(by_lane):
+            out.extend(Batch(len(out), lane, part[s:s + batch_size]) for s in range(0, len(part), batch_size))
+        return out
+    one_lane = kind in ("engaged", "transitions")
+    return [Batch(i, 0 if one_lane else i, rows[s:s + batch_size])
+            for i, s in enumerate(range(0, len(rows), batch_size))]
+
+
 def batch_key(prefix: str, kind: str, index: int) -> str:
     """The ``(:IngestBatch {key})`` of one batch: ``prefix`` is the file's sha256 (and ``:g<N>`` for a user group)."""
     return f"{prefix}:{kind}:{index}"
@@ -119,35 +167,41 @@ def file_digest(path: str | Path) -> tuple[str, int]:
 
 
 def _write_batch(tx, query: str, rows: list[dict], key: str, sha: str, kind: str, index: int, batch_size: int,
-                 grouping: int, source: str) -> bool:
+                 grouping: int, layout: int, source: str) -> bool:
     if tx.run("MATCH (b:IngestBatch {key: $key}) RETURN count(b) AS n", key=key).single()["n"]:
         return False
     tx.run(query, rows=rows).consume()
     tx.run(Q_MARK, key=key, sha=sha, kind=kind, index=index, batch_size=batch_size, grouping=grouping,
-           n=len(rows), source=source).consume()
+           layout=layout, n=len(rows), source=source).consume()
     return True
 
 
 class GraphWriter:
-    """Writes :class:`DerivedRows` for one source file with checkpointed batches.
+    """Writes :class:`DerivedRows` for one source file with checkpointed batches, ``workers`` transactions
+    at a time (see :func:`kind_batches`; 1 writes them in key order).
 
     ``grouping`` is 0 when the file's rows were derived in one piece, else the number of events
     per user group (``max_events_in_memory``); batch keys depend on it and on ``batch_size``,
-    so a resume must use the same two values, and :meth:`check_resume` says so."""
+    so a resume must use the same two values, and :meth:`check_resume` says so. It also takes the
+    file's batch layout from its committed markers."""
 
-    def __init__(self, driver, database: str = "neo4j", batch_size: int = 2000, progress: bool = True, grouping: int = 0):
+    def __init__(self, driver, database: str = "neo4j", batch_size: int = 2000, progress: bool = True, grouping: int = 0,
+                 workers: int = DEFAULT_WORKERS):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1 (concurrent write transactions), got {workers}")
         self.driver, self.database, self.batch_size, self.progress = driver, database, batch_size, progress
-        self.grouping = grouping
+        self.grouping, self.workers, self.layout = grouping, workers, BATCH_LAYOUT
 
     def check_resume(self, sha: str, path: str) -> None:
         with self.driver.session(database=self.database) as s:
-            seen = [(r["bs"], r["g"]) for r in s.run(
-                "MATCH (b:IngestBatch {file_sha: $sha}) RETURN DISTINCT b.batch_size AS bs, coalesce(b.grouping, 0) AS g",
+            seen = [(r["bs"], r["g"], r["layout"]) for r in s.run(
+                "MATCH (b:IngestBatch {file_sha: $sha}) "
+                "RETURN DISTINCT b.batch_size AS bs, coalesce(b.grouping, 0) AS g, coalesce(b.layout, 1) AS layout",
                 sha=sha)]
-        if seen and seen != [(self.batch_size, self.grouping)]:
-            bs, g = seen[0]
+        if seen and {(bs, g) for bs, g, _ in seen} != {(self.batch_size, self.grouping)}:
+            bs, g, _ = seen[0]
             how = f"--batch-size {bs}"
             if g != self.grouping:
                 how += (f" and --max-events-in-memory {g}" if g else
@@ -156,30 +210,65 @@ class GraphWriter:
                 f"{path} was partly ingested with other settings; resume with {how} "
                 "so that the committed batches are recognised (otherwise rows would be counted twice)."
             )
+        if seen:  # a file begun by an older version keeps its cut, so its committed batches are recognised
+            self.layout = min(layout for _, _, layout in seen)
 
     def write(self, rows: DerivedRows, sha: str, source: str, report: IngestReport, part: str | None = None) -> IngestReport:
-        """Write every kind of ``rows``; ``part`` (a user group) goes into the batch keys."""
+        """Write every kind of ``rows``, one kind after the other; ``part`` (a user group) goes into the batch keys."""
         total = sum(len(getattr(rows, k)) for k, _ in KIND_QUERIES)
         bar = progress_bar(total=total, unit="rows", desc=f"write {Path(source).name}", enabled=self.progress)
         prefix = sha if part is None else f"{sha}:{part}"
+        lock = threading.Lock()
+
+        def run(session, kind: str, query: str, batch: Batch) -> None:
+            wrote = session.execute_write(_write_batch, query, batch.rows, batch_key(prefix, kind, batch.index), sha,
+                                          kind, batch.index, self.batch_size, self.grouping, self.layout, source)
+            with lock:
+                if wrote:
+                    report.batches_written += 1
+                else:
+                    report.batches_skipped += 1
+                bar.update(len(batch.rows))
+
         try:
-            with self.driver.session(database=self.database) as session:
-                for kind, query in KIND_QUERIES:
-                    data = getattr(rows, kind)
-                    report.rows[kind] = report.rows.get(kind, 0) + len(data)
-                    for index, start in enumerate(range(0, len(data), self.batch_size)):
-                        chunk = data[start:start + self.batch_size]
-                        key = batch_key(prefix, kind, index)
-                        wrote = session.execute_write(_write_batch, query, chunk, key, sha, kind, index,
-                                                      self.batch_size, self.grouping, source)
-                        if wrote:
-                            report.batches_written += 1
-                        else:
-                            report.batches_skipped += 1
-                        bar.update(len(chunk))
+            for kind, query in KIND_QUERIES:
+                data = getattr(rows, kind)
+                report.rows[kind] = report.rows.get(kind, 0) + len(data)
+                lanes: dict[int, list[Batch]] = {}
+                for b in kind_batches(kind, data, self.batch_size, self.layout):
+                    lanes.setdefault(b.lane, []).append(b)
+                # every other lane runs backwards: two lanes that lock the same users in the same order then
+                # meet once in the middle instead of waiting on each other batch after batch
+                order = [lane if k % 2 == 0 else lane[::-1] for k, lane in enumerate(lanes.values())]
+                self._run_lanes(order, lambda session, b: run(session, kind, query, b))
         finally:
             bar.close()
         return report
+
+    def _run_lanes(self, lanes: list[list[Batch]], work) -> None:
+        """Each lane's batches in order, ``workers`` lanes at a time, each in its own session; the first
+        error stops the lanes after their current batch and is raised once they have."""
+        stop = threading.Event()
+
+        def run_lane(batches: list[Batch]) -> None:
+            with self.driver.session(database=self.database) as session:
+                for b in batches:
+                    if stop.is_set():
+                        return
+                    work(session, b)
+
+        if self.workers == 1 or len(lanes) <= 1:
+            for lane in lanes:
+                run_lane(lane)
+            return
+        with ThreadPoolExecutor(min(self.workers, len(lanes)), thread_name_prefix="graphrecall-write") as pool:
+            futures = [pool.submit(run_lane, lane) for lane in lanes]
+            try:
+                for f in as_completed(futures):
+                    f.result()
+            except BaseException:
+                stop.set()
+                raise
 
 
 def ingest_events(
@@ -196,12 +285,14 @@ def ingest_events(
     spill_dir: str | Path | None = None,
     database: str = "neo4j",
     progress: bool = True,
+    workers: int = DEFAULT_WORKERS,
 ) -> IngestReport:
     """Read, validate, sessionise and write one event file. Returns an :class:`IngestReport`.
 
     Memory is bounded by ``max_events_in_memory``: a larger file is sorted by (user, time) on
     disk (in ``spill_dir``, default the system temp dir) and written in groups of whole users,
     which gives the same graph as one piece. Keep the value when resuming a killed ingest.
+    ``workers`` write transactions run at a time (any value gives the same graph and batches).
 
     A file of at most ``max_events_in_memory`` lines is read whole, as columns
     (:func:`ingest.columnar.read_frame`: REES46 and Taobao logs by blocks of lines); a longer one is
@@ -212,7 +303,7 @@ def ingest_events(
         with RejectSink(path, reject_path) as sink:
             frame, side = read_frame(path, fmt, sink, mapping=mapping, min_rating=min_rating, progress=progress)
         _report_rejects(report, sink, len(frame), reject_path)
-        writer = GraphWriter(driver, database, batch_size, progress)
+        writer = GraphWriter(driver, database, batch_size, progress, workers=workers)
         writer.check_resume(report.sha256, report.path)
         rows = derive_rows(frame, session_gap, items=[{"id": i, "props": side[i]} for i in sorted(side)])
         del frame, side
@@ -231,7 +322,7 @@ def ingest_events(
         items = [{"id": i, "props": side.pop(i)} for i in sorted(side)]
         # spilled: one bar over all events below instead of a bar per user group
         writer = GraphWriter(driver, database, batch_size, progress and not runs.spilled,
-                             grouping=max_events_in_memory if runs.spilled else 0)
+                             grouping=max_events_in_memory if runs.spilled else 0, workers=workers)
         writer.check_resume(report.sha256, report.path)
         if not runs.spilled:
             rows = derive_rows(_as_events(runs), session_gap, items=items)
@@ -260,6 +351,7 @@ def ingest_items(
     batch_size: int = 2000,
     database: str = "neo4j",
     progress: bool = True,
+    workers: int = DEFAULT_WORKERS,
 ) -> IngestReport:
     """Item catalog (side info) ingest; setting properties is idempotent by nature."""
     path, t0 = Path(path), time.perf_counter()
@@ -271,7 +363,7 @@ def ingest_items(
         latest.setdefault(info.item, {}).update({k: v for k, v in info.side.items() if v is not None})
     rows = DerivedRows([{"id": k, "props": latest[k]} for k in sorted(latest)], [], [], [])
     _report_rejects(report, sink, len(infos), reject_path)
-    writer = GraphWriter(driver, database, batch_size, progress)
+    writer = GraphWriter(driver, database, batch_size, progress, workers=workers)
     writer.check_resume(report.sha256, report.path)
     writer.write(rows, report.sha256, report.path, report)
     return _done(report, t0)

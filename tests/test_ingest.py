@@ -209,13 +209,83 @@ def test_resume_after_failure_mid_file_equals_clean_run(driver, tmp_path, monkey
     from conftest import wipe
 
     wipe(driver)
-    with killed_at_batch(monkeypatch, 4):
-        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=50, progress=False)
+    with killed_at_batch(monkeypatch, 4):  # one writer: exactly three batches committed
+        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=50, progress=False, workers=1)
     partial = graph_fingerprint(driver)
     assert partial != clean
     rep = ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=50, progress=False)
     assert rep.batches_skipped == 3
     assert graph_fingerprint(driver) == clean
+
+
+def test_concurrent_writers_give_the_one_writer_graph_and_batches_and_resume(driver, tmp_path, monkeypatch):
+    """Two or three write transactions at a time: the graph and the committed batches (keys, rows) of one
+    writer, and an ingest killed with batches in flight resumes to it."""
+    from conftest import wipe
+
+    path = DATA / "rees46_head300.csv"
+    markers = "MATCH (b:IngestBatch) RETURN b.key, b.rows, b.layout ORDER BY b.key"
+    one = ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=7, progress=False, workers=1)
+    with driver.session() as s:
+        clean, batches = graph_fingerprint(driver), s.run(markers).values()
+    assert one.batches_written == len(batches) > 20 and {b[2] for b in batches} == {2}
+    for workers in (2, 3):
+        wipe(driver)
+        rep = ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=7, progress=False, workers=workers)
+        with driver.session() as s:
+            assert rep.batches_written == one.batches_written and s.run(markers).values() == batches
+        assert graph_fingerprint(driver) == clean
+    wipe(driver)
+    mid_engaged = sum(":items:" in b[0] for b in batches) + 6
+    with killed_at_batch(monkeypatch, mid_engaged):
+        ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=7, progress=False, workers=2)
+    assert graph_fingerprint(driver) != clean
+    rep = ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=7, progress=False, workers=2)
+    assert 0 < rep.batches_skipped < one.batches_written
+    assert graph_fingerprint(driver) == clean
+
+
+def test_file_begun_before_batch_lanes_resumes_with_its_own_cut(driver, tmp_path, monkeypatch):
+    """Markers without a layout were cut in row order (layout 1); a resume by this version keeps that cut,
+    so the committed batches are recognised and nothing is counted twice."""
+    import ingest.writer as w
+    from conftest import wipe
+
+    path = DATA / "rees46_head300.csv"
+    ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=7, progress=False)
+    clean = graph_fingerprint(driver)
+    with driver.session() as s:
+        kill_at = s.run("MATCH (b:IngestBatch {kind: 'items'}) RETURN count(b)").single()[0] + 6  # mid-engaged
+    wipe(driver)
+    with monkeypatch.context() as m:
+        m.setattr(w, "BATCH_LAYOUT", 1)
+        with killed_at_batch(monkeypatch, kill_at):
+            ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=7, progress=False, workers=1)
+    with driver.session() as s:  # as an older version wrote them
+        s.run("MATCH (b:IngestBatch) REMOVE b.layout").consume()
+    rep = ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=7, progress=False)
+    assert rep.batches_skipped == kill_at - 1
+    assert graph_fingerprint(driver) == clean
+
+
+def test_engaged_lanes_share_no_item_and_keep_user_order():
+    from ingest.writer import ENGAGED_LANES, kind_batches
+
+    rows = [{"user": f"u{u:02d}", "item": f"i{i}", "type": "view"} for u in range(30) for i in range(u % 7, 40, 3)]
+    batches = kind_batches("engaged", rows, 16)
+    assert [b.index for b in batches] == list(range(len(batches)))
+    assert sorted(map(str, (r for b in batches for r in b.rows))) == sorted(map(str, rows))
+    items_by_lane: dict[int, set] = {}
+    for b in batches:
+        items_by_lane.setdefault(b.lane, set()).update(r["item"] for r in b.rows)
+        assert [r["user"] for r in b.rows] == sorted(r["user"] for r in b.rows) and len(b.rows) <= 16
+    assert len(items_by_lane) == ENGAGED_LANES
+    lanes = list(items_by_lane.values())
+    assert all(not (a & b) for k, a in enumerate(lanes) for b in lanes[k + 1:])
+    old = kind_batches("engaged", rows, 16, layout=1)  # rows cut in order, one lane
+    assert [r for b in old for r in b.rows] == rows and {b.lane for b in old} == {0}
+    assert {b.lane for b in kind_batches("transitions", rows, 16)} == {0}
+    assert [b.lane for b in kind_batches("sessions", rows, 16)] == list(range(-(-len(rows) // 16)))
 
 
 def test_resume_with_other_batch_size_is_refused(driver, tmp_path):
@@ -321,7 +391,8 @@ def test_resume_sorted_on_disk_after_failure_and_other_grouping_refused(driver, 
         ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
     wipe(driver)
     with killed_at_batch(monkeypatch, 9):
-        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
+        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60,
+                      workers=1)
     rep = ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
     assert rep.batches_skipped == 8
     assert graph_fingerprint(driver) == clean

@@ -1,0 +1,96 @@
+"""Daily loads over Bolt: ``ingest events`` with one write transaction at a time against ``--workers`` at a time.
+
+Generates a REES46-shaped log (``ingest/synthetic.py``, seeded) or takes ``--log``, and loads it into the
+emptied ``bench`` instance once per writer count, in interleaved rounds (this VM's timings drift, so each
+round runs every count once), then prints the median events/s per count and its ratio to one writer. The
+graphs are compared (node and relationship counts, and the sums of ENGAGED counts and TRANSITION weights):
+every writer count must give the same one.
+
+    python bench/bolt_ingest.py [--users 12000] [--workers 1 2] [--rounds 3]
+    python bench/bolt_ingest.py --log /tmp/scale-logs/gen-1000000-seed0.csv --rounds 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from graph_schema.schema import apply_schema  # noqa: E402
+from graph_schema.server import LocalNeo4j  # noqa: E402
+from graphrecall.pipeline import reset_graph  # noqa: E402
+from ingest.synthetic import generate_rees46  # noqa: E402
+from ingest.writer import ingest_events  # noqa: E402
+
+
+def fingerprint(driver) -> dict:
+    with driver.session() as s:
+        nodes = dict(s.run("MATCH (n) UNWIND labels(n) AS l RETURN l, count(*)").values())
+        rels = dict(s.run("MATCH ()-[r]->() RETURN type(r), count(*)").values())
+        engaged = s.run("MATCH ()-[e:ENGAGED]->() RETURN sum(e.count)").single()[0]
+        weight = s.run("MATCH ()-[t:TRANSITION]->() RETURN sum(t.weight)").single()[0]
+    return {"nodes": {k: nodes[k] for k in sorted(nodes) if k not in ("DataVersion", "SchemaVersion")},
+            "relationships": {k: rels[k] for k in sorted(rels)}, "engaged_count": engaged, "transition_weight": weight}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--users", type=int, default=12000, help="users in the generated log (12,000: about 270k events)")
+    p.add_argument("--log", type=Path, help="a REES46-format log to load instead of a generated one")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="writer counts to time (the first is the baseline)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
+    p.add_argument("--batch-size", type=int, default=5000, help="rows per transaction")
+    p.add_argument("--out", type=Path, help="also write the JSON result here")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    if args.log is not None and not args.log.exists():
+        p.error(f"--log {args.log}: no such file (bench/scale.py --log-dir DIR keeps its generated logs)")
+    if args.rounds < 1 or min(args.workers) < 1:
+        p.error("--rounds and every --workers value must be >= 1")
+    seconds: dict[int, list[float]] = {w: [] for w in args.workers}
+    graphs: dict[int, dict] = {}
+    events = 0
+    server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
+    with tempfile.TemporaryDirectory() as tmp, server.settings().driver() as driver:
+        log = args.log or generate_rees46(Path(tmp) / "gen.csv", n_users=args.users, random_seed=0)
+        apply_schema(driver)
+        for r in range(args.rounds):
+            for w in args.workers:
+                reset_graph(driver)
+                t0 = time.perf_counter()
+                rep = ingest_events(driver, log, "rees46", reject_dir=tmp, progress=False, batch_size=args.batch_size,
+                                    workers=w)
+                seconds[w].append(time.perf_counter() - t0)
+                events = rep.lines_ok
+                graphs[w] = fingerprint(driver)
+                print(f"round {r + 1}, {w} writer(s): {seconds[w][-1]:.1f} s ({events / seconds[w][-1]:,.0f} events/s)",
+                      flush=True)
+        reset_graph(driver)
+    base = args.workers[0]
+    same = all(g == graphs[base] for g in graphs.values())
+    out = {"log": str(args.log) if args.log else f"generated, {args.users} users", "events": events,
+           "batch_size": args.batch_size, "rounds": args.rounds, "seconds": {str(w): s for w, s in seconds.items()},
+           "median_events_per_s": {str(w): events / statistics.median(s) for w, s in seconds.items()},
+           "ratio_to_first": {str(w): statistics.median(seconds[base]) / statistics.median(s) for w, s in seconds.items()},
+           "same_graph": same, "graph": graphs[base]}
+    for w in args.workers:
+        print(f"{w} writer(s): median {statistics.median(seconds[w]):.1f} s, {out['median_events_per_s'][str(w)]:,.0f} "
+              f"events/s, {out['ratio_to_first'][str(w)]:.2f}x {base} writer(s)")
+    print(f"same graph for every writer count: {same}")
+    print(json.dumps(out))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(out, indent=1))
+    return 0 if same else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
