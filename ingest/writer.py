@@ -81,7 +81,7 @@ CREATE (:IngestBatch {key: $key, file_sha: $sha, kind: $kind, index: $index, bat
 DEFAULT_MAX_EVENTS = 2_000_000
 DEFAULT_WORKERS = 2  # write transactions at a time: the server's work spreads over this machine's two cores
 BATCH_LAYOUT = 2  # how rows are cut into batches; markers written before it existed count as layout 1
-ENGAGED_LANES = 4
+ITEM_PARTS = 4  # a power of two: transitions pair parts by xor
 
 KIND_QUERIES = (("items", Q_ITEMS), ("engaged", Q_ENGAGED), ("sessions", Q_SESSIONS), ("transitions", Q_TRANSITIONS))
 
@@ -116,37 +116,48 @@ class IngestReport:
 @dataclass(frozen=True)
 class Batch:
     index: int  # its number in the kind (its key)
-    lane: int  # batches of one lane run one after the other; lanes run side by side
+    stage: int  # stages run one after the other
+    lane: int  # in a stage, lanes run side by side; the batches of a lane one after the other
     rows: list
 
 
-def engaged_lane(item: str) -> int:
-    return zlib.crc32(item.encode("utf-8")) % ENGAGED_LANES
+def item_part(item: str) -> int:
+    """Which of the ``ITEM_PARTS`` parts an item id falls in (its CRC-32, so the same on every run)."""
+    return zlib.crc32(item.encode("utf-8")) % ITEM_PARTS
 
 
 def kind_batches(kind: str, rows: list, batch_size: int, layout: int = BATCH_LAYOUT) -> list[Batch]:
-    """One kind's batches, in key order, with their lanes. A relationship's transaction locks both its nodes
-    until it commits, so the lanes are cut so that transactions in different lanes take their shared locks
-    in one order:
+    """One kind's batches, in key order, with their stages and lanes. A relationship's transaction locks both
+    its nodes until it commits, so lanes that run side by side take their shared locks in one order, or
+    share none:
 
-    * ``engaged`` (layout 2): rows grouped by lane, the CRC-32 of the item id modulo ``ENGAGED_LANES``, and
-      cut per lane. Two lanes share no item; the users they share are locked in row (user) order by both.
+    * ``engaged`` (layout 2): one stage, a lane per item part (:func:`item_part`), cut per lane. Two lanes
+      share no item; the users they share are locked in row (user) order by both.
+    * ``transitions`` (layout 2): a row from part a to part b goes to stage ``a xor b``, lane ``min(a, b)``.
+      The lanes of a stage are the pairs {i, i xor stage}, which share no part (stage 0: each part alone).
     * ``sessions``: every batch its own lane. ``Q_SESSIONS`` locks all its users (row order) before the
       booked items (id order).
     * ``items``: every batch its own lane (an item is in one row).
-    * ``transitions`` (both ends are items), and ``engaged`` in layout 1 (the rows cut in order, as files
-      partly ingested before layout 2 were): one lane."""
-    if kind == "engaged" and layout >= 2:
-        by_lane: list[list] = [[] for _ in range(ENGAGED_LANES)]
-        lane_of = {i: engaged_lane(i) for i in {r["item"] for r in rows}}
+    * ``engaged`` and ``transitions`` in layout 1 (the rows cut in order, as files partly ingested before
+      layout 2 were): one lane."""
+    if layout >= 2 and kind in ("engaged", "transitions"):
+        ends = ("item",) if kind == "engaged" else ("src", "dst")
+        part = {i: item_part(i) for i in {r[e] for r in rows for e in ends}}
+        groups: dict[tuple[int, int], list] = {}
         for r in rows:
-            by_lane[lane_of[r["item"]]].append(r)
+            if kind == "engaged":
+                key = (0, part[r["item"]])
+            else:
+                a, b = part[r["src"]], part[r["dst"]]
+                key = (a ^ b, min(a, b))
+            groups.setdefault(key, []).append(r)
         out: list[Batch] = []
-        for lane, part in enumerate(by_lane):
-            out.extend(Batch(len(out), lane, part[s:s + batch_size]) for s in range(0, len(part), batch_size))
+        for stage, lane in sorted(groups):
+            g = groups[stage, lane]
+            out.extend(Batch(len(out), stage, lane, g[s:s + batch_size]) for s in range(0, len(g), batch_size))
         return out
     one_lane = kind in ("engaged", "transitions")
-    return [Batch(i, 0 if one_lane else i, rows[s:s + batch_size])
+    return [Batch(i, 0, 0 if one_lane else i, rows[s:s + batch_size])
             for i, s in enumerate(range(0, len(rows), batch_size))]
 
 
@@ -234,13 +245,14 @@ class GraphWriter:
             for kind, query in KIND_QUERIES:
                 data = getattr(rows, kind)
                 report.rows[kind] = report.rows.get(kind, 0) + len(data)
-                lanes: dict[int, list[Batch]] = {}
+                stages: dict[int, dict[int, list[Batch]]] = {}
                 for b in kind_batches(kind, data, self.batch_size, self.layout):
-                    lanes.setdefault(b.lane, []).append(b)
-                # every other lane runs backwards: two lanes that lock the same users in the same order then
-                # meet once in the middle instead of waiting on each other batch after batch
-                order = [lane if k % 2 == 0 else lane[::-1] for k, lane in enumerate(lanes.values())]
-                self._run_lanes(order, lambda session, b: run(session, kind, query, b))
+                    stages.setdefault(b.stage, {}).setdefault(b.lane, []).append(b)
+                for stage in sorted(stages):
+                    # every other lane runs backwards: two lanes that lock the same users in the same order
+                    # then meet once in the middle instead of waiting on each other batch after batch
+                    order = [lane if k % 2 == 0 else lane[::-1] for k, lane in enumerate(stages[stage].values())]
+                    self._run_lanes(order, lambda session, b: run(session, kind, query, b))
         finally:
             bar.close()
         return report

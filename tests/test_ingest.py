@@ -268,23 +268,29 @@ def test_file_begun_before_batch_lanes_resumes_with_its_own_cut(driver, tmp_path
     assert graph_fingerprint(driver) == clean
 
 
-def test_engaged_lanes_share_no_item_and_keep_user_order():
-    from ingest.writer import ENGAGED_LANES, kind_batches
+def test_lanes_that_run_together_share_no_item_and_engaged_keeps_user_order():
+    from ingest.writer import ITEM_PARTS, kind_batches
 
     rows = [{"user": f"u{u:02d}", "item": f"i{i}", "type": "view"} for u in range(30) for i in range(u % 7, 40, 3)]
-    batches = kind_batches("engaged", rows, 16)
-    assert [b.index for b in batches] == list(range(len(batches)))
-    assert sorted(map(str, (r for b in batches for r in b.rows))) == sorted(map(str, rows))
-    items_by_lane: dict[int, set] = {}
-    for b in batches:
-        items_by_lane.setdefault(b.lane, set()).update(r["item"] for r in b.rows)
-        assert [r["user"] for r in b.rows] == sorted(r["user"] for r in b.rows) and len(b.rows) <= 16
-    assert len(items_by_lane) == ENGAGED_LANES
-    lanes = list(items_by_lane.values())
-    assert all(not (a & b) for k, a in enumerate(lanes) for b in lanes[k + 1:])
+    trans = [{"src": f"i{a}", "dst": f"i{b}", "weight": 1} for a in range(40) for b in range(40) if (a * b) % 3 == 1]
+    for kind, data, ends in (("engaged", rows, ("item",)), ("transitions", trans, ("src", "dst"))):
+        batches = kind_batches(kind, data, 16)
+        assert [b.index for b in batches] == list(range(len(batches)))
+        assert sorted(map(str, (r for b in batches for r in b.rows))) == sorted(map(str, data))
+        items: dict[tuple, set] = {}
+        for b in batches:
+            items.setdefault((b.stage, b.lane), set()).update(r[e] for r in b.rows for e in ends)
+            assert len(b.rows) <= 16
+            if kind == "engaged":
+                assert [r["user"] for r in b.rows] == sorted(r["user"] for r in b.rows)
+        assert len({stage for stage, _ in items}) == (1 if kind == "engaged" else ITEM_PARTS)
+        for (stage, lane), seen in items.items():  # lanes of one stage never share an item
+            others = set().union(*(v for (s, ln), v in items.items() if s == stage and ln != lane))
+            assert not seen & others
+        pairs = ITEM_PARTS * (ITEM_PARTS - 1) // 2  # transitions: a lane per part, and one per pair of parts
+        assert len(items) == ITEM_PARTS + (0 if kind == "engaged" else pairs)
     old = kind_batches("engaged", rows, 16, layout=1)  # rows cut in order, one lane
-    assert [r for b in old for r in b.rows] == rows and {b.lane for b in old} == {0}
-    assert {b.lane for b in kind_batches("transitions", rows, 16)} == {0}
+    assert [r for b in old for r in b.rows] == rows and {(b.stage, b.lane) for b in old} == {(0, 0)}
     assert [b.lane for b in kind_batches("sessions", rows, 16)] == list(range(-(-len(rows) // 16)))
 
 
