@@ -206,6 +206,7 @@ class GraphWriter:
         self.grouping, self.workers, self.layout = grouping, workers, BATCH_LAYOUT
 
     def check_resume(self, sha: str, path: str) -> None:
+        """Refuse settings that would cut the committed batches of file ``sha`` differently; take their layout."""
         with self.driver.session(database=self.database) as s:
             seen = [(r["bs"], r["g"], r["layout"]) for r in s.run(
                 "MATCH (b:IngestBatch {file_sha: $sha}) "
@@ -249,10 +250,11 @@ class GraphWriter:
                 for b in kind_batches(kind, data, self.batch_size, self.layout):
                     stages.setdefault(b.stage, {}).setdefault(b.lane, []).append(b)
                 for stage in sorted(stages):
-                    # every other lane runs backwards: two lanes that lock the same users in the same order
-                    # then meet once in the middle instead of waiting on each other batch after batch
-                    order = [lane if k % 2 == 0 else lane[::-1] for k, lane in enumerate(stages[stage].values())]
-                    self._run_lanes(order, lambda session, b: run(session, kind, query, b))
+                    lanes = list(stages[stage].values())
+                    if self.workers > 1:  # every other lane runs backwards: two lanes that lock the same users
+                        # in the same order meet once in the middle instead of waiting batch after batch
+                        lanes = [lane if k % 2 == 0 else lane[::-1] for k, lane in enumerate(lanes)]
+                    self._run_lanes(lanes, lambda session, b: run(session, kind, query, b))
         finally:
             bar.close()
         return report
