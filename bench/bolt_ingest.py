@@ -8,6 +8,7 @@ every writer count must give the same one.
 
     python bench/bolt_ingest.py [--users 12000] [--workers 1 2] [--rounds 3]
     python bench/bolt_ingest.py --log /tmp/scale-logs/gen-1000000-seed0.csv --rounds 1
+    python bench/bolt_ingest.py --log ... --max-events-in-memory 250000   # the on-disk sort's path
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="writer counts to time (the first is the baseline)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
     p.add_argument("--batch-size", type=int, default=5000, help="rows per transaction")
+    p.add_argument("--max-events-in-memory", type=int, default=2_000_000,
+                   help="below the log's events, the log is sorted on disk and written in user groups (that path)")
     p.add_argument("--out", type=Path, help="also write the JSON result here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -67,7 +70,7 @@ def main(argv=None) -> int:
                 reset_graph(driver)
                 t0 = time.perf_counter()
                 rep = ingest_events(driver, log, "rees46", reject_dir=tmp, progress=False, batch_size=args.batch_size,
-                                    workers=w)
+                                    workers=w, max_events_in_memory=args.max_events_in_memory)
                 seconds[w].append(time.perf_counter() - t0)
                 events = rep.lines_ok
                 graphs[w] = fingerprint(driver)
@@ -77,7 +80,7 @@ def main(argv=None) -> int:
     base = args.workers[0]
     same = all(g == graphs[base] for g in graphs.values())
     out = {"log": str(args.log) if args.log else f"generated, {args.users} users", "events": events,
-           "batch_size": args.batch_size, "rounds": args.rounds, "seconds": {str(w): s for w, s in seconds.items()},
+           "batch_size": args.batch_size, "max_events_in_memory": args.max_events_in_memory, "rounds": args.rounds, "seconds": {str(w): s for w, s in seconds.items()},
            "median_events_per_s": {str(w): events / statistics.median(s) for w, s in seconds.items()},
            "ratio_to_first": {str(w): statistics.median(seconds[base]) / statistics.median(s) for w, s in seconds.items()},
            "same_graph": same, "graph": graphs[base]}

@@ -26,9 +26,12 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from graphrecall.progress import progress_bar
 from ingest.columnar import read_frame
-from ingest.formats import ColumnMapping, Event, ItemInfo, RejectSink, read_events, read_items
+from ingest.formats import ColumnMapping, ItemInfo, RejectSink, read_events, read_items
 from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, derive_rows, merge_side
 from ingest.spill import SortedRuns, user_groups
 
@@ -339,7 +342,7 @@ def ingest_events(
                              grouping=max_events_in_memory if runs.spilled else 0, workers=workers)
         writer.check_resume(report.sha256, report.path)
         if not runs.spilled:
-            rows = derive_rows(_as_events(runs), session_gap, items=items)
+            rows = derive_rows(_frame(list(runs)), session_gap, items=items)
             writer.write(rows, report.sha256, report.path, report)
         else:
             logger.info("%s: %d events sorted on disk in %d runs; writing in groups of whole users",
@@ -348,7 +351,7 @@ def ingest_events(
             del items
             bar = progress_bar(total=runs.count, unit="events", desc=f"write {path.name}", enabled=progress)
             for g, group in enumerate(user_groups(runs, max_events_in_memory)):
-                rows = derive_rows(_as_events(group), session_gap, items=[])
+                rows = derive_rows(_frame(group), session_gap, items=[])
                 writer.write(rows, report.sha256, report.path, report, part=f"g{g}")
                 bar.update(len(group))
             bar.close()
@@ -383,9 +386,13 @@ def ingest_items(
     return _done(report, t0)
 
 
-def _as_events(tuples) -> list[Event]:
-    """Events back from the sorter's ``(user, ts, line, item, event_type)`` tuples (side info is kept apart)."""
-    return [Event(u, i, t, ts, line) for u, ts, line, i, t in tuples]
+def _frame(tuples: list) -> pd.DataFrame:
+    """The sorter's ``(user, ts, line, item, event_type)`` tuples as the events frame :func:`derive_rows`
+    takes (side info is kept apart)."""
+    users, ts, lines, items, types = zip(*tuples) if tuples else ((),) * 5
+    return pd.DataFrame({"user": pd.Series(users, dtype=object), "item": pd.Series(items, dtype=object),
+                         "type": pd.Series(types, dtype=object), "ts": np.asarray(ts, dtype=np.int64),
+                         "line": np.asarray(lines, dtype=np.int64)})
 
 
 def _start_report(path: Path, reject_dir, what: str) -> tuple[IngestReport, Path, int]:
