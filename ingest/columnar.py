@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,36 +49,79 @@ def read_event_columns(path: str | Path, fmt: str, sink: RejectSink, *, block_by
     path = Path(path)
     reader = _Reader(fmt, sink)
     with open(path, "rb") as fh:
-        line = 1
-        if fmt == "rees46":
-            first = fh.readline()
-            try:
-                header = [h.strip().lstrip("\ufeff") for h in first.rstrip(b"\r\n").decode("utf-8").split(",")]
-            except UnicodeDecodeError:
-                header = None
-            if header != REES46_HEADER or len(first) > MAX_LINE_BYTES or b"\x00" in first:
-                return read_event_rows(path, fmt, sink, progress=progress)  # not a plain header: rows decide
-            line = 2
+        if not _plain_header(fh, fmt):
+            return read_event_rows(path, fmt, sink, progress=progress)  # not a plain header: rows decide
         bar = progress_bar(unit="rows", desc=f"read {path.name}", enabled=progress)
-        carry = b""
-        while True:
-            block = fh.read(block_bytes)
-            data = carry + block
-            if not data:
-                break
-            if block:
-                cut = data.rfind(b"\n") + 1
-                if cut == 0:  # no whole line yet: read on
-                    carry = data
-                    continue
-                data, carry = data[:cut], data[cut:]
-            else:
-                carry = b""
+        for data, line in _line_blocks(fh, block_bytes, 2 if fmt == "rees46" else 1):
             bar.update(reader.block(data, line))
-            line += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
         bar.close()
     logger.info("%s: %d lines read by columns, %d by the row parser", path, reader.n_fast, reader.n_slow)
     return reader.result()
+
+
+def iter_event_columns(path: str | Path, fmt: str, sink: RejectSink, side: dict[str, dict], *,
+                       block_bytes: int = BLOCK_BYTES, rows_per_frame: int = 100_000) -> Iterator[pd.DataFrame]:
+    """:func:`read_event_columns` block by block, in bounded memory: yields the good events of each block of
+    lines as a frame (same columns, line order) and folds each item's side info into ``side`` as it goes.
+    A file whose header is not plain is read by the row reader, ``rows_per_frame`` events a frame."""
+    if fmt not in COLUMNAR_FORMATS:
+        raise ValueError(f"the columnar reader reads {', '.join(COLUMNAR_FORMATS)}, not {fmt!r}; use read_events")
+    if block_bytes < 1 or rows_per_frame < 1:
+        raise ValueError(f"block_bytes and rows_per_frame must be >= 1, got {block_bytes} and {rows_per_frame}")
+    path = Path(path)
+    reader = _Reader(fmt, sink)
+    reader.side = side
+    with open(path, "rb") as fh:
+        plain = _plain_header(fh, fmt)
+        if plain:
+            for data, line in _line_blocks(fh, block_bytes, 2 if fmt == "rees46" else 1):
+                if reader.block(data, line):
+                    yield reader.take()
+    if not plain:
+        from ingest.sessions import events_frame, merge_side
+
+        events = []
+        for ev in read_events(path, fmt, sink):
+            merge_side(side, ev)
+            events.append(ev)
+            if len(events) == rows_per_frame:
+                yield events_frame(events)
+                events = []
+        if events:
+            yield events_frame(events)
+
+
+def _plain_header(fh, fmt: str) -> bool:
+    """Reads a REES46 header line; False when it is not exactly the expected plain one (Taobao has none)."""
+    if fmt != "rees46":
+        return True
+    first = fh.readline()
+    try:
+        header = [h.strip().lstrip("\ufeff") for h in first.rstrip(b"\r\n").decode("utf-8").split(",")]
+    except UnicodeDecodeError:
+        return False
+    return header == REES46_HEADER and len(first) <= MAX_LINE_BYTES and b"\x00" not in first
+
+
+def _line_blocks(fh, block_bytes: int, line: int) -> Iterator[tuple[bytes, int]]:
+    """``(block, number of its first line)``: the rest of ``fh`` in blocks of whole lines (the last may lack
+    its newline)."""
+    carry = b""
+    while True:
+        block = fh.read(block_bytes)
+        data = carry + block
+        if not data:
+            return
+        if block:
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:  # no whole line yet: read on
+                carry = data
+                continue
+            data, carry = data[:cut], data[cut:]
+        else:
+            carry = b""
+        yield data, line
+        line += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
 def read_frame(path: str | Path, fmt: str, sink: RejectSink, *, mapping=None, min_rating: float = 4.0,
@@ -340,6 +384,12 @@ class _Reader:
                 latest[(item, "market")] = (0, v.split(".")[0])
         for (item, f), (_, v) in latest.items():
             self.side.setdefault(item, {})[f] = v
+
+    def take(self) -> pd.DataFrame:
+        """The events read since the last call, as a frame; they are dropped from the reader."""
+        frame, _ = self.result()
+        self.parts = {k: [] for k in ("user", "item", "type", "ts", "line")}
+        return frame
 
     def result(self) -> tuple[pd.DataFrame, dict[str, dict]]:
         cols = {}

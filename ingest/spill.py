@@ -49,6 +49,10 @@ class SortedRuns:
         if len(self._buf) >= self.run_size:
             self._spill()
 
+    def extend(self, tuples: Iterable[EventTuple]) -> None:
+        for t in tuples:
+            self.add(t)
+
     def _spill(self) -> None:
         if self._tmp is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="graphrecall-sort-", dir=self._dir)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.columnar import read_event_columns, read_event_rows
+from ingest.columnar import iter_event_columns, read_event_columns, read_event_rows
 from ingest.formats import RejectSink
 
 REES46_HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
@@ -88,6 +88,15 @@ def _compare(path, fmt, tmp_path, block_bytes):
     want_rejects = (tmp_path / "want.csv").read_bytes() if (tmp_path / "want.csv").exists() else b""
     got_rejects = (tmp_path / "got.csv").read_bytes() if (tmp_path / "got.csv").exists() else b""
     assert got_rejects == want_rejects
+    # block by block (the on-disk sort's reader): the same events, side info and rejects
+    side: dict = {}
+    with RejectSink(path, tmp_path / "streamed.csv", log_first=0) as streamed_sink:
+        frames = list(iter_event_columns(path, fmt, streamed_sink, side, block_bytes=block_bytes, rows_per_frame=97))
+    streamed = pd.concat(frames, ignore_index=True) if frames else want.iloc[:0]
+    pd.testing.assert_frame_equal(streamed, want.reset_index(drop=True))
+    assert side == want_side and (streamed_sink.count, streamed_sink.reasons) == (want_sink.count, want_sink.reasons)
+    streamed_rejects = (tmp_path / "streamed.csv").read_bytes() if (tmp_path / "streamed.csv").exists() else b""
+    assert streamed_rejects == want_rejects
     return got, got_sink
 
 
