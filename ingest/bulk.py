@@ -25,11 +25,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from ingest.columnar import read_frame
-from ingest.formats import ColumnMapping, RejectSink
-from ingest.sessions import DEFAULT_SESSION_GAP, derive_rows
-from ingest.writer import (BATCH_LAYOUT, DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _report_rejects,
-                           _start_report, batch_key, kind_batches)
+from ingest.formats import ColumnMapping
+from ingest.sessions import DEFAULT_SESSION_GAP
+from ingest.writer import (BATCH_LAYOUT, DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _start_report, batch_key,
+                           derive_file, kind_batches)
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +45,12 @@ def _derive(path: Path, fmt: str, reject_dir, mapping, session_gap: int, min_rat
     seconds spent reading and deriving rows to ``timings``."""
     t0 = time.perf_counter()
     report, reject_path, _ = _start_report(path, reject_dir, f"a {fmt} event log")
-    with RejectSink(path, reject_path) as sink:
-        frame, side = read_frame(path, fmt, sink, mapping=mapping, min_rating=min_rating, progress=progress)
-    n_events = len(frame)
-    t_read = time.perf_counter() - t0
-    _report_rejects(report, sink, n_events, reject_path)
-    if n_events > DEFAULT_MAX_EVENTS:
-        logger.warning("%s: %d events are derived in memory by the bulk path", path, n_events)
-    rows = derive_rows(frame, session_gap, items=[{"id": i, "props": side[i]} for i in sorted(side)])
-    del frame
+    t_digest = time.perf_counter() - t0
+    own: dict = {}
+    rows = derive_file(path, fmt, report, reject_path, mapping=mapping, min_rating=min_rating, session_gap=session_gap,
+                       progress=progress, timings=own)
+    if report.lines_ok > DEFAULT_MAX_EVENTS:
+        logger.warning("%s: %d events are derived in memory by the bulk path", path, report.lines_ok)
     markers = []
     for kind, _ in KIND_QUERIES:
         data = getattr(rows, kind)
@@ -65,7 +61,8 @@ def _derive(path: Path, fmt: str, reject_dir, mapping, session_gap: int, min_rat
                             "rows": len(b.rows), "source": report.path})
     report.batches_written = len(markers)
     report.seconds = time.perf_counter() - t0
-    if timings is not None:
+    if timings is not None:  # the file's digest counts as reading
+        t_read = t_digest + own["read"]
         timings["read"] = timings.get("read", 0.0) + t_read
         timings["rows"] = timings.get("rows", 0.0) + report.seconds - t_read
     return rows, markers, report

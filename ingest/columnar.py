@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from graphrecall.progress import progress_bar
+from ingest.sessions import columns_frame, merge_side
 from ingest.formats import (EVENT_ALIASES, MAX_FIELD_CHARS, MAX_LINE_BYTES, REES46_HEADER, Event, RejectSink,
                             line_text, parse_rees46, parse_taobao, price_bucket, read_events, split_csv)
 
@@ -78,17 +79,20 @@ def iter_event_columns(path: str | Path, fmt: str, sink: RejectSink, side: dict[
                 if reader.block(data, line):
                     yield reader.take()
     if not plain:
-        from ingest.sessions import events_frame, merge_side
-
-        events = []
+        events: list[Event] = []
         for ev in read_events(path, fmt, sink):
             merge_side(side, ev)
             events.append(ev)
             if len(events) == rows_per_frame:
-                yield events_frame(events)
+                yield _frame_of(events)
                 events = []
         if events:
-            yield events_frame(events)
+            yield _frame_of(events)
+
+
+def _frame_of(events: list[Event]) -> pd.DataFrame:
+    return columns_frame([e.user for e in events], [e.item for e in events], [e.event_type for e in events],
+                         [e.ts for e in events], [e.line for e in events])
 
 
 def _plain_header(fh, fmt: str) -> bool:
@@ -140,8 +144,6 @@ def read_event_rows(path: str | Path, fmt: str, sink: RejectSink, *, mapping=Non
     process held 11.7 GiB with Events and 2.5 GiB with these columns."""
     import sys
 
-    from ingest.sessions import merge_side
-
     side: dict[str, dict] = {}
     cols: dict[str, list] = {"user": [], "item": [], "type": [], "ts": [], "line": []}
     bar = progress_bar(unit="rows", desc=f"read {Path(path).name}", enabled=progress)
@@ -154,9 +156,7 @@ def read_event_rows(path: str | Path, fmt: str, sink: RejectSink, *, mapping=Non
         cols["line"].append(ev.line)
         bar.update(1)
     bar.close()
-    return pd.DataFrame({"user": pd.Series(cols["user"], dtype=object), "item": pd.Series(cols["item"], dtype=object),
-                         "type": pd.Series(cols["type"], dtype=object), "ts": np.asarray(cols["ts"], dtype=np.int64),
-                         "line": np.asarray(cols["line"], dtype=np.int64)}), side
+    return columns_frame(cols["user"], cols["item"], cols["type"], cols["ts"], cols["line"]), side
 
 
 # --------------------------------------------------------------------------- fields as byte matrices
@@ -397,7 +397,7 @@ class _Reader:
             raw = np.concatenate(self.parts.pop(key)) if self.parts[key] else np.zeros(0, "S1")
             uniq, inv = np.unique(raw, return_inverse=True)
             names = np.array([u.decode("utf-8") for u in uniq.tolist()], dtype=object)
-            cols[key] = pd.Series(names[inv], dtype=object)  # one str object per distinct value
+            cols[key] = names[inv]  # one str object per distinct value
         for key in ("ts", "line"):
             cols[key] = np.concatenate(self.parts.pop(key)) if self.parts[key] else np.zeros(0, np.int64)
-        return pd.DataFrame(cols), self.side
+        return columns_frame(cols["user"], cols["item"], cols["type"], cols["ts"], cols["line"]), self.side

@@ -34,6 +34,14 @@ def events_frame(events: list[Event]) -> pd.DataFrame:
     })
 
 
+def columns_frame(users, items, types, ts, lines) -> pd.DataFrame:
+    """The events frame the readers give and :func:`derive_rows` takes: ids and types as ``object`` columns
+    (one ``str`` each), times and line numbers as int64."""
+    return pd.DataFrame({"user": pd.Series(users, dtype=object), "item": pd.Series(items, dtype=object),
+                         "type": pd.Series(types, dtype=object), "ts": np.asarray(ts, dtype=np.int64),
+                         "line": np.asarray(lines, dtype=np.int64)})
+
+
 def session_ids(users: np.ndarray, ts: np.ndarray, gap_seconds: int) -> np.ndarray:
     """Session number per event; ``users``/``ts`` must be sorted by (user, ts).
 
