@@ -60,27 +60,29 @@ def read_event_columns(path: str | Path, fmt: str, sink: RejectSink, *, block_by
     return reader.result()
 
 
-def iter_event_columns(path: str | Path, fmt: str, sink: RejectSink, side: dict[str, dict], *,
-                       block_bytes: int = BLOCK_BYTES, rows_per_frame: int = 100_000) -> Iterator[pd.DataFrame]:
-    """:func:`read_event_columns` block by block, in bounded memory: yields the good events of each block of
-    lines as a frame (same columns, line order) and folds each item's side info into ``side`` as it goes.
-    A file whose header is not plain is read by the row reader, ``rows_per_frame`` events a frame."""
-    if fmt not in COLUMNAR_FORMATS:
-        raise ValueError(f"the columnar reader reads {', '.join(COLUMNAR_FORMATS)}, not {fmt!r}; use read_events")
+def iter_event_frames(path: str | Path, fmt: str, sink: RejectSink, side: dict[str, dict], *, mapping=None,
+                      min_rating: float = 4.0, block_bytes: int = BLOCK_BYTES,
+                      rows_per_frame: int = 100_000) -> Iterator[pd.DataFrame]:
+    """What :func:`read_frame` reads, in bounded memory: yields the good events frame by frame (same
+    columns, line order) and folds each item's side info into ``side`` as it goes. REES46 and Taobao logs
+    without a column mapping are read by columns, a block of lines a frame; other logs, and those whose
+    header is not plain, by the row reader, ``rows_per_frame`` events a frame."""
     if block_bytes < 1 or rows_per_frame < 1:
         raise ValueError(f"block_bytes and rows_per_frame must be >= 1, got {block_bytes} and {rows_per_frame}")
     path = Path(path)
-    reader = _Reader(fmt, sink)
-    reader.side = side
-    with open(path, "rb") as fh:
-        plain = _plain_header(fh, fmt)
-        if plain:
-            for data, line in _line_blocks(fh, block_bytes, 2 if fmt == "rees46" else 1):
-                if reader.block(data, line):
-                    yield reader.take()
+    plain = False
+    if fmt in COLUMNAR_FORMATS and mapping is None:
+        reader = _Reader(fmt, sink)
+        reader.side = side
+        with open(path, "rb") as fh:
+            plain = _plain_header(fh, fmt)
+            if plain:
+                for data, line in _line_blocks(fh, block_bytes, 2 if fmt == "rees46" else 1):
+                    if reader.block(data, line):
+                        yield reader.take()
     if not plain:
         events: list[Event] = []
-        for ev in read_events(path, fmt, sink):
+        for ev in read_events(path, fmt, sink, mapping=mapping, min_rating=min_rating):
             merge_side(side, ev)
             events.append(ev)
             if len(events) == rows_per_frame:

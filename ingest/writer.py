@@ -29,9 +29,9 @@ from pathlib import Path
 import pandas as pd
 
 from graphrecall.progress import progress_bar
-from ingest.columnar import COLUMNAR_FORMATS, iter_event_columns, read_frame
-from ingest.formats import ColumnMapping, ItemInfo, RejectSink, read_events, read_items
-from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, columns_frame, derive_rows, merge_side
+from ingest.columnar import iter_event_frames, read_frame
+from ingest.formats import ColumnMapping, ItemInfo, RejectSink, read_items
+from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, columns_frame, derive_rows
 from ingest.spill import SortedRuns, user_groups
 
 logger = logging.getLogger(__name__)
@@ -311,9 +311,9 @@ def ingest_events(
     which gives the same graph as one piece. Keep the value when resuming a killed ingest.
     ``workers`` write transactions run at a time (any value gives the same graph and batches).
 
-    A file of at most ``max_events_in_memory`` lines is read whole, as columns
-    (:func:`ingest.columnar.read_frame`); a longer one is streamed into the sorter (REES46 and Taobao logs
-    by blocks of lines, others row by row). Every way gives the same rows."""
+    A file of at most ``max_events_in_memory`` lines is read whole (:func:`ingest.columnar.read_frame`); a
+    longer one is streamed into the sorter frame by frame (:func:`ingest.columnar.iter_event_frames`). Both
+    give the same rows."""
     path, t0 = Path(path), time.perf_counter()
     report, reject_path, lines = _start_report(path, reject_dir, f"a {fmt} event log")
     if lines <= max_events_in_memory:  # every event is a line: the whole file fits
@@ -327,15 +327,9 @@ def ingest_events(
     with SortedRuns(max_events_in_memory, spill_dir) as runs:
         with RejectSink(path, reject_path) as sink:
             bar = progress_bar(unit="rows", desc=f"read {path.name}", enabled=progress)
-            if fmt in COLUMNAR_FORMATS and mapping is None:  # blocks of lines, the same events and rejects
-                for f in iter_event_columns(path, fmt, sink, side):
-                    runs.extend(zip(f["user"], f["ts"].tolist(), f["line"].tolist(), f["item"], f["type"]))
-                    bar.update(len(f))
-            else:
-                for ev in read_events(path, fmt, sink, mapping=mapping, min_rating=min_rating):
-                    merge_side(side, ev)
-                    runs.add((ev.user, ev.ts, ev.line, ev.item, ev.event_type))
-                    bar.update(1)
+            for f in iter_event_frames(path, fmt, sink, side, mapping=mapping, min_rating=min_rating):
+                runs.extend(zip(f["user"], f["ts"].tolist(), f["line"].tolist(), f["item"], f["type"]))
+                bar.update(len(f))
             bar.close()
         _report_rejects(report, sink, runs.count, reject_path)
         items = [{"id": i, "props": side.pop(i)} for i in sorted(side)]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.columnar import iter_event_columns, read_event_columns, read_event_rows
+from ingest.columnar import iter_event_frames, read_event_columns, read_event_rows
 from ingest.formats import RejectSink
 
 REES46_HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
@@ -91,7 +91,7 @@ def _compare(path, fmt, tmp_path, block_bytes):
     # block by block (the on-disk sort's reader): the same events, side info and rejects
     side: dict = {}
     with RejectSink(path, tmp_path / "streamed.csv", log_first=0) as streamed_sink:
-        frames = list(iter_event_columns(path, fmt, streamed_sink, side, block_bytes=block_bytes, rows_per_frame=97))
+        frames = list(iter_event_frames(path, fmt, streamed_sink, side, block_bytes=block_bytes, rows_per_frame=97))
     streamed = pd.concat(frames, ignore_index=True) if frames else want.iloc[:0]
     pd.testing.assert_frame_equal(streamed, want.reset_index(drop=True))
     assert side == want_side and (streamed_sink.count, streamed_sink.reasons) == (want_sink.count, want_sink.reasons)

@@ -340,7 +340,8 @@ def item_props(driver) -> list:
         return s.run("MATCH (i:Item) RETURN i.id, properties(i) ORDER BY i.id").values()
 
 
-@pytest.mark.parametrize("path,fmt", [(DATA / "taobao_300.csv", "taobao"), (DATA / "rees46_head300.csv", "rees46")])
+@pytest.mark.parametrize("path,fmt", [(DATA / "taobao_300.csv", "taobao"), (DATA / "rees46_head300.csv", "rees46"),
+                                      (DATA / "ml_ratings_300.csv", "movielens")])
 def test_ingest_sorted_on_disk_equals_one_piece(driver, tmp_path, path, fmt):
     """A file larger than --max-events-in-memory, sorted on disk and written in user groups,
     gives exactly the graph of the in-memory ingest (sessions, counts, transitions, side info)."""
