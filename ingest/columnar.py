@@ -264,9 +264,9 @@ class _Reader:
         lines = first_line + np.arange(len(ends), dtype=np.int64)
         ok = np.zeros(len(ends), dtype=bool)
         fast = None
-        cr = np.flatnonzero(buf == 13)
+        cr = np.flatnonzero(buf == 13) if b"\r" in data else np.zeros(0, np.int64)
         crlf = bool(len(cr)) and cr[-1] + 1 < len(buf) and bool((buf[cr + 1] == 10).all())  # '\r' only in "\r\n"
-        if not np.isin(buf, (0, 34)).any() and (crlf or not len(cr)):  # no NUL or '"'
+        if b"\x00" not in data and b'"' not in data and (crlf or not len(cr)):
             try:
                 data.decode("utf-8")
                 plain = True
@@ -357,35 +357,53 @@ class _Reader:
     def _fold_side(self, fast: dict | None, fast_lines: np.ndarray, slow: list[Event]) -> None:
         """Each item's last non-null value per field in this block (fast rows and slow rows by line), over
         what earlier blocks left."""
-        latest: dict[tuple[str, str], tuple[int, object]] = {}
+        found: dict[str, tuple[list, list, list]] = {}  # field -> (items, lines, values), an item once a field
         if fast is not None and len(fast_lines):
-            items = fast["item"]
+            uniq, inv = np.unique(fast["item"], return_inverse=True)  # one sort of the block's item ids
+            names = np.array([u.decode("ascii") for u in uniq.tolist()], dtype=object)
             for f in self.fields:
                 if f in ("price_bucket", "market"):
                     continue
                 has = ~np.isnan(fast["price"]) if f == "price" else fast[f + "?"]
-                rows = np.flatnonzero(has)[::-1]  # last first: np.unique keeps each item's first index
+                rows = np.flatnonzero(has)
                 if not len(rows):
                     continue
-                _, first = np.unique(items[rows], return_index=True)
-                for r in rows[first].tolist():
-                    value = float(fast["price"][r]) if f == "price" else fast[f][r].decode("utf-8")
-                    latest[(items[r].decode("ascii"), f)] = (int(fast_lines[r]), value)
-        for e in slow:  # in line order
-            for f, v in e.side.items():
-                if v is not None and f not in ("price_bucket", "market"):
-                    old = latest.get((e.item, f))
-                    if old is None or old[0] < e.line:
-                        latest[(e.item, f)] = (e.line, v)
+                last = np.full(len(uniq), -1, dtype=np.int64)
+                np.maximum.at(last, inv[rows], rows)  # each item's last row with a value
+                with_value = np.flatnonzero(last >= 0)
+                sel = last[with_value]
+                values = fast["price"][sel].tolist() if f == "price" else \
+                    [v.decode("utf-8") for v in fast[f][sel].tolist()]
+                found[f] = (names[with_value].tolist(), fast_lines[sel].tolist(), values)
+        if slow:  # merge the row parser's events by line
+            latest = {(item, f): (line, v) for f, cols in found.items() for item, line, v in zip(*cols)}
+            for e in slow:  # in line order
+                for f, v in e.side.items():
+                    if v is not None and f not in ("price_bucket", "market"):
+                        old = latest.get((e.item, f))
+                        if old is None or old[0] < e.line:
+                            latest[(e.item, f)] = (e.line, v)
+            found = {}
+            for (item, f), (line, v) in latest.items():
+                cols = found.setdefault(f, ([], [], []))
+                cols[0].append(item)
+                cols[1].append(line)
+                cols[2].append(v)
         # price_bucket and market are non-null exactly where price and category_code are (the parser derives
         # them), so their last values follow those
-        for (item, f), (_, v) in list(latest.items()):
-            if f == "price" and "price_bucket" in self.fields:
-                latest[(item, "price_bucket")] = (0, price_bucket(v))
-            elif f == "category_code" and "market" in self.fields:
-                latest[(item, "market")] = (0, v.split(".")[0])
-        for (item, f), (_, v) in latest.items():
-            self.side.setdefault(item, {})[f] = v
+        side = self.side
+        for f, (items, _, values) in found.items():
+            derived = {"price": "price_bucket", "category_code": "market"}.get(f)
+            derived = derived if derived in self.fields else None
+            for item, v in zip(items, values):
+                props = side.get(item)
+                if props is None:
+                    props = side[item] = {}
+                props[f] = v
+                if derived == "price_bucket":
+                    props[derived] = price_bucket(v)
+                elif derived == "market":
+                    props[derived] = v.split(".")[0]
 
     def take(self) -> pd.DataFrame:
         """The events read since the last call, as a frame; they are dropped from the reader."""

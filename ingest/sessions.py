@@ -71,15 +71,17 @@ def merge_side(side_rows: dict[str, dict], e: Event) -> None:
             props[k] = v
 
 
-def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE) -> list[dict]:
+def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE,
+                 *, presorted: bool = False) -> list[dict]:
     """One row per session of ``df`` (columns user, item, type, ts, and line when there is one):
     ``items`` in order with consecutive repeats removed, ``counts`` the events of each (its run length),
     ``booked`` = the last purchased item or None.
     The frame is put in (user, ts, line) order first; a frame in file (time) order would otherwise cut
-    every session after one event."""
+    every session after one event. ``presorted=True`` says it is in that order already."""
     if df.empty:
         return []
-    df = df.sort_values(["user", "ts"] + (["line"] if "line" in df.columns else []), kind="stable")
+    if not presorted:
+        df = df.sort_values(["user", "ts"] + (["line"] if "line" in df.columns else []), kind="stable")
     users = df["user"].to_numpy()
     items_arr = df["item"].to_numpy()
     ts = df["ts"].to_numpy()
@@ -133,11 +135,12 @@ def derive_rows(events: list[Event] | pd.DataFrame, gap_seconds: int = DEFAULT_S
 
     g = df.groupby(["user", "item", "type"], sort=True).agg(count=("ts", "size"), first_ts=("ts", "min"), last_ts=("ts", "max"))
     engaged = [
-        {"user": u, "item": i, "type": t, "count": int(c), "first_ts": int(f), "last_ts": int(l)}
-        for (u, i, t), c, f, l in zip(g.index, g["count"], g["first_ts"], g["last_ts"])
+        {"user": u, "item": i, "type": t, "count": c, "first_ts": f, "last_ts": l}
+        for u, i, t, c, f, l in zip(*(g.index.get_level_values(k).tolist() for k in range(3)),
+                                    *(g[k].to_numpy(np.int64).tolist() for k in ("count", "first_ts", "last_ts")))
     ]
 
-    sessions = session_rows(df, gap_seconds, purchase_type)
+    sessions = session_rows(df, gap_seconds, purchase_type, presorted=True)
     trans: dict[tuple[str, str], int] = {}
     for s in sessions:
         ordered = s["items"]
