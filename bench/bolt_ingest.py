@@ -8,7 +8,7 @@ every writer count must give the same one.
 
     python bench/bolt_ingest.py [--users 12000] [--workers 1 2] [--rounds 3]
     python bench/bolt_ingest.py --log /tmp/scale-logs/gen-1000000-seed0.csv --rounds 1
-    python bench/bolt_ingest.py --log ... --max-events-in-memory 250000   # the on-disk sort's path
+    python bench/bolt_ingest.py --log ... --max-events-in-memory 250000   # the on-disk path (user groups)
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
     p.add_argument("--batch-size", type=int, default=5000, help="rows per transaction")
     p.add_argument("--max-events-in-memory", type=int, default=2_000_000,
-                   help="below the log's events, the log is sorted on disk and written in user groups (that path)")
+                   help="below the log's events, the log goes to disk and is written in user groups (that path)")
     p.add_argument("--out", type=Path, help="also write the JSON result here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")

@@ -458,9 +458,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=2,
                    help="write transactions at a time over Bolt (default 2; any value writes the same graph)")
     s.add_argument("--max-events-in-memory", type=int, default=2_000_000,
-                   help="events held in memory per file; a larger file is sorted on disk and written in groups of "
+                   help="events held in memory per file; a larger file is kept on disk and written in groups of "
                         "whole users, with the same result (keep it when resuming; default 2,000,000)")
-    s.add_argument("--spill-dir", type=Path, default=None, help="where that on-disk sort goes (default: system temp dir)")
+    s.add_argument("--spill-dir", type=Path, default=None, help="where that file's events go on disk (default: system temp dir)")
     s.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
     s.add_argument("--bulk", action="store_true",
                    help="first load into an EMPTY database with neo4j-admin database import full (offline: the local "

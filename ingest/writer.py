@@ -31,8 +31,8 @@ import pandas as pd
 from graphrecall.progress import progress_bar
 from ingest.columnar import iter_event_frames, read_frame
 from ingest.formats import ColumnMapping, ItemInfo, RejectSink, read_items
-from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, columns_frame, derive_rows
-from ingest.spill import SortedRuns, user_groups
+from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, derive_rows
+from ingest.spill import UserGroups
 
 logger = logging.getLogger(__name__)
 
@@ -306,13 +306,13 @@ def ingest_events(
 ) -> IngestReport:
     """Read, validate, sessionise and write one event file. Returns an :class:`IngestReport`.
 
-    Memory is bounded by ``max_events_in_memory``: a larger file is sorted by (user, time) on
-    disk (in ``spill_dir``, default the system temp dir) and written in groups of whole users,
-    which gives the same graph as one piece. Keep the value when resuming a killed ingest.
+    Memory is bounded by ``max_events_in_memory``: a larger file is kept on disk as integer codes (in
+    ``spill_dir``, default the system temp dir) and written in groups of whole users
+    (:class:`ingest.spill.UserGroups`), which gives the same graph as one piece. Keep the value when resuming a killed ingest.
     ``workers`` write transactions run at a time (any value gives the same graph and batches).
 
     A file of at most ``max_events_in_memory`` lines is read whole (:func:`ingest.columnar.read_frame`); a
-    longer one is streamed into the sorter frame by frame (:func:`ingest.columnar.iter_event_frames`). Both
+    longer one is streamed into :class:`~ingest.spill.UserGroups` frame by frame (:func:`ingest.columnar.iter_event_frames`). Both
     give the same rows."""
     path, t0 = Path(path), time.perf_counter()
     report, reject_path, lines = _start_report(path, reject_dir, f"a {fmt} event log")
@@ -324,30 +324,29 @@ def ingest_events(
         writer.write(rows, report.sha256, report.path, report)
         return _done(report, t0)
     side: dict[str, dict] = {}
-    with SortedRuns(max_events_in_memory, spill_dir) as runs:
+    with UserGroups(max_events_in_memory, spill_dir) as events:
         with RejectSink(path, reject_path) as sink:
             bar = progress_bar(unit="rows", desc=f"read {path.name}", enabled=progress)
             for f in iter_event_frames(path, fmt, sink, side, mapping=mapping, min_rating=min_rating):
-                runs.extend(zip(f["user"], f["ts"].tolist(), f["line"].tolist(), f["item"], f["type"]))
+                events.add(f)
                 bar.update(len(f))
             bar.close()
-        _report_rejects(report, sink, runs.count, reject_path)
+        _report_rejects(report, sink, events.count, reject_path)
         items = [{"id": i, "props": side.pop(i)} for i in sorted(side)]
         # spilled: one bar over all events below instead of a bar per user group
-        writer = GraphWriter(driver, database, batch_size, progress and not runs.spilled,
-                             grouping=max_events_in_memory if runs.spilled else 0, workers=workers)
+        writer = GraphWriter(driver, database, batch_size, progress and not events.spilled,
+                             grouping=max_events_in_memory if events.spilled else 0, workers=workers)
         writer.check_resume(report.sha256, report.path)
-        if not runs.spilled:
-            rows = derive_rows(_frame(list(runs)), session_gap, items=items)
+        if not events.spilled:
+            rows = derive_rows(events.frame(), session_gap, items=items)
             writer.write(rows, report.sha256, report.path, report)
         else:
-            logger.info("%s: %d events sorted on disk in %d runs; writing in groups of whole users",
-                        path, runs.count, runs.runs)
+            logger.info("%s: %d events on disk; writing in groups of whole users", path, events.count)
             writer.write(DerivedRows(items, [], [], []), report.sha256, report.path, report)
             del items
-            bar = progress_bar(total=runs.count, unit="events", desc=f"write {path.name}", enabled=progress)
-            for g, group in enumerate(user_groups(runs, max_events_in_memory)):
-                rows = derive_rows(_frame(group), session_gap, items=[])
+            bar = progress_bar(total=events.count, unit="events", desc=f"write {path.name}", enabled=progress)
+            for g, group in enumerate(events.groups()):
+                rows = derive_rows(group, session_gap, items=[])
                 writer.write(rows, report.sha256, report.path, report, part=f"g{g}")
                 bar.update(len(group))
             bar.close()
@@ -398,12 +397,6 @@ def ingest_items(
     writer.check_resume(report.sha256, report.path)
     writer.write(rows, report.sha256, report.path, report)
     return _done(report, t0)
-
-
-def _frame(tuples: list) -> pd.DataFrame:
-    """The sorter's ``(user, ts, line, item, event_type)`` tuples as an events frame (side info is kept apart)."""
-    users, ts, lines, items, types = zip(*tuples) if tuples else ((),) * 5
-    return columns_frame(users, items, types, ts, lines)
 
 
 def _start_report(path: Path, reject_dir, what: str) -> tuple[IngestReport, Path, int]:

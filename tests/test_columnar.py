@@ -88,7 +88,7 @@ def _compare(path, fmt, tmp_path, block_bytes):
     want_rejects = (tmp_path / "want.csv").read_bytes() if (tmp_path / "want.csv").exists() else b""
     got_rejects = (tmp_path / "got.csv").read_bytes() if (tmp_path / "got.csv").exists() else b""
     assert got_rejects == want_rejects
-    # block by block (the on-disk sort's reader): the same events, side info and rejects
+    # block by block (the reader of files past the memory cap): the same events, side info and rejects
     side: dict = {}
     with RejectSink(path, tmp_path / "streamed.csv", log_first=0) as streamed_sink:
         frames = list(iter_event_frames(path, fmt, streamed_sink, side, block_bytes=block_bytes, rows_per_frame=97))

@@ -405,24 +405,49 @@ def test_resume_sorted_on_disk_after_failure_and_other_grouping_refused(driver, 
     assert graph_fingerprint(driver) == clean
 
 
-def test_sorted_runs_and_user_groups():
-    from ingest.spill import SortedRuns, user_groups
+def _groups_by_sorting(events: list[tuple], size: int) -> list[list[tuple]]:
+    """The oracle: every event sorted by (user, ts, line), cut into groups of whole users, a group closed by the
+    user that brings it to ``size`` events or more (what the on-disk merge sort of earlier versions gave)."""
+    groups, group = [], []
+    for t in sorted(events):
+        if len(group) >= size and t[0] != group[-1][0]:
+            groups.append(group)
+            group = []
+        group.append(t)
+    return groups + ([group] if group else [])
+
+
+def test_user_groups_equal_sorting_every_event_and_cutting_at_whole_users(tmp_path):
+    from ingest.sessions import columns_frame
+    from ingest.spill import UserGroups
 
     rng = np.random.default_rng(0)
-    events = [(f"u{rng.integers(9)}", int(rng.integers(100)), line, f"i{line % 5}", "view") for line in range(500)]
-    with SortedRuns(run_size=64) as runs:
-        for e in events:
-            runs.add(e)
-        assert runs.spilled and runs.runs == 8 and runs.count == 500
-        merged = list(runs)
-    assert merged == sorted(events)
-    groups = list(user_groups(merged, 100))
-    assert [e for g in groups for e in g] == merged
-    users = [{e[0] for e in g} for g in groups]
-    assert all(not (a & b) for n, a in enumerate(users) for b in users[n + 1:])  # no user in two groups
-    assert all(len(g) >= 100 for g in groups[:-1])
+    users = ["u10", "u9", "u1", "é", "z", "Z", "u100"] + [f"u{k}" for k in range(20, 40)]  # str order, not numbers
+    events = [(users[rng.integers(len(users))], int(rng.integers(100)), line, f"i{line % 5}",
+               ("view", "cart", "purchase")[line % 3]) for line in range(2, 902)]
+
+    def frame(chunk):
+        u, ts, line, item, typ = zip(*chunk)
+        return columns_frame(u, item, typ, ts, line)
+
+    def as_tuples(f):
+        return sorted(zip(f["user"], f["ts"].tolist(), f["line"].tolist(), f["item"], f["type"]))
+
+    for size in (1, 64, 100, 899, 900):
+        spill = tmp_path / f"spill{size}"
+        spill.mkdir()
+        with UserGroups(size, spill) as groups:
+            for start in range(0, len(events), 37):
+                groups.add(frame(events[start:start + 37]))
+            assert groups.count == 900 and groups.spilled == (size <= 900)
+            got = [as_tuples(g) for g in groups.groups()]
+        assert got == _groups_by_sorting(events, size)
+        assert list(spill.iterdir()) == []  # the files are removed
+    with UserGroups(901) as groups:
+        groups.add(frame(events))
+        assert not groups.spilled and as_tuples(groups.frame()) == sorted(events)
     with pytest.raises(ValueError, match=">= 1"):
-        SortedRuns(run_size=0)
+        UserGroups(0)
 
 
 def _session_rows_one_by_one(df, gap_seconds=1800, purchase_type="purchase"):
