@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from graphrecall.progress import progress_bar
-from ingest.columnar import iter_event_frames, read_frame
+from ingest.columnar import BLOCK_BYTES, iter_event_frames, read_frame
 from ingest.formats import ColumnMapping, ItemInfo, RejectSink, read_items
 from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, derive_rows
 from ingest.spill import UserGroups
@@ -84,6 +84,7 @@ DEFAULT_MAX_EVENTS = 2_000_000
 DEFAULT_WORKERS = 2  # write transactions at a time: the server's work spreads over this machine's two cores
 BATCH_LAYOUT = 2  # how rows are cut into batches; markers written before it existed count as layout 1
 ITEM_PARTS = 4  # a power of two: transitions pair parts by xor
+LINE_BYTES = 128  # about a REES46 line: past the memory cap, a file is read in blocks of cap x this
 
 KIND_QUERIES = (("items", Q_ITEMS), ("engaged", Q_ENGAGED), ("sessions", Q_SESSIONS), ("transitions", Q_TRANSITIONS))
 
@@ -327,7 +328,10 @@ def ingest_events(
     with UserGroups(max_events_in_memory, spill_dir) as events:
         with RejectSink(path, reject_path) as sink:
             bar = progress_bar(unit="rows", desc=f"read {path.name}", enabled=progress)
-            for f in iter_event_frames(path, fmt, sink, side, mapping=mapping, min_rating=min_rating):
+            # blocks of about the cap's events or fewer: the reader's arrays take some ten times a block's bytes
+            block = min(BLOCK_BYTES, max(1 << 16, LINE_BYTES * max_events_in_memory))
+            for f in iter_event_frames(path, fmt, sink, side, mapping=mapping, min_rating=min_rating,
+                                       block_bytes=block, rows_per_frame=min(100_000, max_events_in_memory)):
                 events.add(f)
                 bar.update(len(f))
             bar.close()
