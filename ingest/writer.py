@@ -26,8 +26,6 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
-
 from graphrecall.progress import progress_bar
 from ingest.columnar import BLOCK_BYTES, iter_event_frames, read_frame
 from ingest.formats import ColumnMapping, ItemInfo, RejectSink, read_items

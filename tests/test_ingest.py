@@ -343,7 +343,7 @@ def item_props(driver) -> list:
 @pytest.mark.parametrize("path,fmt", [(DATA / "taobao_300.csv", "taobao"), (DATA / "rees46_head300.csv", "rees46"),
                                       (DATA / "ml_ratings_300.csv", "movielens")])
 def test_ingest_sorted_on_disk_equals_one_piece(driver, tmp_path, path, fmt):
-    """A file larger than --max-events-in-memory, sorted on disk and written in user groups,
+    """A file larger than --max-events-in-memory, kept on disk and written in user groups,
     gives exactly the graph of the in-memory ingest (sessions, counts, transitions, side info)."""
     one = ingest_events(driver, path, fmt, reject_dir=tmp_path, batch_size=50, progress=False)
     clean, props = graph_fingerprint(driver), item_props(driver)
