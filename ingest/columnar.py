@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import csv
 import logging
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -30,7 +33,8 @@ from ingest.formats import (EVENT_ALIASES, MAX_FIELD_CHARS, MAX_LINE_BYTES, REES
 logger = logging.getLogger(__name__)
 
 COLUMNAR_FORMATS = ("rees46", "taobao")
-BLOCK_BYTES = 16 << 20  # bytes read at a time (whole lines); about 120k REES46 rows
+BLOCK_BYTES = 8 << 20  # bytes read at a time (whole lines), about 60k REES46 rows
+READ_THREADS = 2  # blocks converted at a time: the server waits while a file is read, so both cores read
 FIELD_CAP = 256  # longer fields (rare) take the row parser
 _MAX_UNIX = 4_102_444_800  # parse_unix's bound (2100-01-01)
 SIDE_COLUMNS = {"rees46": ("category", "category_code", "brand", "price", "price_bucket", "market"),
@@ -38,37 +42,67 @@ SIDE_COLUMNS = {"rees46": ("category", "category_code", "brand", "price", "price
 
 
 def read_event_columns(path: str | Path, fmt: str, sink: RejectSink, *, block_bytes: int = BLOCK_BYTES,
-                       progress: bool = False) -> tuple[pd.DataFrame, dict[str, dict]]:
+                       progress: bool = False, threads: int = READ_THREADS) -> tuple[pd.DataFrame, dict[str, dict]]:
     """``(events, side)``: the good events of ``path`` as a frame (``user``, ``item``, ``type``, ``ts``,
     ``line``, in line order; one ``str`` object per distinct id) and each item's side info (the last non-null
     value of each field in line order, as :func:`ingest.sessions.merge_side` keeps it). Bad lines go to
-    ``sink`` in line order."""
+    ``sink`` in line order. ``threads`` blocks are cut into columns at a time (the same output for any
+    value)."""
     if fmt not in COLUMNAR_FORMATS:
         raise ValueError(f"the columnar reader reads {', '.join(COLUMNAR_FORMATS)}, not {fmt!r}; use read_events")
-    if block_bytes < 1:
-        raise ValueError(f"block_bytes must be >= 1, got {block_bytes}")
+    _check_read_args(block_bytes, threads)
     path = Path(path)
     reader = _Reader(fmt, sink)
     with open(path, "rb") as fh:
         if not _plain_header(fh, fmt):
             return read_event_rows(path, fmt, sink, progress=progress)  # not a plain header: rows decide
         bar = progress_bar(unit="rows", desc=f"read {path.name}", enabled=progress)
-        for data, line in _line_blocks(fh, block_bytes, 2 if fmt == "rees46" else 1):
-            bar.update(reader.block(data, line))
+        for data, line, converted in _converted_blocks(reader, fh, block_bytes, threads):
+            bar.update(reader.block(data, line, converted))
         bar.close()
     logger.info("%s: %d lines read by columns, %d by the row parser", path, reader.n_fast, reader.n_slow)
-    return reader.result()
+    return reader.result(threads)
+
+
+def _check_read_args(block_bytes: int, threads: int) -> None:
+    if block_bytes < 1:
+        raise ValueError(f"block_bytes must be >= 1, got {block_bytes}")
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1 (blocks converted at a time), got {threads}")
+
+
+def _converted_blocks(reader: _Reader, fh, block_bytes: int, threads: int) -> Iterator[tuple[bytes, int, _Converted]]:
+    """``(block, its first line, reader.convert(block))`` in file order, ``threads`` conversions running
+    ahead of the caller (numpy releases the GIL for nearly all of them): at most ``threads + 1`` blocks
+    are held at once."""
+    blocks = _line_blocks(fh, block_bytes, 2 if reader.fmt == "rees46" else 1)
+    if threads == 1:
+        for data, line in blocks:
+            yield data, line, reader.convert(data, line)
+        return
+    with ThreadPoolExecutor(threads, thread_name_prefix="graphrecall-read") as pool:
+        ahead: deque = deque()
+        for data, line in blocks:
+            ahead.append((data, line, pool.submit(reader.convert, data, line)))
+            if len(ahead) > threads:
+                data, line, job = ahead.popleft()
+                yield data, line, job.result()
+        while ahead:
+            data, line, job = ahead.popleft()
+            yield data, line, job.result()
 
 
 def iter_event_frames(path: str | Path, fmt: str, sink: RejectSink, side: dict[str, dict], *, mapping=None,
                       min_rating: float = 4.0, block_bytes: int = BLOCK_BYTES,
-                      rows_per_frame: int = 100_000) -> Iterator[pd.DataFrame]:
+                      rows_per_frame: int = 100_000, threads: int = READ_THREADS) -> Iterator[pd.DataFrame]:
     """What :func:`read_frame` reads, in bounded memory: yields the good events frame by frame (same
     columns, line order) and folds each item's side info into ``side`` as it goes. REES46 and Taobao logs
     without a column mapping are read by columns, a block of lines a frame; other logs, and those whose
-    header is not plain, by the row reader, ``rows_per_frame`` events a frame."""
-    if block_bytes < 1 or rows_per_frame < 1:
-        raise ValueError(f"block_bytes and rows_per_frame must be >= 1, got {block_bytes} and {rows_per_frame}")
+    header is not plain, by the row reader, ``rows_per_frame`` events a frame. ``threads`` blocks are cut
+    into columns at a time, so up to ``threads + 1`` blocks are held at once."""
+    if rows_per_frame < 1:
+        raise ValueError(f"rows_per_frame must be >= 1, got {rows_per_frame}")
+    _check_read_args(block_bytes, threads)
     path = Path(path)
     plain = False
     if fmt in COLUMNAR_FORMATS and mapping is None:
@@ -77,8 +111,8 @@ def iter_event_frames(path: str | Path, fmt: str, sink: RejectSink, side: dict[s
         with open(path, "rb") as fh:
             plain = _plain_header(fh, fmt)
             if plain:
-                for data, line in _line_blocks(fh, block_bytes, 2 if fmt == "rees46" else 1):
-                    if reader.block(data, line):
+                for data, line, converted in _converted_blocks(reader, fh, block_bytes, threads):
+                    if reader.block(data, line, converted):
                         yield reader.take()
     if not plain:
         events: list[Event] = []
@@ -241,6 +275,15 @@ def _plain_decimal(f: _Field) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- the reader
+class _Converted(NamedTuple):
+    starts: np.ndarray  # each line's first byte in the block
+    ends: np.ndarray  # each line's newline (or the block's end)
+    lines: np.ndarray  # each line's number in the file
+    ok: np.ndarray  # the lines read by columns
+    fast: dict | None  # their columns (user, item, type as bytes; ts), None when there are none
+    found: dict  # their side info: field -> (items, lines, values), each item's last value in the block
+
+
 class _Reader:
     def __init__(self, fmt: str, sink: RejectSink):
         self.fmt, self.sink = fmt, sink
@@ -250,13 +293,15 @@ class _Reader:
         aliases = EVENT_ALIASES[fmt]
         self.type_raw = [k.encode() for k in aliases]
         self.type_names = list(aliases.values())
+        self.type_bytes = np.array([t.encode() for t in self.type_names], dtype="S")
         self.fields = SIDE_COLUMNS[fmt]
         self.parts: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "item", "type", "ts", "line")}
         self.side: dict[str, dict] = {}
         self.n_fast = self.n_slow = 0
 
-    def block(self, data: bytes, first_line: int) -> int:
-        """Read one block of whole lines; returns its number of good events."""
+    def convert(self, data: bytes, first_line: int) -> _Converted:
+        """The numpy part of reading one block of whole lines: its line bounds, the rows the checks accept
+        and their columns. It reads nothing of the reader but its format, so blocks convert in threads."""
         buf = np.frombuffer(data, dtype=np.uint8)
         nl = np.flatnonzero(buf == 10)
         ends = nl if data.endswith(b"\n") else np.append(nl, len(data))
@@ -286,11 +331,24 @@ class _Reader:
                     good, fast = self._convert([_Field(buf, left[:, k], right[:, k]) for k in range(self.used)])
                     ok[rows[~good]] = False
                     fast = {k: v[good] for k, v in fast.items()}
+        found: dict[str, tuple[list, list, list]] = {}
+        if fast is not None and len(fast["ts"]):
+            found = self._fast_side(fast, lines[ok])
+            fast = {"user": fast["user"], "item": fast["item"], "type": self.type_bytes[fast["type"]],
+                    "ts": fast["ts"]}
+        else:
+            fast = None
+        return _Converted(starts, ends, lines, ok, fast, found)
+
+    def block(self, data: bytes, first_line: int, converted: _Converted | None = None) -> int:
+        """Read one block of whole lines (``converted``: its :meth:`convert`, when done already); blocks must
+        come in line order. Returns its number of good events."""
+        starts, ends, lines, ok, fast, found = converted if converted is not None else self.convert(data, first_line)
         self.n_fast += int(ok.sum())
         self.n_slow += int(len(ok) - ok.sum())
         slow = [ev for r in np.flatnonzero(~ok)
                 if (ev := self._one(data[starts[r]:ends[r] + (1 if ends[r] < len(data) else 0)], int(lines[r]))) is not None]
-        return self._keep(fast, lines[ok], slow)
+        return self._keep(fast, lines[ok], slow, found)
 
     def _convert(self, f: list[_Field]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Rows the checks accept (the row parser would return exactly these values), and their columns."""
@@ -331,12 +389,13 @@ class _Reader:
             self.sink.reject(line, str(exc), text)
             return None
 
-    def _keep(self, fast: dict | None, fast_lines: np.ndarray, slow: list[Event]) -> int:
-        """Append the block's events in line order and fold its side info into ``self.side``."""
+    def _keep(self, fast: dict | None, fast_lines: np.ndarray, slow: list[Event], found: dict) -> int:
+        """Append the block's events in line order and fold its side info (``found``: the fast rows')
+        into ``self.side``."""
         n_fast = 0 if fast is None else len(fast_lines)
         user = [fast["user"]] if n_fast else []
         item = [fast["item"]] if n_fast else []
-        typ = [np.asarray(self.type_names, dtype=object)[fast["type"]].astype("S")] if n_fast else []
+        typ = [fast["type"]] if n_fast else []
         ts, line = ([fast["ts"]], [fast_lines]) if n_fast else ([], [])
         if slow:
             user.append(np.array([e.user.encode() for e in slow], dtype="S"))
@@ -346,35 +405,43 @@ class _Reader:
             line.append(np.array([e.line for e in slow], dtype=np.int64))
         if not line:
             return 0
-        lines = np.concatenate(line)
-        order = np.argsort(lines, kind="stable")
-        for key, parts in (("user", user), ("item", item), ("type", typ), ("ts", ts)):
-            self.parts[key].append(np.concatenate(parts)[order])
-        self.parts["line"].append(lines[order])
-        self._fold_side(fast, fast_lines, slow)
-        return len(lines)
+        if slow:  # merge the fast rows and the row parser's by line
+            lines = np.concatenate(line)
+            order = np.argsort(lines, kind="stable")
+            for key, parts in (("user", user), ("item", item), ("type", typ), ("ts", ts)):
+                self.parts[key].append(np.concatenate(parts)[order])
+            self.parts["line"].append(lines[order])
+        else:  # fast rows only: in line order already
+            for key, parts in (("user", user), ("item", item), ("type", typ), ("ts", ts), ("line", line)):
+                self.parts[key].append(parts[0])
+        self._fold_side(found, slow)
+        return sum(len(x) for x in line)
 
-    def _fold_side(self, fast: dict | None, fast_lines: np.ndarray, slow: list[Event]) -> None:
-        """Each item's last non-null value per field in this block (fast rows and slow rows by line), over
-        what earlier blocks left."""
-        found: dict[str, tuple[list, list, list]] = {}  # field -> (items, lines, values), an item once a field
-        if fast is not None and len(fast_lines):
-            uniq, inv = np.unique(fast["item"], return_inverse=True)  # one sort of the block's item ids
-            names = np.array([u.decode("ascii") for u in uniq.tolist()], dtype=object)
-            for f in self.fields:
-                if f in ("price_bucket", "market"):
-                    continue
-                has = ~np.isnan(fast["price"]) if f == "price" else fast[f + "?"]
-                rows = np.flatnonzero(has)
-                if not len(rows):
-                    continue
-                last = np.full(len(uniq), -1, dtype=np.int64)
-                np.maximum.at(last, inv[rows], rows)  # each item's last row with a value
-                with_value = np.flatnonzero(last >= 0)
-                sel = last[with_value]
-                values = fast["price"][sel].tolist() if f == "price" else \
-                    [v.decode("utf-8") for v in fast[f][sel].tolist()]
-                found[f] = (names[with_value].tolist(), fast_lines[sel].tolist(), values)
+    def _fast_side(self, fast: dict, fast_lines: np.ndarray) -> dict[str, tuple[list, list, list]]:
+        """Field -> (items, lines, values): each item's last non-null value of the field among the fast
+        rows of one block (an item once a field)."""
+        found: dict[str, tuple[list, list, list]] = {}
+        uniq, inv = np.unique(fast["item"], return_inverse=True)  # one sort of the block's item ids
+        names = np.array([u.decode("ascii") for u in uniq.tolist()], dtype=object)
+        for f in self.fields:
+            if f in ("price_bucket", "market"):
+                continue
+            has = ~np.isnan(fast["price"]) if f == "price" else fast[f + "?"]
+            rows = np.flatnonzero(has)
+            if not len(rows):
+                continue
+            last = np.full(len(uniq), -1, dtype=np.int64)
+            np.maximum.at(last, inv[rows], rows)  # each item's last row with a value
+            with_value = np.flatnonzero(last >= 0)
+            sel = last[with_value]
+            values = fast["price"][sel].tolist() if f == "price" else \
+                [v.decode("utf-8") for v in fast[f][sel].tolist()]
+            found[f] = (names[with_value].tolist(), fast_lines[sel].tolist(), values)
+        return found
+
+    def _fold_side(self, found: dict[str, tuple[list, list, list]], slow: list[Event]) -> None:
+        """Each item's last non-null value per field in this block (the fast rows' ``found``, and the slow
+        rows by line), over what earlier blocks left."""
         if slow:  # merge the row parser's events by line
             latest = {(item, f): (line, v) for f, cols in found.items() for item, line, v in zip(*cols)}
             for e in slow:  # in line order
@@ -407,17 +474,24 @@ class _Reader:
 
     def take(self) -> pd.DataFrame:
         """The events read since the last call, as a frame; they are dropped from the reader."""
-        frame, _ = self.result()
-        self.parts = {k: [] for k in ("user", "item", "type", "ts", "line")}
-        return frame
+        return self.result()[0]
 
-    def result(self) -> tuple[pd.DataFrame, dict[str, dict]]:
-        cols = {}
-        for key in ("user", "item", "type"):
-            raw = np.concatenate(self.parts.pop(key)) if self.parts[key] else np.zeros(0, "S1")
+    def result(self, threads: int = 1) -> tuple[pd.DataFrame, dict[str, dict]]:
+        """Every event read (not taken) as a frame, and the side info; the id columns are coded
+        ``threads`` at a time."""
+        def strings(key: str) -> np.ndarray:
+            raw = np.concatenate(self.parts[key]) if self.parts[key] else np.zeros(0, "S1")
             uniq, inv = np.unique(raw, return_inverse=True)
             names = np.array([u.decode("utf-8") for u in uniq.tolist()], dtype=object)
-            cols[key] = names[inv]  # one str object per distinct value
+            return names[inv]  # one str object per distinct value
+
+        keys = ("user", "item", "type")
+        if threads > 1:
+            with ThreadPoolExecutor(min(threads, len(keys)), thread_name_prefix="graphrecall-read") as pool:
+                cols = dict(zip(keys, pool.map(strings, keys)))
+        else:
+            cols = {key: strings(key) for key in keys}
         for key in ("ts", "line"):
-            cols[key] = np.concatenate(self.parts.pop(key)) if self.parts[key] else np.zeros(0, np.int64)
+            cols[key] = np.concatenate(self.parts[key]) if self.parts[key] else np.zeros(0, np.int64)
+        self.parts = {k: [] for k in ("user", "item", "type", "ts", "line")}
         return columns_frame(cols["user"], cols["item"], cols["type"], cols["ts"], cols["line"]), self.side

@@ -80,15 +80,17 @@ def _write(path, lines, raw_extra=()):
 def _compare(path, fmt, tmp_path, block_bytes):
     with RejectSink(path, tmp_path / "want.csv", log_first=0) as want_sink:
         want, want_side = read_event_rows(path, fmt, want_sink)
-    with RejectSink(path, tmp_path / "got.csv", log_first=0) as got_sink:
-        got, got_side = read_event_columns(path, fmt, got_sink, block_bytes=block_bytes)
-    pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
-    assert got_side == want_side
-    assert (got_sink.count, got_sink.reasons) == (want_sink.count, want_sink.reasons)
     want_rejects = (tmp_path / "want.csv").read_bytes() if (tmp_path / "want.csv").exists() else b""
-    got_rejects = (tmp_path / "got.csv").read_bytes() if (tmp_path / "got.csv").exists() else b""
-    assert got_rejects == want_rejects
-    # block by block (the reader of files past the memory cap): the same events, side info and rejects
+    for threads in (1, 3):  # blocks converted one at a time, and three ahead of the in-order finish
+        with RejectSink(path, tmp_path / "got.csv", log_first=0) as got_sink:
+            got, got_side = read_event_columns(path, fmt, got_sink, block_bytes=block_bytes, threads=threads)
+        pd.testing.assert_frame_equal(got.reset_index(drop=True), want.reset_index(drop=True))
+        assert got_side == want_side
+        assert (got_sink.count, got_sink.reasons) == (want_sink.count, want_sink.reasons)
+        got_rejects = (tmp_path / "got.csv").read_bytes() if (tmp_path / "got.csv").exists() else b""
+        assert got_rejects == want_rejects
+    # block by block (the reader of files past the memory cap, its default two threads): the same events,
+    # side info and rejects
     side: dict = {}
     with RejectSink(path, tmp_path / "streamed.csv", log_first=0) as streamed_sink:
         frames = list(iter_event_frames(path, fmt, streamed_sink, side, block_bytes=block_bytes, rows_per_frame=97))
