@@ -6,6 +6,7 @@ ingest killed mid-file resumes with exactly the same batches.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,8 +79,15 @@ def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purch
     ``booked`` = the last purchased item or None.
     The frame is put in (user, ts, line) order first; a frame in file (time) order would otherwise cut
     every session after one event. ``presorted=True`` says it is in that order already."""
+    return _session_table(df, gap_seconds, purchase_type, presorted=presorted)[0]
+
+
+def _session_table(df: pd.DataFrame, gap_seconds: int, purchase_type: str, *, presorted: bool,
+                   transitions: bool = False) -> tuple[list[dict], list[dict]]:
+    """:func:`session_rows`, and with ``transitions=True`` the transition rows: each (a, b) of consecutive
+    items in a session's ``items``, counted over all sessions, in (src, dst) order."""
     if df.empty:
-        return []
+        return [], []
     if not presorted:
         df = df.sort_values(["user", "ts"] + (["line"] if "line" in df.columns else []), kind="stable")
     users = df["user"].to_numpy()
@@ -112,26 +120,42 @@ def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purch
             "id": f"{users[s]}:{ts_list[s]}", "user": str(users[s]), "start_ts": ts_list[s], "end_ts": ts_list[e - 1],
             "items": kept_items[k0[j]:k1[j]], "booked": booked[j], "n_events": e - s, "counts": runs[k0[j]:k1[j]],
         })
-    return sessions
+    if not transitions:
+        return sessions, []
+    # consecutive kept events of one session (the second is not a session's first), coded in str order
+    step = np.flatnonzero(~first[kept[1:]])
+    codes, names = pd.factorize(np.asarray(kept_items, dtype=object), sort=True)
+    pair, weight = np.unique(codes[step].astype(np.int64) * len(names) + codes[step + 1], return_counts=True)
+    src, dst = names[pair // len(names)].tolist(), names[pair % len(names)].tolist()
+    return sessions, [{"src": a, "dst": b, "weight": w} for a, b, w in zip(src, dst, weight.tolist())]
 
 
 def derive_rows(events: list[Event] | pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP,
                 purchase_type: str = PURCHASE, items: list[dict] | None = None) -> DerivedRows:
     """Rows for every kind; ``items`` given (e.g. gathered while streaming) skips deriving them here.
     ``events`` may also be their :func:`events_frame` (then ``items`` must be given)."""
+    out = DerivedRows([], [], [], [])
+    for part in derive_steps(events, gap_seconds, purchase_type, items):
+        for kind in ("items", "engaged", "sessions", "transitions"):
+            getattr(out, kind).extend(getattr(part, kind))
+    return out
+
+
+def derive_steps(events: list[Event] | pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP,
+                 purchase_type: str = PURCHASE, items: list[dict] | None = None) -> Iterator[DerivedRows]:
+    """:func:`derive_rows` in the order they are written, each step computed when asked for: the items,
+    then the engagements, then the sessions with their transitions. So a writer can write one step while
+    the next is derived."""
     if gap_seconds <= 0:
         raise ValueError(f"session gap must be positive seconds, got {gap_seconds}")
     if not len(events):
-        return DerivedRows(items or [], [], [], [])
-    if isinstance(events, pd.DataFrame):
-        if items is None:
-            raise ValueError("derive_rows from a frame needs items= (side info is not in the frame)")
-        df = events
-    else:
-        df = events_frame(events)
+        yield DerivedRows(items or [], [], [], [])
+        return
+    if isinstance(events, pd.DataFrame) and items is None:
+        raise ValueError("derive_rows from a frame needs items= (side info is not in the frame)")
+    yield DerivedRows(items if items is not None else item_rows(events), [], [], [])
+    df = events if isinstance(events, pd.DataFrame) else events_frame(events)
     df = df.sort_values(["user", "ts", "line"], kind="stable").reset_index(drop=True)
-    if items is None:
-        items = item_rows(events)
 
     g = df.groupby(["user", "item", "type"], sort=True).agg(count=("ts", "size"), first_ts=("ts", "min"), last_ts=("ts", "max"))
     engaged = [
@@ -139,13 +163,10 @@ def derive_rows(events: list[Event] | pd.DataFrame, gap_seconds: int = DEFAULT_S
         for u, i, t, c, f, l in zip(*(g.index.get_level_values(k).tolist() for k in range(3)),
                                     *(g[k].to_numpy(np.int64).tolist() for k in ("count", "first_ts", "last_ts")))
     ]
-
-    sessions = session_rows(df, gap_seconds, purchase_type, presorted=True)
-    trans: dict[tuple[str, str], int] = {}
-    for s in sessions:
-        ordered = s["items"]
-        for a, b in zip(ordered[:-1], ordered[1:]):
-            trans[(a, b)] = trans.get((a, b), 0) + 1
-    transitions = [{"src": a, "dst": b, "weight": w} for (a, b), w in sorted(trans.items())]
+    del g
+    yield DerivedRows([], engaged, [], [])
+    del engaged
+    sessions, transitions = _session_table(df, gap_seconds, purchase_type, presorted=True, transitions=True)
+    del df, events  # the last step: the caller's events need not outlive it
     sessions.sort(key=lambda r: r["id"])
-    return DerivedRows(items, engaged, sessions, transitions)
+    yield DerivedRows([], [], sessions, transitions)

@@ -484,6 +484,73 @@ def test_session_rows_equal_a_loop_over_sessions(seed):
                        "ts": np.cumsum(rng.choice([0, 1, 60, 1799, 1800, 1801, 7200], n)), "line": np.arange(n) + 2})
     df = df.sample(frac=1.0, random_state=seed)  # file order is not (user, ts) order
     got = session_rows(df)
-    assert got == _session_rows_one_by_one(df)
+    want = _session_rows_one_by_one(df)
+    assert got == want
     assert any(r["booked"] for r in got) and any(r["booked"] is None for r in got) and any(max(r["counts"]) > 1 for r in got)
     assert session_rows(df.iloc[:0]) == []
+    # transitions: the consecutive items of each session, counted, in (src, dst) order
+    pairs: dict = {}
+    for r in want:
+        for a, b in zip(r["items"][:-1], r["items"][1:]):
+            pairs[a, b] = pairs.get((a, b), 0) + 1
+    rows = derive_rows(df, items=[])
+    assert rows.transitions == [{"src": a, "dst": b, "weight": w} for (a, b), w in sorted(pairs.items())]
+    assert rows.sessions == sorted(want, key=lambda r: r["id"])
+
+
+def test_run_ahead_keeps_order_computes_one_step_ahead_and_raises_a_steps_error():
+    import time
+
+    from ingest.writer import run_ahead
+
+    started: list[int] = []
+
+    def steps(n):
+        for k in range(n):
+            started.append(k)
+            yield k
+
+    got = []
+    for k in run_ahead(steps(6)):
+        time.sleep(0.05)  # time enough for the thread to run ahead as far as it may
+        assert started == list(range(min(k + 2, 6)))  # the caller's step and the next one, no more
+        got.append(k)
+    assert got == list(range(6))
+
+    started.clear()
+    ahead = run_ahead(steps(100))
+    assert next(ahead) == 0
+    ahead.close()  # the caller stops: so does the thread
+    assert started == [0, 1]
+
+    def failing():
+        yield "a"
+        raise RuntimeError("step 2 failed")
+
+    seen = []
+    with pytest.raises(RuntimeError, match="step 2 failed"):
+        for x in run_ahead(failing()):
+            seen.append(x)
+    assert seen == ["a"]
+
+
+@pytest.mark.parametrize("path,fmt", [(DATA / "taobao_300.csv", "taobao"), (DATA / "rees46_head300.csv", "rees46")])
+def test_the_graph_holds_every_derived_row_in_small_batches(driver, tmp_path, path, fmt):
+    """Batches of 4 rows, most without a booked item: every session, engagement and transition is written,
+    with its booking (a batch whose list of booked items was empty once wrote nothing)."""
+    from conftest import wipe
+
+    wipe(driver)
+    with RejectSink(path, tmp_path / "r.csv") as sink:
+        rows = derive_rows(list(read_events(path, fmt, sink)))
+    ingest_events(driver, path, fmt, reject_dir=tmp_path, batch_size=4, progress=False)
+    booked = [r for r in rows.sessions if r["booked"] is not None]
+    assert 0 < len(booked) < len(rows.sessions) / 3
+    with driver.session() as s:
+        got = s.run("MATCH (s:Session)<-[:HAS_SESSION]-(u:User {id: s.user}) "
+                    "OPTIONAL MATCH (s)-[:BOOKED]->(b:Item) RETURN s.id, b.id ORDER BY s.id").values()
+        engaged = s.run("MATCH ()-[e:ENGAGED]->() RETURN count(e), sum(e.count)").single().values()
+        trans = s.run("MATCH ()-[t:TRANSITION]->() RETURN count(t), sum(t.weight)").single().values()
+    assert got == [[r["id"], r["booked"]] for r in rows.sessions]
+    assert engaged == [len(rows.engaged), sum(r["count"] for r in rows.engaged)]
+    assert trans == [len(rows.transitions), sum(r["weight"] for r in rows.transitions)]
