@@ -334,6 +334,19 @@ class GraphWriter:
                 bar.close()
         return report
 
+    def write_steps(self, steps: Iterable[DerivedRows], sha: str, source: str, report: IngestReport) -> IngestReport:
+        """:meth:`write` each of ``steps`` (:func:`ingest.sessions.derive_steps`) under one progress bar, the
+        next step derived while this one is written (:func:`run_ahead`): the sessions while the engagements
+        are written."""
+        bar = progress_bar(unit="rows", desc=f"write {Path(source).name}", enabled=self.progress)
+        try:
+            for rows in run_ahead(steps):
+                self.write(rows, sha, source, report, bar=bar)
+                del rows
+        finally:
+            bar.close()
+        return report
+
     def _run_lanes(self, lanes: list[list[Batch]], work) -> None:
         """Each lane's batches in order, ``workers`` lanes at a time, each in its own session; the first
         error stops the lanes after their current batch and is raised once they have."""
@@ -393,13 +406,7 @@ def ingest_events(
         writer.check_resume(report.sha256, report.path)
         frame, items = read_file(path, fmt, report, reject_path, mapping=mapping, min_rating=min_rating,
                                  progress=progress)
-        bar = progress_bar(unit="rows", desc=f"write {path.name}", enabled=progress)
-        try:  # the sessions are derived while the engagements are written
-            for rows in run_ahead(derive_steps(frame, session_gap, items=items)):
-                writer.write(rows, report.sha256, report.path, report, bar=bar)
-                del rows
-        finally:
-            bar.close()
+        writer.write_steps(derive_steps(frame, session_gap, items=items), report.sha256, report.path, report)
         return _done(report, t0)
     side: dict[str, dict] = {}
     with UserGroups(max_events_in_memory, spill_dir) as events:
@@ -420,9 +427,8 @@ def ingest_events(
                              grouping=max_events_in_memory if events.spilled else 0, workers=workers)
         writer.check_resume(report.sha256, report.path)
         if not events.spilled:
-            for rows in run_ahead(derive_steps(events.frame(), session_gap, items=items)):
-                writer.write(rows, report.sha256, report.path, report)
-                del rows
+            writer.write_steps(derive_steps(events.frame(), session_gap, items=items), report.sha256, report.path,
+                               report)
         else:
             logger.info("%s: %d events on disk; writing in groups of whole users", path, events.count)
             writer.write(DerivedRows(items, [], [], []), report.sha256, report.path, report)
