@@ -292,8 +292,7 @@ class _Reader:
         self.parse = parse_rees46 if fmt == "rees46" else parse_taobao
         aliases = EVENT_ALIASES[fmt]
         self.type_raw = [k.encode() for k in aliases]
-        self.type_names = list(aliases.values())
-        self.type_bytes = np.array([t.encode() for t in self.type_names], dtype="S")
+        self.type_bytes = np.array([t.encode() for t in aliases.values()], dtype="S")
         self.fields = SIDE_COLUMNS[fmt]
         self.parts: dict[str, list[np.ndarray]] = {k: [] for k in ("user", "item", "type", "ts", "line")}
         self.side: dict[str, dict] = {}

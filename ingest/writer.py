@@ -1,6 +1,6 @@
 """Write derived rows to Neo4j in checkpointed, idempotent batches.
 
-Each batch is one ``execute_write`` transaction that writes ``UNWIND $rows`` and
+Each batch is one ``execute_write`` transaction that writes its rows (``KIND_PARAMS``) and
 creates an ``(:IngestBatch {key})`` marker, the key being
 ``<sha256 of the file>:<kind>:<batch index>``. A batch whose marker exists is
 skipped, so:
@@ -142,7 +142,7 @@ DEFAULT_MAX_EVENTS = 2_000_000
 DEFAULT_WORKERS = 2  # write transactions at a time: the server's work spreads over this machine's two cores
 BATCH_LAYOUT = 2  # how rows are cut into batches; markers written before it existed count as layout 1
 ITEM_PARTS = 4  # a power of two: transitions pair parts by xor
-LINE_BYTES = 128  # about a REES46 line: past the memory cap, a file is read in blocks of cap x this
+LINE_BYTES = 128  # about a REES46 line: past the memory cap, the blocks read at once hold about cap x this
 
 KIND_QUERIES = (("items", Q_ITEMS), ("engaged", Q_ENGAGED), ("sessions", Q_SESSIONS), ("transitions", Q_TRANSITIONS))
 KIND_PARAMS = {"items": items_params, "engaged": engaged_params, "sessions": sessions_params,
