@@ -2,7 +2,7 @@
 
 The snapshot is built from the REES46 log without Neo4j (every channel, as ``query.evaluation.build_retriever``
 builds them for the next-item bench), saved, and served by uvicorn (uvloop + httptools) through
-``query.api:app_from_saved_snapshot``: the same ``SnapshotRetriever`` and endpoints the live service answers
+``graphrecall.app.serve:app_from_saved_snapshot``: the same ``SnapshotRetriever`` and endpoints the live service answers
 from. The load generator runs in this process: one asyncio loop sends ``GET /i2i/{item}?k=10&channel=..``
 (channels mixed: blend, swing, cooc, trans, side, eges, rank; items drawn uniformly, so every lookup is a cache miss
 at first) at fixed send times over a pool of keep-alive connections. Latency counts from the scheduled send
@@ -16,7 +16,6 @@ Prints one row per (workers, rate) and a JSON line; ``bench/results/api_load.jso
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
@@ -31,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common import parser, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 logger = logging.getLogger("bench.api_load")
 CHANNELS = ("blend", "swing", "cooc", "trans", "side", "eges", "rank")
@@ -43,10 +43,10 @@ KEEP_ALIVE = 4.0  # reuse a connection only if it was idle less than this (uvico
 
 def build_snapshot(out: Path) -> tuple[Path, Path, list[str]]:
     """Every channel from the whole REES46 log, saved as the service saves its snapshot."""
-    from bench.next_item import load
-    from graphrecall.pipeline import PipelineConfig
-    from ingest.sessions import session_rows
-    from query.evaluation import Catalogue, build_retriever
+    from common import load
+    from graphrecall.app.pipeline import PipelineConfig
+    from graphrecall.ingest.sessions import session_rows
+    from graphrecall.query.evaluate.protocol import Catalogue, build_retriever
 
     df, side = load("rees46")
     cat = Catalogue.build(side, df["item"])
@@ -67,7 +67,7 @@ def start_server(snapshot: Path, faiss_dir: Path, workers: int) -> tuple[subproc
     port = free_port()
     env = dict(os.environ, GRAPHRECALL_SNAPSHOT_DIR=str(snapshot), GRAPHRECALL_FAISS_DIR=str(faiss_dir),
                GRAPHRECALL_ACCESS_LOG="0", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "query.api:app_from_saved_snapshot", "--factory",
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "graphrecall.app.serve:app_from_saved_snapshot", "--factory",
                              "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
                              "--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
                             env=env, cwd=str(ROOT))
@@ -160,8 +160,7 @@ async def open_loop(port: int, paths: list[bytes], rate: float, seconds: float, 
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--rates", type=float, nargs="+", default=[200, 500, 1000, 2000])
     p.add_argument("--seconds", type=float, default=60.0, help="load duration per rate (bounded)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts to try")
@@ -208,7 +207,7 @@ def main(argv=None) -> int:
               f"{r['p99_ms']:8.2f} {r['max_ms']:8.1f} {r['errors']:7d}")
     out = {"machine_cores": os.cpu_count(), "seconds_per_rate": args.seconds, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "api_load.json").write_text(json.dumps(out, indent=1))
+    write_result(args.out / "api_load.json", out)
     print(json.dumps(out))
     return 0
 

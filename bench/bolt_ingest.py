@@ -13,7 +13,6 @@ every writer count must give the same one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import statistics
@@ -22,14 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bulk_ingest import counts  # noqa: E402  (bench/ is on the path when a bench runs)
-from graph_schema.schema import apply_schema  # noqa: E402
-from graph_schema.server import LocalNeo4j  # noqa: E402
-from graphrecall.pipeline import reset_graph  # noqa: E402
-from ingest.synthetic import generate_rees46  # noqa: E402
-from ingest.writer import ingest_events  # noqa: E402
+from common import counts, parser  # noqa: E402
+from common import write_result  # noqa: E402
+from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
+from common import server as bench_instance  # noqa: E402
+from graphrecall.app.pipeline import reset_graph  # noqa: E402
+from graphrecall.ingest.synthetic import generate_rees46  # noqa: E402
+from graphrecall.ingest.writer import ingest_events  # noqa: E402
 
 
 def fingerprint(driver) -> dict:
@@ -41,8 +39,7 @@ def fingerprint(driver) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--users", type=int, default=12000, help="users in the generated log (12,000: about 270k events)")
     p.add_argument("--log", type=Path, help="a REES46-format log to load instead of a generated one")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="writer counts to time (the first is the baseline)")
@@ -60,7 +57,7 @@ def main(argv=None) -> int:
     seconds: dict[int, list[float]] = {w: [] for w in args.workers}
     graphs: dict[int, dict] = {}
     events = 0
-    server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
+    server = bench_instance().start()
     with tempfile.TemporaryDirectory() as tmp, server.settings().driver() as driver:
         log = args.log or generate_rees46(Path(tmp) / "gen.csv", n_users=args.users, random_seed=0)
         apply_schema(driver)
@@ -90,7 +87,7 @@ def main(argv=None) -> int:
     print(json.dumps(out))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1))
+        write_result(args.out, out)
     return 0 if same else 1
 
 

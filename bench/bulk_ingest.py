@@ -16,7 +16,6 @@ path's phases: read, rows (sessions and the rest), CSV, neo4j-admin, server rest
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -24,29 +23,22 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import counts, parser, write_result  # noqa: E402
+from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
+from common import server as bench_instance  # noqa: E402
+from graphrecall.app.pipeline import reset_graph  # noqa: E402
+from graphrecall.ingest.bulk import bulk_import  # noqa: E402
+from graphrecall.ingest.synthetic import generate_rees46  # noqa: E402
+from graphrecall.ingest.writer import ingest_events  # noqa: E402
 
-from graph_schema.schema import apply_schema  # noqa: E402
-from graph_schema.server import LocalNeo4j  # noqa: E402
-from graphrecall.pipeline import reset_graph  # noqa: E402
-from ingest.bulk import bulk_import  # noqa: E402
-from ingest.synthetic import generate_rees46  # noqa: E402
-from ingest.writer import ingest_events  # noqa: E402
 
-
-def counts(driver) -> dict:
-    with driver.session() as s:
-        nodes = dict(s.run("MATCH (n) UNWIND labels(n) AS l RETURN l, count(*)").values())
-        rels = dict(s.run("MATCH ()-[r]->() RETURN type(r), count(*)").values())
-    return {"nodes": {k: nodes[k] for k in sorted(nodes) if k not in ("DataVersion", "SchemaVersion")},
-            "relationships": {k: rels[k] for k in sorted(rels)}}
 
 
 def compare_readers(log: Path) -> dict:
     """The row reader (``read_events`` into interned columns, as bulk ingest read before) against the
     columnar one, on one file; both outputs compared."""
-    from ingest.columnar import read_event_columns, read_event_rows
-    from ingest.formats import RejectSink
+    from graphrecall.ingest.columnar import read_event_columns, read_event_rows
+    from graphrecall.ingest.formats import RejectSink
 
     t0 = time.perf_counter()
     rows, rows_side = read_event_rows(log, "rees46", RejectSink(log, None))
@@ -60,8 +52,7 @@ def compare_readers(log: Path) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--users", type=int, default=12000, help="users in the generated log (12,000: about 270k events)")
     p.add_argument("--log", type=Path, help="a REES46-format log to load instead of a generated one")
     p.add_argument("--bulk-only", action="store_true", help="skip the Bolt load")
@@ -77,7 +68,7 @@ def main(argv=None) -> int:
               f"events/s: {reader['speedup']:.1f}x; same events, side info and rejects: {reader['same']}")
         bolt_s, bolt_counts = None, None
         if not args.bulk_only:
-            bolt = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
+            bolt = bench_instance().start()
             with bolt.settings().driver() as driver:
                 apply_schema(driver)
                 reset_graph(driver)
@@ -86,7 +77,7 @@ def main(argv=None) -> int:
                 bolt_s = time.perf_counter() - t0
                 bolt_counts = counts(driver)
             bolt.stop()
-        bulk = LocalNeo4j("bulkbench", bolt_port=28687, http_port=28474, heap="2g", pagecache="512m")
+        bulk = bench_instance(name="bulkbench", bolt_port=28687, http_port=28474)
         bulk.start()
         with bulk.settings().driver() as driver:  # an empty database for the importer
             reset_graph(driver)
@@ -110,7 +101,7 @@ def main(argv=None) -> int:
     print(json.dumps(out))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(out, indent=1))
+        write_result(args.out, out)
     return 0 if out.get("same_counts", True) and reader["same"] else 1
 
 

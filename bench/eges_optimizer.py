@@ -17,7 +17,7 @@ eges channel's NDCG@20 (all cases) and HR@20 (warm, cold) as mean ± sd over see
 from __future__ import annotations
 
 import argparse
-import json
+from dataclasses import asdict
 import logging
 import sys
 import time
@@ -25,11 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.next_item import Data, load  # noqa: E402
-from graphrecall.pipeline import PipelineConfig, eges_settings, torch_threads  # noqa: E402
-from query.evaluation import K, build_retriever, eges_vectors, served_lists, temporal_split  # noqa: E402
+from common import Data, load  # noqa: E402
+from common import write_result  # noqa: E402
+from graphrecall.common.threads import torch_threads  # noqa: E402
+from graphrecall.query.config import PipelineConfig  # noqa: E402
+from graphrecall.query.evaluate.protocol import K, build_retriever, served_lists, temporal_split  # noqa: E402
+from graphrecall.query.channels.eges import eges_vectors
 
 logger = logging.getLogger("bench.eges_optimizer")
 VARIANTS = {
@@ -64,7 +65,7 @@ def main(argv=None) -> int:
             for seed in args.seeds:
                 t0 = time.perf_counter()
                 with torch_threads(cfg.torch_threads):
-                    retriever.vectors = eges_vectors(val.sessions, val.cat, {**eges_settings(cfg), **VARIANTS[label]}, seed)
+                    retriever.vectors = eges_vectors(val.sessions, val.cat, {**asdict(cfg.eges), **VARIANTS[label]}, seed)
                 secs = time.perf_counter() - t0
                 s, _, _ = val.evaluate(served_lists(retriever, val.queries, "eges"))
                 runs.append({"ndcg_all": s["all"][f"ndcg@{K}"], "hr_warm": s["warm"][f"hr@{K}"],
@@ -81,7 +82,7 @@ def main(argv=None) -> int:
             print(f"| {label} | " + " | ".join(f"{r[k][0]:.4f} ± {r[k][1]:.4f}" for k in ("ndcg_all", "hr_warm", "hr_cold"))
                   + f" | {r['seconds'][0]:.0f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2))
+    write_result(args.out, out)
     return 0
 
 

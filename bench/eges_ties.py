@@ -11,24 +11,23 @@ and NDCG@20 are compared case by case (paired). Taobao has no prices, so nothing
 
 from __future__ import annotations
 
-import argparse
-import json
+from dataclasses import asdict
 import logging
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from common import parser, write_result
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 logger = logging.getLogger("bench.eges_ties")
 BLEND = "score:eges=0.25,rank=1"  # what validation chose on REES46 (README, next-item section)
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "eges_ties.json")
     args = p.parse_args(argv)
@@ -36,10 +35,11 @@ def main(argv=None) -> int:
     for name in ("query", "embed", "walkers", "faiss"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
-    from bench.next_item import Data, load
-    from graphrecall.pipeline import PipelineConfig
-    from query.evaluation import K, build_retriever, eges_vectors, paired_interval, served_lists, temporal_split
-    from query.retriever import BlendConfig
+    from common import Data, load
+    from graphrecall.app.pipeline import PipelineConfig
+    from graphrecall.query.evaluate.protocol import K, build_retriever, paired_interval, served_lists, temporal_split
+    from graphrecall.query.channels.eges import eges_vectors
+    from graphrecall.query.serve.retriever import BlendConfig
 
     df, item_side = load("rees46")
     val = Data(temporal_split(temporal_split(df).train), item_side)  # validation: the split inside training
@@ -47,7 +47,6 @@ def main(argv=None) -> int:
     retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, cfg,
                                    channels=("swing", "cooc", "trans", "side", "rank"))
     retriever.blend_config = BlendConfig.parse(BLEND)
-    from graphrecall.pipeline import eges_settings
 
     served = type(retriever)._eges
 
@@ -56,7 +55,7 @@ def main(argv=None) -> int:
 
     rows = {}
     for seed in args.seeds:
-        retriever.vectors = eges_vectors(val.sessions, val.cat, eges_settings(cfg), seed)
+        retriever.vectors = eges_vectors(val.sessions, val.cat, asdict(cfg.eges), seed)
         for way, fn in (("tie-break", served), ("Faiss order", faiss_order)):
             type(retriever)._eges = fn
             retriever.vectors = retriever.vectors  # a fresh answer cache
@@ -83,7 +82,7 @@ def main(argv=None) -> int:
         out[f"{channel} ndcg@{K} paired difference (cases x seeds)"] = [mean, lo, hi]
         print(f"{channel}: tie-break - Faiss order, NDCG@{K} over cases x seeds: {mean:+.4f} [{lo:+.4f}, {hi:+.4f}]")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
+    write_result(args.out, out)
     return 0
 
 

@@ -34,15 +34,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from embed.eges import EGES, SideInfo  # noqa: E402
-from embed.index import ItemVectorIndex  # noqa: E402
-from query.retriever import DEFAULT_BLEND, BlendConfig, Neighbours  # noqa: E402
-from query.retriever import blend as retriever_blend  # noqa: E402
-from ingest.sessions import session_ids  # noqa: E402
-from query.oracle import cooc_sparse, swing_sparse  # noqa: E402
-from walkers.walk import random_walks  # noqa: E402
+from graphrecall.embed.eges import EGES, SideInfo  # noqa: E402
+from graphrecall.embed.index import ItemVectorIndex  # noqa: E402
+from graphrecall.query.serve.retriever import DEFAULT_BLEND, BlendConfig, Neighbours  # noqa: E402
+from graphrecall.query.serve.retriever import blend as retriever_blend  # noqa: E402
+from graphrecall.ingest.sessions import session_ids  # noqa: E402
+from graphrecall.query.scoring.reference import cooc_sparse, swing_sparse  # noqa: E402
+from graphrecall.walkers.walk import random_walks  # noqa: E402
 
 logger = logging.getLogger("bench.funrec")
 
@@ -154,13 +152,14 @@ def cypher_lists(train: pd.DataFrame, alpha: float, max_items_per_user: int, max
     """Swing and ItemCF top-20 lists computed by the Cypher path on a local Neo4j (instance 'bench')."""
     import tempfile
 
-    from graph_schema.schema import apply_schema
-    from graph_schema.server import LocalNeo4j
-    from graphrecall.pipeline import reset_graph
-    from ingest.writer import ingest_events
-    from query.scores import BasisParams, compute_cooc, compute_swing, read_top_lists
+    from graphrecall.graph_schema.schema import apply_schema
+    from common import server as bench_instance
+    from graphrecall.app.pipeline import reset_graph
+    from graphrecall.ingest.writer import ingest_events
+    from graphrecall.query.scoring.cypher import BasisParams, compute_cooc, compute_swing
+    from graphrecall.graph_schema.store.lists import read_top_lists
 
-    server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
+    server = bench_instance().start()
     lists = {}
     with server.settings().driver() as driver:
         apply_schema(driver)
@@ -350,8 +349,8 @@ def served_recall(split: Split, vectors: np.ndarray, alpha: float, chosen: Blend
     scipy twins of the Cypher scores at the deepest depth and are cut per depth; eges is the same Faiss
     index as the table's. Returns per depth: metrics per channel, per-user arrays for the paired interval,
     list entries held and milliseconds per recall."""
-    from query.evaluation import topk_lists
-    from query.retriever import SnapshotRetriever
+    from graphrecall.query.data import topk_lists
+    from graphrecall.query.serve.snapshot import SnapshotRetriever
 
     basis = {(str(u), str(i)) for u, i in zip(split.train["userId"], split.train["movieId"])}
     t0 = time.perf_counter()

@@ -10,7 +10,6 @@ wall time, the ratios between the two, and checks that both runs give the same g
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -19,13 +18,11 @@ import time
 import tracemalloc
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from graph_schema.schema import apply_schema  # noqa: E402
-from graph_schema.server import LocalNeo4j  # noqa: E402
-from graphrecall.pipeline import reset_graph  # noqa: E402
-from ingest.synthetic import generate_rees46  # noqa: E402
-from ingest.writer import ingest_events  # noqa: E402
+from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
+from common import parser, server as bench_instance  # noqa: E402
+from graphrecall.app.pipeline import reset_graph  # noqa: E402
+from graphrecall.ingest.synthetic import generate_rees46  # noqa: E402
+from graphrecall.ingest.writer import ingest_events  # noqa: E402
 
 COUNTS = {
     "sessions": "MATCH (n:Session) RETURN count(n)",
@@ -52,15 +49,14 @@ def measure(driver, path: Path, max_events: int | None) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--users", type=int, default=6000, help="users in the generated log (about 22 events each)")
     p.add_argument("--max-events-in-memory", type=int, default=20_000)
     p.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     path = generate_rees46(Path(tempfile.mkdtemp()) / "gen.csv", n_users=args.users, random_seed=0)
-    server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
+    server = bench_instance().start()
     with server.settings().driver() as driver:
         apply_schema(driver)
         one = measure(driver, path, None)

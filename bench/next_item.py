@@ -24,7 +24,6 @@ trained on cuts inside the training sessions), eges the Faiss index of embed.tra
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import logging
@@ -35,26 +34,17 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ingest.formats import RejectSink, read_events, read_items  # noqa: E402
-from ingest.sessions import events_frame, session_rows  # noqa: E402
-from graphrecall.pipeline import PipelineConfig  # noqa: E402
-from query.evaluation import (K, SIDE_MATCH_WEIGHTS, Catalogue, blend_grid, blend_grid_lists,  # noqa: E402
-                              build_retriever, case_masks, covisit_lists, eges_vectors, next_item_cases, pad,
-                              paired_interval, score_lists, served_lists, side_popularity_lists, summarize,
-                              temporal_split, matrix_lists, transition_matrix)
-from query.retriever import DEFAULT_BLEND, BlendConfig  # noqa: E402
+from common import parser, write_result  # noqa: E402
+from common import DATASETS, Data, baselines, load  # noqa: E402
+from graphrecall.app.pipeline import PipelineConfig  # noqa: E402
+from graphrecall.query.channels.eges import eges_vectors  # noqa: E402
+from graphrecall.query.evaluate.protocol import (K, blend_grid, blend_grid_lists,  # noqa: E402
+                                                 build_retriever, pad, paired_interval,
+                                                 served_lists, side_popularity_lists, temporal_split)
+from graphrecall.query.serve.blend import DEFAULT_BLEND, BlendConfig  # noqa: E402
 
 logger = logging.getLogger("bench.next_item")
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-DATASETS = {
-    "rees46": (SHARED / "rees46" / "2019-Oct_head17k_clean.csv", "rees46"),
-    "taobao": (SHARED / "taobao" / "UserBehavior_timeslice96k_clean.csv", "taobao"),
-    "taobao-tail10k": (SHARED / "taobao" / "UserBehavior_tail10k_HotItems.csv", "taobao"),  # smoke test
-}
-# EGES starts from the pipeline's settings with same-market negatives on (the paper's recipe); the greedy
-# search below is what set the pipeline's defaults (graphrecall.pipeline.PipelineConfig)
 EGES_BASE = dict(epochs=10, dim=32, window=5, walks_per_node=10, walk_length=10, market_negatives=2)
 # greedy search on validation: each change is kept when it raises validation NDCG@20
 EGES_STEPS = [dict(market_negatives=0), dict(booked_weight=5.0), dict(train_on_sessions=False), dict(dim=64)]
@@ -63,40 +53,10 @@ ITEM2VEC_GRID = [dict(epochs=e, ns_exponent=ns, sample=smp, negative=10)
 BLEND_GRID = blend_grid()
 
 
-class Data:
-    """One split's training sessions, catalogue, cases and the baselines' lists."""
-
-    def __init__(self, split, item_side: dict):
-        self.split = split
-        self.sessions = session_rows(split.train)
-        self.cat = Catalogue.build(item_side, split.train["item"])
-        self.cases = next_item_cases(split.test_sessions)
-        self.masks = case_masks(self.cases, self.cat)
-        self.queries = set(self.cases.query)
-
-    def evaluate(self, lists) -> tuple[dict, np.ndarray, np.ndarray]:
-        hit, ndcg = score_lists(lists, self.cases)
-        return summarize(hit, ndcg, self.masks), hit, ndcg
 
 
-def load(name: str):
-    path, fmt = DATASETS[name]
-    if not path.exists():
-        raise SystemExit(f"{path} not found; this benchmark reads ../shared/data next to the repository")
-    df = events_frame(list(read_events(path, fmt, RejectSink(path, None))))
-    side: dict[str, dict] = {}
-    for info in read_items(path, fmt, RejectSink(path, None)):  # what `graphrecall ingest items` stores
-        side.setdefault(info.item, {}).update({k: v for k, v in info.side.items() if v is not None})
-    return df, side
 
 
-def baselines(d: Data) -> dict[str, dict]:
-    catpop = side_popularity_lists(d.cat, d.queries)
-    side = side_popularity_lists(d.cat, d.queries, weights=SIDE_MATCH_WEIGHTS)
-    trans = matrix_lists(transition_matrix(d.sessions, d.cat), d.cat.item_ids, K)
-    return {"popularity in category": catpop, "side-field match": side,
-            "co-visitation + category popularity": covisit_lists(trans, d.queries, fill=catpop),
-            "co-visitation + side-field match": covisit_lists(trans, d.queries, fill=side)}
 
 
 def item2vec_lists(d: Data, params: dict, seed: int, fill: dict) -> dict:
@@ -277,8 +237,7 @@ def table(name: str, r: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--datasets", nargs="+", default=["rees46", "taobao"], choices=list(DATASETS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
@@ -288,7 +247,7 @@ def main(argv=None) -> int:
                         "next_item_validation.json")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    for noisy in ("embed", "walkers", "gensim", "query.oracle"):
+    for noisy in ("graphrecall.embed", "graphrecall.walkers", "gensim", "graphrecall.query.scoring.reference"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import torch
 
@@ -299,14 +258,14 @@ def main(argv=None) -> int:
             out[name] = run_validation(name)
             print(validation_table(name, out[name]), flush=True)
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "next_item_validation.json").write_text(json.dumps(out, indent=1))
+        write_result(args.out / "next_item_validation.json", out)
         return 0
     for name in args.datasets:
         out[name] = run_dataset(name, args.seeds)
         if not args.json:
             print(table(name, out[name]), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "next_item.json").write_text(json.dumps(out, indent=1))
+    write_result(args.out / "next_item.json", out)
     print(json.dumps(out))
     return 0
 

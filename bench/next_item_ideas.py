@@ -26,23 +26,20 @@ Prints HR@20 on all, warm and cold validation cases and NDCG@20 over all cases f
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import logging
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.next_item import Data, load  # noqa: E402
-from query.ranker import window_covisit  # noqa: E402
-from query.retriever import SideIndex  # noqa: E402
-from query.evaluation import (K, SIDE_MATCH_WEIGHTS, covisit_lists, matrix_lists, pad,  # noqa: E402
-                              side_popularity_lists, temporal_split, transition_matrix)
+from common import Data, load, parser  # noqa: E402
+from graphrecall.query.channels.rank import window_covisit  # noqa: E402
+from graphrecall.query.channels.side import SideIndex  # noqa: E402
+from graphrecall.query.evaluate.protocol import (K, SIDE_MATCH_WEIGHTS, covisit_lists, pad,  # noqa: E402
+                                                 side_popularity_lists, temporal_split)
+from graphrecall.query.data import matrix_lists, transition_matrix
 
 
 def side_lists(val: Data, pop, weights) -> dict:
@@ -169,8 +166,7 @@ def price_grid(val: Data, rep) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--datasets", nargs="+", default=["rees46", "taobao"])
     p.add_argument("--only", choices=["all", "price"], default="all", help="price: only the side channel's price grid")
     args = p.parse_args(argv)

@@ -12,20 +12,16 @@ and for items without events down-weighted by 1, 0.5 and 0.3 (what the blend's `
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.next_item import Data, baselines, load  # noqa: E402
-from query.evaluation import K, pad, temporal_split  # noqa: E402
-from query.ranker import GBDT, RankFeatures, fit_ranker  # noqa: E402
+from common import Data, baselines, load, parser  # noqa: E402
+from graphrecall.query.evaluate.protocol import K, pad, temporal_split  # noqa: E402
+from graphrecall.query.channels.rank import GBDT, RankFeatures, fit_ranker  # noqa: E402
 
 SEEDS = [dict(random_seed=1), dict(random_seed=2)]
 CONFIGS = [{}, *SEEDS, dict(n_estimators=400), dict(num_leaves=31)]
@@ -68,8 +64,7 @@ def run(name: str, configs=CONFIGS, new_weights=(1.0, 0.5, 0.3)) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--datasets", nargs="+", default=["rees46", "taobao"])
     p.add_argument("--seeds-only", action="store_true", help="the default settings with seeds 0, 1, 2 only")
     p.add_argument("--new-weights", nargs="+", type=float, default=[1.0, 0.5, 0.3],

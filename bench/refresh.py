@@ -22,17 +22,15 @@ Torch uses one thread (Neo4j shares the 2 cores).
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+from common import parser, write_result  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
 
 logger = logging.getLogger("bench.refresh")
 K = 20
@@ -71,13 +69,13 @@ def compare_scores(x: dict, y: dict) -> dict:
 def run(n_events: int, refresh_epochs: int, share: float, tmp: Path, data: Path | None = None) -> dict:
     import torch
 
-    from embed.index import ItemVectorIndex
-    from graph_schema.schema import apply_schema
-    from graph_schema.server import LocalNeo4j
-    from graphrecall.pipeline import PipelineConfig, compute_scores, refresh, reset_graph, train_embeddings
-    from ingest.synthetic import generate_rees46
-    from ingest.writer import ingest_events
-    from query.scores import read_scores
+    from graphrecall.embed.index import ItemVectorIndex
+    from graphrecall.graph_schema.schema import apply_schema
+    from common import server as bench_instance
+    from graphrecall.app.pipeline import PipelineConfig, compute_scores, refresh, reset_graph, train_embeddings
+    from graphrecall.ingest.synthetic import generate_rees46
+    from graphrecall.ingest.writer import ingest_events
+    from graphrecall.graph_schema.store.lists import read_scores
 
     torch.set_num_threads(1)
     cfg = PipelineConfig()
@@ -87,7 +85,7 @@ def run(n_events: int, refresh_epochs: int, share: float, tmp: Path, data: Path 
     before, day, n_before, n_day = split_last_day(log, tmp, share)
     logger.info("%d events before, %d in the new file", n_before, n_day)
     art = tmp / "artifacts"
-    server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
+    server = bench_instance().start()
     out: dict = {"log": str(data) if data else f"generated, {n_events} events", "share": share, "events_before": n_before, "events_day": n_day, "refresh_epochs": refresh_epochs}
     with server.settings().driver() as driver:
         apply_schema(driver)
@@ -148,8 +146,7 @@ def report(r: dict) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--events", type=int, default=100_000, help="generated events in all (default 100,000)")
     p.add_argument("--refresh-epochs", type=int, default=2)
     p.add_argument("--day-share", type=float, nargs="+", default=[1 / 7, 0.01],
@@ -167,7 +164,7 @@ def main(argv=None) -> int:
         report(results[-1])
     args.out.mkdir(parents=True, exist_ok=True)
     name = f"refresh-{args.data.stem}.json" if args.data else "refresh.json"
-    (args.out / name).write_text(json.dumps(results, indent=1))
+    write_result(args.out / name, results)
     return 0
 
 

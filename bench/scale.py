@@ -22,7 +22,7 @@ uses ``--torch-threads`` threads (default 1: Neo4j shares the 2 cores). The tabl
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import asdict
 import json
 import logging
 import math
@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import parser, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ("generate", "ingest", "scores", "rank", "export", "walks+eges", "write-back", "faiss", "snapshot")
@@ -43,17 +43,17 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path, ingest: st
              log_dir: Path | None = None) -> dict:
     import torch
 
-    from embed.index import ItemVectorIndex
-    from embed.train import train_item_vectors
-    from embed.writeback import write_embeddings
-    from graph_schema.schema import apply_schema
-    from graph_schema.server import LocalNeo4j
-    from graphrecall.pipeline import PipelineConfig, compute_rank, compute_scores, eges_settings, reset_graph
-    from ingest.bulk import bulk_import
-    from ingest.synthetic import generate_rees46_sized
-    from ingest.writer import ingest_events
-    from query.retriever import SnapshotRetriever
-    from walkers.export import export_graph
+    from graphrecall.embed.index import ItemVectorIndex
+    from graphrecall.embed.train import train_item_vectors
+    from graphrecall.embed.writeback import write_embeddings
+    from graphrecall.graph_schema.schema import apply_schema
+    from common import server as bench_instance
+    from graphrecall.app.pipeline import PipelineConfig, compute_rank, compute_scores, reset_graph
+    from graphrecall.ingest.bulk import bulk_import
+    from graphrecall.ingest.synthetic import generate_rees46_sized
+    from graphrecall.ingest.writer import ingest_events
+    from graphrecall.query.serve.snapshot import SnapshotRetriever
+    from graphrecall.walkers.export import export_graph
 
     torch.set_num_threads(torch_threads)
     cfg = PipelineConfig()
@@ -64,7 +64,7 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path, ingest: st
     if log_dir is None or not log.exists():  # the generator is seeded: a kept log is the same log
         generate_rees46_sized(log, n_events, random_seed=0)
         t["generate"] = time.perf_counter() - t0  # absent when a kept log was reused
-    server = LocalNeo4j("scale", bolt_port=29687, http_port=29474, heap=heap, pagecache="1g").start()
+    server = bench_instance(name="scale", bolt_port=29687, http_port=29474, heap=heap, pagecache="1g").start()
     with server.settings().driver() as driver:
         apply_schema(driver)
         reset_graph(driver)
@@ -87,7 +87,7 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path, ingest: st
         t["export"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         res = train_item_vectors(g.transitions, g.side, g.sessions, g.booked, random_seed=0, progress=True,
-                                 **eges_settings(cfg))
+                                 **asdict(cfg.eges))
         t["walks+eges"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         write_embeddings(driver, g.item_ids, res.embeddings, res.cold)
@@ -140,8 +140,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--events", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     p.add_argument("--merge", action="store_true",
                    help="keep the rows of other sizes already in the saved scale.json (one table from several runs)")
@@ -177,7 +176,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     if len(rows) > 1:
         plot(rows, args.out / "scale.png")
-    (args.out / "scale.json").write_text(json.dumps({"rows": rows, "growth": growth}, indent=1))
+    write_result(args.out / "scale.json", {"rows": rows, "growth": growth})
     return 0
 
 

@@ -29,7 +29,6 @@ Results go to ``bench/results/snapshot_memory.json`` with the ratios private / m
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import shutil
@@ -40,17 +39,17 @@ from pathlib import Path
 
 import numpy as np
 
+from common import parser, write_result  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 logger = logging.getLogger("bench.snapshot_memory")
 MODES = ("mapped", "private", "format2")
 
 WORKER = r"""
 import json, sys, time, gc
 import numpy as np
-sys.path.insert(0, sys.argv[1])
-from embed.index import ItemVectorIndex
-from query.retriever import SnapshotRetriever
+from graphrecall.embed.index import ItemVectorIndex
+from graphrecall.query.serve.snapshot import SnapshotRetriever
 snap_dir, faiss_dir, mode, n_queries = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
 t = time.perf_counter()
 if mode == "format2":
@@ -118,7 +117,7 @@ def measure(work: Path, snap_dir: Path, faiss_dir: Path, mode: str, workers: int
 
 
 def idle_baseline() -> dict:
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import numpy, faiss, query.retriever, embed.index; "
+    code = ("import sys; import numpy, faiss, graphrecall.query.serve.snapshot, graphrecall.embed.index; "
             "print('ok', flush=True); sys.stdin.readline()")
     p = subprocess.Popen([sys.executable, "-c", code, str(ROOT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          text=True)
@@ -132,11 +131,11 @@ def idle_baseline() -> dict:
 
 def from_graph(args):
     """The snapshot and item vectors of a built graph."""
-    from embed.index import ItemVectorIndex
-    from graph_schema.server import LocalNeo4j
-    from query.retriever import SnapshotRetriever
+    from graphrecall.embed.index import ItemVectorIndex
+    from common import server as bench_instance
+    from graphrecall.query.serve.snapshot import SnapshotRetriever
 
-    server = LocalNeo4j(args.instance, bolt_port=args.bolt_port, http_port=args.http_port, heap=args.heap,
+    server = bench_instance(name=args.instance, bolt_port=args.bolt_port, http_port=args.http_port, heap=args.heap,
                         pagecache="1g").start()
     driver = server.settings().driver()
     snap = SnapshotRetriever.from_neo4j(driver)
@@ -157,8 +156,10 @@ LIST_SHAPES = {"swing": (0.42, 13), "cooc": (0.99, 13), "trans": (0.89, 13), "ra
 def synthetic(n: int, dim: int, seed: int):
     """A snapshot of ``n`` items shaped like the 10M-event graph's (:data:`LIST_SHAPES`), with REES46-like
     side fields (Zipf categories and brands, log-normal prices) and random vectors."""
-    from embed.index import ItemVectorIndex
-    from query.retriever import CsrLists, SideIndex, SnapshotRetriever, SortedIds
+    from graphrecall.embed.index import ItemVectorIndex
+    from graphrecall.query.serve.snapshot import CsrLists, SnapshotRetriever
+    from graphrecall.query.channels.side import SideIndex
+    from graphrecall.query.data import SortedIds
 
     rng = np.random.default_rng(seed)
     ids = np.array(sorted(str(1_000_000 + 7 * r) for r in range(n)))
@@ -182,8 +183,7 @@ def synthetic(n: int, dim: int, seed: int):
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--instance", help="a local instance holding a built graph (lists, side fields, embeddings)")
     src.add_argument("--items", type=int, help="generate a snapshot of this many items instead")
@@ -201,7 +201,7 @@ def main() -> int:
     if args.workers < 1 or (args.items is not None and args.items < 2):
         p.error("--workers must be >= 1 and --items >= 2")
 
-    from graphrecall.versions import current
+    from graphrecall.common.versions import current
 
     t = time.perf_counter()
     snap, vectors = from_graph(args) if args.instance else synthetic(args.items, args.dim, args.seed)
@@ -233,7 +233,7 @@ def main() -> int:
     res["ratio_total_private_over_mapped"] = res["private"]["total_bytes"] / max(res["mapped"]["total_bytes"], 1)
     res["ratio_total_format2_over_mapped"] = res["format2"]["total_bytes"] / max(res["mapped"]["total_bytes"], 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1))
+    write_result(args.out, res)
     mib = 2 ** 20
     print(f"{res['source']}: {stats}")
     for mode in MODES:

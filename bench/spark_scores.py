@@ -29,15 +29,13 @@ largest measured size.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import parser, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("bench.spark_scores")
@@ -54,8 +52,7 @@ def compare(a: dict, b: dict) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--instance", default="default")
     p.add_argument("--bolt-port", type=int, default=7687)
     p.add_argument("--http-port", type=int, default=7474)
@@ -71,12 +68,12 @@ def main() -> int:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    from graph_schema.server import LocalNeo4j
-    from graphrecall.pipeline import PipelineConfig, compute_scores
-    from query import spark_scores as S
-    from query.scores import read_top_lists
+    from common import server as bench_instance
+    from graphrecall.app.pipeline import PipelineConfig, compute_scores
+    from graphrecall.query.scoring import spark as S
+    from graphrecall.graph_schema.store.lists import read_top_lists
 
-    server = LocalNeo4j(args.instance, bolt_port=args.bolt_port, http_port=args.http_port, heap=args.heap,
+    server = bench_instance(name=args.instance, bolt_port=args.bolt_port, http_port=args.http_port, heap=args.heap,
                         pagecache="1g").start()
     settings = server.settings()
     driver = settings.driver()
@@ -88,7 +85,7 @@ def main() -> int:
         t = time.perf_counter()
         swing, cooc = compute_scores(driver, cfg, progress=True)
         res["indb_seconds"] = time.perf_counter() - t
-        res["indb_engine"] = "procedure" if cfg.score_engine == "auto" else cfg.score_engine
+        res["indb_engine"] = "procedure" if cfg.scores.engine == "auto" else cfg.scores.engine
         logger.info("in-database scores: %.1fs", res["indb_seconds"])
     want = {rel: read_top_lists(driver, rel) for rel in ("SWING", "COOC")}
 
@@ -96,9 +93,9 @@ def main() -> int:
     try:
         t = time.perf_counter()
         ev = S.events_from_graph(spark, settings, partitions=args.read_partitions)
-        rep = S.run_spark_scores(spark, settings, events=ev, alpha=cfg.swing_alpha, k=cfg.top_k, iuf=cfg.cooc_iuf,
-                                 event_types=cfg.event_types, max_items_per_user=cfg.max_items_per_user,
-                                 max_users_per_item=cfg.max_users_per_item, swing_plan=args.swing_plan)
+        rep = S.run_spark_scores(spark, settings, events=ev, alpha=cfg.scores.swing_alpha, k=cfg.top_k, iuf=cfg.scores.cooc_iuf,
+                                 event_types=cfg.scores.event_types, max_items_per_user=cfg.scores.max_items_per_user,
+                                 max_users_per_item=cfg.scores.max_users_per_item, swing_plan=args.swing_plan)
         res["spark_seconds"] = time.perf_counter() - t
     finally:
         spark.stop()
@@ -138,7 +135,7 @@ def main() -> int:
             out["projection_100M"]["crossover_cores_at_largest_measured"] = (
                 2 * compute(b) / (b["indb_seconds"] - write(b)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=1))
+    write_result(args.out, out)
     print(json.dumps(res, indent=1))
     for rel, c in res["equal"].items():
         print(f"{rel}: {c['equal_rows']}/{c['rows']} item rows equal to the in-database lists")

@@ -23,7 +23,6 @@ Runs against a local Neo4j instance ``bench`` (ports 27687/27474), which it rese
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -38,11 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from graph_schema.schema import apply_schema  # noqa: E402
-from graph_schema.server import LocalNeo4j  # noqa: E402
-from graphrecall.pipeline import DEFAULT_DATASET, reset_graph  # noqa: E402
+from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
+from common import parser, server as bench_instance  # noqa: E402
+from graphrecall.app.pipeline import DEFAULT_DATASET, reset_graph  # noqa: E402
 
 logger = logging.getLogger("bench.speed")
 
@@ -61,8 +58,8 @@ def machine() -> str:
 
 
 def bench_ingest(driver, path: Path, fmt: str) -> dict:
-    from ingest.formats import RejectSink, read_events
-    from ingest.writer import ingest_events
+    from graphrecall.ingest.formats import RejectSink, read_events
+    from graphrecall.ingest.writer import ingest_events
 
     with tempfile.TemporaryDirectory() as tmp:
         sink = RejectSink(path, None)
@@ -76,8 +73,8 @@ def bench_ingest(driver, path: Path, fmt: str) -> dict:
 
 
 def bench_swing(driver, event_types=("view", "cart", "fav", "purchase", "rated_high")) -> dict:
-    from query.oracle import swing_bruteforce, swing_sparse
-    from query.scores import BasisParams, compute_swing, read_basis
+    from graphrecall.query.scoring.reference import swing_bruteforce, swing_sparse
+    from graphrecall.query.scoring.cypher import BasisParams, compute_swing, read_basis
 
     rep, t_cypher = timed(compute_swing, driver, k=50, basis=BasisParams(event_types=tuple(event_types)), progress=False,
                           engine="cypher")
@@ -92,8 +89,8 @@ def bench_swing(driver, event_types=("view", "cart", "fav", "purchase", "rated_h
 
 
 def bench_walks(driver) -> dict:
-    from walkers.export import export_graph
-    from walkers.walk import AliasGraph, python_alias_walks, random_walks
+    from graphrecall.walkers.export import export_graph
+    from graphrecall.walkers.walk import AliasGraph, python_alias_walks, random_walks
 
     g = export_graph(driver)
     m = g.transitions
@@ -117,9 +114,9 @@ def bench_embeddings(g, walks, rounds: int = 3) -> dict:
     that a slow spell of the shared machine hits every variant alike."""
     from gensim.models import Word2Vec
 
-    from embed.eges import EGES, SideInfo
-    from graphrecall.pipeline import torch_threads
-    from walkers.walk import walks_to_corpus
+    from graphrecall.embed.eges import EGES, SideInfo
+    from graphrecall.common.threads import torch_threads
+    from graphrecall.walkers.walk import walks_to_corpus
 
     side = SideInfo.from_columns(g.side)
     EGES(dim=32, epochs=1, progress=False).fit(walks[:200], side)  # torch's and numba's one-off start-up kept out
@@ -155,7 +152,7 @@ def bench_embeddings(g, walks, rounds: int = 3) -> dict:
 def bench_eges_scaling(sizes=(6_500, 20_000, 200_000), n_walks: int = 10_000) -> dict:
     """One EGES epoch on the same random walks, dense Adam vs sparse gradients + LazyAdam, as the
     catalogue grows (what ``EGES(sparse=None)`` switches on at ``SPARSE_FROM_ITEMS``)."""
-    from embed.eges import EGES, SideInfo
+    from graphrecall.embed.eges import EGES, SideInfo
 
     out = {}
     rng = np.random.default_rng(0)
@@ -181,8 +178,8 @@ def bench_torch_threads(driver, walks, side_columns, epochs_pairs: int = 1_000_0
     same 2 cores: what ``PipelineConfig.torch_threads`` defaults to."""
     import threading
 
-    from embed.eges import EGES, SideInfo
-    from graphrecall.pipeline import torch_threads
+    from graphrecall.embed.eges import EGES, SideInfo
+    from graphrecall.common.threads import torch_threads
 
     side = SideInfo.from_columns(side_columns)
     rows = walks[: max(1, epochs_pairs // 40)]  # about 40 window pairs per walk row of 10
@@ -219,7 +216,7 @@ def bench_faiss(n_items: int = 200_000, dim: int = 32, n_queries: int = 1000) ->
     ``HNSW_FROM_ITEMS`` items. Faiss runs on one thread (the API's worker shares the cores)."""
     import faiss
 
-    from embed.index import ItemVectorIndex
+    from graphrecall.embed.index import ItemVectorIndex
 
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -243,10 +240,11 @@ def bench_faiss(n_items: int = 200_000, dim: int = 32, n_queries: int = 1000) ->
 
 def bench_blend(n_calls: int = 20_000, depths=(50, 200)) -> dict:
     """The served blend (numpy: one ``bincount`` over all channels' contributions) against the same blend
-    item by item with dicts (``query.oracle.blend_reference``), on five overlapping channels of ``depth``
+    item by item with dicts (``tests/oracles.py``), on five overlapping channels of ``depth``
     neighbours: 50 is what the API fuses (``BLEND_DEPTH``) for one uncached ``/i2i`` answer."""
-    from query.oracle import blend_reference
-    from query.retriever import BlendConfig, Neighbours, blend
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from oracles import blend_reference
+    from graphrecall.query.serve.retriever import BlendConfig, Neighbours, blend
 
     rng = np.random.default_rng(0)
     cfg = BlendConfig.parse("score:swing=1,cooc=0.5,trans=1,side=0.25,eges=0.5")
@@ -268,7 +266,8 @@ def bench_blend(n_calls: int = 20_000, depths=(50, 200)) -> dict:
 def bench_scores_engine(driver) -> dict:
     """Both engines on one BASIS (built once): seconds to compute and write SWING + COOC (iuf off, k 50),
     and whether the ranked lists equal the Cypher reference's."""
-    from query.scores import Q_DROP, BasisParams, build_basis, compute_cooc, compute_swing, read_top_lists
+    from graphrecall.query.scoring.cypher import Q_DROP, BasisParams, build_basis, compute_cooc, compute_swing
+    from graphrecall.graph_schema.store.lists import read_top_lists
 
     t_basis = build_basis(driver, BasisParams())
     with driver.session() as s:
@@ -305,14 +304,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def bench_api(server: LocalNeo4j, faiss_dir: Path, item_ids: list[str], seconds: float, rate: float) -> dict:
+def bench_api(server, faiss_dir: Path, item_ids: list[str], seconds: float, rate: float) -> dict:
     """uvicorn in a subprocess; a fixed-rate open-loop load from 8 client threads, bounded in time."""
     import httpx
 
     port = _free_port()
     env = dict(os.environ, GRAPHRECALL_NEO4J_URI=server.uri, GRAPHRECALL_NEO4J_PASSWORD=server.password(),
                GRAPHRECALL_FAISS_DIR=str(faiss_dir))
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "query.api:app_from_env", "--factory", "--host", "127.0.0.1",
+    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "graphrecall.app.serve:app_from_env", "--factory", "--host", "127.0.0.1",
                              "--port", str(port), "--log-level", "warning"], env=env,
                             cwd=str(Path(__file__).resolve().parents[1]))
     base = f"http://127.0.0.1:{port}"
@@ -370,8 +369,7 @@ def bench_api(server: LocalNeo4j, faiss_dir: Path, item_ids: list[str], seconds:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--data", type=Path, default=DEFAULT_DATASET, help="event file (default: REES46 head17k)")
     p.add_argument("--format", default="rees46")
     p.add_argument("--api-seconds", type=float, default=60.0, help="load duration (bounded)")
@@ -385,15 +383,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     if not args.data.exists():
-        from ingest.synthetic import generate_rees46
+        from graphrecall.ingest.synthetic import generate_rees46
 
         args.data = generate_rees46(Path(tempfile.mkdtemp()) / "gen.csv", n_users=2000)
         args.format = "rees46"
-    server = LocalNeo4j("bench", bolt_port=27687, http_port=27474, heap="2g", pagecache="512m").start()
+    server = bench_instance().start()
     out = {"machine": machine(), "data": str(args.data)}
     if args.only:
         if args.events:
-            from ingest.synthetic import generate_rees46_sized
+            from graphrecall.ingest.synthetic import generate_rees46_sized
 
             args.data = generate_rees46_sized(Path(tempfile.mkdtemp()) / "gen.csv", args.events)
             args.format = "rees46"
@@ -406,7 +404,7 @@ def main(argv=None) -> int:
         apply_schema(driver)
         out["ingest"] = bench_ingest(driver, args.data, args.format)
         out["swing"] = bench_swing(driver)
-        from query.scores import compute_cooc
+        from graphrecall.query.scoring.cypher import compute_cooc
 
         compute_cooc(driver, k=50, basis=None, progress=False)
         w = bench_walks(driver)
@@ -417,15 +415,15 @@ def main(argv=None) -> int:
         out["torch_threads"] = bench_torch_threads(driver, walks, g.side)
         out["faiss"] = bench_faiss()
         out["blend"] = bench_blend()
-        from embed.eges import EGES, SideInfo
-        from embed.index import ItemVectorIndex
+        from graphrecall.embed.eges import EGES, SideInfo
+        from graphrecall.embed.index import ItemVectorIndex
 
         res = EGES(dim=32, epochs=1, batch_size=2048, progress=False).fit(walks, SideInfo.from_columns(g.side))
         faiss_dir = ItemVectorIndex(g.item_ids, res.embeddings).save(Path(tempfile.mkdtemp()) / "faiss")
         out["api"] = bench_api(server, faiss_dir, [str(i) for i in g.item_ids], args.api_seconds, args.api_rate)
         ml = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small" / "ratings.csv"
         if ml.exists():  # a denser graph: MovieLens ratings >= 4
-            from ingest.writer import ingest_events
+            from graphrecall.ingest.writer import ingest_events
 
             reset_graph(driver)
             with tempfile.TemporaryDirectory() as tmp:
@@ -435,8 +433,8 @@ def main(argv=None) -> int:
 
 
 def only_sections(driver, args) -> dict:
-    from walkers.export import export_graph
-    from walkers.walk import random_walks
+    from graphrecall.walkers.export import export_graph
+    from graphrecall.walkers.walk import random_walks
 
     apply_schema(driver)
     with driver.session() as s:
@@ -449,7 +447,7 @@ def only_sections(driver, args) -> dict:
         logger.warning("using the graph already in the bench instance (%d items), not --data", n_items)
         args.data_used = f"the graph already in the bench instance ({n_items} items)"
     if empty or args.events:
-        from ingest.writer import ingest_events
+        from graphrecall.ingest.writer import ingest_events
 
         with tempfile.TemporaryDirectory() as tmp:
             ingest_events(driver, args.data, args.format, reject_dir=tmp, progress=False, batch_size=5000)

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from embed.kernels import batch_inputs, sgd_batch, window_pairs
-from graphrecall.progress import progress_bar
+from ..walkers.walk import build_alias
+from .kernels import batch_inputs, sgd_batch, window_pairs
+from ..common.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -367,9 +368,7 @@ class EGES:
     def _negative_tables(self, weights: np.ndarray) -> "Negatives":
         """How negatives are drawn (:class:`Negatives`): an alias table for ``weights``, and the market
         field's codes with the items grouped by market."""
-        from walkers.walk import _build_alias
-
-        prob, alias = _build_alias(np.array([0, len(weights)], dtype=np.int64), np.asarray(weights, np.float64))
+        prob, alias = build_alias(np.array([0, len(weights)], dtype=np.int64), np.asarray(weights, np.float64))
         none = np.zeros(1, np.int64)
         if not self.market_negatives or self.market_field is None or self.market_field not in self.side.fields:
             return Negatives(prob, alias, self.negatives, none, none, none, none, 0)

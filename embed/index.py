@@ -19,7 +19,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from graphrecall.versions import current, new_version, publish
+from ..common.versions import current, new_version, publish
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +113,13 @@ class ItemVectorIndex:
             (d / old).unlink(missing_ok=True)
         logger.info("saved Faiss %s index of %d items (%d dims) to %s", self.kind, len(self.item_ids), self.dim, sub)
         return d
+
+    @classmethod
+    def load_saved(cls, directory: str | Path | None, mmap: bool = True) -> "ItemVectorIndex | None":
+        """:meth:`load`, or None when ``directory`` is None or holds no index yet."""
+        if directory is None or not cls.saved_in(directory):
+            return None
+        return cls.load(directory, mmap=mmap)
 
     @classmethod
     def load(cls, directory: str | Path, mmap: bool = True) -> "ItemVectorIndex":

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from graph_schema.schema import create_vector_index
+from ..graph_schema.schema import create_vector_index
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,12 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 SCHEMA_FILE = Path(__file__).with_name("schema.cypher")
+BROWSER_DIR = Path(__file__).with_name("browser")  # Neo4j Browser guide, style and saved queries
 SCHEMA_VERSION = 4
 VECTOR_INDEX = "item_embedding"
+# the item properties: SIDE_INFO_FIELDS are the side fields EGES embeds; INFO_FIELDS are what a client may ask for
+SIDE_INFO_FIELDS = ("category", "brand", "shop", "price_bucket", "market")
+INFO_FIELDS = ("category", "brand", "market", "shop", "price", "price_bucket")
 
 
 def schema_statements(text: str | None = None) -> list[str]:

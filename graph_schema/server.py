@@ -9,8 +9,8 @@
   stored with mode 0600 in the instance folder (``auth/password``);
 * starts ``org.neo4j.server.CommunityEntryPoint --console-mode`` with the JVM
   flags the stock ``neo4j`` launcher passes, detached from the caller;
-* builds graphrecall's procedures (``query/procedures``, :mod:`query.plugin`) and puts them in the
-  instance's ``plugins/``;
+* runs each of its ``plugins`` installers on the instance's ``plugins/`` folder (graphrecall's own
+  procedures: :func:`graphrecall.app.neo4j.local_neo4j` passes :func:`graphrecall.query.scoring.procedure.install`);
 * waits until Bolt answers; a server already running for that instance is reused.
 
 ``stop()`` sends SIGTERM (a clean shutdown: Neo4j checkpoints) and waits.
@@ -29,12 +29,13 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from graph_schema.config import DEFAULT_BOLT_PORT, DEFAULT_HTTP_PORT, Neo4jSettings, graphrecall_home
+from .config import DEFAULT_BOLT_PORT, DEFAULT_HTTP_PORT, Neo4jSettings, graphrecall_home
 
 logger = logging.getLogger(__name__)
 
-POM = Path(__file__).with_name("neo4j") / "pom.xml"
+POM = Path(__file__).with_name("neo4j-server") / "pom.xml"
 
 
 def neo4j_version() -> str:
@@ -107,6 +108,8 @@ class LocalNeo4j:
     heap: str = "1g"
     pagecache: str = "512m"
     home: Path | None = None
+    # called with the instance's plugins/ folder before each start (e.g. to build and copy a procedure jar)
+    plugins: tuple[Callable[[Path], object], ...] = ()
 
     def __post_init__(self) -> None:
         root = graphrecall_home()
@@ -202,7 +205,11 @@ browser.remote_content_hostname_whitelist=localhost,127.0.0.1,guides.neo4j.com
         env["NEO4J_CONF"] = str(self.conf_dir)
         return env
 
-    def _set_initial_password(self) -> None:
+    def _set_initial_password(self, password: str | None = None) -> None:
+        """Set the instance's first password (``password``, else a random one) with ``neo4j-admin dbms
+        set-initial-password`` and keep it in :attr:`password_file` (mode 0600). The password goes after
+        ``--``, so one that begins with ``-`` is not read as an option. When the tool fails, whatever it
+        wrote is removed, so the next start tries afresh."""
         if self.password_file.exists():
             return
         if (self.home / "data" / "databases" / "system").exists():
@@ -210,14 +217,19 @@ browser.remote_content_hostname_whitelist=localhost,127.0.0.1,guides.neo4j.com
                 f"{self.home} has a database but no password file {self.password_file}; "
                 f"remove {self.home} to start afresh, or write the password into that file."
             )
-        password = secrets.token_urlsafe(18)
+        password = secrets.token_urlsafe(18) if password is None else password
+        auth = self.home / "data" / "dbms" / "auth.ini"
         proc = subprocess.run(
             ["java", "-cp", f"{self.lib_dir}/*", "org.neo4j.cli.AdminTool",
-             "dbms", "set-initial-password", password],
+             "dbms", "set-initial-password", "--", password],
             env=self._java_env(), capture_output=True, text=True,
         )
         if proc.returncode != 0:
-            raise Neo4jServerError(f"neo4j-admin set-initial-password failed:\n{proc.stdout}{proc.stderr}")
+            auth.unlink(missing_ok=True)
+            raise Neo4jServerError(
+                f"setting the first password of instance {self.name!r} in {self.home} failed (neo4j-admin dbms "
+                f"set-initial-password exited {proc.returncode}); nothing was kept, so the next start tries again. "
+                f"Its output:\n{proc.stdout}{proc.stderr}")
         self.password_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -268,9 +280,8 @@ browser.remote_content_hostname_whitelist=localhost,127.0.0.1,guides.neo4j.com
         self.fetch()
         self._write_conf()
         self._set_initial_password()
-        from query.plugin import install  # graphrecall.scores (SWING/COOC in the database); optional
-
-        install(self.home / "plugins")
+        for install in self.plugins:
+            install(self.home / "plugins")
         cmd = [
             "java", f"-Xms{self.heap}", f"-Xmx{self.heap}", *STOCK_JVM_FLAGS,
             "-cp", f"{self.home / 'plugins'}/*:{self.conf_dir}:{self.lib_dir}/*",
@@ -347,10 +358,11 @@ browser.remote_content_hostname_whitelist=localhost,127.0.0.1,guides.neo4j.com
         return True
 
 
-def instance_from_env(name: str = "default") -> LocalNeo4j:
+def instance_from_env(name: str = "default", **options) -> LocalNeo4j:
     """The local instance with ports from GRAPHRECALL_NEO4J_BOLT_PORT / _HTTP_PORT."""
     return LocalNeo4j(
         name=name,
         bolt_port=int(os.environ.get("GRAPHRECALL_NEO4J_BOLT_PORT", DEFAULT_BOLT_PORT)),
         http_port=int(os.environ.get("GRAPHRECALL_NEO4J_HTTP_PORT", DEFAULT_HTTP_PORT)),
+        **options,
     )

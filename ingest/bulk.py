@@ -25,9 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-from ingest.formats import ColumnMapping
-from ingest.sessions import DEFAULT_SESSION_GAP
-from ingest.writer import (BATCH_LAYOUT, DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _start_report, batch_key,
+from .formats import ColumnMapping
+from .sessions import DEFAULT_SESSION_GAP
+from .writer import (BATCH_LAYOUT, DEFAULT_MAX_EVENTS, KIND_QUERIES, IngestReport, _start_report, batch_key,
                            derive_file, kind_batches)
 
 logger = logging.getLogger(__name__)
@@ -164,8 +164,8 @@ def bulk_import(instance, files: Sequence[tuple[str | Path, str]], *, reject_dir
 
     Raises :class:`BulkImportError` when the database holds data (the importer replaces a whole
     database; use the Bolt path for daily files) or when the importer fails (its output is in the message)."""
-    from graph_schema.schema import apply_schema
-    from query.scores import bump_data_version
+    from ..graph_schema.schema import apply_schema
+    from ..graph_schema.store.meta import bump_data_version
 
     t_all = time.perf_counter()
     instance.start()
@@ -183,10 +183,12 @@ def bulk_import(instance, files: Sequence[tuple[str | Path, str]], *, reject_dir
         timings["csv"] = time.perf_counter() - t0
         logger.info("import CSV written in %.1fs", timings["csv"])
         instance.stop()
+        # option values are attached with "="; the database name goes last, after "--", so no value is read as
+        # an option whatever it holds (a path with spaces, a name beginning with "-")
         cmd = ["java", "-Xmx1g", "-cp", f"{instance.lib_dir}/*", "org.neo4j.cli.AdminTool", "database", "import", "full",
-               database, "--overwrite-destination=true", "--multiline-fields=true", "--array-delimiter=U+001F",
+               "--overwrite-destination=true", "--multiline-fields=true", "--array-delimiter=U+001F",
                f"--report-file={Path(tmp) / 'import.report'}",
-               *[f"--{kind}={label}={Path(tmp) / name}" for name, (kind, label) in csvs.items()]]
+               *[f"--{kind}={label}={Path(tmp) / name}" for name, (kind, label) in csvs.items()], "--", database]
         env = dict(os.environ, NEO4J_HOME=str(instance.home), NEO4J_CONF=str(instance.conf_dir))
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -25,9 +25,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from graphrecall.progress import progress_bar
-from ingest.sessions import columns_frame, merge_side
-from ingest.formats import (EVENT_ALIASES, MAX_FIELD_CHARS, MAX_LINE_BYTES, REES46_HEADER, Event, RejectSink,
+from ..common.progress import progress_bar
+from .sessions import columns_frame, merge_side
+from .formats import (EVENT_ALIASES, MAX_FIELD_CHARS, MAX_LINE_BYTES, REES46_HEADER, Event, RejectSink,
                             line_text, parse_rees46, parse_taobao, price_bucket, read_events, split_csv)
 
 logger = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ingest.formats import PURCHASE, Event
+from .formats import PURCHASE, Event
 
 DEFAULT_SESSION_GAP = 30 * 60
 

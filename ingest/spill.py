@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ingest.sessions import columns_frame
+from .sessions import columns_frame
 
 RECORD = np.dtype([("user", "<i8"), ("item", "<i8"), ("type", "<i2"), ("ts", "<i8"), ("line", "<i8")])
 CHUNK = 1 << 20  # records read back at a time

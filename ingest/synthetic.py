@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ingest.formats import REES46_HEADER
+from .formats import REES46_HEADER
 
 
 def generate_rees46(

@@ -29,11 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from graphrecall.progress import progress_bar
-from ingest.columnar import BLOCK_BYTES, READ_THREADS, iter_event_frames, read_frame
-from ingest.formats import ColumnMapping, ItemInfo, RejectSink, read_items
-from ingest.sessions import DEFAULT_SESSION_GAP, DerivedRows, derive_rows, derive_steps
-from ingest.spill import UserGroups
+from ..common.progress import progress_bar
+from .columnar import BLOCK_BYTES, READ_THREADS, iter_event_frames, read_frame
+from .formats import ColumnMapping, ItemInfo, RejectSink, read_items
+from .sessions import DEFAULT_SESSION_GAP, DerivedRows, derive_rows, derive_steps
+from .spill import UserGroups
 
 if TYPE_CHECKING:
     import pandas as pd

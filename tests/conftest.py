@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from graph_schema.config import Neo4jSettings
-from graph_schema.schema import apply_schema
-from graph_schema.server import LocalNeo4j
+from graphrecall.graph_schema.config import Neo4jSettings
+from graphrecall.graph_schema.schema import apply_schema
+from graphrecall.app.neo4j import local_neo4j
 
 DATA = Path(__file__).with_name("data")
 TEST_BOLT_PORT = int(os.environ.get("GRAPHRECALL_TEST_BOLT_PORT", "17687"))
@@ -30,7 +30,7 @@ def neo4j_server():
         yield None, Neo4jSettings(uri=uri, user=os.environ.get("GRAPHRECALL_TEST_NEO4J_USER", "neo4j"),
                                   password=os.environ["GRAPHRECALL_TEST_NEO4J_PASSWORD"])
         return
-    server = LocalNeo4j("test", bolt_port=TEST_BOLT_PORT, http_port=TEST_HTTP_PORT, heap="1g", pagecache="256m")
+    server = local_neo4j("test", bolt_port=TEST_BOLT_PORT, http_port=TEST_HTTP_PORT, heap="1g", pagecache="256m")
     started_here = server.pid() is None
     server.start()
     yield server, server.settings()

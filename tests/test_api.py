@@ -3,8 +3,9 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from query.api import create_app
-from query.retriever import ResilientRetriever, SnapshotRetriever
+from graphrecall.query.serve.api import create_app
+from graphrecall.query.serve.resilient import ResilientRetriever
+from graphrecall.query.serve.snapshot import SnapshotRetriever
 from test_retrievers import EVIL, build_tiny_graph
 
 
@@ -76,10 +77,10 @@ def test_openapi_lists_the_route(client_and_state):
 def test_real_neo4j_stop_degrades_and_recovers(tmp_path):
     """Stop the real server under the API: answers continue from the snapshot, /health says degraded,
     and after a restart it is ok again without touching the API."""
-    from graph_schema.schema import apply_schema
-    from graph_schema.server import LocalNeo4j
+    from graphrecall.graph_schema.schema import apply_schema
+    from graphrecall.app.neo4j import local_neo4j
 
-    server = LocalNeo4j("api-outage", bolt_port=19687, http_port=19474, heap="512m", pagecache="128m")
+    server = local_neo4j("api-outage", bolt_port=19687, http_port=19474, heap="512m", pagecache="128m")
     try:
         server.start()
         driver = server.settings().driver(connection_timeout=2.0, max_transaction_retry_time=1.0)
@@ -199,7 +200,7 @@ def test_metrics_count_requests_latency_and_state(client_and_state):
 
 @pytest.fixture
 def recall_client(driver, tmp_path):
-    from query.retriever import Neo4jHistory
+    from graphrecall.query.serve.neo4j import Neo4jHistory
     from test_retrievers import add_catalogue
 
     faiss_dir = build_tiny_graph(driver, tmp_path)
@@ -269,7 +270,7 @@ def test_recall_without_a_history_source_is_503(client_and_state):
 
 
 def test_recall_when_neo4j_is_down_is_503_and_post_still_works(driver, tmp_path):
-    from query.retriever import UserHistory
+    from graphrecall.query.serve.retriever import UserHistory
 
     class Down(UserHistory):
         def recent_items(self, user_id, n):
@@ -308,7 +309,7 @@ def test_new_data_version_is_hot_reloaded_under_load_with_no_failed_request(driv
     one whole snapshot (old or new), /health's version follows the graph, and the new lists are served."""
     import threading
 
-    from query.scores import bump_data_version, read_data_version
+    from graphrecall.graph_schema.store.meta import bump_data_version, read_data_version
 
     faiss_dir = build_tiny_graph(driver, tmp_path)
     r = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir),

@@ -49,8 +49,8 @@ def api_server(driver, tmp_path):
     """The API (serving /guide) on a free port, in a thread."""
     import uvicorn
 
-    from query.api import create_app
-    from query.retriever import SnapshotRetriever
+    from graphrecall.query.serve.api import create_app
+    from graphrecall.query.serve.snapshot import SnapshotRetriever
 
     faiss_dir = build_tiny_graph(driver, tmp_path)
     add_catalogue(driver)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import DATA
-from ingest.writer import ingest_events
+from graphrecall.ingest.writer import ingest_events
 
 FILES = [(DATA / "taobao_300.csv", "taobao"), (DATA / "rees46_head300.csv", "rees46")]
 LABELS = ("User", "Item", "Session", "IngestBatch")
@@ -36,11 +36,11 @@ def _plain(v):
 
 @pytest.fixture(scope="module")
 def bulk_instance():
-    from graph_schema.server import LocalNeo4j
+    from graphrecall.app.neo4j import local_neo4j
 
     from conftest import wipe
 
-    inst = LocalNeo4j("bulktest", bolt_port=18687, http_port=18474, heap="512m", pagecache="64m").start()
+    inst = local_neo4j("bulktest", bolt_port=18687, http_port=18474, heap="512m", pagecache="64m").start()
     with inst.settings().driver() as driver:  # an earlier run's graph stays in the instance folder: start empty
         wipe(driver)
     yield inst
@@ -48,7 +48,7 @@ def bulk_instance():
 
 
 def test_bulk_import_writes_the_bolt_graph_and_the_same_rejects(driver, bulk_instance, tmp_path):
-    from ingest.bulk import BulkImportError, bulk_import
+    from graphrecall.ingest.bulk import BulkImportError, bulk_import
 
     bolt_reports = [ingest_events(driver, p, fmt, reject_dir=tmp_path / "bolt", progress=False) for p, fmt in FILES]
     want = dump(driver)

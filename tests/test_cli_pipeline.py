@@ -1,10 +1,11 @@
 import pytest
 
-from embed.index import ItemVectorIndex
-from graphrecall.cli import main
-from graphrecall.pipeline import PipelineConfig, pick_sample_items, run_pipeline
-from ingest.synthetic import generate_rees46
-from query.retriever import SnapshotRetriever
+from graphrecall.embed.index import ItemVectorIndex
+from graphrecall.embed.train import EgesSettings
+from graphrecall.app.cli import main
+from graphrecall.app.pipeline import PipelineConfig, pick_sample_items, run_pipeline
+from graphrecall.ingest.synthetic import generate_rees46
+from graphrecall.query.serve.snapshot import SnapshotRetriever
 
 COMMANDS = ["neo4j", "ingest", "scores", "embed", "refresh", "tune", "demo", "serve", "generate"]
 
@@ -44,7 +45,7 @@ def test_wrong_password_error_names_the_fix(neo4j_server, capsys, monkeypatch):
 @pytest.mark.slow
 def test_pipeline_end_to_end_on_generated_data(driver, tmp_path):
     data = generate_rees46(tmp_path / "gen.csv", n_users=120, random_seed=1)
-    cfg = PipelineConfig(epochs=2, walks_per_node=5, dim=16)
+    cfg = PipelineConfig(eges=EgesSettings(epochs=2, walks_per_node=5, dim=16))
     res = run_pipeline(driver, [(data, "rees46")], tmp_path / "artifacts", cfg, progress=False)
     assert res.ingest[0].rejected == 0 and res.swing.written > 0 and res.cooc.written > 0
     assert res.n_items > 0 and len(ItemVectorIndex.load(res.faiss_dir).item_ids) == res.n_items
@@ -65,16 +66,17 @@ def test_pipeline_end_to_end_on_generated_data(driver, tmp_path):
 
 @pytest.mark.slow
 def test_refresh_updates_lists_like_a_full_rebuild(driver, tmp_path, monkeypatch, neo4j_server):
-    from embed.index import ItemVectorIndex
-    from graphrecall.pipeline import compute_scores
-    from query.scores import read_data_version, read_scores
+    from graphrecall.embed.index import ItemVectorIndex
+    from graphrecall.app.pipeline import compute_scores
+    from graphrecall.graph_schema.store.meta import read_data_version
+    from graphrecall.graph_schema.store.lists import read_scores
 
     lines = generate_rees46(tmp_path / "gen.csv", n_users=120, random_seed=2).read_text().splitlines()
     cut = 1 + int(0.8 * (len(lines) - 1))  # the generator writes rows in time order
     day1, day2 = tmp_path / "day1.csv", tmp_path / "day2.csv"
     day1.write_text("\n".join(lines[:cut]) + "\n")
     day2.write_text("\n".join([lines[0], *lines[cut:]]) + "\n")
-    cfg = PipelineConfig(epochs=2, walks_per_node=5, dim=16)
+    cfg = PipelineConfig(eges=EgesSettings(epochs=2, walks_per_node=5, dim=16))
     art = tmp_path / "artifacts"
     run_pipeline(driver, [(day1, "rees46")], art, cfg, progress=False)
     _, settings = neo4j_server
@@ -101,7 +103,7 @@ def test_refresh_updates_lists_like_a_full_rebuild(driver, tmp_path, monkeypatch
 def test_torch_threads_are_set_for_eges_and_restored(monkeypatch):
     import torch
 
-    from graphrecall.pipeline import torch_threads
+    from graphrecall.common.threads import torch_threads
 
     before = torch.get_num_threads()
     with torch_threads(1):
@@ -117,12 +119,12 @@ def test_torch_threads_are_set_for_eges_and_restored(monkeypatch):
 
 
 def test_neo4j_plugin_puts_the_current_build_in_dest_and_says_how_to_fix_a_missing_maven(tmp_path, monkeypatch, capsys):
-    from query.plugin import build_id
+    from graphrecall.query.scoring.procedure import build_id
 
     (tmp_path / "graphrecall-procedures-oldbuild.jar").write_text("old")
     assert main(["-q", "neo4j", "plugin", "--dest", str(tmp_path)]) == 0
     assert [p.name for p in tmp_path.iterdir()] == [f"graphrecall-procedures-{build_id()}.jar"]
     monkeypatch.setenv("GRAPHRECALL_HOME", str(tmp_path / "empty-cache"))  # nothing built there
-    monkeypatch.setattr("query.plugin.shutil.which", lambda name: None)
+    monkeypatch.setattr("graphrecall.query.scoring.procedure.shutil.which", lambda name: None)
     assert main(["-q", "neo4j", "plugin", "--dest", str(tmp_path / "x")]) == 2
     assert "Maven (mvn) is not on PATH; install it" in capsys.readouterr().err

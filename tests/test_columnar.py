@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ingest.columnar import iter_event_frames, read_event_columns, read_event_rows
-from ingest.formats import RejectSink
+from graphrecall.ingest.columnar import iter_event_frames, read_event_columns, read_event_rows
+from graphrecall.ingest.formats import RejectSink
 
 REES46_HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
 GOOD_TIMES = ["2019-10-01 00:00:00 UTC", "2019-10-01 02:59:59 UTC", "2020-02-29 23:59:59 UTC", "1969-12-31 23:59:59 UTC",
@@ -127,7 +127,7 @@ def test_taobao_columns_equal_the_row_reader(tmp_path, seed, block_bytes):
 
 
 def test_clean_files_take_the_fast_path_and_odd_headers_the_row_reader(tmp_path, monkeypatch):
-    import ingest.columnar as columnar
+    import graphrecall.ingest.columnar as columnar
 
     rng = random.Random(3)
     path = tmp_path / "clean.csv"

@@ -3,8 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from embed.eges import EGES, LazyAdam, SideInfo, booked_pairs, skipgram_pairs
-from walkers.walk import random_walks
+from graphrecall.embed.eges import EGES, LazyAdam, SideInfo, booked_pairs, skipgram_pairs
+from graphrecall.walkers.walk import random_walks
 import scipy.sparse as sp
 
 
@@ -103,8 +103,8 @@ def test_shrunk_windows_keep_near_pairs_more_often():
 
 def _draw(model, side, centres, weights, key=7, threads=1):
     """Batch inputs for ``centres`` (each paired with context 0) from kernels.batch_inputs."""
-    from embed.eges import compute_threads
-    from embed.kernels import batch_inputs
+    from graphrecall.embed.eges import compute_threads
+    from graphrecall.embed.kernels import batch_inputs
 
     model.side = side
     negatives = model._negative_tables(np.asarray(weights, np.float64))
@@ -150,7 +150,7 @@ def test_sgd_kernel_step_equals_pair_gradients(negatives, threads):
     not depend on the thread count."""
     import numba
 
-    from embed.eges import EGESModel, _SGDKernel, compute_threads, pair_gradients
+    from graphrecall.embed.eges import EGESModel, _SGDKernel, compute_threads, pair_gradients
 
     torch.manual_seed(0)
     model = EGESModel(30, [4, 6], dim=8)
@@ -182,7 +182,7 @@ def test_sgd_kernel_step_equals_pair_gradients(negatives, threads):
 
 
 def test_sgd_training_is_the_same_with_one_or_two_threads():
-    from graphrecall.pipeline import torch_threads
+    from graphrecall.common.threads import torch_threads
 
     g = two_cluster_graph()
     walks = random_walks(g, walk_length=8, walks_per_node=20, random_seed=0)
@@ -239,7 +239,7 @@ def test_booked_weight_raises_the_predicted_probability_of_the_booked_context():
 
 
 def test_pad_sequences_cuts_long_sessions_and_drops_single_items():
-    from embed.eges import pad_sequences
+    from graphrecall.embed.eges import pad_sequences
 
     out = pad_sequences([np.arange(5), np.array([7]), np.array([8, 9])], max_len=3)
     assert out.tolist() == [[0, 1, 2], [3, 4, -1], [8, 9, -1]]
@@ -317,7 +317,7 @@ def test_lazy_adam_equals_sparse_adam():
 def test_pair_gradients_equal_autograd(negatives):
     """The hand-written loss and gradient of a batch equal autograd's on the module's own forward pass, with
     repeated centres, contexts and side values, weighted pairs and a second side field."""
-    from embed.eges import EGESModel, pair_gradients
+    from graphrecall.embed.eges import EGESModel, pair_gradients
 
     torch.manual_seed(0)
     model = EGESModel(30, [4, 6], dim=8)

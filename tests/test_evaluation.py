@@ -4,12 +4,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embed.index import ItemVectorIndex
-from query.evaluation import (SIDE_MATCH_WEIGHTS, Catalogue, blend_grid, blend_grid_lists, case_masks,
-                              covisit_lists, cutoff_time, matrix_lists, next_item_cases, paired_interval,
-                              score_lists, served_lists, side_popularity_lists, split_stored_sessions, summarize,
-                              temporal_split, transition_matrix)
-from query.retriever import BlendConfig, SideIndex, SnapshotRetriever
+from graphrecall.embed.index import ItemVectorIndex
+from graphrecall.query.evaluate.protocol import SIDE_MATCH_WEIGHTS, Catalogue, blend_grid, blend_grid_lists, case_masks, covisit_lists, cutoff_time, paired_interval, score_lists, served_lists, side_popularity_lists, summarize, temporal_split
+from graphrecall.query.data import matrix_lists, next_item_cases, split_stored_sessions, transition_matrix
+from graphrecall.query.serve.retriever import BlendConfig
+from graphrecall.query.channels.side import SideIndex
+from graphrecall.query.serve.snapshot import SnapshotRetriever
 
 MIN = 60
 
@@ -228,8 +228,8 @@ def test_blend_grid_equals_the_served_blend():
 
 def test_session_rows_accept_a_frame_in_file_order():
     """Two users interleaved in time, as a log file has them: the sessions are whole, not one event each."""
-    from ingest.formats import Event
-    from ingest.sessions import events_frame, session_rows
+    from graphrecall.ingest.formats import Event
+    from graphrecall.ingest.sessions import events_frame, session_rows
 
     events = [Event("u1", "a", "view", 100, 1), Event("u2", "x", "view", 110, 2), Event("u1", "b", "view", 120, 3),
               Event("u2", "y", "purchase", 130, 4), Event("u1", "c", "view", 9000, 5)]

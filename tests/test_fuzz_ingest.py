@@ -4,7 +4,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import graph_counts, wipe
-from ingest.writer import ingest_events
+from graphrecall.ingest.writer import ingest_events
 
 valid_row = st.builds(
     lambda u, i, c, b, t: f"{u},{i},{c},{b},{t}",

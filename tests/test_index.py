@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from embed.index import ItemVectorIndex
-from graphrecall import versions
+from graphrecall.embed.index import ItemVectorIndex
+from graphrecall.common import versions
 
 
 def exact_knn(vectors, q, k):

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, graph_counts, graph_fingerprint
-from ingest.formats import ColumnMapping, IngestError, RejectSink, read_events, read_items
-from ingest.sessions import derive_rows, session_ids
-from ingest.writer import ingest_events, ingest_items
+from graphrecall.ingest.formats import ColumnMapping, IngestError, RejectSink, read_events, read_items
+from graphrecall.ingest.sessions import derive_rows, session_ids
+from graphrecall.ingest.writer import ingest_events, ingest_items
 import numpy as np
 
 HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
@@ -171,7 +171,7 @@ def test_session_cut_at_30_minutes():
 
 
 def test_derived_rows_transitions_and_booked():
-    from ingest.formats import Event
+    from graphrecall.ingest.formats import Event
 
     ev = [Event("u", "a", "view", 0, 1), Event("u", "a", "view", 10, 2), Event("u", "b", "view", 20, 3),
           Event("u", "b", "purchase", 30, 4), Event("u", "a", "view", 40, 5), Event("u", "c", "view", 4000, 6)]
@@ -184,7 +184,7 @@ def test_derived_rows_transitions_and_booked():
 @contextmanager
 def killed_at_batch(monkeypatch, n: int):
     """The ingest 'dies' (KeyboardInterrupt) on its ``n``-th batch write; the writer is restored after."""
-    import ingest.writer as w
+    import graphrecall.ingest.writer as w
 
     real, calls = w._write_batch, {"n": 0}
 
@@ -248,7 +248,7 @@ def test_concurrent_writers_give_the_one_writer_graph_and_batches_and_resume(dri
 def test_file_begun_before_batch_lanes_resumes_with_its_own_cut(driver, tmp_path, monkeypatch):
     """Markers without a layout were cut in row order (layout 1); a resume by this version keeps that cut,
     so the committed batches are recognised and nothing is counted twice."""
-    import ingest.writer as w
+    import graphrecall.ingest.writer as w
     from conftest import wipe
 
     path = DATA / "rees46_head300.csv"
@@ -269,7 +269,7 @@ def test_file_begun_before_batch_lanes_resumes_with_its_own_cut(driver, tmp_path
 
 
 def test_lanes_that_run_together_share_no_item_and_engaged_keeps_user_order():
-    from ingest.writer import ITEM_PARTS, kind_batches
+    from graphrecall.ingest.writer import ITEM_PARTS, kind_batches
 
     rows = [{"user": f"u{u:02d}", "item": f"i{i}", "type": "view"} for u in range(30) for i in range(u % 7, 40, 3)]
     trans = [{"src": f"i{a}", "dst": f"i{b}", "weight": 1} for a in range(40) for b in range(40) if (a * b) % 3 == 1]
@@ -312,7 +312,7 @@ def test_sigkill_mid_ingest_then_resume_equals_clean_run(driver, neo4j_server, t
     server, settings = neo4j_server
     env = dict(os.environ, GRAPHRECALL_NEO4J_URI=settings.uri, GRAPHRECALL_NEO4J_USER=settings.user,
                GRAPHRECALL_NEO4J_PASSWORD=settings.password)
-    cmd = [sys.executable, "-m", "graphrecall.cli", "-q", "ingest", "events", str(path), "--format", "taobao",
+    cmd = [sys.executable, "-m", "graphrecall", "-q", "ingest", "events", str(path), "--format", "taobao",
            "--batch-size", "20", "--reject-dir", str(tmp_path)]
     subprocess.run(cmd, env=env, check=True)
     clean = graph_fingerprint(driver)
@@ -418,8 +418,8 @@ def _groups_by_sorting(events: list[tuple], size: int) -> list[list[tuple]]:
 
 
 def test_user_groups_equal_sorting_every_event_and_cutting_at_whole_users(tmp_path):
-    from ingest.sessions import columns_frame
-    from ingest.spill import UserGroups
+    from graphrecall.ingest.sessions import columns_frame
+    from graphrecall.ingest.spill import UserGroups
 
     rng = np.random.default_rng(0)
     users = ["u10", "u9", "u1", "é", "z", "Z", "u100"] + [f"u{k}" for k in range(20, 40)]  # str order, not numbers
@@ -452,7 +452,7 @@ def test_user_groups_equal_sorting_every_event_and_cutting_at_whole_users(tmp_pa
 
 def _session_rows_one_by_one(df, gap_seconds=1800, purchase_type="purchase"):
     """session_rows as it was written first: a loop over sessions (the oracle for the vectorised one)."""
-    from ingest.sessions import session_ids
+    from graphrecall.ingest.sessions import session_ids
 
     df = df.sort_values(["user", "ts", "line"], kind="stable")
     users, items, types, ts = (df[c].to_numpy() for c in ("user", "item", "type", "ts"))
@@ -475,7 +475,7 @@ def _session_rows_one_by_one(df, gap_seconds=1800, purchase_type="purchase"):
 def test_session_rows_equal_a_loop_over_sessions(seed):
     import pandas as pd
 
-    from ingest.sessions import session_rows
+    from graphrecall.ingest.sessions import session_rows
 
     rng = np.random.default_rng(seed)
     n = 3000
@@ -501,7 +501,7 @@ def test_session_rows_equal_a_loop_over_sessions(seed):
 def test_run_ahead_keeps_order_computes_one_step_ahead_and_raises_a_steps_error():
     import time
 
-    from ingest.writer import run_ahead
+    from graphrecall.ingest.writer import run_ahead
 
     started: list[int] = []
 

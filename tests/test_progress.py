@@ -1,6 +1,6 @@
 import io
 
-from graphrecall.progress import progress_bar
+from graphrecall.common.progress import progress_bar
 
 
 def test_progress_bar_is_sparse_off_a_terminal(monkeypatch):

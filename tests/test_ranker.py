@@ -4,9 +4,10 @@ and the pipeline's RANKED lists served by both retrievers."""
 import numpy as np
 import pytest
 
-import query.ranker as ranker_mod
-from query.evaluation import Catalogue, split_stored_sessions
-from query.ranker import FEATURES, RankFeatures, fit_ranker, rank_lists
+import graphrecall.query.channels.rank as ranker_mod
+from graphrecall.query.evaluate.protocol import Catalogue
+from graphrecall.query.data import split_stored_sessions
+from graphrecall.query.channels.rank import FEATURES, RankFeatures, fit_ranker, rank_lists
 
 HOUR = 3600
 SIDE = {"a": {"category": "X", "brand": "p"}, "b": {"category": "X", "brand": "q"}, "z": {"category": "X"},
@@ -102,11 +103,12 @@ def test_a_log_too_short_to_train_says_how_to_fix_it():
 
 @pytest.mark.slow
 def test_pipeline_rank_lists_are_what_both_retrievers_serve(driver, tmp_path):
-    from graphrecall.pipeline import PipelineConfig, compute_rank, compute_scores
-    from ingest.synthetic import generate_rees46
-    from ingest.writer import ingest_events
-    from query.retriever import Neo4jRetriever, SnapshotRetriever
-    from query.tune import read_item_side, read_sessions
+    from graphrecall.app.pipeline import PipelineConfig, compute_rank, compute_scores
+    from graphrecall.ingest.synthetic import generate_rees46
+    from graphrecall.ingest.writer import ingest_events
+    from graphrecall.query.serve.neo4j import Neo4jRetriever
+    from graphrecall.query.serve.snapshot import SnapshotRetriever
+    from graphrecall.query.evaluate.tune import read_item_side, read_sessions
 
     data = generate_rees46(tmp_path / "gen.csv", n_users=150, random_seed=2)
     ingest_events(driver, data, "rees46", progress=False)
@@ -129,13 +131,13 @@ def test_pipeline_rank_lists_are_what_both_retrievers_serve(driver, tmp_path):
     # the training budget reaches the fit: at most 4 cases per cut, each with its positive and 3 negatives
     from dataclasses import replace
 
-    small = compute_rank(driver, replace(cfg, rank_cases_per_cut=4, rank_negatives=3), progress=False)
+    small = compute_rank(driver, replace(cfg, rank=replace(cfg.rank, cases_per_cut=4, negatives=3)), progress=False)
     assert report.cases > 24 >= small.cases > 0 and small.rows <= 4 * small.cases
 
 
 def test_a_skipped_fit_removes_the_lists_of_an_earlier_one(driver, caplog):
-    from graphrecall.pipeline import PipelineConfig, _rank_or_warn
-    from query.scores import write_rank_lists
+    from graphrecall.app.pipeline import PipelineConfig, _rank_or_warn
+    from graphrecall.graph_schema.store.lists import write_rank_lists
 
     with driver.session() as s:
         s.run("UNWIND ['a', 'b'] AS id CREATE (:Item {id: id})").consume()
@@ -148,7 +150,7 @@ def test_a_skipped_fit_removes_the_lists_of_an_earlier_one(driver, caplog):
 
 
 def test_training_cases_per_cut_are_capped():
-    from query.ranker import training_rows
+    from graphrecall.query.channels.rank import training_rows
 
     s = sessions()
     _, _, _, full = training_rows(s, SIDE, quantiles=(0.5, 0.8))
@@ -158,7 +160,7 @@ def test_training_cases_per_cut_are_capped():
 
 
 def test_cases_with_rows_per_cut_are_capped_and_the_rows_unchanged_below_the_cap():
-    from query.ranker import training_rows
+    from graphrecall.query.channels.rank import training_rows
 
     s = sessions()
     X, y, _, full = training_rows(s, SIDE, quantiles=(0.5, 0.8))

@@ -5,11 +5,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embed.index import ItemVectorIndex
-from embed.writeback import write_embeddings
-from query.retriever import (CHANNELS, DEFAULT_BLEND, BlendConfig, Filters, Neo4jRetriever, Neighbours, ResilientRetriever,
-                             SnapshotRetriever, UnknownItem, blend)
-from query.scores import compute_cooc, compute_swing, store_blend
+from graphrecall.embed.index import ItemVectorIndex
+from graphrecall.embed.writeback import write_embeddings
+from graphrecall.query.serve.retriever import CHANNELS, DEFAULT_BLEND, BlendConfig, Filters, Neighbours, UnknownItem, blend
+from graphrecall.query.serve.neo4j import Neo4jRetriever
+from graphrecall.query.serve.resilient import ResilientRetriever
+from graphrecall.query.serve.snapshot import SnapshotRetriever
+from graphrecall.query.scoring.cypher import compute_cooc, compute_swing
+from graphrecall.graph_schema.store.meta import store_blend
 from test_scores import DESIGN_EXAMPLE, load_triples
 
 EVIL = "x'}) DETACH DELETE n //"
@@ -260,7 +263,7 @@ def test_saved_snapshot_serves_when_neo4j_is_down_at_start(driver, tmp_path):
 
 
 def test_decay_weights_halve_per_half_life():
-    from query.retriever import decay_weights
+    from graphrecall.query.serve.retriever import decay_weights
 
     assert np.allclose(decay_weights([100, 100 - 3600, 100 - 7200], 3600), [1, 0.5, 0.25])
     assert np.allclose(decay_weights([5, 1], None), [1, 1])
@@ -269,7 +272,7 @@ def test_decay_weights_halve_per_half_life():
 
 
 def test_neo4j_history_is_recent_items_first(driver):
-    from query.retriever import Neo4jHistory
+    from graphrecall.query.serve.neo4j import Neo4jHistory
 
     load_triples(driver, TRIPLES)
     with driver.session() as s:
@@ -307,7 +310,7 @@ def test_blend_score_divides_each_channel_by_its_best():
 @pytest.mark.parametrize("seed", range(6))
 def test_vectorised_blend_equals_the_item_by_item_blend(seed):
     """Random lists over a small id space, so that ids repeat across channels and scores tie."""
-    from query.oracle import blend_reference
+    from oracles import blend_reference
 
     rng = np.random.default_rng(seed)
     pool = np.array([f"i{n}" for n in range(25)], dtype=object)
@@ -388,7 +391,7 @@ def test_snapshot_of_an_empty_graph_says_what_to_run(driver, caplog):
     from conftest import wipe
 
     wipe(driver)
-    with caplog.at_level("WARNING", logger="query.retriever"):
+    with caplog.at_level("WARNING", logger="graphrecall.query.serve.snapshot"):
         snap = SnapshotRetriever.from_neo4j(driver)
     assert snap.stats()["items"] == 0
     assert "every lookup will be 404" in caplog.text and "graphrecall ingest" in caplog.text
@@ -403,9 +406,9 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
     import shutil
     import threading
 
-    from graphrecall.versions import current
-    from query.retriever import SNAPSHOTS_KEPT, CsrLists, shared_snapshot
-    from query.scores import bump_data_version, read_data_key
+    from graphrecall.common.versions import current
+    from graphrecall.query.serve.snapshot import SNAPSHOTS_KEPT, CsrLists, shared_snapshot
+    from graphrecall.graph_schema.store.meta import bump_data_version, read_data_key
 
     faiss_dir = build_tiny_graph(driver, tmp_path)
     live = SnapshotRetriever.from_neo4j(driver, faiss_dir)
@@ -483,7 +486,7 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
 def test_eges_ties_go_to_the_nearest_price_and_the_cut_sees_the_whole_tie():
     """Items without events that share side info share one vector: their exact tie is ordered by price
     proximity to the query, also when the tie is far longer than the list (the search widens)."""
-    from query.retriever import SideIndex
+    from graphrecall.query.channels.side import SideIndex
 
     n_tied = 60
     ids = ["q", "close"] + [f"t{r:02d}" for r in range(n_tied)] + ["far"]

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
-from ingest.formats import Event
-from ingest.sessions import derive_rows
-from ingest.writer import GraphWriter, IngestReport
-from query.oracle import (capped_basis, cooc_bruteforce, cooc_sparse, swing_bruteforce, swing_sparse)
-from query.scores import (BasisParams, basis_frame, compute_cooc, compute_swing, read_basis, read_scores,
-                          refresh_scores)
+from graphrecall.ingest.formats import Event
+from graphrecall.ingest.sessions import derive_rows
+from graphrecall.ingest.writer import GraphWriter, IngestReport
+from graphrecall.query.scoring.reference import (capped_basis, cooc_bruteforce, cooc_sparse, swing_bruteforce, swing_sparse)
+from graphrecall.query.scoring.cypher import BasisParams, basis_frame, compute_cooc, compute_swing, read_basis, refresh_scores
+from graphrecall.graph_schema.store.lists import read_scores
 
 
 @pytest.fixture(params=["cypher", "procedure"])
@@ -130,7 +130,7 @@ def test_sparse_versions_equal_bruteforce(seed):
                                                    (7, (1000, 1000), 1.0, True, 2)])
 def test_swing_kernel_equals_bruteforce_with_ties_by_id(seed, caps, alpha, uw, k):
     """The numba kernel of Spark's items plan: the oracle's scores, top k by round(score, 12) then id."""
-    from query.swing_kernel import csr_from_edges, swing_topk
+    from graphrecall.query.scoring.kernel import csr_from_edges, swing_topk
 
     basis = capped_basis(random_triples(seed, 40, 30), *caps)
     users, items = sorted({u for u, _ in basis}), sorted({i for _, i in basis})
@@ -207,7 +207,7 @@ def _lists(driver, rel):
 def test_procedure_equals_cypher_lists_across_chunks_and_threads(driver, monkeypatch):
     """Many chunks of 16 items, two worker threads, small k and caps: the procedure writes the same
     ranked lists as the Cypher reference, ties broken by id alike."""
-    monkeypatch.setattr("query.scores.PROCEDURE_CHUNK", 16)
+    monkeypatch.setattr("graphrecall.query.scoring.cypher.PROCEDURE_CHUNK", 16)
     rng = np.random.default_rng(11)
     pop = 1.0 / (np.arange(400) + 10.0)  # skewed popularity, so that users share items
     triples = [(f"u{u}", f"i{int(i)}", int(rng.integers(0, 50)))  # few timestamps: many ties
@@ -232,10 +232,10 @@ def test_engine_choice_and_a_stale_build(driver, monkeypatch, caplog):
     load_triples(driver, DESIGN_EXAMPLE)
     with pytest.raises(ValueError, match="engine must be one of"):
         compute_swing(driver, engine="spark")
-    monkeypatch.setattr("query.plugin.build_id", lambda: "not-the-running-build")
+    monkeypatch.setattr("graphrecall.query.scoring.procedure.build_id", lambda: "not-the-running-build")
     with pytest.raises(RuntimeError, match="restart the server"):
         compute_swing(driver, engine="procedure")
-    with caplog.at_level("WARNING", logger="query.scores"):
+    with caplog.at_level("WARNING", logger="graphrecall.query.scoring.cypher"):
         compute_swing(driver, alpha=1.0, user_weight=False, k=10)  # auto: falls back to Cypher, and says why
     assert "scores run in Cypher" in caplog.text and "restart the server" in caplog.text
     assert read_scores(driver, "SWING")[("h", "p")] == pytest.approx(13 / 15)

@@ -6,16 +6,17 @@ import urllib.request
 import pytest
 
 from conftest import DATA, graph_counts
-from graph_schema.schema import SCHEMA_VERSION, apply_schema, schema_statements
-from graph_schema.server import LocalNeo4j, STOCK_JVM_FLAGS
-from ingest.writer import ingest_events
+from graphrecall.graph_schema.schema import SCHEMA_VERSION, apply_schema, schema_statements
+from graphrecall.app.neo4j import local_neo4j
+from graphrecall.graph_schema.server import STOCK_JVM_FLAGS
+from graphrecall.ingest.writer import ingest_events
 
 
 def test_local_server_is_reused_and_serves_browser(neo4j_server):
     server, settings = neo4j_server
     if server is None:
         pytest.skip("running against an external server (GRAPHRECALL_TEST_NEO4J_URI)")
-    again = LocalNeo4j(server.name, bolt_port=server.bolt_port, http_port=server.http_port).start()
+    again = local_neo4j(server.name, bolt_port=server.bolt_port, http_port=server.http_port).start()
     assert again.pid() == server.pid()
     assert stat.S_IMODE(os.stat(server.password_file).st_mode) == 0o600
     with urllib.request.urlopen(server.browser_url, timeout=10) as r:
@@ -39,7 +40,7 @@ def test_schema_is_versioned_and_idempotent(session_driver):
 @pytest.mark.parametrize("how", ["sigterm", "sigkill"])
 def test_restart_loses_no_committed_data(tmp_path, how):
     """Stop (clean) or kill -9 the server after an ingest; after a restart every count is there."""
-    server = LocalNeo4j(f"restart-{how}", bolt_port=18687, http_port=18474, heap="512m", pagecache="128m")
+    server = local_neo4j(f"restart-{how}", bolt_port=18687, http_port=18474, heap="512m", pagecache="128m")
     try:
         server.start()
         with server.settings().driver() as d:
@@ -66,7 +67,7 @@ def test_browser_saved_queries_run(driver, tmp_path):
     import re
     from pathlib import Path
 
-    from query.scores import store_blend
+    from graphrecall.graph_schema.store.meta import store_blend
     from test_retrievers import build_tiny_graph
 
     build_tiny_graph(driver, tmp_path)
@@ -93,7 +94,7 @@ def test_docker_compose_runs_the_launchers_neo4j_minor():
     import re
     from pathlib import Path
 
-    from graph_schema.server import neo4j_version
+    from graphrecall.graph_schema.server import neo4j_version
 
     text = (Path(__file__).parents[1] / "docker-compose.yml").read_text()
     image = re.search(r"^\s*image:\s*neo4j:(\S+)", text, re.M).group(1)
@@ -102,3 +103,37 @@ def test_docker_compose_runs_the_launchers_neo4j_minor():
     assert '"127.0.0.1:7687:7687"' in text and '"127.0.0.1:7474:7474"' in text
     assert "NEO4J_AUTH: \"neo4j/${GRAPHRECALL_NEO4J_PASSWORD" in text
     assert re.search(r"^\s*healthcheck:", text, re.M)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("password", ["-AbcDefGhi123xyz", "_AbcDefGhi123xyz"])
+def test_first_password_may_begin_with_dash_or_underscore(tmp_path, password, monkeypatch):
+    """token_urlsafe draws "-" and "_": a password beginning with "-" (1 in 64) was read as an option by
+    neo4j-admin, and the instance never started. The same code path, with the password forced."""
+    from graphrecall.graph_schema.server import LocalNeo4j
+
+    server = LocalNeo4j(f"pw{password[0] == '-'}", bolt_port=19787, http_port=19574, heap="512m", pagecache="64m",
+                        home=tmp_path / "home")
+    real = server._set_initial_password
+    monkeypatch.setattr(server, "_set_initial_password", lambda: real(password))
+    try:
+        server.start()
+        assert server.password() == password
+        with server.settings().driver() as driver:
+            driver.verify_connectivity()
+    finally:
+        server.stop()
+
+
+def test_a_failed_first_password_leaves_nothing_that_blocks_the_next_start(tmp_path):
+    from graphrecall.graph_schema.server import LocalNeo4j, Neo4jServerError
+
+    server = LocalNeo4j("pwfail", bolt_port=19787, http_port=19574, home=tmp_path / "home")
+    server.fetch()
+    server._write_conf()
+    with pytest.raises(Neo4jServerError, match="nothing was kept, so the next start tries again"):
+        server._set_initial_password("")  # neo4j-admin refuses an empty password
+    assert not server.password_file.exists()
+    assert not (server.home / "data" / "dbms" / "auth.ini").exists()
+    server._set_initial_password("-then-a-good-one")
+    assert server.password() == "-then-a-good-one"

@@ -10,10 +10,11 @@ import pytest
 from conftest import DATA
 from test_ingest import BAD, GOOD, mixed_file  # noqa: F401 - the fixture, shared with the Bolt ingest tests
 from test_scores import DESIGN_EXAMPLE, _lists, assert_scores_equal, checkerboard, load_triples, random_triples
-from ingest.formats import RejectSink, read_events
-from query import spark_scores as S
-from query.oracle import capped_basis, cooc_bruteforce, swing_bruteforce
-from query.scores import BasisParams, compute_cooc, compute_swing, read_basis, read_score_settings
+from graphrecall.ingest.formats import RejectSink, read_events
+from graphrecall.query.scoring import spark as S
+from graphrecall.query.scoring.reference import capped_basis, cooc_bruteforce, swing_bruteforce
+from graphrecall.query.scoring.cypher import BasisParams, compute_cooc, compute_swing, read_basis
+from graphrecall.graph_schema.store.meta import read_score_settings
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def test_cli_end_to_end_equals_graphrecall_scores(driver, neo4j_server, tmp_path
     import subprocess
     import sys
 
-    from graphrecall.cli import main
+    from graphrecall.app.cli import main
 
     _, settings = neo4j_server
     env = dict(GRAPHRECALL_NEO4J_URI=settings.uri, GRAPHRECALL_NEO4J_PASSWORD=settings.password)
@@ -177,7 +178,7 @@ def test_cli_end_to_end_equals_graphrecall_scores(driver, neo4j_server, tmp_path
         monkeypatch.setenv(k, v)
     assert main(["-q", "spark", "scores", "--events", str(DATA / "rees46_head300.csv")]) == 2
     assert "--events needs --format" in capsys.readouterr().err
-    from ingest.synthetic import generate_rees46
+    from graphrecall.ingest.synthetic import generate_rees46
 
     log = generate_rees46(tmp_path / "gen.csv", n_users=150, random_seed=3)
     assert main(["-q", "ingest", "events", str(log), "--format", "rees46"]) == 0
@@ -186,7 +187,7 @@ def test_cli_end_to_end_equals_graphrecall_scores(driver, neo4j_server, tmp_path
     assert len(want["SWING"]) > 5 and len(want["COOC"]) > 20
     with driver.session() as s:
         s.run("MATCH ()-[r:SWING|COOC]->() DELETE r").consume()
-    proc = subprocess.run([sys.executable, "-m", "graphrecall.cli", "-q", "spark", "scores", "--top-k", "7",
+    proc = subprocess.run([sys.executable, "-m", "graphrecall", "-q", "spark", "scores", "--top-k", "7",
                            "--partitions", "2", "--driver-memory", "1g"], env=os.environ | env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from walkers.walk import AliasGraph, python_alias_walks, random_walks, walks_to_corpus
+from graphrecall.walkers.walk import AliasGraph, python_alias_walks, random_walks, walks_to_corpus
 
 
 def three_node():

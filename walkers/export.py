@@ -9,9 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from ..graph_schema.schema import SIDE_INFO_FIELDS
+from ..graph_schema.store.items import read_item_fields
+from ..graph_schema.store.lists import read_transition_edges
+from ..graph_schema.store.sessions import read_session_items
+
 logger = logging.getLogger(__name__)
 
-SIDE_INFO_FIELDS = ("category", "brand", "shop", "price_bucket", "market")
 
 
 @dataclass
@@ -25,24 +29,21 @@ class GraphExport:
 
 def export_graph(driver, database: str = "neo4j", side_fields: tuple[str, ...] = SIDE_INFO_FIELDS) -> GraphExport:
     t0 = time.perf_counter()
-    with driver.session(database=database, default_access_mode="READ") as s:
-        rows = s.run(
-            "MATCH (i:Item) RETURN i.id AS id, [f IN $fields | i[f]] AS side ORDER BY id", fields=list(side_fields)
-        ).values()
-        item_ids = np.array([r[0] for r in rows], dtype=object)
-        index = {iid: n for n, iid in enumerate(item_ids)}
-        side = {f: [None if r[1][k] is None else str(r[1][k]) for r in rows] for k, f in enumerate(side_fields)}
-        src, dst, w = [], [], []
-        for a, b, wt in s.run("MATCH (a:Item)-[t:TRANSITION]->(b:Item) RETURN a.id, b.id, t.weight").values():
-            src.append(index[a])
-            dst.append(index[b])
-            w.append(float(wt))
-        n = len(item_ids)
-        csr = sp.csr_matrix((np.array(w, dtype=np.float64), (np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64))), shape=(n, n))
-        sessions, booked = [], []
-        for items, bk in s.run("MATCH (s:Session) RETURN s.items, s.booked ORDER BY s.id").values():
-            sessions.append(np.array([index[i] for i in items if i in index], dtype=np.int64))
-            booked.append(index.get(bk, -1) if bk is not None else -1)
+    rows = read_item_fields(driver, side_fields, database)
+    item_ids = np.array([r[0] for r in rows], dtype=object)
+    index = {iid: n for n, iid in enumerate(item_ids)}
+    side = {f: [None if r[1][k] is None else str(r[1][k]) for r in rows] for k, f in enumerate(side_fields)}
+    src, dst, w = [], [], []
+    for a, b, wt in read_transition_edges(driver, database):
+        src.append(index[a])
+        dst.append(index[b])
+        w.append(float(wt))
+    n = len(item_ids)
+    csr = sp.csr_matrix((np.array(w, dtype=np.float64), (np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64))), shape=(n, n))
+    sessions, booked = [], []
+    for items, bk in read_session_items(driver, database):
+        sessions.append(np.array([index[i] for i in items if i in index], dtype=np.int64))
+        booked.append(index.get(bk, -1) if bk is not None else -1)
     dt = time.perf_counter() - t0
     logger.info("exported %d items, %d transitions, %d sessions in %.1fs", n, csr.nnz, len(sessions), dt)
     return GraphExport(item_ids, csr, side, sessions, np.array(booked, dtype=np.int64))

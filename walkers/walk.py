@@ -20,7 +20,7 @@ logger = logging.getLogger(__name__)
 
 
 @numba.njit(cache=True)
-def _build_alias(indptr, weights):  # pragma: no cover - compiled
+def build_alias(indptr, weights):  # pragma: no cover - compiled
     n_edges = weights.shape[0]
     prob = np.ones(n_edges, dtype=np.float64)
     alias = np.zeros(n_edges, dtype=np.int64)
@@ -88,7 +88,7 @@ class AliasGraph:
             raise ValueError("edge weights must be non-negative; drop or clip negative TRANSITION weights")
         m.eliminate_zeros()
         indptr = m.indptr.astype(np.int64)
-        prob, alias = _build_alias(indptr, m.data.astype(np.float64))
+        prob, alias = build_alias(indptr, m.data.astype(np.float64))
         return cls(indptr, m.indices.astype(np.int64), prob, alias)
 
     @property

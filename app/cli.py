@@ -19,7 +19,7 @@ class CliError(Exception):
 
 # --------------------------------------------------------------------------- connection
 def _local_instance(args):
-    from graph_schema.server import instance_from_env
+    from .neo4j import instance_from_env
 
     inst = instance_from_env(getattr(args, "instance", "default") or "default")
     if getattr(args, "bolt_port", None):
@@ -31,7 +31,7 @@ def _local_instance(args):
 
 def connect(args):
     """A driver for GRAPHRECALL_NEO4J_URI, or for the local server (started or reused)."""
-    from graph_schema.config import Neo4jSettings
+    from ..graph_schema.config import Neo4jSettings
 
     if os.environ.get("GRAPHRECALL_NEO4J_URI"):
         settings = Neo4jSettings.from_env()
@@ -56,7 +56,7 @@ def connect(args):
 
 
 def artifacts_dir() -> Path:
-    from graph_schema.config import graphrecall_home
+    from ..graph_schema.config import graphrecall_home
 
     return Path(os.environ.get("GRAPHRECALL_ARTIFACTS", graphrecall_home() / "artifacts"))
 
@@ -78,7 +78,7 @@ def cmd_neo4j(args) -> int:
     elif args.action == "password":
         print(inst.password() or "")
     elif args.action == "plugin":
-        from query.plugin import PluginBuildError, install
+        from ..query.scoring.procedure import PluginBuildError, install
 
         dest = Path(args.dest) if args.dest else inst.home / "plugins"
         try:
@@ -90,9 +90,9 @@ def cmd_neo4j(args) -> int:
 
 
 def cmd_ingest(args) -> int:
-    from graph_schema.schema import apply_schema
-    from ingest.formats import ColumnMapping
-    from ingest.writer import ingest_events, ingest_items
+    from ..graph_schema.schema import apply_schema
+    from ..ingest.formats import ColumnMapping
+    from ..ingest.writer import ingest_events, ingest_items
 
     mapping = ColumnMapping.parse(args.map, args.events) if args.map else None
     if args.format == "generic" and mapping is None:
@@ -116,14 +116,14 @@ def cmd_ingest(args) -> int:
                                    workers=args.workers)
             print(rep.summary())
             total_rejects += rep.rejected
-        from query.scores import bump_data_version
+        from ..graph_schema.store.meta import bump_data_version
 
         bump_data_version(driver, f"ingest {args.kind}", settings.database)  # a running API reloads its snapshot
     return 1 if (total_rejects and args.strict) else 0
 
 
 def _ingest_bulk(args, mapping) -> int:
-    from ingest.bulk import BulkImportError, bulk_import
+    from ..ingest.bulk import BulkImportError, bulk_import
 
     if args.kind != "events":
         raise CliError("--bulk loads event logs; load item catalogs without --bulk")
@@ -142,27 +142,19 @@ def _ingest_bulk(args, mapping) -> int:
 
 
 def _cfg_from_args(args):
-    from graphrecall.pipeline import PipelineConfig
+    """The pipeline's settings: each stage's dataclass with the options given on the command line."""
+    from ..common.settings import from_args
+    from ..embed.train import EgesSettings
+    from ..query.channels.rank import RankSettings
+    from ..query.config import PipelineConfig
+    from ..query.scoring.settings import ScoreSettings
 
-    cfg = PipelineConfig()
-    for name in vars(cfg):
-        if getattr(args, name, None) is not None:
-            setattr(cfg, name, getattr(args, name))
-    if getattr(args, "no_booked_context", False):
-        cfg.booked_context = False
-    if getattr(args, "no_session_pairs", False):
-        cfg.train_on_sessions = False
-    if getattr(args, "no_iuf", False):
-        cfg.cooc_iuf = False
-    if getattr(args, "no_rank", False):
-        cfg.rank = False
-    if getattr(args, "event_types", None):
-        cfg.event_types = tuple(args.event_types.split(","))
-    return cfg
+    return from_args(PipelineConfig, args, scores=from_args(ScoreSettings, args), eges=from_args(EgesSettings, args),
+                     rank=from_args(RankSettings, args))
 
 
 def cmd_scores(args) -> int:
-    from graphrecall.pipeline import compute_scores
+    from .pipeline import compute_scores
 
     driver, settings = connect(args)
     with driver:
@@ -172,7 +164,7 @@ def cmd_scores(args) -> int:
 
 
 def cmd_rank(args) -> int:
-    from graphrecall.pipeline import compute_rank
+    from .pipeline import compute_rank
 
     driver, settings = connect(args)
     with driver:
@@ -186,8 +178,8 @@ def cmd_rank(args) -> int:
 
 
 def cmd_spark(args) -> int:
-    from ingest.formats import IngestError
-    from query.spark_scores import (DEFAULT_MASTER, SparkSetupError, events_from_file, run_spark_scores,
+    from ..ingest.formats import IngestError
+    from ..query.scoring.spark import (DEFAULT_MASTER, SparkSetupError, events_from_file, run_spark_scores,
                                     spark_session)
 
     if args.spark_command != "scores":
@@ -220,9 +212,10 @@ def cmd_spark(args) -> int:
                 print(f"{got.rejected} rows of {args.events} rejected"
                       + (f"; see {got.reject_path}" if got.reject_path else " (pass --reject-dir to keep them)"))
             events = got.events
-        rep = run_spark_scores(spark, settings, events=events, alpha=cfg.swing_alpha, k=cfg.top_k, iuf=cfg.cooc_iuf,
-                               event_types=cfg.event_types, max_items_per_user=cfg.max_items_per_user,
-                               max_users_per_item=cfg.max_users_per_item, salts=args.salts,
+        sc = cfg.scores
+        rep = run_spark_scores(spark, settings, events=events, alpha=sc.swing_alpha, k=cfg.top_k, iuf=sc.cooc_iuf,
+                               event_types=sc.event_types, max_items_per_user=sc.max_items_per_user,
+                               max_users_per_item=sc.max_users_per_item, salts=args.salts,
                                write_partitions=args.write_partitions, swing_plan=args.swing_plan)
     finally:
         spark.stop()
@@ -231,7 +224,7 @@ def cmd_spark(args) -> int:
 
 
 def cmd_embed(args) -> int:
-    from graphrecall.pipeline import train_embeddings
+    from .pipeline import train_embeddings
 
     driver, settings = connect(args)
     with driver:
@@ -243,12 +236,13 @@ def cmd_embed(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from query.tune import tune_blend
+    from ..query.evaluate.tune import tune_blend
 
+    cfg = _cfg_from_args(args)
     driver, settings = connect(args)
     with driver:
-        report = tune_blend(driver, _cfg_from_args(args), quantile=args.quantile, store=not args.dry_run,
-                            random_seed=args.random_seed or 0, database=settings.database, progress=not args.quiet)
+        report = tune_blend(driver, cfg, quantile=args.quantile, store=not args.dry_run, random_seed=cfg.random_seed,
+                            database=settings.database, progress=not args.quiet)
     print(report.table())
     print("not stored (--dry-run)" if args.dry_run else
           "stored in Neo4j as (:BlendChoice {name: 'default'}); `graphrecall serve` uses it unless given --blend")
@@ -256,7 +250,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_refresh(args) -> int:
-    from graphrecall.pipeline import refresh
+    from .pipeline import refresh
 
     if args.epochs_refresh < 1:
         raise CliError("--refresh-epochs must be >= 1")
@@ -275,8 +269,8 @@ def cmd_refresh(args) -> int:
 
 
 def _datasets(args) -> list[tuple[Path, str]]:
-    from graphrecall.pipeline import DEFAULT_DATASET
-    from ingest.synthetic import generate_rees46
+    from .pipeline import DEFAULT_DATASET
+    from ..ingest.synthetic import generate_rees46
 
     if args.data:
         return [(Path(p), args.format) for p in args.data]
@@ -284,13 +278,14 @@ def _datasets(args) -> list[tuple[Path, str]]:
         return [(DEFAULT_DATASET, "rees46")]
     path = artifacts_dir() / "generated" / "rees46_synthetic.csv"
     logger.info("no dataset given and %s not found: generating %s", DEFAULT_DATASET, path)
-    return [(generate_rees46(path, random_seed=args.random_seed or 0), "rees46")]
+    return [(generate_rees46(path, random_seed=_cfg_from_args(args).random_seed), "rees46")]
 
 
 def cmd_demo(args) -> int:
-    from graphrecall.pipeline import pick_sample_items, run_pipeline
-    from query.retriever import CHANNELS, SnapshotRetriever
-    from query.tune import tune_blend
+    from .pipeline import pick_sample_items, run_pipeline
+    from ..query.evaluate.tune import tune_blend
+    from ..query.serve.retriever import CHANNELS
+    from ..query.serve.snapshot import SnapshotRetriever
 
     datasets = _datasets(args)
     driver, settings = connect(args)
@@ -335,7 +330,7 @@ def _serve_log_config() -> dict:
     cfg["handlers"]["plain"] = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stdout"}
     cfg["handlers"]["app"] = {"class": "logging.StreamHandler", "formatter": "app", "stream": "ext://sys.stderr"}
     cfg["loggers"]["graphrecall.access"] = {"handlers": ["plain"], "level": "INFO", "propagate": False}
-    cfg["loggers"]["query"] = {"handlers": ["app"], "level": "INFO", "propagate": False}
+    cfg["loggers"]["graphrecall"] = {"handlers": ["app"], "level": "INFO", "propagate": False}
     return cfg
 
 
@@ -343,7 +338,7 @@ def cmd_serve(args) -> int:
     import uvicorn
 
     if args.blend:
-        from query.retriever import BlendConfig
+        from ..query.serve.blend import BlendConfig
 
         try:
             BlendConfig.parse(args.blend)
@@ -359,13 +354,13 @@ def cmd_serve(args) -> int:
         raise CliError(f"--workers must be >= 1, got {args.workers}")
     os.environ["GRAPHRECALL_ACCESS_LOG"] = "1" if args.access_log else "0"
     # each worker process loads its own snapshot from Neo4j; /metrics then counts per worker
-    uvicorn.run("query.api:app_from_env", factory=True, host=args.host, port=args.port, log_level="info",
+    uvicorn.run("graphrecall.app.serve:app_from_env", factory=True, host=args.host, port=args.port, log_level="info",
                 workers=args.workers, access_log=False, log_config=_serve_log_config())
     return 0
 
 
 def cmd_generate(args) -> int:
-    from ingest.synthetic import generate_rees46
+    from ..ingest.synthetic import generate_rees46
 
     path = generate_rees46(args.out, n_users=args.users, random_seed=args.random_seed)
     print(f"wrote {path}")
@@ -381,48 +376,40 @@ def _add_conn(p):
 
 def _add_score_settings(g):
     """The Swing/ItemCF settings, shared by `graphrecall scores` and `graphrecall spark scores`."""
-    g.add_argument("--swing-alpha", type=float, help="Swing alpha (default 1.0)")
-    g.add_argument("--top-k", type=int, help="neighbours kept per item (default 50)")
-    g.add_argument("--max-items-per-user", type=int, help="cap on items per user in the basis (default 1000)")
-    g.add_argument("--max-users-per-item", type=int, help="cap on users per item in the basis (default 1000)")
-    g.add_argument("--no-iuf", action="store_true", help="plain ItemCF counts (default: IUF-weighted users)")
-    g.add_argument("--event-types", help="comma list of ENGAGED types for Swing/ItemCF (default all positive)")
+    from ..common.settings import add_options
+    from ..query.config import PipelineConfig
+    from ..query.scoring.settings import ScoreSettings
+
+    add_options(g, PipelineConfig, only=("top_k",))
+    add_options(g, ScoreSettings, only=("swing_alpha", "max_items_per_user", "max_users_per_item", "cooc_iuf",
+                                        "event_types"))
 
 
 def _add_model(p):
+    """Every stage's settings (:mod:`graphrecall.query.config`), flags and defaults from their dataclasses."""
+    from ..common.settings import add_options
+    from ..embed.train import EgesSettings
+    from ..query.channels.rank import RankSettings
+    from ..query.config import PipelineConfig
+    from ..query.scoring.settings import ScoreSettings
+
     g = p.add_argument_group("scores and embeddings")
-    _add_score_settings(g)
-    g.add_argument("--score-engine", choices=["auto", "procedure", "cypher"],
-                   help="how SWING/COOC are computed: the graphrecall.scores procedure (Java, installed by graphrecall's "
-                        "local server), the Cypher reference, or auto: the procedure when the server has it (default)")
-    g.add_argument("--score-threads", type=int, help="worker threads of the graphrecall.scores procedure (default 2)")
-    g.add_argument("--walk-length", type=int, help="random walk length (default 10)")
-    g.add_argument("--walks-per-node", type=int, help="walks started per item (default 10)")
-    g.add_argument("--dim", type=int, help="EGES dimension (default 32)")
-    g.add_argument("--epochs", type=int, help="EGES epochs (default 10)")
-    g.add_argument("--torch-threads", type=int,
-                   help="threads for EGES: its compiled SGD step's (default 1, or "
-                        "$GRAPHRECALL_TORCH_THREADS: Neo4j shares the cores; "
-                        "bench/speed.py section torch_threads measures 1 against 2)")
-    g.add_argument("--window", type=int, help="skip-gram window (default 5)")
-    g.add_argument("--market-field", help="item field for same-market negatives (default market)")
-    g.add_argument("--market-negatives", type=int, help="same-market negatives per positive (default 0; 2 turns them on)")
-    g.add_argument("--no-booked-context", action="store_true", help="turn off the booked-item global context")
-    g.add_argument("--booked-weight", type=float, help="loss weight of a booked-context pair (default 1)")
-    g.add_argument("--no-session-pairs", action="store_true",
-                   help="train EGES on walks only, not also on the session sequences")
-    g.add_argument("--random-seed", type=int, help="seed for walks, EGES and the rank model (default 0)")
-    g.add_argument("--no-rank", action="store_true",
-                   help="leave out the rank channel (the learned ranker's RANKED lists; see `graphrecall rank --help`)")
-    g.add_argument("--rank-negatives", type=int,
-                   help="rank channel: negatives sampled per training case (default 100; 30 fits on a third of the rows)")
-    g.add_argument("--rank-threads", type=int,
-                   help="rank channel: LightGBM threads for its fit and lists (default 2: Neo4j is idle in that stage)")
-    g.add_argument("--rank-cases-per-cut", type=int,
-                   help="rank channel: training cases kept per time cut, a uniform sample beyond it (default 20000)")
-    g.add_argument("--rank-positives-per-cut", type=int,
-                   help="rank channel: of those, cases whose target is among the candidates (the ones that give "
-                        "rows) kept per cut, a uniform sample beyond it (default 5000: at most about 3M rows)")
+    add_options(g, PipelineConfig)
+    add_options(g, ScoreSettings)
+    add_options(g, EgesSettings)
+    add_options(g, RankSettings)
+
+
+def _ingest_options() -> argparse.ArgumentParser:
+    """The options every command that reads event files shares (a parent parser)."""
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("reading event files")
+    g.add_argument("--session-gap-minutes", type=float, default=30.0, help="session cut (default 30)")
+    g.add_argument("--min-rating", type=float, default=4.0, help="MovieLens: rating >= this is rated_high (default 4)")
+    g.add_argument("--reject-dir", type=Path, default=Path("graphrecall-rejects"),
+                   help="where reject CSVs go (default graphrecall-rejects)")
+    g.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -432,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    ingest_options = _ingest_options()
 
     s = sub.add_parser("neo4j", help="fetch/start/stop the local Neo4j server",
                        description="`plugin` builds graphrecall's procedures (SWING/COOC in the database) with Maven "
@@ -442,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conn(s)
     s.set_defaults(func=cmd_neo4j)
 
-    s = sub.add_parser("ingest", help="ingest event logs or item catalogs",
+    s = sub.add_parser("ingest", help="ingest event logs or item catalogs", parents=[ingest_options],
                        description="Bad rows are logged as FILE:LINE: reason and written to a reject CSV; "
                                    "re-ingesting the same file changes nothing; a killed ingest resumes.")
     s.add_argument("kind", choices=["events", "items"])
@@ -451,9 +439,6 @@ def build_parser() -> argparse.ArgumentParser:
                    "(the side info of every item in an event log, without its events)")
     s.add_argument("--map", help="generic column mapping, e.g. user=uid,item=sku,event=type,ts=time,category=cat")
     s.add_argument("--events", help="generic event value mapping, e.g. buy=purchase,click=view (others rejected)")
-    s.add_argument("--session-gap-minutes", type=float, default=30.0, help="session cut (default 30)")
-    s.add_argument("--min-rating", type=float, default=4.0, help="MovieLens: rating >= this is rated_high")
-    s.add_argument("--reject-dir", type=Path, default=Path("graphrecall-rejects"), help="where reject CSVs go")
     s.add_argument("--batch-size", type=int, default=2000, help="rows per transaction (keep it when resuming)")
     s.add_argument("--workers", type=int, default=2,
                    help="write transactions at a time over Bolt (default 2; any value writes the same graph)")
@@ -461,7 +446,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="events held in memory per file; a larger file is kept on disk and written in groups of "
                         "whole users, with the same result (keep it when resuming; default 2,000,000)")
     s.add_argument("--spill-dir", type=Path, default=None, help="where that file's events go on disk (default: system temp dir)")
-    s.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
     s.add_argument("--bulk", action="store_true",
                    help="first load into an EMPTY database with neo4j-admin database import full (offline: the local "
                         "server is stopped and restarted); same graph, rejects and markers as the Bolt path")
@@ -522,6 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("refresh", help="ingest new event files and update every list in place (incremental)",
+                       parents=[ingest_options],
                        description="For a graph that already has lists (`graphrecall demo`, or ingest + scores + "
                                    "embed): ingests the files, recomputes only the SWING/COOC rows whose users changed "
                                    "(with the settings of the last `graphrecall scores`; equal to a full recompute), "
@@ -532,10 +517,6 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--format", required=True, help=FORMAT_HELP)
     s.add_argument("--refresh-epochs", dest="epochs_refresh", type=int, default=2,
                    help="EGES epochs from the stored state (default 2)")
-    s.add_argument("--session-gap-minutes", type=float, default=30.0, help="session cut (default 30)")
-    s.add_argument("--min-rating", type=float, default=4.0, help="MovieLens: rating >= this is rated_high")
-    s.add_argument("--reject-dir", type=Path, default=Path("graphrecall-rejects"), help="where reject CSVs go")
-    s.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
     _add_model(s)
     _add_conn(s)
     s.set_defaults(func=cmd_refresh)
@@ -596,8 +577,8 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("neo4j").setLevel(logging.WARNING)
     logging.getLogger("faiss").setLevel(logging.WARNING)
-    from graph_schema.server import Neo4jServerError
-    from ingest.formats import IngestError
+    from ..graph_schema.server import Neo4jServerError
+    from ..ingest.formats import IngestError
 
     try:
         return args.func(args)

@@ -1,10 +1,10 @@
 """``graphrecall tune``: choose the blend for this graph on a temporal hold-out, and store it.
 
-The last 20% of the graph's time is held out (:func:`query.evaluation.split_stored_sessions`:
+The last 20% of the graph's time is held out (:func:`~graphrecall.query.data.split_stored_sessions`:
 sessions that end before T train, sessions that start at or after T validate, the few that
 straddle T are left out, since the graph keeps no per-event times). Every channel is rebuilt from
 the training sessions alone with the pipeline's settings, every consecutive pair of a validation
-session is a case, and each channel and every blend of :func:`query.evaluation.blend_grid` is scored
+session is a case, and each channel and every blend of :func:`.protocol.blend_grid` is scored
 by NDCG@20. The best blend is stored as ``(:BlendChoice {name: 'default'})``; ``graphrecall serve``
 uses it unless ``--blend`` says otherwise, and ``/health`` names it.
 
@@ -21,12 +21,15 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from graphrecall.progress import progress_bar
-from query.evaluation import (Catalogue, blend_grid, blend_grid_lists, build_retriever, case_masks,
-                              next_item_cases, score_lists, served_lists, split_stored_sessions, summarize)
-from query.retriever import BASE_CHANNELS
-from query.scores import store_blend
-from walkers.export import SIDE_INFO_FIELDS
+from ...common.progress import progress_bar
+from ...common.threads import torch_threads
+from ...graph_schema.store.items import read_item_side
+from ...graph_schema.store.meta import store_blend
+from ...graph_schema.store.sessions import read_sessions
+from ..channels import BASE_CHANNELS
+from ..config import PipelineConfig
+from ..data import Catalogue, next_item_cases, split_stored_sessions
+from .protocol import blend_grid, blend_grid_lists, build_retriever, case_masks, score_lists, served_lists, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -57,25 +60,8 @@ class TuneReport:
         return "\n".join(lines)
 
 
-def read_sessions(driver, database: str = "neo4j") -> list[dict]:
-    with driver.session(database=database, default_access_mode="READ") as s:
-        return [{"user": r[0], "start_ts": r[1], "end_ts": r[2], "items": list(r[3] or []), "booked": r[4],
-                 "n_events": r[5], "counts": r[6]} for r in s.run(
-            "MATCH (s:Session) RETURN s.user, s.start_ts, s.end_ts, s.items, s.booked, s.n_events, s.counts "
-            "ORDER BY s.id").values()]
-
-
-def read_item_side(driver, database: str = "neo4j") -> dict[str, dict]:
-    with driver.session(database=database, default_access_mode="READ") as s:
-        rows = s.run("MATCH (i:Item) RETURN i.id, [f IN $fields | i[f]]", fields=[*SIDE_INFO_FIELDS, "price"]).values()
-    # price: for the side channel's price proximity only (EGES embeds SIDE_INFO_FIELDS)
-    return {r[0]: {f: v for f, v in zip([*SIDE_INFO_FIELDS, "price"], r[1]) if v is not None} for r in rows}
-
-
 def tune_blend(driver, cfg=None, *, quantile: float = 0.8, store: bool = True,
                random_seed: int = 0, database: str = "neo4j", progress: bool = True) -> TuneReport:
-    from graphrecall.pipeline import PipelineConfig, torch_threads
-
     t0 = time.perf_counter()
     cfg = cfg or PipelineConfig()  # the pipeline's settings: channels rebuilt as `graphrecall scores`/`embed` build them
     cutoff, train, held = split_stored_sessions(read_sessions(driver, database), quantile)

@@ -22,7 +22,7 @@ replacing earlier ones. Every value reaches Cypher as a ``$parameter``.
 Two engines compute the same lists from the same BASIS (tested against each other and the oracle):
 
 * ``cypher``: the queries below, readable, and the ones Browser can run to explain a pair;
-* ``procedure``: ``graphrecall.scores`` (Java, ``query/procedures``, :mod:`query.plugin`), which loads
+* ``procedure``: ``graphrecall.scores`` (Java, ``java-procedures/``, :mod:`.procedure`), which loads
   the BASIS into arrays and streams the rows to a ``CALL {...} IN TRANSACTIONS`` write; much faster
   (``bench/speed.py --only scores_engine``).
 
@@ -37,11 +37,11 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from graphrecall.progress import progress_bar
+from ...common.progress import progress_bar
+from .settings import DEFAULT_EVENT_TYPES, ENGINES
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_EVENT_TYPES = ("view", "cart", "fav", "purchase", "rated_high")
 
 Q_CLEAR_BASIS = """
 MATCH ()-[b:BASIS]->()
@@ -211,7 +211,6 @@ def _in_batches(driver, label: str, min_deg: int, query: str, params: dict, batc
               progress, desc)
 
 
-ENGINES = ("auto", "procedure", "cypher")
 # Worker threads of graphrecall.scores (the Cypher write runs between its chunks): 2 were 1.26x faster
 # than 1 at 1M events, with the lists equal (bench/speed.py --only scores_engine)
 PROCEDURE_THREADS = 2
@@ -234,7 +233,7 @@ def resolve_engine(driver, engine: str = "auto", database: str = "neo4j") -> str
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if engine == "cypher":
         return "cypher"
-    from query.plugin import procedure_status
+    from .procedure import procedure_status
 
     ok, why = procedure_status(driver, database)
     if ok:
@@ -536,130 +535,32 @@ def refresh_scores(
     return rep
 
 
-SCORE_SETTINGS = "default"
 
 
-def store_score_settings(driver, settings: dict, database: str = "neo4j") -> None:
-    """Keep the settings that produced the stored SWING/COOC lists, for ``graphrecall refresh``."""
-    import json
-
-    with driver.session(database=database) as s:
-        s.run("MERGE (x:ScoreSettings {name: $name}) SET x.json = $json, x.at = datetime()",
-              name=SCORE_SETTINGS, json=json.dumps(settings, sort_keys=True)).consume()
 
 
-def read_score_settings(driver, database: str = "neo4j") -> dict | None:
-    import json
-
-    with driver.session(database=database, default_access_mode="READ") as s:
-        row = s.run("MATCH (x:ScoreSettings {name: $name}) RETURN x.json", name=SCORE_SETTINGS).single()
-    return None if row is None else json.loads(row[0])
 
 
-def read_scores(driver, rel: str, database: str = "neo4j") -> dict[tuple[str, str], float]:
-    """All written scores of ``SWING`` or ``COOC`` as ``{(i, j): score}``."""
-    if rel not in ("SWING", "COOC"):
-        raise ValueError(f"rel must be 'SWING' or 'COOC', got {rel!r}")
-    with driver.session(database=database) as s:
-        res = s.run("MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel RETURN i.id AS i, j.id AS j, r.score AS s", rel=rel)
-        return {(r["i"], r["j"]): r["s"] for r in res}
 
 
-def read_top_lists(driver, rel: str, prop: str = "score", database: str = "neo4j") -> dict[str, tuple[list, list]]:
-    """Each item's ``SWING``/``COOC``/``RANKED`` list in rank order: ``{item: (ids, values)}``; ``prop`` is
-    ``"score"`` or ``"norm"`` (row-normalised; SWING and COOC only). Read-only."""
-    if rel not in ("SWING", "COOC", "RANKED") or prop not in ("score", "norm"):
-        raise ValueError(f"rel must be 'SWING', 'COOC' or 'RANKED' and prop 'score' or 'norm', got {rel!r}, {prop!r}")
-    with driver.session(database=database, default_access_mode="READ") as s:
-        return {i: (ids, vals) for i, ids, vals in s.run(
-            "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
-            "RETURN i.id, collect(j.id), collect(r[$prop])", rel=rel, prop=prop).values()}
 
 
-def write_rank_lists(driver, lists: dict, database: str = "neo4j", batch: int = 500, progress: bool = False) -> int:
-    """Replace every ``RANKED`` relationship with ``lists`` (``{item: (ids, scores)}``, best first), as
-    ``(:Item)-[:RANKED {score, rank}]->(:Item)`` with rank 1 the best; returns the relationships written."""
-    from graphrecall.progress import progress_bar
-
-    t0 = time.perf_counter()
-    with driver.session(database=database) as s:
-        s.run("MATCH ()-[r:RANKED]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 50000 ROWS").consume()
-    rows = [{"id": str(i), "nbr": [str(x) for x in ids], "scores": [float(x) for x in sc]}
-            for i, (ids, sc) in sorted(lists.items()) if len(ids)]
-    bar = progress_bar(total=len(rows), unit="items", desc="RANKED write", enabled=progress)
-    written = 0
-    with driver.session(database=database) as s:
-        for lo in range(0, len(rows), batch):
-            part = rows[lo:lo + batch]
-            s.execute_write(lambda tx: tx.run(
-                "UNWIND $rows AS r MATCH (a:Item {id: r.id}) "
-                "UNWIND range(0, size(r.nbr) - 1) AS k MATCH (b:Item {id: r.nbr[k]}) "
-                "CREATE (a)-[:RANKED {score: r.scores[k], rank: k + 1}]->(b)", rows=part).consume())
-            written += sum(len(r["nbr"]) for r in part)
-            bar.update(len(part))
-    bar.close()
-    secs = time.perf_counter() - t0
-    logger.info("RANKED: %d relationships for %d items in %.1fs (%.0f rels/s)", written, len(rows), secs,
-                written / max(secs, 1e-9))
-    return written
 
 
-TRANS_DEPTH = 50  # most frequent next items kept per item by the trans channel
 
 
-def read_transition_lists(driver, depth: int = TRANS_DEPTH, database: str = "neo4j") -> dict[str, tuple[list, list]]:
-    """Each item's most frequent next items from its ``TRANSITION`` edges (directed session
-    co-visitation), weight descending, ties by id: ``{item: (ids, weights)}``. Read-only."""
-    with driver.session(database=database, default_access_mode="READ") as s:
-        return {i: (ids, w) for i, ids, w in s.run(
-            "MATCH (i:Item)-[t:TRANSITION]->(j:Item) WHERE i <> j WITH i, t, j ORDER BY t.weight DESC, j.id "
-            "WITH i, collect(j.id) AS ids, collect(t.weight) AS w RETURN i.id, ids[..$depth], w[..$depth]",
-            depth=depth).values()}
 
 
-BLEND_CHOICE = "default"
-DATA_VERSION = "default"
 
 
-def bump_data_version(driver, what: str, database: str = "neo4j") -> int:
-    """Count one more change of the served data (ingest, scores, embeddings, tune); a running API sees the
-    new number on its next probe and reloads its snapshot. Returns the new version."""
-    with driver.session(database=database) as s:
-        return s.run("MERGE (v:DataVersion {name: $name}) ON CREATE SET v.version = 0 "
-                     "SET v.version = v.version + 1, v.what = $what, v.at = datetime() RETURN v.version",
-                     name=DATA_VERSION, what=what).single()[0]
 
 
-def read_data_version(driver, database: str = "neo4j") -> int:
-    """The served data's version (0 before any change was counted)."""
-    with driver.session(database=database, default_access_mode="READ") as s:
-        row = s.run("MATCH (v:DataVersion {name: $name}) RETURN v.version", name=DATA_VERSION).single()
-    return 0 if row is None else int(row[0])
 
 
-def read_data_key(driver, database: str = "neo4j") -> str:
-    """The data version with the time it was set, e.g. ``"12@2026-11-24T03:55:01.123Z"``: unlike the bare
-    version, it differs after the database is wiped and rebuilt up to the same count."""
-    with driver.session(database=database, default_access_mode="READ") as s:
-        row = s.run("MATCH (v:DataVersion {name: $name}) RETURN v.version, toString(v.at)", name=DATA_VERSION).single()
-    return "0@none" if row is None else f"{int(row[0])}@{row[1]}"
 
 
-def store_blend(driver, spec: str, details: dict, database: str = "neo4j") -> None:
-    """Keep the blend chosen by ``graphrecall tune`` in the graph, where ``serve`` finds it."""
-    import json
-
-    with driver.session(database=database) as s:
-        s.run("MERGE (b:BlendChoice {name: $name}) SET b.spec = $spec, b.details = $details, b.at = datetime()",
-              name=BLEND_CHOICE, spec=spec, details=json.dumps(details)).consume()
-    bump_data_version(driver, "tune", database)
 
 
-def read_blend(driver, database: str = "neo4j") -> tuple[str, str] | None:
-    """``(spec, tuned-at)`` of the stored blend, or None when ``graphrecall tune`` has not run."""
-    with driver.session(database=database, default_access_mode="READ") as s:
-        row = s.run("MATCH (b:BlendChoice {name: $name}) RETURN b.spec, toString(b.at)", name=BLEND_CHOICE).single()
-    return None if row is None else (row[0], row[1])
 
 
 def read_basis(driver, database: str = "neo4j") -> list[tuple[str, str]]:

@@ -49,9 +49,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...graph_schema.store.meta import bump_data_version, store_score_settings
+from .cypher import Q_CLEAR_BASIS, Q_COUNT, Q_DROP
+
 logger = logging.getLogger(__name__)
 
-POM = Path(__file__).with_name("spark") / "pom.xml"
+POM = Path(__file__).with_name("spark-connector") / "pom.xml"
 CONNECTOR_FORMAT = "org.neo4j.spark.DataSource"
 DEFAULT_MASTER = "local[2]"
 # Salts of the two-stage caps (see the module docstring). More salts spread a hot key over more tasks
@@ -72,7 +75,7 @@ class SparkSetupError(RuntimeError):
 # --------------------------------------------------------------------------- session
 def connector_jar(home: Path | None = None) -> Path:
     """The Neo4j Connector for Apache Spark jar, fetched with Maven into the graphrecall cache once."""
-    from graph_schema.config import graphrecall_home
+    from ...graph_schema.config import graphrecall_home
 
     out = Path(home or graphrecall_home()) / "spark-connector"
     jars = sorted(out.glob("neo4j-connector-apache-spark_*.jar"))
@@ -156,7 +159,7 @@ def _parse_partition(rows, fmt: str, min_rating: float):
     with :func:`ingest.formats.iter_lines`'s rules for long, undecodable, NUL and blank lines."""
     import csv
 
-    from ingest.formats import (MAX_FIELD_CHARS, MAX_LINE_BYTES, make_movielens_parser, parse_rees46, parse_taobao,
+    from ...ingest.formats import (MAX_FIELD_CHARS, MAX_LINE_BYTES, make_movielens_parser, parse_rees46, parse_taobao,
                                 split_csv)
 
     parser = {"rees46": parse_rees46, "taobao": parse_taobao}.get(fmt) or make_movielens_parser(min_rating)
@@ -203,7 +206,7 @@ def events_from_file(spark, path: str | Path, fmt: str, *, reject_path: str | Pa
     row is lost."""
     from pyspark.sql import types as T
 
-    from ingest.formats import MOVIELENS_HEADER, REES46_HEADER, IngestError, split_csv
+    from ...ingest.formats import MOVIELENS_HEADER, REES46_HEADER, IngestError, split_csv
 
     if fmt not in ("rees46", "taobao", "movielens"):
         raise ValueError(f"format {fmt!r} is not read by the Spark job; choose rees46, taobao or movielens "
@@ -321,7 +324,7 @@ def _swing_slice(csr, alpha, user_weight, k, min_score):
     def run(items):
         import numpy as np
 
-        from query.swing_kernel import swing_topk
+        from .kernel import swing_topk
 
         i, j, s, r = swing_topk(np.asarray(items, dtype=np.int64), *csr.value, float(alpha), bool(user_weight),
                                 int(k), float(min_score))
@@ -335,7 +338,7 @@ def _swing_by_items(basis, *, alpha, user_weight, k, min_score, slices):
     import numpy as np
     from pyspark.sql import functions as F
 
-    from query.swing_kernel import csr_from_edges, work_estimate
+    from .kernel import csr_from_edges, work_estimate
 
     spark = basis.sparkSession
     sc = spark.sparkContext
@@ -409,8 +412,6 @@ def write_scores(df, rel: str, settings, *, batch_size: int = 20000, partitions:
     """Replace every ``rel`` relationship with the rows of ``df`` (``i, j, score, norm, rank``), written
     through the connector; returns the relationships now stored. ``partitions`` > 1 writes in parallel
     transactions (they lock the same item nodes; the connector retries a deadlock)."""
-    from query.scores import Q_COUNT, Q_DROP
-
     if rel not in Q_WRITE:
         raise ValueError(f"rel must be 'SWING' or 'COOC', got {rel!r}")
     driver = settings.driver()
@@ -452,8 +453,6 @@ def run_spark_scores(spark, settings, *, events=None, alpha: float = 1.0, user_w
     ``BASIS`` edges are cleared (they would no longer match the lists), so a later
     ``graphrecall refresh`` recomputes every row; the settings are stored as ``graphrecall scores``
     stores them."""
-    from query.scores import Q_CLEAR_BASIS, bump_data_version, store_score_settings
-
     secs: dict[str, float] = {}
     t = time.perf_counter()
     parts = int(spark.conf.get("spark.sql.shuffle.partitions"))

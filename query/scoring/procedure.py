@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from graph_schema.config import graphrecall_home
+from ...graph_schema.config import graphrecall_home
 
 logger = logging.getLogger(__name__)
 
-SOURCES = Path(__file__).with_name("procedures")
+SOURCES = Path(__file__).with_name("java-procedures")
 JAR_PREFIX = "graphrecall-procedures-"
 
 

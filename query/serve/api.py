@@ -22,17 +22,15 @@ blend in use with where it came from (``graphrecall tune``, ``--blend`` or the b
 OpenAPI docs at ``/docs``.
 
 Run with ``graphrecall serve`` (uvicorn); :func:`create_app` takes any
-:class:`~query.retriever.ItemRetriever`.
+:class:`~.retriever.ItemRetriever` (``graphrecall.app.serve`` wires the backends).
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
 from contextlib import asynccontextmanager
-from pathlib import Path as FsPath
 from typing import Literal
 
 import orjson
@@ -41,7 +39,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field
 
-from query.retriever import (CHANNELS, COLD_MODES, INFO_FIELDS, NO_FILTERS, RECALL_DEPTH, SAME_FIELDS, Filters, ItemRetriever,
+from ...graph_schema.schema import BROWSER_DIR
+from .retriever import (CHANNELS, COLD_MODES, INFO_FIELDS, NO_FILTERS, RECALL_DEPTH, SAME_FIELDS, Filters, ItemRetriever,
                              Recalled, UnknownItem, UserHistory, decay_weights)
 
 logger = logging.getLogger(__name__)
@@ -243,7 +242,7 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
 
     app.add_middleware(Observe)
 
-    guide_dir = FsPath(__file__).resolve().parents[1] / "graph_schema" / "browser"
+    guide_dir = BROWSER_DIR
 
     @app.get("/guide/{name}", include_in_schema=False)
     def guide(name: Literal["guide.html", "graphrecall.grass", "saved_queries.cypher"], request: Request) -> Response:
@@ -362,54 +361,7 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
     return app
 
 
-def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
-    """Snapshot from the configured Neo4j plus the saved Faiss index; probes Neo4j read-only."""
-    import os
-
-    from graph_schema.config import Neo4jSettings, graphrecall_home
-    from query.retriever import BlendConfig, Neo4jHistory, ResilientRetriever, SnapshotRetriever
-
-    settings = Neo4jSettings.from_env()
-    driver = settings.driver(connection_timeout=3.0, max_transaction_retry_time=2.0)
-    faiss_dir = os.environ.get("GRAPHRECALL_FAISS_DIR", str(graphrecall_home() / "artifacts" / "faiss"))
-    snapshot_dir = os.environ.get("GRAPHRECALL_SNAPSHOT_DIR", str(graphrecall_home() / "artifacts" / "snapshot"))
-
-    def probe() -> int:  # reachable, and the data version: a new one makes the service reload its snapshot
-        from query.scores import read_data_version
-
-        return read_data_version(driver, settings.database)
-
-    def load():  # one worker reads Neo4j and saves; every worker maps the saved arrays (one copy in memory)
-        from query.retriever import shared_snapshot
-        from query.scores import read_data_key
-
-        return shared_snapshot(snapshot_dir, read_data_key(driver, settings.database),
-                               lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir, settings.database), faiss_dir)
-
-    retriever = ResilientRetriever(load, probe, probe_every=float(os.environ.get("GRAPHRECALL_PROBE_SECONDS", "5")),
-                                   fallback=lambda: SnapshotRetriever.load(snapshot_dir, faiss_dir))
-    if os.environ.get("GRAPHRECALL_BLEND"):
-        retriever.blend_config = BlendConfig.parse(os.environ["GRAPHRECALL_BLEND"])  # overrides a tuned one
-    logger.info("blend channel: %s (%s)", retriever.blend_config, retriever.blend_source)
-    gc.freeze()  # the snapshot's objects leave the cyclic collector's scans (ResilientRetriever does it per reload)
-    return create_app(retriever, Neo4jHistory(driver, settings.database), access_log=_access_log_from_env())
 
 
-def app_from_saved_snapshot():  # pragma: no cover - wiring for bench/api_load.py and read-only replicas
-    """Serve a saved snapshot (``GRAPHRECALL_SNAPSHOT_DIR``, vectors from ``GRAPHRECALL_FAISS_DIR``) without
-    Neo4j: the same :class:`~query.retriever.SnapshotRetriever` the live service answers from.
-    ``GET /recall/{user_id}`` is 503 here (no user histories); ``POST /recall`` works."""
-    import os
-
-    from query.retriever import SnapshotRetriever
-
-    snap = SnapshotRetriever.load(os.environ["GRAPHRECALL_SNAPSHOT_DIR"], os.environ.get("GRAPHRECALL_FAISS_DIR"))
-    gc.freeze()  # the snapshot's millions of objects leave the cyclic collector's scans (no long pauses)
-    return create_app(snap, access_log=_access_log_from_env())
 
 
-def _access_log_from_env() -> bool:
-    """``GRAPHRECALL_ACCESS_LOG`` (set by ``serve --no-access-log``); on unless 0/false/no/off."""
-    import os
-
-    return os.environ.get("GRAPHRECALL_ACCESS_LOG", "1").lower() not in ("0", "false", "no", "off")

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import logging
-import os
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from embed.eges import EGESState
-from embed.index import ItemVectorIndex
-from embed.writeback import write_embeddings
-from query.ranker import MAX_CASES_PER_CUT, MAX_POSITIVE_CASES_PER_CUT, NEGATIVES
-from graph_schema.schema import apply_schema
-from ingest.writer import IngestReport, ingest_events
-from query.scores import (BasisParams, RefreshReport, ScoreReport, basis_frame, bump_data_version, compute_cooc,
-                          compute_swing, read_score_settings, refresh_scores, store_score_settings)
-from walkers.export import export_graph
-from embed.train import train_item_vectors
+from ..common.threads import torch_threads
+from ..embed.eges import EGESState
+from ..embed.index import ItemVectorIndex
+from ..embed.train import train_item_vectors
+from ..embed.writeback import write_embeddings
+from ..graph_schema.schema import apply_schema
+from ..graph_schema.store.items import most_listed_items, read_item_side
+from ..graph_schema.store.lists import write_rank_lists
+from ..graph_schema.store.meta import bump_data_version, read_score_settings, store_score_settings
+from ..graph_schema.store.sessions import read_sessions
+from ..ingest.writer import IngestReport, ingest_events
+from ..query.channels.rank import rank_lists
+from ..query.config import PipelineConfig
+from ..query.scoring.cypher import (BasisParams, RefreshReport, ScoreReport, basis_frame, compute_cooc, compute_swing,
+                                    refresh_scores)
+from ..walkers.export import export_graph
 
 logger = logging.getLogger(__name__)
 
@@ -26,64 +30,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_DATASET = SHARED_DATA / "rees46" / "2019-Oct_head17k_clean.csv"
 
-
-@dataclass
-class PipelineConfig:
-    swing_alpha: float = 1.0
-    top_k: int = 50
-    cooc_iuf: bool = True
-    max_items_per_user: int = 1000
-    max_users_per_item: int = 1000
-    event_types: tuple[str, ...] = ("view", "cart", "fav", "purchase", "rated_high")
-    # SWING/COOC: the graphrecall.scores procedure when the server has it ("auto"), else the Cypher
-    # reference; the same lists (tests/test_scores.py). Threads: the procedure's workers; 2 measured
-    # 1.26x faster than 1 at 1M events (bench/speed.py --only scores_engine)
-    score_engine: str = "auto"
-    score_threads: int = 2
-    walk_length: int = 10
-    walks_per_node: int = 10
-    dim: int = 32
-    epochs: int = 10  # epochs and market_negatives: the settings bench/next_item.py validated on REES46
-    window: int = 5
-    booked_context: bool = True
-    booked_weight: float = 1.0
-    train_on_sessions: bool = True
-    market_field: str | None = "market"
-    market_negatives: int = 0  # same-market negatives measured no gain on REES46 validation; --market-negatives 2
-    random_seed: int = 0
-    # the rank channel (query/ranker.py): a learned ranker over the cheap signals, trained on the graph's own
-    # later sessions; RANKED edges. Off: --no-rank
-    rank: bool = True
-    # its training budget: negatives sampled per case and cases kept per time cut. The defaults (query.ranker's)
-    # are what the next-item bench measured (the caps on cases do not bind there). On validation, 30 negatives
-    # cost Taobao NDCG@20 0.067 -> 0.065 and REES46 nothing, at 1/3 the rows
-    rank_negatives: int = NEGATIVES
-    rank_cases_per_cut: int = MAX_CASES_PER_CUT
-    # and, of those, the cases with rows (target among the candidates) per cut: about 3.0M rows at most. It binds
-    # on generated logs only, where it cost cold HR@20 0.36 -> 0.30 at 300k events (warm and NDCG unchanged)
-    rank_positives_per_cut: int = MAX_POSITIVE_CASES_PER_CUT
-    # LightGBM threads for the rank stage, which runs while Neo4j is idle (sessions read, nothing written yet):
-    # on REES46 validation rows the fit took 14.7 s with 2 against 29.3 s with 1, scores equal within 2e-9
-    rank_threads: int = 2
-    # EGES's threads (torch's count, which its compiled SGD step takes). 1 by default: Neo4j shares this machine's
-    # 2 cores. Measured (bench/speed.py, section torch_threads): 2 threads are 1.5x faster on idle cores, 16x
-    # slower while Neo4j works
-    torch_threads: int = field(default_factory=lambda: int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")))
-
-
-@contextmanager
-def torch_threads(n: int):
-    """torch's intra-op threads set to ``n`` inside the block, restored after."""
-    import torch
-
-    if n < 1:
-        raise ValueError(f"torch_threads must be >= 1, got {n}; set --torch-threads or GRAPHRECALL_TORCH_THREADS")
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+__all__ = ["DEFAULT_DATASET", "PipelineConfig", "PipelineResult", "RefreshResult", "compute_rank", "compute_scores",
+           "pick_sample_items", "refresh", "reset_graph", "run_pipeline", "train_embeddings"]
 
 
 @dataclass
@@ -108,32 +56,19 @@ def reset_graph(driver, database: str = "neo4j") -> None:
     logger.info("graph reset")
 
 
-EGES_SETTINGS = ("walk_length", "walks_per_node", "train_on_sessions", "dim", "epochs", "window", "booked_context",
-                 "booked_weight", "market_field", "market_negatives")
-
-
-def eges_settings(cfg: PipelineConfig) -> dict:
-    """The keyword arguments of :func:`embed.train.train_item_vectors` in ``cfg``."""
-    return {k: getattr(cfg, k) for k in EGES_SETTINGS}
-
-
-def score_settings(cfg: PipelineConfig) -> dict:
-    """What the stored SWING/COOC lists depend on; kept in the graph so that a refresh recomputes alike."""
-    return {"alpha": cfg.swing_alpha, "k": cfg.top_k, "iuf": cfg.cooc_iuf, "event_types": list(cfg.event_types),
-            "max_items_per_user": cfg.max_items_per_user, "max_users_per_item": cfg.max_users_per_item}
-
-
 def _basis(settings: dict) -> BasisParams:
     return BasisParams(tuple(settings["event_types"]), settings["max_items_per_user"], settings["max_users_per_item"])
 
 
 def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True
                    ) -> tuple[ScoreReport, ScoreReport]:
-    settings = score_settings(cfg)
-    swing = compute_swing(driver, alpha=cfg.swing_alpha, k=cfg.top_k, basis=_basis(settings), database=database,
-                          progress=progress, engine=cfg.score_engine, threads=cfg.score_threads)
-    cooc = compute_cooc(driver, k=cfg.top_k, iuf=cfg.cooc_iuf, basis=None, database=database, progress=progress,
-                        engine=cfg.score_engine, threads=cfg.score_threads)
+    """SWING and COOC in the graph with ``cfg.scores``; the settings are stored for ``graphrecall refresh``."""
+    sc = cfg.scores
+    settings = sc.stored(cfg.top_k)
+    swing = compute_swing(driver, alpha=sc.swing_alpha, k=cfg.top_k, basis=_basis(settings), database=database,
+                          progress=progress, engine=sc.engine, threads=sc.threads)
+    cooc = compute_cooc(driver, k=cfg.top_k, iuf=sc.cooc_iuf, basis=None, database=database, progress=progress,
+                        engine=sc.engine, threads=sc.threads)
     store_score_settings(driver, settings, database)
     bump_data_version(driver, "scores", database)
     return swing, cooc
@@ -143,14 +78,10 @@ def compute_rank(driver, cfg: PipelineConfig, database: str = "neo4j", progress:
     """The ``rank`` channel from the graph's sessions and item side info: fit (:func:`query.ranker.fit_ranker`),
     list the top ``cfg.top_k`` of every item, replace the ``RANKED`` edges; returns the fit's report.
     ``bump=False`` leaves the data version to the caller (refresh bumps once for everything)."""
-    from query.ranker import rank_lists
-    from query.scores import write_rank_lists
-    from query.tune import read_item_side, read_sessions
-
     lists, report = rank_lists(read_sessions(driver, database), read_item_side(driver, database), k=cfg.top_k,
-                               random_seed=cfg.random_seed, threads=cfg.rank_threads, progress=progress,
-                               negatives=cfg.rank_negatives, max_cases=cfg.rank_cases_per_cut,
-                               max_positives=cfg.rank_positives_per_cut)
+                               random_seed=cfg.random_seed, threads=cfg.rank.threads, progress=progress,
+                               negatives=cfg.rank.negatives, max_cases=cfg.rank.cases_per_cut,
+                               max_positives=cfg.rank.positives_per_cut)
     report.written = write_rank_lists(driver, lists, database, progress=progress)
     if bump:
         bump_data_version(driver, "rank", database)
@@ -168,7 +99,7 @@ def train_embeddings(driver, cfg: PipelineConfig, artifacts: Path, database: str
     g = export_graph(driver, database)
     with torch_threads(cfg.torch_threads):
         res = train_item_vectors(g.transitions, g.side, g.sessions, g.booked, random_seed=cfg.random_seed,
-                                 progress=progress, item_ids=g.item_ids, warm_start=warm_start, **eges_settings(cfg))
+                                 progress=progress, item_ids=g.item_ids, warm_start=warm_start, **asdict(cfg.eges))
     write_embeddings(driver, g.item_ids, res.embeddings, res.cold, database=database)
     index = ItemVectorIndex(g.item_ids, res.embeddings)
     faiss_dir = index.save(artifacts / "faiss")
@@ -200,7 +131,7 @@ def run_pipeline(
     t = time.perf_counter()
     out.swing, out.cooc = compute_scores(driver, cfg, database, progress)
     out.seconds["scores"] = time.perf_counter() - t
-    if cfg.rank:
+    if cfg.rank.enabled:
         t = time.perf_counter()
         out.rank = _rank_or_warn(driver, cfg, database, progress)
         out.seconds["rank"] = time.perf_counter() - t
@@ -214,8 +145,6 @@ def run_pipeline(
 def _rank_or_warn(driver, cfg: PipelineConfig, database: str, progress: bool, bump: bool = True):
     """:func:`compute_rank`, or a warning and no rank lists when the log is too short to train it (lists of an
     earlier fit are removed: they would describe other data)."""
-    from query.scores import write_rank_lists
-
     try:
         return compute_rank(driver, cfg, database, progress, bump)
     except ValueError as exc:
@@ -226,9 +155,7 @@ def _rank_or_warn(driver, cfg: PipelineConfig, database: str, progress: bool, bu
 
 def pick_sample_items(driver, n: int = 3, database: str = "neo4j") -> list[str]:
     """Items with the most SWING neighbours (for the demo printout)."""
-    with driver.session(database=database, default_access_mode="READ") as s:
-        return [r[0] for r in s.run(
-            "MATCH (i:Item)-[:SWING]->() WITH i, count(*) AS n ORDER BY n DESC, i.id LIMIT $n RETURN i.id", n=n).values()]
+    return most_listed_items(driver, n, database)
 
 
 @dataclass
@@ -278,9 +205,9 @@ def refresh(
     else:
         out.scores = refresh_scores(driver, old_basis, alpha=settings["alpha"], k=settings["k"], iuf=settings["iuf"],
                                     basis=_basis(settings), database=database, progress=progress,
-                                    engine=cfg.score_engine, threads=cfg.score_threads)
+                                    engine=cfg.scores.engine, threads=cfg.scores.threads)
     out.seconds["scores"] = time.perf_counter() - t
-    if cfg.rank:  # refit in full: it is cheap next to the scores
+    if cfg.rank.enabled:  # refit in full: it is cheap next to the scores
         t = time.perf_counter()
         _rank_or_warn(driver, cfg, database, progress, bump=False)  # one bump, after the vectors
         out.seconds["rank"] = time.perf_counter() - t
@@ -288,9 +215,9 @@ def refresh(
     path = eges_state_path(artifacts)
     state = EGESState.load(path) if path.exists() else None
     if state is None:
-        logger.warning("refresh: no EGES state in %s; training EGES from scratch (%d epochs)", path, cfg.epochs)
+        logger.warning("refresh: no EGES state in %s; training EGES from scratch (%d epochs)", path, cfg.eges.epochs)
     else:
-        cfg = replace(cfg, dim=state.dim, epochs=epochs)
+        cfg = replace(cfg, eges=replace(cfg.eges, dim=state.dim, epochs=epochs))
     out.eges_warm = state is not None
     g, res, out.faiss_dir = train_embeddings(driver, cfg, artifacts, database, progress, warm_start=state)
     out.n_items = len(g.item_ids)

@@ -1,0 +1,245 @@
+"""The one retriever interface the API depends on: :class:`ItemRetriever` (``similar_items`` and ``recall``),
+its filters and results, and :class:`UserHistory` (where a user's recent items come from).
+
+Backends: :class:`~.snapshot.SnapshotRetriever` (in memory, saved and memory-mapped),
+:class:`~.neo4j.Neo4jRetriever` (live Cypher per call) and :class:`~.resilient.ResilientRetriever` (a
+snapshot that survives Neo4j outages and reloads on data changes).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...graph_schema.schema import INFO_FIELDS
+from ..channels import BASE_CHANNELS, BLEND_DEPTH, Neighbours
+from .blend import DEFAULT_BLEND, BlendConfig, blend
+
+CHANNELS = (*BASE_CHANNELS, "blend")  # the registered channels (graphrecall.query.channels) and their blend
+SAME_FIELDS = ("category", "market", "brand")
+COLD_MODES = ("include", "exclude", "only")
+FILTER_DEPTH = 1000  # candidates read per channel when filters apply, so that k survive them when enough exist
+RECALL_DEPTH = 50  # neighbours each history item contributes to a recall (row-normalised, summed)
+
+__all__ = ["CHANNELS", "COLD_MODES", "FILTER_DEPTH", "INFO_FIELDS", "NO_FILTERS", "RECALL_DEPTH", "SAME_FIELDS",
+           "Filters", "ItemRetriever", "Neighbours", "Recalled", "UnknownItem", "UserHistory", "check_channel",
+           "decay_weights"]
+
+
+class UnknownItem(KeyError):
+    pass
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Applied to a channel's candidates before the top-k cut.
+
+    ``exclude``: ids never returned; ``same``: keep only candidates sharing that field's value with the
+    query item (none when the query has no value); ``cold``: items without events ``include``d (default),
+    ``exclude``d, or ``only`` those."""
+
+    exclude: frozenset = frozenset()
+    same: str | None = None
+    cold: str = "include"
+
+    def __post_init__(self):
+        if self.same is not None and self.same not in SAME_FIELDS:
+            raise ValueError(f"same={self.same!r}: choose one of {', '.join(SAME_FIELDS)}")
+        if self.cold not in COLD_MODES:
+            raise ValueError(f"cold={self.cold!r}: choose one of {', '.join(COLD_MODES)}")
+
+    @property
+    def active(self) -> bool:
+        return bool(self.exclude) or self.same is not None or self.cold != "include"
+
+
+NO_FILTERS = Filters()
+
+
+def check_channel(channel: str) -> None:
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}; choose one of {', '.join(CHANNELS)}")
+
+
+@dataclass
+class Recalled:
+    """A recall: ``ids[n]`` scored ``scores[n]`` (summed row-normalised list scores), brought by the history
+    items ``sources[n]`` (largest contribution first). ``history``: the history items that were known and
+    used; ``unknown``: those the retriever has never seen (skipped)."""
+
+    ids: np.ndarray
+    scores: np.ndarray
+    sources: list[list[str]]
+    history: list[str]
+    unknown: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class ItemRetriever(ABC):
+    """Item-to-item recall. Raises :class:`UnknownItem` for items it has never seen."""
+
+    blend_config: BlendConfig = DEFAULT_BLEND
+    blend_source: str = "built-in default"
+
+    @abstractmethod
+    def has_item(self, item_id: str) -> bool: ...
+
+    @abstractmethod
+    def _channel(self, item_id: str, k: int, channel: str) -> Neighbours: ...
+
+    def read_channels(self, item_id: str, depth: int, channels=BASE_CHANNELS) -> dict[str, Neighbours]:
+        """Each channel's unfiltered top ``depth`` for a known ``item_id``: what the blend fuses."""
+        return {ch: self._channel(item_id, depth, ch) for ch in channels}
+
+    def similar_items(self, item_id: str, k: int = 10, channel: str = "blend", filters: Filters = NO_FILTERS,
+                      view: "ItemRetriever | None" = None) -> Neighbours:
+        """Top-``k`` neighbours of ``item_id`` by ``channel``; ``filters`` apply before the cut. ``view``: the
+        data to read (default :meth:`view`); a batch passes one view so that all its answers read one snapshot."""
+        check_channel(channel)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        v = self.view() if view is None else view
+        item_id = str(item_id)
+        cache = None if filters.active else getattr(v, "answers", None)
+        if cache is not None:  # a snapshot's answers never change: repeated lookups are a dict read
+            key = (item_id, k, channel, self.blend_config)
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
+        if not v.has_item(item_id):
+            raise UnknownItem(item_id)
+        nb = self._answer(v, item_id, k, channel, filters)
+        if cache is not None:
+            cache.put(key, nb)
+        return nb
+
+    def _answer(self, v: "ItemRetriever", item_id: str, k: int, channel: str, filters: Filters) -> Neighbours:
+        depth = max(FILTER_DEPTH, k) if filters.active else k
+        if channel != "blend":
+            nb = v._channel(item_id, depth, channel)
+        else:
+            nb = blend(v.read_channels(item_id, max(BLEND_DEPTH, depth)), depth, self.blend_config, v.is_new)
+        if filters.active:
+            nb = nb.take(np.flatnonzero(v._keep(item_id, nb.ids, filters)))
+        return nb.take(slice(0, k)) if len(nb) > k else nb
+
+    def recall(self, history, k: int = 10, channel: str = "blend", weights=None, filters: Filters = NO_FILTERS,
+               depth: int = RECALL_DEPTH, view: "ItemRetriever | None" = None) -> Recalled:
+        """Candidates for a user or a cart: each history item's top-``depth`` list by ``channel`` (filters
+        applied, history items excluded), divided by the best score of its unfiltered list, times the
+        item's weight (``weights``, default 1 each; e.g. a time decay), summed per candidate; top ``k``, ties
+        by id. History items the retriever does not know are skipped and listed in ``Recalled.unknown``."""
+        check_channel(channel)
+        if k < 1 or depth < 1:
+            raise ValueError(f"k and depth must be >= 1, got k={k}, depth={depth}")
+        history = [str(h) for h in history]
+        weights = np.ones(len(history)) if weights is None else np.asarray(weights, dtype=np.float64)
+        if len(weights) != len(history) or not np.all(weights >= 0):
+            raise ValueError(f"weights must be one number >= 0 per history item ({len(history)}), got {len(weights)}")
+        v = self.view() if view is None else view
+        first: dict[str, float] = {}
+        for h, w in zip(history, weights):  # a repeated item counts once, with its first (most recent) weight
+            first.setdefault(h, float(w))
+        is_known = {h: v.has_item(h) for h in first}
+        known = [h for h, ok in is_known.items() if ok]
+        unknown = [h for h, ok in is_known.items() if not ok]
+        drop = frozenset(first)
+        ids, contrib, src = [], [], []
+        for n, h in enumerate(known):
+            if filters.active:  # the filter path reads deep lists (FILTER_DEPTH) and drops the history with them
+                best = self.similar_items(h, k=1, channel=channel, view=v)
+                top = float(best.scores[0]) if len(best) else 0.0
+                nb = self.similar_items(h, k=depth, channel=channel, view=v,
+                                        filters=Filters(filters.exclude | drop, filters.same, filters.cold))
+            else:  # no filters: read just deep enough that dropping the history leaves ``depth``
+                nb = self.similar_items(h, k=depth + min(len(drop), FILTER_DEPTH), channel=channel, view=v)
+                top = float(nb.scores[0]) if len(nb) else 0.0
+                nb = nb.take(np.flatnonzero([str(i) not in drop for i in nb.ids])[:depth])
+            if top <= 0 or first[h] == 0:
+                continue
+            ids.append(np.asarray(nb.ids, dtype=object))
+            contrib.append(first[h] * np.maximum(np.asarray(nb.scores, np.float64), 0.0) / top)
+            src.append(np.full(len(nb), n))
+        if not ids:
+            return Recalled(np.array([], dtype=object), np.array([], np.float32), [], known, unknown)
+        cand, inv = np.unique(np.concatenate(ids).astype(str), return_inverse=True)
+        contrib, src = np.concatenate(contrib), np.concatenate(src)
+        total = np.bincount(inv, weights=contrib, minlength=len(cand))
+        order = np.lexsort((cand, -total))
+        order = order[total[order] > 0][:k]
+        by = np.lexsort((src, -contrib, inv))  # per candidate, largest contribution first
+        rows = {int(c): [] for c in order}
+        for c, s_, w in zip(inv[by], src[by], contrib[by]):
+            if w > 0 and int(c) in rows:
+                rows[int(c)].append(known[s_])
+        return Recalled(cand[order].astype(object), total[order].astype(np.float32), [rows[int(c)] for c in order],
+                        known, unknown)
+
+    def view(self) -> "ItemRetriever":
+        """The object whose data answers a call (a live backend: itself; :class:`ResilientRetriever`: its
+        current snapshot)."""
+        return self
+
+    def _keep(self, item_id: str, ids: np.ndarray, filters: Filters) -> np.ndarray:
+        keep = np.ones(len(ids), dtype=bool)
+        if filters.exclude:
+            keep &= np.array([str(i) not in filters.exclude for i in ids], dtype=bool)
+        if filters.same is not None:
+            mine = self.item_values([item_id], filters.same)[0]
+            vals = self.item_values(ids, filters.same)
+            keep &= np.array([mine is not None and v == mine for v in vals], dtype=bool)
+        if filters.cold != "include":
+            new = self.is_new(np.asarray(ids, dtype=object))
+            keep &= new if filters.cold == "only" else ~new
+        return keep
+
+    def is_new(self, ids: np.ndarray) -> np.ndarray:
+        """Per id: True for an item with no events (known only from the catalogue)."""
+        return np.zeros(len(ids), dtype=bool)
+
+    def item_values(self, ids, field: str) -> list:
+        """Per id: the item's ``field`` (one of :data:`INFO_FIELDS`), None where unknown."""
+        return [None] * len(ids)
+
+    def item_info(self, ids, fields) -> list[dict]:
+        cols = {f: self.item_values(ids, f) for f in fields}
+        return [{f: cols[f][n] for f in fields} for n in range(len(ids))]
+
+    def health(self) -> dict:
+        return {"status": "ok", "blend": str(self.blend_config), "blend_source": self.blend_source}
+
+
+# --------------------------------------------------------------------------- side channel
+
+
+# --------------------------------------------------------------------------- snapshot
+
+
+# --------------------------------------------------------------------------- user histories
+class UserHistory(ABC):
+    """Where ``GET /recall/{user_id}`` finds a user's recent items."""
+
+    @abstractmethod
+    def recent_items(self, user_id: str, n: int) -> list[tuple[str, int]] | None:
+        """The user's ``n`` most recent distinct items with their last event time (epoch seconds), most
+        recent first (ties by id); ``[]`` for a user without events; None for a user it does not know."""
+
+
+def decay_weights(times, half_life_seconds: float | None) -> np.ndarray:
+    """``0.5 ** (age / half_life)``, age counted from the most recent of ``times``; all 1 without a half-life."""
+    t = np.asarray(times, dtype=np.float64)
+    if half_life_seconds is None or not len(t):
+        return np.ones(len(t))
+    if not half_life_seconds > 0:
+        raise ValueError(f"the half-life must be > 0 seconds, got {half_life_seconds}")
+    return 0.5 ** ((t.max() - t) / half_life_seconds)
+
+
+# --------------------------------------------------------------------------- live Neo4j
+
+
+# --------------------------------------------------------------------------- resilient

@@ -1,0 +1,288 @@
+"""The saved and in-memory snapshot: every channel's lists, the side index and the Faiss index, served without the database."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import json
+import uuid
+
+import numpy as np
+from cachetools import LRUCache
+
+from ...common.versions import current, new_version, publish
+from ...embed.index import ItemVectorIndex
+from ...graph_schema.store.items import read_item_ids
+from ...graph_schema.store.meta import read_data_version
+from ..channels import REGISTRY, GraphSource, Neighbours, Parts
+from ..channels.side import SideIndex
+from ..data import SortedIds
+from .blend import DEFAULT_BLEND, BlendConfig, stored_blend
+from .retriever import ItemRetriever
+
+logger = logging.getLogger(__name__)
+
+
+ANSWER_CACHE_SIZE = 200_000  # unfiltered answers kept per snapshot (LRU); a new snapshot starts empty
+
+
+class AnswerCache:
+    """A thread-safe LRU of ``(item, k, channel, blend config) -> Neighbours`` (read-only results)."""
+
+    def __init__(self, maxsize: int):
+        self._lru, self._lock = LRUCache(maxsize=maxsize), threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            got = self._lru.get(key)
+            if got is None:
+                self.misses += 1
+            else:
+                self.hits += 1
+            return got
+
+    def put(self, key, value) -> None:
+        with self._lock:
+            self._lru[key] = value
+
+    def __len__(self) -> int:
+        return len(self._lru)
+
+
+SNAPSHOT_FORMAT = 3  # a folder of .npy arrays (memory-mapped by every worker) and meta.json; 1 was snapshot.json,
+# 2 kept the side index in meta.json (one copy of Python objects per worker)
+
+
+# 2 kept the side index in meta.json (one copy of Python objects per worker)
+SNAPSHOTS_KEPT = 3  # saved versions kept, so a worker still mapping an older one never loses its files
+
+
+class CsrLists:
+    """One channel's top lists, ``item -> (ids, scores)``, as CSR arrays over a shared id array: what a
+    saved snapshot maps into every worker's memory instead of one Python object per neighbour."""
+
+    def __init__(self, ids: SortedIds, indptr: np.ndarray, nbr: np.ndarray, scores: np.ndarray):
+        self.ids, self.indptr, self.nbr, self.scores = ids, indptr, nbr, scores
+
+    @staticmethod
+    def arrays(per: dict, ids: SortedIds) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(indptr, nbr, scores)`` of ``{item: (ids, scores)}`` over ``ids``' rows."""
+        lengths = np.zeros(len(ids.ids), np.int64)
+        rows = {}
+        for item, (nb, _) in per.items():
+            r = ids.index(str(item))
+            rows[r] = item
+            lengths[r] = len(nb)
+        indptr = np.zeros(len(ids.ids) + 1, np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        nbr = np.zeros(int(indptr[-1]), np.int32)
+        scores = np.zeros(int(indptr[-1]), np.float32)
+        for r, item in rows.items():
+            nb, sc = per[item]
+            nbr[indptr[r]:indptr[r + 1]] = [ids.index(str(x)) for x in nb]
+            scores[indptr[r]:indptr[r + 1]] = sc
+        return indptr, nbr, scores
+
+    def get(self, item_id, default=None):
+        r = self.ids.index(str(item_id))
+        if r < 0 or self.indptr[r] == self.indptr[r + 1]:
+            return default
+        a, b = int(self.indptr[r]), int(self.indptr[r + 1])
+        return self.ids.ids[self.nbr[a:b]].astype(object), np.asarray(self.scores[a:b], dtype=np.float32)
+
+    def __getitem__(self, item_id):
+        got = self.get(item_id)
+        if got is None:
+            raise KeyError(item_id)
+        return got
+
+    def __contains__(self, item_id) -> bool:
+        return self.get(item_id) is not None
+
+    def __iter__(self):
+        return (str(self.ids.ids[r]) for r in np.flatnonzero(np.diff(self.indptr)))
+
+    def __len__(self) -> int:
+        return int(np.count_nonzero(np.diff(self.indptr)))
+
+    def items(self):
+        return ((i, self[i]) for i in self)
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    """An exclusive ``flock`` on ``path``: one worker builds a snapshot, the rest wait."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def saved_snapshot_key(directory: str | Path) -> str | None:
+    """The data key (:func:`query.scores.read_data_key`) the newest snapshot in ``directory`` was saved
+    under, or None."""
+    sub = current(directory)
+    try:
+        return None if sub is None else json.loads((sub / "meta.json").read_text()).get("key")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def shared_snapshot(directory: str | Path, key: str | None, build: Callable[[], "SnapshotRetriever"],
+                    faiss_dir: str | Path | None = None) -> "SnapshotRetriever":
+    """The snapshot of the graph's data ``key``, memory-mapped from ``directory``. The first worker that
+    needs it builds it (``build()``) and saves it under a file lock; the others wait, then map the same
+    files, so the OS keeps one copy of the lists for all of them. ``key`` None always builds."""
+    d = Path(directory)
+    with _lock(d / ".lock"):
+        if key is None or saved_snapshot_key(d) != key:
+            t0 = time.perf_counter()
+            build().save(d, key=key)
+            logger.info("snapshot %s built and saved to %s in %.1fs", key, d, time.perf_counter() - t0)
+        return SnapshotRetriever.load(d, faiss_dir)
+
+
+@dataclass
+class SnapshotRetriever(ItemRetriever):
+    items: set[str]
+    lists: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)  # channel -> item -> (ids, scores)
+    vectors: object | None = None  # embed.index.ItemVectorIndex
+    loaded_at: float = field(default_factory=time.time)
+    side: SideIndex | None = None
+    blend_config: BlendConfig = DEFAULT_BLEND
+    blend_source: str = "built-in default"
+    answers: "AnswerCache" = field(default_factory=lambda: AnswerCache(ANSWER_CACHE_SIZE), repr=False)
+    version: int = 0  # the graph's data version when this snapshot was read (query.scores.read_data_version)
+
+    def __setattr__(self, name, value):
+        # the answer cache holds answers computed from these fields: replacing one (the benches swap in
+        # other vectors) starts an empty cache, or lookups would keep returning the old data's answers
+        if name in ("items", "lists", "vectors", "side") and "answers" in self.__dict__:
+            object.__setattr__(self, "answers", AnswerCache(ANSWER_CACHE_SIZE))
+        object.__setattr__(self, name, value)
+
+    def has_item(self, item_id: str) -> bool:
+        return item_id in self.items
+
+    def _channel(self, item_id: str, k: int, channel: str) -> Neighbours:
+        return REGISTRY[channel].answer(self, item_id, k)
+
+    def is_new(self, ids: np.ndarray) -> np.ndarray:
+        return np.zeros(len(ids), dtype=bool) if self.side is None else self.side.is_new(ids)
+
+    def item_values(self, ids, field: str) -> list:
+        return [None] * len(ids) if self.side is None else self.side.value(ids, field)
+
+    def stats(self) -> dict:
+        return {"items": len(self.items), "loaded_at": self.loaded_at, "version": self.version,
+                **{f"{ch}_lists": len(v) for ch, v in self.lists.items()},
+                "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids),
+                "side_items": 0 if self.side is None else len(self.side.item_ids), "cached_answers": len(self.answers)}
+
+    def save(self, directory: str | Path, key: str | None = None) -> Path:
+        """Write the snapshot into a new folder under ``directory`` and point ``CURRENT`` at it: the item ids
+        and each channel's lists as CSR ``.npy`` arrays (memory-mapped by :meth:`load`), the rest in
+        ``meta.json``. Vectors stay in their Faiss folder. Older versions beyond :data:`SNAPSHOTS_KEPT` are
+        removed (a worker that still maps one keeps its pages until it lets go). ``key``: the graph's data
+        key this snapshot was read at (:func:`shared_snapshot` reuses a saved snapshot of the same key)."""
+        d = Path(directory)
+        universe = set(map(str, self.items))
+        for per in self.lists.values():
+            for item, (nb, _) in per.items():
+                universe.add(str(item))
+                universe.update(map(str, nb))
+        ids = np.array(sorted(universe), dtype=str) if universe else np.zeros(0, dtype="<U1")
+        sid = SortedIds(ids)
+        member = np.array([i in self.items for i in ids.tolist()], dtype=bool)
+        tmp = new_version(d, f"v{self.version}-{uuid.uuid4().hex[:8]}")
+        np.save(tmp / "ids.npy", ids)
+        np.save(tmp / "member.npy", member)
+        for ch, per in self.lists.items():
+            arrays = (per.indptr, per.nbr, per.scores) if isinstance(per, CsrLists) else CsrLists.arrays(per, sid)
+            for part, arr in zip(("indptr", "nbr", "scores"), arrays):
+                np.save(tmp / f"{ch}.{part}.npy", np.asarray(arr))
+        side = None
+        if self.side is not None:
+            arrays, side = self.side.arrays()
+            side = {"layout": "arrays", **side}
+            for part, arr in arrays.items():
+                np.save(tmp / f"side.{part}.npy", np.asarray(arr))
+        meta = {"format": SNAPSHOT_FORMAT, "key": key, "loaded_at": self.loaded_at, "version": self.version,
+                "blend": str(self.blend_config), "blend_source": self.blend_source, "channels": sorted(self.lists),
+                "side": side}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        publish(tmp, keep=SNAPSHOTS_KEPT)
+        (d / "snapshot.json").unlink(missing_ok=True)  # format 1, superseded
+        return d
+
+    @classmethod
+    def load(cls, directory: str | Path, faiss_dir: str | Path | None = None, mmap: bool = True) -> "SnapshotRetriever":
+        """The snapshot saved in ``directory``, its arrays (lists, side index, Faiss index) memory-mapped
+        read-only, so the processes that load it share one copy; ``mmap=False`` reads a private copy
+        instead. A format-1 ``snapshot.json`` and a format-2 side index (``meta.json``) are still read."""
+        sub = current(directory)
+        if sub is None:
+            return cls._load_json(Path(directory), faiss_dir)
+        meta = json.loads((sub / "meta.json").read_text())
+        mode = "r" if mmap else None
+        ids = np.load(sub / "ids.npy", mmap_mode=mode)
+        sid = SortedIds(ids, np.load(sub / "member.npy", mmap_mode=mode))
+        lists = {ch: CsrLists(sid, *(np.load(sub / f"{ch}.{part}.npy", mmap_mode=mode)
+                                     for part in ("indptr", "nbr", "scores")))
+                 for ch in meta["channels"]}
+        blend_config = BlendConfig.parse(meta["blend"]) if meta.get("blend") else DEFAULT_BLEND
+        side = meta.get("side")
+        if side and side.get("layout") == "arrays":
+            arrays = {p.name[len("side."):-len(".npy")]: np.load(p, mmap_mode=mode) for p in sub.glob("side.*.npy")}
+            side = SideIndex.from_arrays(arrays, side)
+        elif side:
+            side = SideIndex.from_json(side)
+        return cls(sid, lists, ItemVectorIndex.load_saved(faiss_dir, mmap), meta["loaded_at"], side, blend_config,
+                   meta.get("blend_source", "built-in default"), version=int(meta.get("version", 0)))
+
+    @classmethod
+    def _load_json(cls, d: Path, faiss_dir) -> "SnapshotRetriever":
+        path = d / "snapshot.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{d} holds no saved snapshot; start the API once while Neo4j is up so that "
+                                    "it saves one")
+        body = json.loads(path.read_text())
+        lists = {ch: {i: (np.array(v[0], dtype=object), np.array(v[1], dtype=np.float32)) for i, v in per.items()}
+                 for ch, per in body["lists"].items()}
+        vectors = ItemVectorIndex.load_saved(faiss_dir)
+        blend_config = BlendConfig.parse(body["blend"]) if body.get("blend") else DEFAULT_BLEND
+        side = SideIndex.from_json(body["side"]) if body.get("side") else None
+        return cls(set(body["items"]), lists, vectors, body["loaded_at"], side, blend_config,
+                   body.get("blend_source", "built-in default"), version=int(body.get("version", 0)))
+
+    @classmethod
+    def from_neo4j(cls, driver, faiss_dir: str | Path | None = None, database: str = "neo4j") -> "SnapshotRetriever":
+        t0 = time.perf_counter()
+        version = read_data_version(driver, database)  # first: a change while loading makes the next probe reload
+        items = read_item_ids(driver, database)
+        parts, source = Parts(), GraphSource(driver, database, faiss_dir)
+        for channel in REGISTRY.values():
+            parts.add(channel.read(source))
+        lists, vectors = parts.lists, parts.vectors
+        snap = cls(items, lists, vectors, side=parts.side, version=version)
+        snap.blend_config, snap.blend_source = stored_blend(driver, database)
+        logger.info("snapshot loaded in %.1fs: %s", time.perf_counter() - t0, snap.stats())
+        if not items:
+            logger.warning("the graph has no items, so every lookup will be 404; run `graphrecall ingest`, "
+                           "`graphrecall scores` and `graphrecall embed` (or `graphrecall demo`) first")
+        elif not lists.get("swing") and not lists.get("cooc") and vectors is None:
+            logger.warning("no SWING/COOC lists and no Faiss index yet, so lookups return empty lists; "
+                           "run `graphrecall scores` and `graphrecall embed`")
+        return snap
