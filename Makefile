@@ -3,8 +3,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Where pip finds torch. Empty: PyPI's build, which brings CUDA libraries this CPU-only project never loads.
+# Where your pip reaches PyTorch's CPU wheels: make install TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 
-.PHONY: demo test sysdeps browserdeps install bench clean-neo4j
+.PHONY: demo test lint sysdeps browserdeps install bench clean-neo4j
 
 sysdeps:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
@@ -15,10 +18,14 @@ sysdeps:
 	  echo "installing libgomp1 with apt-get (OpenMP for LightGBM)"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q libgomp1; }
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	@if [ -n "$(TORCH_INDEX_URL)" ]; then $(PY) -m pip install -q torch --index-url "$(TORCH_INDEX_URL)"; fi
 	$(PY) -m pip install -q -e ".[test]"
+	@# PyPI's torch pulls in triton (GPU kernels). On CPU nothing needs it, but fused Adam imports torch._dynamo,
+	@# which imports triton, whose bindings print a page of "nanobind: leaked ..." lines at every exit.
+	@$(PY) -m pip uninstall -y -q triton 2>/dev/null || true
 	touch $@
 
 install: sysdeps $(VENV)/.installed
@@ -33,10 +40,17 @@ browserdeps:
 demo: install
 	$(VENV)/bin/graphrecall demo
 
-test: install browserdeps
+# ruff (rules and format in pyproject.toml) and the import layers (import-linter contracts in pyproject.toml)
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+test: install browserdeps lint
 	$(PY) -m pytest
 
 bench: install
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) bench/speed.py
 	$(PY) bench/funrec_cf.py
 	$(PY) bench/next_item.py

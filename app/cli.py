@@ -45,13 +45,17 @@ def connect(args):
         driver.verify_connectivity()
     except neo4j.exceptions.AuthError as exc:
         driver.close()
-        raise CliError(f"Neo4j at {settings.uri} refused user {settings.user!r}: wrong password. Set "
-                       "GRAPHRECALL_NEO4J_PASSWORD to the right one (the local server's: `graphrecall neo4j password`), "
-                       "or unset GRAPHRECALL_NEO4J_URI to use the local server.") from exc
+        raise CliError(
+            f"Neo4j at {settings.uri} refused user {settings.user!r}: wrong password. Set "
+            "GRAPHRECALL_NEO4J_PASSWORD to the right one (the local server's: `graphrecall neo4j password`), "
+            "or unset GRAPHRECALL_NEO4J_URI to use the local server."
+        ) from exc
     except Exception as exc:  # noqa: BLE001
         driver.close()
-        raise CliError(f"cannot reach Neo4j at {settings.uri}: {exc}. Start it with `graphrecall neo4j start`, "
-                       "or set GRAPHRECALL_NEO4J_URI/USER/PASSWORD for your own server.") from exc
+        raise CliError(
+            f"cannot reach Neo4j at {settings.uri}: {exc}. Start it with `graphrecall neo4j start`, "
+            "or set GRAPHRECALL_NEO4J_URI/USER/PASSWORD for your own server."
+        ) from exc
     return driver, settings
 
 
@@ -105,15 +109,33 @@ def cmd_ingest(args) -> int:
         total_rejects = 0
         for f in args.files:
             if args.kind == "events":
-                rep = ingest_events(driver, f, args.format, reject_dir=args.reject_dir, mapping=mapping,
-                                    session_gap=int(args.session_gap_minutes * 60), min_rating=args.min_rating,
-                                    batch_size=args.batch_size, max_events_in_memory=args.max_events_in_memory,
-                                    spill_dir=args.spill_dir, database=settings.database, progress=not args.quiet,
-                                    workers=args.workers)
+                rep = ingest_events(
+                    driver,
+                    f,
+                    args.format,
+                    reject_dir=args.reject_dir,
+                    mapping=mapping,
+                    session_gap=int(args.session_gap_minutes * 60),
+                    min_rating=args.min_rating,
+                    batch_size=args.batch_size,
+                    max_events_in_memory=args.max_events_in_memory,
+                    spill_dir=args.spill_dir,
+                    database=settings.database,
+                    progress=not args.quiet,
+                    workers=args.workers,
+                )
             else:
-                rep = ingest_items(driver, f, args.format, reject_dir=args.reject_dir, mapping=mapping,
-                                   batch_size=args.batch_size, database=settings.database, progress=not args.quiet,
-                                   workers=args.workers)
+                rep = ingest_items(
+                    driver,
+                    f,
+                    args.format,
+                    reject_dir=args.reject_dir,
+                    mapping=mapping,
+                    batch_size=args.batch_size,
+                    database=settings.database,
+                    progress=not args.quiet,
+                    workers=args.workers,
+                )
             print(rep.summary())
             total_rejects += rep.rejected
         from ..graph_schema.store.meta import bump_data_version
@@ -128,12 +150,21 @@ def _ingest_bulk(args, mapping) -> int:
     if args.kind != "events":
         raise CliError("--bulk loads event logs; load item catalogs without --bulk")
     if os.environ.get("GRAPHRECALL_NEO4J_URI"):
-        raise CliError("--bulk runs neo4j-admin on the local server's files; unset GRAPHRECALL_NEO4J_URI "
-                       "(or load over Bolt without --bulk)")
+        raise CliError(
+            "--bulk runs neo4j-admin on the local server's files; unset GRAPHRECALL_NEO4J_URI "
+            "(or load over Bolt without --bulk)"
+        )
     try:
-        reports = bulk_import(_local_instance(args), [(f, args.format) for f in args.files], reject_dir=args.reject_dir,
-                              mapping=mapping, session_gap=int(args.session_gap_minutes * 60),
-                              min_rating=args.min_rating, batch_size=args.batch_size, progress=not args.quiet)
+        reports = bulk_import(
+            _local_instance(args),
+            [(f, args.format) for f in args.files],
+            reject_dir=args.reject_dir,
+            mapping=mapping,
+            session_gap=int(args.session_gap_minutes * 60),
+            min_rating=args.min_rating,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
+        )
     except BulkImportError as exc:
         raise CliError(str(exc)) from None
     for rep in reports:
@@ -149,8 +180,13 @@ def _cfg_from_args(args):
     from ..query.config import PipelineConfig
     from ..query.scoring.settings import ScoreSettings
 
-    return from_args(PipelineConfig, args, scores=from_args(ScoreSettings, args), eges=from_args(EgesSettings, args),
-                     rank=from_args(RankSettings, args))
+    return from_args(
+        PipelineConfig,
+        args,
+        scores=from_args(ScoreSettings, args),
+        eges=from_args(EgesSettings, args),
+        rank=from_args(RankSettings, args),
+    )
 
 
 def cmd_scores(args) -> int:
@@ -172,15 +208,16 @@ def cmd_rank(args) -> int:
             rep = compute_rank(driver, _cfg_from_args(args), settings.database, progress=not args.quiet)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-    print(f"rank model: {rep.cases} cases at {rep.cutoffs} time cuts, {rep.rows} rows ({rep.positives} positives, "
-          f"candidate recall {rep.candidate_recall:.3f}) in {rep.seconds:.1f}s; RANKED: {rep.written} relationships")
+    print(
+        f"rank model: {rep.cases} cases at {rep.cutoffs} time cuts, {rep.rows} rows ({rep.positives} positives, "
+        f"candidate recall {rep.candidate_recall:.3f}) in {rep.seconds:.1f}s; RANKED: {rep.written} relationships"
+    )
     return 0
 
 
 def cmd_spark(args) -> int:
     from ..ingest.formats import IngestError
-    from ..query.scoring.spark import (DEFAULT_MASTER, SparkSetupError, events_from_file, run_spark_scores,
-                                    spark_session)
+    from ..query.scoring.spark import DEFAULT_MASTER, SparkSetupError, events_from_file, run_spark_scores, spark_session
 
     if args.spark_command != "scores":
         raise CliError("the one Spark job is `graphrecall spark scores`; see `graphrecall spark scores --help`")
@@ -191,9 +228,14 @@ def cmd_spark(args) -> int:
     driver.close()
     master = None if args.master == "submit" else args.master
     try:
-        spark = spark_session(master, partitions=args.partitions, driver_memory=args.driver_memory,
-                              connector=args.connector_jar, progress=not args.quiet,
-                              conf=dict(kv.split("=", 1) for kv in args.conf))
+        spark = spark_session(
+            master,
+            partitions=args.partitions,
+            driver_memory=args.driver_memory,
+            connector=args.connector_jar,
+            progress=not args.quiet,
+            conf=dict(kv.split("=", 1) for kv in args.conf),
+        )
     except SparkSetupError as exc:
         raise CliError(str(exc)) from None
     try:
@@ -201,22 +243,34 @@ def cmd_spark(args) -> int:
         if args.events:
             reject = (args.reject_dir / f"{Path(args.events).name}.rejects.csv") if args.reject_dir else None
             try:
-                got = events_from_file(spark, args.events, args.format, reject_path=reject,
-                                       min_rating=args.min_rating)
+                got = events_from_file(spark, args.events, args.format, reject_path=reject, min_rating=args.min_rating)
             except FileNotFoundError as exc:
-                raise CliError(f"{exc}; give the path of an events file (or leave --events out to read the graph)"
-                               ) from None
+                raise CliError(
+                    f"{exc}; give the path of an events file (or leave --events out to read the graph)"
+                ) from None
             except IngestError as exc:
                 raise CliError(f"{exc}; is --format right for this file?") from None
             if got.rejected:
-                print(f"{got.rejected} rows of {args.events} rejected"
-                      + (f"; see {got.reject_path}" if got.reject_path else " (pass --reject-dir to keep them)"))
+                print(
+                    f"{got.rejected} rows of {args.events} rejected"
+                    + (f"; see {got.reject_path}" if got.reject_path else " (pass --reject-dir to keep them)")
+                )
             events = got.events
         sc = cfg.scores
-        rep = run_spark_scores(spark, settings, events=events, alpha=sc.swing_alpha, k=cfg.top_k, iuf=sc.cooc_iuf,
-                               event_types=sc.event_types, max_items_per_user=sc.max_items_per_user,
-                               max_users_per_item=sc.max_users_per_item, salts=args.salts,
-                               write_partitions=args.write_partitions, swing_plan=args.swing_plan)
+        rep = run_spark_scores(
+            spark,
+            settings,
+            events=events,
+            alpha=sc.swing_alpha,
+            k=cfg.top_k,
+            iuf=sc.cooc_iuf,
+            event_types=sc.event_types,
+            max_items_per_user=sc.max_items_per_user,
+            max_users_per_item=sc.max_users_per_item,
+            salts=args.salts,
+            write_partitions=args.write_partitions,
+            swing_plan=args.swing_plan,
+        )
     finally:
         spark.stop()
     print(f"spark ({args.master or DEFAULT_MASTER}): {rep.summary()}")
@@ -228,10 +282,13 @@ def cmd_embed(args) -> int:
 
     driver, settings = connect(args)
     with driver:
-        g, res, faiss_dir = train_embeddings(driver, _cfg_from_args(args), artifacts_dir(), settings.database,
-                                             progress=not args.quiet)
-    print(f"EGES on {len(g.item_ids)} items ({int(res.cold.sum())} cold); "
-          f"final loss {res.losses[-1]:.4f}; Faiss index in {faiss_dir}; vectors in Neo4j index item_embedding")
+        g, res, faiss_dir = train_embeddings(
+            driver, _cfg_from_args(args), artifacts_dir(), settings.database, progress=not args.quiet
+        )
+    print(
+        f"EGES on {len(g.item_ids)} items ({int(res.cold.sum())} cold); "
+        f"final loss {res.losses[-1]:.4f}; Faiss index in {faiss_dir}; vectors in Neo4j index item_embedding"
+    )
     return 0
 
 
@@ -241,11 +298,21 @@ def cmd_tune(args) -> int:
     cfg = _cfg_from_args(args)
     driver, settings = connect(args)
     with driver:
-        report = tune_blend(driver, cfg, quantile=args.quantile, store=not args.dry_run, random_seed=cfg.random_seed,
-                            database=settings.database, progress=not args.quiet)
+        report = tune_blend(
+            driver,
+            cfg,
+            quantile=args.quantile,
+            store=not args.dry_run,
+            random_seed=cfg.random_seed,
+            database=settings.database,
+            progress=not args.quiet,
+        )
     print(report.table())
-    print("not stored (--dry-run)" if args.dry_run else
-          "stored in Neo4j as (:BlendChoice {name: 'default'}); `graphrecall serve` uses it unless given --blend")
+    print(
+        "not stored (--dry-run)"
+        if args.dry_run
+        else "stored in Neo4j as (:BlendChoice {name: 'default'}); `graphrecall serve` uses it unless given --blend"
+    )
     return 0
 
 
@@ -256,21 +323,31 @@ def cmd_refresh(args) -> int:
         raise CliError("--refresh-epochs must be >= 1")
     driver, settings = connect(args)
     with driver:
-        res = refresh(driver, [(f, args.format) for f in args.files], artifacts_dir(), _cfg_from_args(args),
-                      epochs=args.epochs_refresh, reject_dir=args.reject_dir, database=settings.database,
-                      progress=not args.quiet, session_gap=int(args.session_gap_minutes * 60),
-                      min_rating=args.min_rating)
+        res = refresh(
+            driver,
+            [(f, args.format) for f in args.files],
+            artifacts_dir(),
+            _cfg_from_args(args),
+            epochs=args.epochs_refresh,
+            reject_dir=args.reject_dir,
+            database=settings.database,
+            progress=not args.quiet,
+            session_gap=int(args.session_gap_minutes * 60),
+            min_rating=args.min_rating,
+        )
     for rep in res.ingest:
         print(rep.summary())
     print(res.scores.summary() if res.scores else "SWING/COOC computed in full (the graph had no stored lists)")
-    print(f"EGES {'warm-started' if res.eges_warm else 'trained from scratch'} on {res.n_items} items; "
-          f"Faiss index in {res.faiss_dir}; " + ", ".join(f"{k} {v:.1f}s" for k, v in res.seconds.items()))
+    print(
+        f"EGES {'warm-started' if res.eges_warm else 'trained from scratch'} on {res.n_items} items; "
+        f"Faiss index in {res.faiss_dir}; " + ", ".join(f"{k} {v:.1f}s" for k, v in res.seconds.items())
+    )
     return 1 if (args.strict and any(r.rejected for r in res.ingest)) else 0
 
 
 def _datasets(args) -> list[tuple[Path, str]]:
-    from .pipeline import DEFAULT_DATASET
     from ..ingest.synthetic import generate_rees46
+    from .pipeline import DEFAULT_DATASET
 
     if args.data:
         return [(Path(p), args.format) for p in args.data]
@@ -282,26 +359,39 @@ def _datasets(args) -> list[tuple[Path, str]]:
 
 
 def cmd_demo(args) -> int:
-    from .pipeline import pick_sample_items, run_pipeline
     from ..query.evaluate.tune import tune_blend
     from ..query.serve.retriever import CHANNELS
     from ..query.serve.snapshot import SnapshotRetriever
+    from .pipeline import pick_sample_items, run_pipeline
 
     datasets = _datasets(args)
     driver, settings = connect(args)
     cfg = _cfg_from_args(args)
     with driver:
-        res = run_pipeline(driver, datasets, artifacts_dir(), cfg, reset=not args.keep,
-                           reject_dir=args.reject_dir, database=settings.database, progress=not args.quiet)
+        res = run_pipeline(
+            driver,
+            datasets,
+            artifacts_dir(),
+            cfg,
+            reset=not args.keep,
+            reject_dir=args.reject_dir,
+            database=settings.database,
+            progress=not args.quiet,
+        )
         for rep in res.ingest:
             print(rep.summary())
-        print(f"SWING {res.swing.written} rels, COOC {res.cooc.written} rels; "
-              f"EGES {res.n_items} items ({res.n_cold} cold); Faiss in {res.faiss_dir}")
+        print(
+            f"SWING {res.swing.written} rels, COOC {res.cooc.written} rels; "
+            f"EGES {res.n_items} items ({res.n_cold} cold); Faiss in {res.faiss_dir}"
+        )
         print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in res.seconds.items()))
         if not args.no_tune:
             print("\ngraphrecall tune: choosing the blend on the last 20% of the log's time")
-            print(tune_blend(driver, cfg, random_seed=cfg.random_seed, database=settings.database,
-                             progress=not args.quiet).table())
+            print(
+                tune_blend(
+                    driver, cfg, random_seed=cfg.random_seed, database=settings.database, progress=not args.quiet
+                ).table()
+            )
         snap = SnapshotRetriever.from_neo4j(driver, res.faiss_dir, settings.database)
         for item in pick_sample_items(driver, 3, settings.database):
             print(f"\nitem {item}:")
@@ -309,13 +399,19 @@ def cmd_demo(args) -> int:
                 nb = snap.similar_items(item, k=5, channel=ch)
                 print(f"  {ch:6s} " + ", ".join(f"{i} ({s:.3f})" for i, s in zip(nb.ids, nb.scores)))
     if not os.environ.get("GRAPHRECALL_NEO4J_URI"):
-        print(f"\nNeo4j Browser: {_local_instance(args).browser_url} (user {settings.user}; "
-              "password: `graphrecall neo4j password`; saved queries in graph_schema/browser/saved_queries.cypher)")
-    print("API: `graphrecall serve` then http://127.0.0.1:8000/i2i/<item_id>?k=10&channel=blend (docs at /docs); "
-          "the blend is the one tune stored, shown at /health; recall for a user: /recall/<user_id>")
-    print("Browser guide (with `graphrecall serve` running), in the Browser editor: "
-          "`:play http://localhost:8000/guide/guide.html`; readable captions: "
-          "`:style http://localhost:8000/guide/graphrecall.grass`")
+        print(
+            f"\nNeo4j Browser: {_local_instance(args).browser_url} (user {settings.user}; "
+            "password: `graphrecall neo4j password`; saved queries in graph_schema/browser/saved_queries.cypher)"
+        )
+    print(
+        "API: `graphrecall serve` then http://127.0.0.1:8000/i2i/<item_id>?k=10&channel=blend (docs at /docs); "
+        "the blend is the one tune stored, shown at /health; recall for a user: /recall/<user_id>"
+    )
+    print(
+        "Browser guide (with `graphrecall serve` running), in the Browser editor: "
+        "`:play http://localhost:8000/guide/guide.html`; readable captions: "
+        "`:style http://localhost:8000/guide/graphrecall.grass`"
+    )
     return 0
 
 
@@ -323,8 +419,12 @@ def _serve_log_config() -> dict:
     """uvicorn's logging plus ``graphrecall.*`` loggers on stderr; access lines are JSON as they come."""
     from uvicorn.config import LOGGING_CONFIG
 
-    cfg = {**LOGGING_CONFIG, "formatters": dict(LOGGING_CONFIG["formatters"]), "handlers": dict(LOGGING_CONFIG["handlers"]),
-           "loggers": dict(LOGGING_CONFIG["loggers"])}
+    cfg = {
+        **LOGGING_CONFIG,
+        "formatters": dict(LOGGING_CONFIG["formatters"]),
+        "handlers": dict(LOGGING_CONFIG["handlers"]),
+        "loggers": dict(LOGGING_CONFIG["loggers"]),
+    }
     cfg["formatters"]["plain"] = {"format": "%(message)s"}
     cfg["formatters"]["app"] = {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}
     cfg["handlers"]["plain"] = {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stdout"}
@@ -354,8 +454,16 @@ def cmd_serve(args) -> int:
         raise CliError(f"--workers must be >= 1, got {args.workers}")
     os.environ["GRAPHRECALL_ACCESS_LOG"] = "1" if args.access_log else "0"
     # each worker process loads its own snapshot from Neo4j; /metrics then counts per worker
-    uvicorn.run("graphrecall.app.serve:app_from_env", factory=True, host=args.host, port=args.port, log_level="info",
-                workers=args.workers, access_log=False, log_config=_serve_log_config())
+    uvicorn.run(
+        "graphrecall.app.serve:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        workers=args.workers,
+        access_log=False,
+        log_config=_serve_log_config(),
+    )
     return 0
 
 
@@ -370,8 +478,12 @@ def cmd_generate(args) -> int:
 # --------------------------------------------------------------------------- parser
 def _add_conn(p):
     p.add_argument("--instance", default="default", help="local server instance name (default: default)")
-    p.add_argument("--bolt-port", type=int, help="local server Bolt port (default 7687 or $GRAPHRECALL_NEO4J_BOLT_PORT)")
-    p.add_argument("--http-port", type=int, help="local server HTTP port (default 7474 or $GRAPHRECALL_NEO4J_HTTP_PORT)")
+    p.add_argument(
+        "--bolt-port", type=int, help="local server Bolt port (default 7687 or $GRAPHRECALL_NEO4J_BOLT_PORT)"
+    )
+    p.add_argument(
+        "--http-port", type=int, help="local server HTTP port (default 7474 or $GRAPHRECALL_NEO4J_HTTP_PORT)"
+    )
 
 
 def _add_score_settings(g):
@@ -381,8 +493,9 @@ def _add_score_settings(g):
     from ..query.scoring.settings import ScoreSettings
 
     add_options(g, PipelineConfig, only=("top_k",))
-    add_options(g, ScoreSettings, only=("swing_alpha", "max_items_per_user", "max_users_per_item", "cooc_iuf",
-                                        "event_types"))
+    add_options(
+        g, ScoreSettings, only=("swing_alpha", "max_items_per_user", "max_users_per_item", "cooc_iuf", "event_types")
+    )
 
 
 def _add_model(p):
@@ -406,49 +519,80 @@ def _ingest_options() -> argparse.ArgumentParser:
     g = p.add_argument_group("reading event files")
     g.add_argument("--session-gap-minutes", type=float, default=30.0, help="session cut (default 30)")
     g.add_argument("--min-rating", type=float, default=4.0, help="MovieLens: rating >= this is rated_high (default 4)")
-    g.add_argument("--reject-dir", type=Path, default=Path("graphrecall-rejects"),
-                   help="where reject CSVs go (default graphrecall-rejects)")
+    g.add_argument(
+        "--reject-dir",
+        type=Path,
+        default=Path("graphrecall-rejects"),
+        help="where reject CSVs go (default graphrecall-rejects)",
+    )
     g.add_argument("--strict", action="store_true", help="exit 1 when any row was rejected")
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="graphrecall", description=__doc__.split("\n")[0] + "\n\n"
-                                "Neo4j: the local 5.26 server is fetched with Maven and started on 127.0.0.1 unless "
-                                "GRAPHRECALL_NEO4J_URI (with _USER, _PASSWORD) points elsewhere.",
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="graphrecall",
+        description=__doc__.split("\n")[0] + "\n\n"
+        "Neo4j: the local 5.26 server is fetched with Maven and started on 127.0.0.1 unless "
+        "GRAPHRECALL_NEO4J_URI (with _USER, _PASSWORD) points elsewhere.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings only")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     ingest_options = _ingest_options()
 
-    s = sub.add_parser("neo4j", help="fetch/start/stop the local Neo4j server",
-                       description="`plugin` builds graphrecall's procedures (SWING/COOC in the database) with Maven "
-                                   "into --dest (default: the local instance's plugins/, which `start` fills anyway); "
-                                   "for docker-compose: `graphrecall neo4j plugin --dest plugins`.")
+    s = sub.add_parser(
+        "neo4j",
+        help="fetch/start/stop the local Neo4j server",
+        description="`plugin` builds graphrecall's procedures (SWING/COOC in the database) with Maven "
+        "into --dest (default: the local instance's plugins/, which `start` fills anyway); "
+        "for docker-compose: `graphrecall neo4j plugin --dest plugins`.",
+    )
     s.add_argument("action", choices=["start", "stop", "status", "fetch", "password", "plugin"])
     s.add_argument("--dest", help="with plugin: the folder to put the jar in")
     _add_conn(s)
     s.set_defaults(func=cmd_neo4j)
 
-    s = sub.add_parser("ingest", help="ingest event logs or item catalogs", parents=[ingest_options],
-                       description="Bad rows are logged as FILE:LINE: reason and written to a reject CSV; "
-                                   "re-ingesting the same file changes nothing; a killed ingest resumes.")
+    s = sub.add_parser(
+        "ingest",
+        help="ingest event logs or item catalogs",
+        parents=[ingest_options],
+        description="Bad rows are logged as FILE:LINE: reason and written to a reject CSV; "
+        "re-ingesting the same file changes nothing; a killed ingest resumes.",
+    )
     s.add_argument("kind", choices=["events", "items"])
     s.add_argument("files", nargs="+", type=Path)
-    s.add_argument("--format", required=True, help=FORMAT_HELP + "; items: movielens-movies | generic | rees46 | taobao "
-                   "(the side info of every item in an event log, without its events)")
+    s.add_argument(
+        "--format",
+        required=True,
+        help=FORMAT_HELP + "; items: movielens-movies | generic | rees46 | taobao "
+        "(the side info of every item in an event log, without its events)",
+    )
     s.add_argument("--map", help="generic column mapping, e.g. user=uid,item=sku,event=type,ts=time,category=cat")
     s.add_argument("--events", help="generic event value mapping, e.g. buy=purchase,click=view (others rejected)")
     s.add_argument("--batch-size", type=int, default=2000, help="rows per transaction (keep it when resuming)")
-    s.add_argument("--workers", type=int, default=2,
-                   help="write transactions at a time over Bolt (default 2; any value writes the same graph)")
-    s.add_argument("--max-events-in-memory", type=int, default=2_000_000,
-                   help="events held in memory per file; a larger file is kept on disk and written in groups of "
-                        "whole users, with the same result (keep it when resuming; default 2,000,000)")
-    s.add_argument("--spill-dir", type=Path, default=None, help="where that file's events go on disk (default: system temp dir)")
-    s.add_argument("--bulk", action="store_true",
-                   help="first load into an EMPTY database with neo4j-admin database import full (offline: the local "
-                        "server is stopped and restarted); same graph, rejects and markers as the Bolt path")
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="write transactions at a time over Bolt (default 2; any value writes the same graph)",
+    )
+    s.add_argument(
+        "--max-events-in-memory",
+        type=int,
+        default=2_000_000,
+        help="events held in memory per file; a larger file is kept on disk and written in groups of "
+        "whole users, with the same result (keep it when resuming; default 2,000,000)",
+    )
+    s.add_argument(
+        "--spill-dir", type=Path, default=None, help="where that file's events go on disk (default: system temp dir)"
+    )
+    s.add_argument(
+        "--bulk",
+        action="store_true",
+        help="first load into an EMPTY database with neo4j-admin database import full (offline: the local "
+        "server is stopped and restarted); same graph, rejects and markers as the Bolt path",
+    )
     _add_conn(s)
     s.set_defaults(func=cmd_ingest)
 
@@ -457,45 +601,74 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conn(s)
     s.set_defaults(func=cmd_scores)
 
-    s = sub.add_parser("rank", help="fit the learned ranker on the graph's sessions, write top-K RANKED",
-                       description="The rank channel: candidates from co-visitation, user co-occurrence, side-field "
-                                   "match and category transitions, scored by LightGBM LambdaMART trained on the "
-                                   "graph's own later sessions (features before each time cut, the next items after "
-                                   "it). Writes (:Item)-[:RANKED {score, rank}]->(:Item). Needs sessions of two or more "
-                                   "items on both sides of the cuts.")
+    s = sub.add_parser(
+        "rank",
+        help="fit the learned ranker on the graph's sessions, write top-K RANKED",
+        description="The rank channel: candidates from co-visitation, user co-occurrence, side-field "
+        "match and category transitions, scored by LightGBM LambdaMART trained on the "
+        "graph's own later sessions (features before each time cut, the next items after "
+        "it). Writes (:Item)-[:RANKED {score, rank}]->(:Item). Needs sessions of two or more "
+        "items on both sides of the cuts.",
+    )
     _add_model(s)
     _add_conn(s)
     s.set_defaults(func=cmd_rank)
 
-    s = sub.add_parser("spark", help="Swing and ItemCF on Apache Spark, written back to Neo4j (past one machine)",
-                       description="Jobs on Apache Spark (pyspark 3.4: pip install -e '.[spark]'). The Neo4j Connector "
-                                   "for Apache Spark is fetched with Maven on first use.")
+    s = sub.add_parser(
+        "spark",
+        help="Swing and ItemCF on Apache Spark, written back to Neo4j (past one machine)",
+        description="Jobs on Apache Spark (pyspark 3.4: pip install -e '.[spark]'). The Neo4j Connector "
+        "for Apache Spark is fetched with Maven on first use.",
+    )
     sp = s.add_subparsers(dest="spark_command", required=True, metavar="JOB")
-    s = sp.add_parser("scores", help="the same SWING/COOC lists as `graphrecall scores`, computed on Spark",
-                      description="Reads events from the graph's ENGAGED edges through the connector (default) or "
-                                  "from an event file (--events, parsed with graphrecall's own readers in the Spark "
-                                  "tasks), computes the capped basis, Swing and ItemCF with the settings of "
-                                  "`graphrecall scores`, and replaces the SWING/COOC relationships through the "
-                                  "connector. On a cluster: spark-submit --jars <connector jar> with --master submit.")
+    s = sp.add_parser(
+        "scores",
+        help="the same SWING/COOC lists as `graphrecall scores`, computed on Spark",
+        description="Reads events from the graph's ENGAGED edges through the connector (default) or "
+        "from an event file (--events, parsed with graphrecall's own readers in the Spark "
+        "tasks), computes the capped basis, Swing and ItemCF with the settings of "
+        "`graphrecall scores`, and replaces the SWING/COOC relationships through the "
+        "connector. On a cluster: spark-submit --jars <connector jar> with --master submit.",
+    )
     s.add_argument("--events", help="an event file to read instead of the graph (a local path, or hdfs://, s3a://...)")
     s.add_argument("--format", choices=["rees46", "taobao", "movielens"], help="the --events file's format")
     s.add_argument("--reject-dir", type=Path, help="where the --events file's rejected rows go (CSV)")
     s.add_argument("--min-rating", type=float, default=4.0, help="movielens: ratings >= this are rated_high (4.0)")
-    s.add_argument("--master", default="local[2]",
-                   help="Spark master (default local[2]: this machine's 2 cores); 'submit' uses spark-submit's")
+    s.add_argument(
+        "--master",
+        default="local[2]",
+        help="Spark master (default local[2]: this machine's 2 cores); 'submit' uses spark-submit's",
+    )
     s.add_argument("--partitions", type=int, default=8, help="spark.sql.shuffle.partitions (default 8)")
     s.add_argument("--driver-memory", default="2g", help="spark.driver.memory in local mode (default 2g)")
-    s.add_argument("--salts", type=int, default=16,
-                   help="salts of the two-stage per-user/per-item caps, against hot keys (default 16)")
-    s.add_argument("--swing-plan", choices=["items", "pairs"], default="items",
-                   help="items (default): the capped basis broadcast as CSR arrays (8 bytes per edge on every "
-                        "executor), items dealt to tasks; pairs: the two-pass user-pair plan in Spark SQL, for a "
-                        "basis past one executor's memory (about 30x slower at 10M events)")
-    s.add_argument("--write-partitions", type=int, default=1,
-                   help="parallel write transactions to Neo4j (default 1: they lock the same item nodes)")
+    s.add_argument(
+        "--salts",
+        type=int,
+        default=16,
+        help="salts of the two-stage per-user/per-item caps, against hot keys (default 16)",
+    )
+    s.add_argument(
+        "--swing-plan",
+        choices=["items", "pairs"],
+        default="items",
+        help="items (default): the capped basis broadcast as CSR arrays (8 bytes per edge on every "
+        "executor), items dealt to tasks; pairs: the two-pass user-pair plan in Spark SQL, for a "
+        "basis past one executor's memory (about 30x slower at 10M events)",
+    )
+    s.add_argument(
+        "--write-partitions",
+        type=int,
+        default=1,
+        help="parallel write transactions to Neo4j (default 1: they lock the same item nodes)",
+    )
     s.add_argument("--connector-jar", type=Path, help="the connector jar (default: fetched with Maven and cached)")
-    s.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra Spark settings, e.g. --conf spark.executor.memory=4g (repeatable)")
+    s.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Spark settings, e.g. --conf spark.executor.memory=4g (repeatable)",
+    )
     _add_score_settings(s.add_argument_group("scores (as in `graphrecall scores`)"))
     _add_conn(s)
     s.set_defaults(func=cmd_spark)
@@ -505,38 +678,52 @@ def build_parser() -> argparse.ArgumentParser:
     _add_conn(s)
     s.set_defaults(func=cmd_embed)
 
-    s = sub.add_parser("refresh", help="ingest new event files and update every list in place (incremental)",
-                       parents=[ingest_options],
-                       description="For a graph that already has lists (`graphrecall demo`, or ingest + scores + "
-                                   "embed): ingests the files, recomputes only the SWING/COOC rows whose users changed "
-                                   "(with the settings of the last `graphrecall scores`; equal to a full recompute), "
-                                   "warm-starts EGES from the stored model for --refresh-epochs epochs, writes vectors "
-                                   "to Neo4j and Faiss, and bumps the data version once, so a running "
-                                   "`graphrecall serve` reloads without downtime.")
+    s = sub.add_parser(
+        "refresh",
+        help="ingest new event files and update every list in place (incremental)",
+        parents=[ingest_options],
+        description="For a graph that already has lists (`graphrecall demo`, or ingest + scores + "
+        "embed): ingests the files, recomputes only the SWING/COOC rows whose users changed "
+        "(with the settings of the last `graphrecall scores`; equal to a full recompute), "
+        "warm-starts EGES from the stored model for --refresh-epochs epochs, writes vectors "
+        "to Neo4j and Faiss, and bumps the data version once, so a running "
+        "`graphrecall serve` reloads without downtime.",
+    )
     s.add_argument("files", nargs="+", type=Path)
     s.add_argument("--format", required=True, help=FORMAT_HELP)
-    s.add_argument("--refresh-epochs", dest="epochs_refresh", type=int, default=2,
-                   help="EGES epochs from the stored state (default 2)")
+    s.add_argument(
+        "--refresh-epochs",
+        dest="epochs_refresh",
+        type=int,
+        default=2,
+        help="EGES epochs from the stored state (default 2)",
+    )
     _add_model(s)
     _add_conn(s)
     s.set_defaults(func=cmd_refresh)
 
-    s = sub.add_parser("tune", help="choose the blend for this graph on its last 20%% of time and store it",
-                       description="Holds out the sessions of the last 20%% of the graph's time, rebuilds every channel "
-                                   "(swing, cooc, trans, side, eges, rank) from the earlier sessions with the settings given, "
-                                   "scores each channel and a grid of blends by NDCG@20 on the held-out next items, "
-                                   "prints the table and stores the best blend in Neo4j, where `graphrecall serve` "
-                                   "finds it (`serve --blend` still overrides it).")
+    s = sub.add_parser(
+        "tune",
+        help="choose the blend for this graph on its last 20%% of time and store it",
+        description="Holds out the sessions of the last 20%% of the graph's time, rebuilds every channel "
+        "(swing, cooc, trans, side, eges, rank) from the earlier sessions with the settings given, "
+        "scores each channel and a grid of blends by NDCG@20 on the held-out next items, "
+        "prints the table and stores the best blend in Neo4j, where `graphrecall serve` "
+        "finds it (`serve --blend` still overrides it).",
+    )
     s.add_argument("--quantile", type=float, default=0.8, help="time quantile of the cut (default 0.8)")
     s.add_argument("--dry-run", action="store_true", help="print the table, store nothing")
     _add_model(s)
     _add_conn(s)
     s.set_defaults(func=cmd_tune)
 
-    s = sub.add_parser("demo", help="the main job end to end on the default dataset",
-                       description="Starts local Neo4j, resets the graph, ingests the dataset (REES46 head17k from "
-                                   "../shared/data if present, else a generated one), computes Swing/ItemCF, the rank channel, walks, "
-                                   "EGES, write-back and Faiss, tunes the blend (graphrecall tune), and prints sample lookups.")
+    s = sub.add_parser(
+        "demo",
+        help="the main job end to end on the default dataset",
+        description="Starts local Neo4j, resets the graph, ingests the dataset (REES46 head17k from "
+        "../shared/data if present, else a generated one), computes Swing/ItemCF, the rank channel, walks, "
+        "EGES, write-back and Faiss, tunes the blend (graphrecall tune), and prints sample lookups.",
+    )
     s.add_argument("--data", nargs="*", help="event files instead of the default dataset")
     s.add_argument("--format", default="rees46", help=FORMAT_HELP)
     s.add_argument("--generated", action="store_true", help="use the generated dataset even if real data exists")
@@ -550,16 +737,27 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="run the i2i HTTP API (FastAPI + uvicorn)")
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--blend", default=None,
-                   help="how channel=blend fuses swing/cooc/trans/side/eges; default: the blend `graphrecall tune` "
-                        "stored, else score:cooc=1,swing=0.5,eges=0.5. 'score' (each channel's scores over its best, "
-                        "weighted sum), 'rrf' (reciprocal-rank fusion), or with weights, e.g. "
-                        "'score:trans=1,side=1,eges=0.5' (channels left out get 0; also $GRAPHRECALL_BLEND)")
-    s.add_argument("--workers", type=int, default=1,
-                   help="uvicorn worker processes (default 1); each loads its own snapshot, and /metrics counts per worker")
-    s.add_argument("--no-access-log", dest="access_log", action="store_false",
-                   help="turn off the JSON access log (one line per request on stdout: method, path, query, status, "
-                        "ms, endpoint, channel, client)")
+    s.add_argument(
+        "--blend",
+        default=None,
+        help="how channel=blend fuses swing/cooc/trans/side/eges; default: the blend `graphrecall tune` "
+        "stored, else score:cooc=1,swing=0.5,eges=0.5. 'score' (each channel's scores over its best, "
+        "weighted sum), 'rrf' (reciprocal-rank fusion), or with weights, e.g. "
+        "'score:trans=1,side=1,eges=0.5' (channels left out get 0; also $GRAPHRECALL_BLEND)",
+    )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn worker processes (default 1); each loads its own snapshot, and /metrics counts per worker",
+    )
+    s.add_argument(
+        "--no-access-log",
+        dest="access_log",
+        action="store_false",
+        help="turn off the JSON access log (one line per request on stdout: method, path, query, status, "
+        "ms, endpoint, channel, client)",
+    )
     _add_conn(s)
     s.set_defaults(func=cmd_serve)
 
@@ -573,8 +771,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("neo4j").setLevel(logging.WARNING)
     logging.getLogger("faiss").setLevel(logging.WARNING)
     from ..graph_schema.server import Neo4jServerError
@@ -586,7 +785,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"graphrecall: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("graphrecall: interrupted; committed batches are kept, re-run the same command to resume", file=sys.stderr)
+        print(
+            "graphrecall: interrupted; committed batches are kept, re-run the same command to resume", file=sys.stderr
+        )
         return 130
 
 

@@ -20,8 +20,15 @@ from ..graph_schema.store.sessions import read_sessions
 from ..ingest.writer import IngestReport, ingest_events
 from ..query.channels.rank import rank_lists
 from ..query.config import PipelineConfig
-from ..query.scoring.cypher import (BasisParams, RefreshReport, ScoreReport, basis_frame, compute_cooc, compute_swing,
-                                    refresh_scores)
+from ..query.scoring.cypher import (
+    BasisParams,
+    RefreshReport,
+    ScoreReport,
+    basis_frame,
+    compute_cooc,
+    compute_swing,
+    refresh_scores,
+)
 from ..walkers.export import export_graph
 
 logger = logging.getLogger(__name__)
@@ -30,8 +37,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 DEFAULT_DATASET = SHARED_DATA / "rees46" / "2019-Oct_head17k_clean.csv"
 
-__all__ = ["DEFAULT_DATASET", "PipelineConfig", "PipelineResult", "RefreshResult", "compute_rank", "compute_scores",
-           "pick_sample_items", "refresh", "reset_graph", "run_pipeline", "train_embeddings"]
+__all__ = [
+    "DEFAULT_DATASET",
+    "PipelineConfig",
+    "PipelineResult",
+    "RefreshResult",
+    "compute_rank",
+    "compute_scores",
+    "pick_sample_items",
+    "refresh",
+    "reset_graph",
+    "run_pipeline",
+    "train_embeddings",
+]
 
 
 @dataclass
@@ -60,15 +78,32 @@ def _basis(settings: dict) -> BasisParams:
     return BasisParams(tuple(settings["event_types"]), settings["max_items_per_user"], settings["max_users_per_item"])
 
 
-def compute_scores(driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True
-                   ) -> tuple[ScoreReport, ScoreReport]:
+def compute_scores(
+    driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True
+) -> tuple[ScoreReport, ScoreReport]:
     """SWING and COOC in the graph with ``cfg.scores``; the settings are stored for ``graphrecall refresh``."""
     sc = cfg.scores
     settings = sc.stored(cfg.top_k)
-    swing = compute_swing(driver, alpha=sc.swing_alpha, k=cfg.top_k, basis=_basis(settings), database=database,
-                          progress=progress, engine=sc.engine, threads=sc.threads)
-    cooc = compute_cooc(driver, k=cfg.top_k, iuf=sc.cooc_iuf, basis=None, database=database, progress=progress,
-                        engine=sc.engine, threads=sc.threads)
+    swing = compute_swing(
+        driver,
+        alpha=sc.swing_alpha,
+        k=cfg.top_k,
+        basis=_basis(settings),
+        database=database,
+        progress=progress,
+        engine=sc.engine,
+        threads=sc.threads,
+    )
+    cooc = compute_cooc(
+        driver,
+        k=cfg.top_k,
+        iuf=sc.cooc_iuf,
+        basis=None,
+        database=database,
+        progress=progress,
+        engine=sc.engine,
+        threads=sc.threads,
+    )
     store_score_settings(driver, settings, database)
     bump_data_version(driver, "scores", database)
     return swing, cooc
@@ -78,10 +113,17 @@ def compute_rank(driver, cfg: PipelineConfig, database: str = "neo4j", progress:
     """The ``rank`` channel from the graph's sessions and item side info: fit (:func:`query.ranker.fit_ranker`),
     list the top ``cfg.top_k`` of every item, replace the ``RANKED`` edges; returns the fit's report.
     ``bump=False`` leaves the data version to the caller (refresh bumps once for everything)."""
-    lists, report = rank_lists(read_sessions(driver, database), read_item_side(driver, database), k=cfg.top_k,
-                               random_seed=cfg.random_seed, threads=cfg.rank.threads, progress=progress,
-                               negatives=cfg.rank.negatives, max_cases=cfg.rank.cases_per_cut,
-                               max_positives=cfg.rank.positives_per_cut)
+    lists, report = rank_lists(
+        read_sessions(driver, database),
+        read_item_side(driver, database),
+        k=cfg.top_k,
+        random_seed=cfg.random_seed,
+        threads=cfg.rank.threads,
+        progress=progress,
+        negatives=cfg.rank.negatives,
+        max_cases=cfg.rank.cases_per_cut,
+        max_positives=cfg.rank.positives_per_cut,
+    )
     report.written = write_rank_lists(driver, lists, database, progress=progress)
     if bump:
         bump_data_version(driver, "rank", database)
@@ -92,14 +134,29 @@ def eges_state_path(artifacts: Path) -> Path:
     return Path(artifacts) / "eges" / "state.pt"
 
 
-def train_embeddings(driver, cfg: PipelineConfig, artifacts: Path, database: str = "neo4j", progress: bool = True,
-                     warm_start: EGESState | None = None):
+def train_embeddings(
+    driver,
+    cfg: PipelineConfig,
+    artifacts: Path,
+    database: str = "neo4j",
+    progress: bool = True,
+    warm_start: EGESState | None = None,
+):
     """Walks + EGES on the exported graph, vectors to Neo4j and Faiss; the model's tables are kept in
     ``artifacts/eges/state.pt`` for a later warm start (``warm_start``, used by :func:`refresh`)."""
     g = export_graph(driver, database)
     with torch_threads(cfg.torch_threads):
-        res = train_item_vectors(g.transitions, g.side, g.sessions, g.booked, random_seed=cfg.random_seed,
-                                 progress=progress, item_ids=g.item_ids, warm_start=warm_start, **asdict(cfg.eges))
+        res = train_item_vectors(
+            g.transitions,
+            g.side,
+            g.sessions,
+            g.booked,
+            random_seed=cfg.random_seed,
+            progress=progress,
+            item_ids=g.item_ids,
+            warm_start=warm_start,
+            **asdict(cfg.eges),
+        )
     write_embeddings(driver, g.item_ids, res.embeddings, res.cold, database=database)
     index = ItemVectorIndex(g.item_ids, res.embeddings)
     faiss_dir = index.save(artifacts / "faiss")
@@ -195,17 +252,29 @@ def refresh(
     t = time.perf_counter()
     old_basis = basis_frame(driver, database) if settings is not None else None
     for path, fmt in datasets:
-        out.ingest.append(ingest_events(driver, path, fmt, reject_dir=reject_dir, database=database, progress=progress,
-                                        **ingest_options))
+        out.ingest.append(
+            ingest_events(
+                driver, path, fmt, reject_dir=reject_dir, database=database, progress=progress, **ingest_options
+            )
+        )
     out.seconds["ingest"] = time.perf_counter() - t
     t = time.perf_counter()
     if settings is None:
         logger.warning("refresh: no stored SWING/COOC settings (the graph was never scored); computing them in full")
         compute_scores(driver, cfg, database, progress)
     else:
-        out.scores = refresh_scores(driver, old_basis, alpha=settings["alpha"], k=settings["k"], iuf=settings["iuf"],
-                                    basis=_basis(settings), database=database, progress=progress,
-                                    engine=cfg.scores.engine, threads=cfg.scores.threads)
+        out.scores = refresh_scores(
+            driver,
+            old_basis,
+            alpha=settings["alpha"],
+            k=settings["k"],
+            iuf=settings["iuf"],
+            basis=_basis(settings),
+            database=database,
+            progress=progress,
+            engine=cfg.scores.engine,
+            threads=cfg.scores.threads,
+        )
     out.seconds["scores"] = time.perf_counter() - t
     if cfg.rank.enabled:  # refit in full: it is cheap next to the scores
         t = time.perf_counter()

@@ -29,11 +29,19 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
         return read_data_version(driver, settings.database)
 
     def load():  # one worker reads Neo4j and saves; every worker maps the saved arrays (one copy in memory)
-        return shared_snapshot(snapshot_dir, read_data_key(driver, settings.database),
-                               lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir, settings.database), faiss_dir)
+        return shared_snapshot(
+            snapshot_dir,
+            read_data_key(driver, settings.database),
+            lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir, settings.database),
+            faiss_dir,
+        )
 
-    retriever = ResilientRetriever(load, probe, probe_every=float(os.environ.get("GRAPHRECALL_PROBE_SECONDS", "5")),
-                                   fallback=lambda: SnapshotRetriever.load(snapshot_dir, faiss_dir))
+    retriever = ResilientRetriever(
+        load,
+        probe,
+        probe_every=float(os.environ.get("GRAPHRECALL_PROBE_SECONDS", "5")),
+        fallback=lambda: SnapshotRetriever.load(snapshot_dir, faiss_dir),
+    )
     if os.environ.get("GRAPHRECALL_BLEND"):
         retriever.blend_config = BlendConfig.parse(os.environ["GRAPHRECALL_BLEND"])  # overrides a tuned one
     logger.info("blend channel: %s (%s)", retriever.blend_config, retriever.blend_source)

@@ -65,12 +65,37 @@ def free_port() -> int:
 
 def start_server(snapshot: Path, faiss_dir: Path, workers: int) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = dict(os.environ, GRAPHRECALL_SNAPSHOT_DIR=str(snapshot), GRAPHRECALL_FAISS_DIR=str(faiss_dir),
-               GRAPHRECALL_ACCESS_LOG="0", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "graphrecall.app.serve:app_from_saved_snapshot", "--factory",
-                             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-                             "--log-level", "warning", "--no-access-log", "--loop", "uvloop", "--http", "httptools"],
-                            env=env, cwd=str(ROOT))
+    env = dict(
+        os.environ,
+        GRAPHRECALL_SNAPSHOT_DIR=str(snapshot),
+        GRAPHRECALL_FAISS_DIR=str(faiss_dir),
+        GRAPHRECALL_ACCESS_LOG="0",
+        OMP_NUM_THREADS="1",
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "graphrecall.app.serve:app_from_saved_snapshot",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+        ],
+        env=env,
+        cwd=str(ROOT),
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         try:
@@ -151,12 +176,17 @@ async def open_loop(port: int, paths: list[bytes], rate: float, seconds: float, 
     for _, w, _ in idle:
         w.close()
     done = lat[~np.isnan(lat)] * 1000
-    return {"target_rate": rate, "sent": n, "answered": int(len(done)), "errors": sum(kinds.values()),
-            "error_kinds": kinds,
-            "achieved_rate": len(done) / wall,
-            "p50_ms": float(np.percentile(done, 50)) if len(done) else None,
-            "p99_ms": float(np.percentile(done, 99)) if len(done) else None,
-            "max_ms": float(done.max()) if len(done) else None}
+    return {
+        "target_rate": rate,
+        "sent": n,
+        "answered": int(len(done)),
+        "errors": sum(kinds.values()),
+        "error_kinds": kinds,
+        "achieved_rate": len(done) / wall,
+        "p50_ms": float(np.percentile(done, 50)) if len(done) else None,
+        "p99_ms": float(np.percentile(done, 99)) if len(done) else None,
+        "max_ms": float(done.max()) if len(done) else None,
+    }
 
 
 def main(argv=None) -> int:
@@ -186,8 +216,9 @@ def main(argv=None) -> int:
         picks = rng.choice(items, size=200_000)
         from urllib.parse import quote
 
-        paths = [f"/i2i/{quote(i, safe='')}?k=10&channel={CHANNELS[n % len(CHANNELS)]}".encode()
-                 for n, i in enumerate(picks)]
+        paths = [
+            f"/i2i/{quote(i, safe='')}?k=10&channel={CHANNELS[n % len(CHANNELS)]}".encode() for n, i in enumerate(picks)
+        ]
         for workers in args.workers:
             proc, port = start_server(snapshot, faiss_dir, workers)
             try:
@@ -196,15 +227,26 @@ def main(argv=None) -> int:
                     r = asyncio.run(open_loop(port, paths, rate, args.seconds))
                     r["workers"] = workers
                     rows.append(r)
-                    logger.info("workers=%d rate=%g: achieved %.0f/s, p50 %.2f ms, p99 %.2f ms, %d errors", workers,
-                                rate, r["achieved_rate"], r["p50_ms"] or -1, r["p99_ms"] or -1, r["errors"])
+                    logger.info(
+                        "workers=%d rate=%g: achieved %.0f/s, p50 %.2f ms, p99 %.2f ms, %d errors",
+                        workers,
+                        rate,
+                        r["achieved_rate"],
+                        r["p50_ms"] or -1,
+                        r["p99_ms"] or -1,
+                        r["errors"],
+                    )
             finally:
                 proc.terminate()
                 proc.wait(timeout=30)
-    print(f"{'workers':>7s} {'target/s':>9s} {'achieved/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}")
+    print(
+        f"{'workers':>7s} {'target/s':>9s} {'achieved/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}"
+    )
     for r in rows:
-        print(f"{r['workers']:7d} {r['target_rate']:9.0f} {r['achieved_rate']:11.0f} {r['p50_ms']:8.2f} "
-              f"{r['p99_ms']:8.2f} {r['max_ms']:8.1f} {r['errors']:7d}")
+        print(
+            f"{r['workers']:7d} {r['target_rate']:9.0f} {r['achieved_rate']:11.0f} {r['p50_ms']:8.2f} "
+            f"{r['p99_ms']:8.2f} {r['max_ms']:8.1f} {r['errors']:7d}"
+        )
     out = {"machine_cores": os.cpu_count(), "seconds_per_rate": args.seconds, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
     write_result(args.out / "api_load.json", out)

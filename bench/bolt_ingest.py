@@ -21,11 +21,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import counts, parser  # noqa: E402
-from common import write_result  # noqa: E402
-from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
+from common import (  # noqa: E402
+    counts,
+    parser,
+    write_result,  # noqa: E402
+)
 from common import server as bench_instance  # noqa: E402
 from graphrecall.app.pipeline import reset_graph  # noqa: E402
+from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
 from graphrecall.ingest.synthetic import generate_rees46  # noqa: E402
 from graphrecall.ingest.writer import ingest_events  # noqa: E402
 
@@ -42,11 +45,17 @@ def main(argv=None) -> int:
     p = parser(__doc__)
     p.add_argument("--users", type=int, default=12000, help="users in the generated log (12,000: about 270k events)")
     p.add_argument("--log", type=Path, help="a REES46-format log to load instead of a generated one")
-    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="writer counts to time (the first is the baseline)")
+    p.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2], help="writer counts to time (the first is the baseline)"
+    )
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (medians are reported)")
     p.add_argument("--batch-size", type=int, default=5000, help="rows per transaction")
-    p.add_argument("--max-events-in-memory", type=int, default=2_000_000,
-                   help="below the log's events, the log goes to disk and is written in user groups (that path)")
+    p.add_argument(
+        "--max-events-in-memory",
+        type=int,
+        default=2_000_000,
+        help="below the log's events, the log goes to disk and is written in user groups (that path)",
+    )
     p.add_argument("--out", type=Path, help="also write the JSON result here")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
@@ -65,24 +74,43 @@ def main(argv=None) -> int:
             for w in args.workers:
                 reset_graph(driver)
                 t0 = time.perf_counter()
-                rep = ingest_events(driver, log, "rees46", reject_dir=tmp, progress=False, batch_size=args.batch_size,
-                                    workers=w, max_events_in_memory=args.max_events_in_memory)
+                rep = ingest_events(
+                    driver,
+                    log,
+                    "rees46",
+                    reject_dir=tmp,
+                    progress=False,
+                    batch_size=args.batch_size,
+                    workers=w,
+                    max_events_in_memory=args.max_events_in_memory,
+                )
                 seconds[w].append(time.perf_counter() - t0)
                 events = rep.lines_ok
                 graphs[w] = fingerprint(driver)
-                print(f"round {r + 1}, {w} writer(s): {seconds[w][-1]:.1f} s ({events / seconds[w][-1]:,.0f} events/s)",
-                      flush=True)
+                print(
+                    f"round {r + 1}, {w} writer(s): {seconds[w][-1]:.1f} s ({events / seconds[w][-1]:,.0f} events/s)",
+                    flush=True,
+                )
         reset_graph(driver)
     base = args.workers[0]
     same = all(g == graphs[base] for g in graphs.values())
-    out = {"log": str(args.log) if args.log else f"generated, {args.users} users", "events": events,
-           "batch_size": args.batch_size, "max_events_in_memory": args.max_events_in_memory, "rounds": args.rounds, "seconds": {str(w): s for w, s in seconds.items()},
-           "median_events_per_s": {str(w): events / statistics.median(s) for w, s in seconds.items()},
-           "ratio_to_first": {str(w): statistics.median(seconds[base]) / statistics.median(s) for w, s in seconds.items()},
-           "same_graph": same, "graph": graphs[base]}
+    out = {
+        "log": str(args.log) if args.log else f"generated, {args.users} users",
+        "events": events,
+        "batch_size": args.batch_size,
+        "max_events_in_memory": args.max_events_in_memory,
+        "rounds": args.rounds,
+        "seconds": {str(w): s for w, s in seconds.items()},
+        "median_events_per_s": {str(w): events / statistics.median(s) for w, s in seconds.items()},
+        "ratio_to_first": {str(w): statistics.median(seconds[base]) / statistics.median(s) for w, s in seconds.items()},
+        "same_graph": same,
+        "graph": graphs[base],
+    }
     for w in args.workers:
-        print(f"{w} writer(s): median {statistics.median(seconds[w]):.1f} s, {out['median_events_per_s'][str(w)]:,.0f} "
-              f"events/s, {out['ratio_to_first'][str(w)]:.2f}x {base} writer(s)")
+        print(
+            f"{w} writer(s): median {statistics.median(seconds[w]):.1f} s, {out['median_events_per_s'][str(w)]:,.0f} "
+            f"events/s, {out['ratio_to_first'][str(w)]:.2f}x {base} writer(s)"
+        )
     print(f"same graph for every writer count: {same}")
     print(json.dumps(out))
     if args.out:

@@ -24,14 +24,12 @@ import time
 from pathlib import Path
 
 from common import counts, parser, write_result  # noqa: E402
-from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
 from common import server as bench_instance  # noqa: E402
 from graphrecall.app.pipeline import reset_graph  # noqa: E402
+from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
 from graphrecall.ingest.bulk import bulk_import  # noqa: E402
 from graphrecall.ingest.synthetic import generate_rees46  # noqa: E402
 from graphrecall.ingest.writer import ingest_events  # noqa: E402
-
-
 
 
 def compare_readers(log: Path) -> dict:
@@ -47,8 +45,15 @@ def compare_readers(log: Path) -> dict:
     cols, cols_side = read_event_columns(log, "rees46", RejectSink(log, None))
     t_cols = time.perf_counter() - t0
     same = rows_side == cols_side and all(list(rows[c]) == list(cols[c]) for c in rows.columns)
-    return {"events": len(cols), "row_seconds": t_rows, "columnar_seconds": t_cols, "row_events_per_s": len(rows) / t_rows,
-            "columnar_events_per_s": len(cols) / t_cols, "speedup": t_rows / t_cols, "same": same}
+    return {
+        "events": len(cols),
+        "row_seconds": t_rows,
+        "columnar_seconds": t_cols,
+        "row_events_per_s": len(rows) / t_rows,
+        "columnar_events_per_s": len(cols) / t_cols,
+        "speedup": t_rows / t_cols,
+        "same": same,
+    }
 
 
 def main(argv=None) -> int:
@@ -64,8 +69,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         log = args.log or generate_rees46(Path(tmp) / "gen.csv", n_users=args.users, random_seed=0)
         reader = compare_readers(log)
-        print(f"reader: rows {reader['row_events_per_s']:,.0f} events/s, columnar {reader['columnar_events_per_s']:,.0f} "
-              f"events/s: {reader['speedup']:.1f}x; same events, side info and rejects: {reader['same']}")
+        print(
+            f"reader: rows {reader['row_events_per_s']:,.0f} events/s, columnar {reader['columnar_events_per_s']:,.0f} "
+            f"events/s: {reader['speedup']:.1f}x; same events, side info and rejects: {reader['same']}"
+        )
         bolt_s, bolt_counts = None, None
         if not args.bulk_only:
             bolt = bench_instance().start()
@@ -89,15 +96,30 @@ def main(argv=None) -> int:
             bulk_counts = counts(driver)
         bulk.stop()
     n = rep.lines_ok
-    out = {"log": str(args.log) if args.log else f"generated, {args.users} users", "reader": reader, "events": n,
-           "bulk_seconds": bulk_s, "bulk_events_per_s": n / bulk_s, "bulk_phases_seconds": phases, "counts": bulk_counts}
-    print(f"{n} events, bulk {bulk_s:.1f} s ({n / bulk_s:,.0f} events/s end to end): "
-          + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items()))
+    out = {
+        "log": str(args.log) if args.log else f"generated, {args.users} users",
+        "reader": reader,
+        "events": n,
+        "bulk_seconds": bulk_s,
+        "bulk_events_per_s": n / bulk_s,
+        "bulk_phases_seconds": phases,
+        "counts": bulk_counts,
+    }
+    print(
+        f"{n} events, bulk {bulk_s:.1f} s ({n / bulk_s:,.0f} events/s end to end): "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in phases.items())
+    )
     if bolt_s is not None:
-        out.update(bolt_seconds=bolt_s, bolt_events_per_s=n / bolt_s, bulk_speedup=bolt_s / bulk_s,
-                   same_counts=bolt_counts == bulk_counts)
-        print(f"Bolt {bolt_s:.1f} s ({n / bolt_s:,.0f} events/s): bulk {out['bulk_speedup']:.1f}x; same counts: "
-              f"{out['same_counts']}")
+        out.update(
+            bolt_seconds=bolt_s,
+            bolt_events_per_s=n / bolt_s,
+            bulk_speedup=bolt_s / bulk_s,
+            same_counts=bolt_counts == bulk_counts,
+        )
+        print(
+            f"Bolt {bolt_s:.1f} s ({n / bolt_s:,.0f} events/s): bulk {out['bulk_speedup']:.1f}x; same counts: "
+            f"{out['same_counts']}"
+        )
     print(json.dumps(out))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

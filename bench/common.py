@@ -23,8 +23,15 @@ from graphrecall.app.neo4j import local_neo4j
 from graphrecall.ingest.formats import RejectSink, read_events, read_items
 from graphrecall.ingest.sessions import events_frame, session_rows
 from graphrecall.query.data import Catalogue, matrix_lists, next_item_cases, transition_matrix
-from graphrecall.query.evaluate.protocol import (K, SIDE_MATCH_WEIGHTS, case_masks, covisit_lists, score_lists,
-                                                 side_popularity_lists, summarize)
+from graphrecall.query.evaluate.protocol import (
+    SIDE_MATCH_WEIGHTS,
+    K,
+    case_masks,
+    covisit_lists,
+    score_lists,
+    side_popularity_lists,
+    summarize,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -40,15 +47,18 @@ BENCH_INSTANCE = dict(name="bench", bolt_port=27687, http_port=27474, heap="2g",
 def data_file(path: Path) -> Path:
     """``path``, or an error that says where the shared data is expected and how to point elsewhere."""
     if not Path(path).exists():
-        raise SystemExit(f"{path} not found: the benches read ../shared/data next to the repository; set "
-                         "GRAPHRECALL_SHARED_DATA to the folder that holds rees46/, taobao/ and ml-latest-small/")
+        raise SystemExit(
+            f"{path} not found: the benches read ../shared/data next to the repository; set "
+            "GRAPHRECALL_SHARED_DATA to the folder that holds rees46/, taobao/ and ml-latest-small/"
+        )
     return Path(path)
 
 
 def parser(doc: str) -> argparse.ArgumentParser:
     """An argument parser whose description is the docstring's first line and whose epilog is the docstring."""
-    return argparse.ArgumentParser(description=doc.split("\n")[0], epilog=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparse.ArgumentParser(
+        description=doc.split("\n")[0], epilog=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def server(**options):
@@ -78,11 +88,18 @@ def meta() -> dict:
         ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     except (ValueError, OSError, AttributeError):
         ram = None
-    return {"commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
-            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"cores": os.cpu_count(), "ram_gib": None if ram is None else round(ram, 1),
-                        "python": platform.python_version(), "platform": platform.platform()},
-            "command": " ".join([Path(sys.argv[0]).name and f"python bench/{Path(sys.argv[0]).name}", *sys.argv[1:]])}
+    return {
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "cores": os.cpu_count(),
+            "ram_gib": None if ram is None else round(ram, 1),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "command": " ".join([Path(sys.argv[0]).name and f"python bench/{Path(sys.argv[0]).name}", *sys.argv[1:]]),
+    }
 
 
 def write_result(path: Path, result, indent: int = 1) -> Path:
@@ -135,9 +152,12 @@ def baselines(d: Data) -> dict[str, dict]:
     catpop = side_popularity_lists(d.cat, d.queries)
     side = side_popularity_lists(d.cat, d.queries, weights=SIDE_MATCH_WEIGHTS)
     trans = matrix_lists(transition_matrix(d.sessions, d.cat), d.cat.item_ids, K)
-    return {"popularity in category": catpop, "side-field match": side,
-            "co-visitation + category popularity": covisit_lists(trans, d.queries, fill=catpop),
-            "co-visitation + side-field match": covisit_lists(trans, d.queries, fill=side)}
+    return {
+        "popularity in category": catpop,
+        "side-field match": side,
+        "co-visitation + category popularity": covisit_lists(trans, d.queries, fill=catpop),
+        "co-visitation + side-field match": covisit_lists(trans, d.queries, fill=side),
+    }
 
 
 def counts(driver) -> dict:
@@ -145,5 +165,7 @@ def counts(driver) -> dict:
     with driver.session() as s:
         nodes = dict(s.run("MATCH (n) UNWIND labels(n) AS l RETURN l, count(*)").values())
         rels = dict(s.run("MATCH ()-[r]->() RETURN type(r), count(*)").values())
-    return {"nodes": {k: nodes[k] for k in sorted(nodes) if k not in ("DataVersion", "SchemaVersion")},
-            "relationships": {k: rels[k] for k in sorted(rels)}}
+    return {
+        "nodes": {k: nodes[k] for k in sorted(nodes) if k not in ("DataVersion", "SchemaVersion")},
+        "relationships": {k: rels[k] for k in sorted(rels)},
+    }

@@ -17,20 +17,23 @@ eges channel's NDCG@20 (all cases) and HR@20 (warm, cold) as mean ± sd over see
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict
 import logging
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from common import Data, load  # noqa: E402
-from common import write_result  # noqa: E402
+from common import (  # noqa: E402
+    Data,
+    load,
+    write_result,  # noqa: E402
+)
 from graphrecall.common.threads import torch_threads  # noqa: E402
+from graphrecall.query.channels.eges import eges_vectors
 from graphrecall.query.config import PipelineConfig  # noqa: E402
 from graphrecall.query.evaluate.protocol import K, build_retriever, served_lists, temporal_split  # noqa: E402
-from graphrecall.query.channels.eges import eges_vectors
 
 logger = logging.getLogger("bench.eges_optimizer")
 VARIANTS = {
@@ -65,22 +68,40 @@ def main(argv=None) -> int:
             for seed in args.seeds:
                 t0 = time.perf_counter()
                 with torch_threads(cfg.torch_threads):
-                    retriever.vectors = eges_vectors(val.sessions, val.cat, {**asdict(cfg.eges), **VARIANTS[label]}, seed)
+                    retriever.vectors = eges_vectors(
+                        val.sessions, val.cat, {**asdict(cfg.eges), **VARIANTS[label]}, seed
+                    )
                 secs = time.perf_counter() - t0
                 s, _, _ = val.evaluate(served_lists(retriever, val.queries, "eges"))
-                runs.append({"ndcg_all": s["all"][f"ndcg@{K}"], "hr_warm": s["warm"][f"hr@{K}"],
-                             "hr_cold": s["cold"][f"hr@{K}"], "seconds": secs})
+                runs.append(
+                    {
+                        "ndcg_all": s["all"][f"ndcg@{K}"],
+                        "hr_warm": s["warm"][f"hr@{K}"],
+                        "hr_cold": s["cold"][f"hr@{K}"],
+                        "seconds": secs,
+                    }
+                )
                 logger.info("%s %s seed %d: %s", name, label, seed, runs[-1])
-            res[label] = {k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs])))
-                          for k in runs[0]}
-        out[name] = {"validation_cases": int(len(val.cases)), "warm": int(val.masks["warm"].sum()),
-                     "cold": int(val.masks["cold"].sum()), "variants": res}
-        print(f"\n{name} validation ({out[name]['validation_cases']} cases, {out[name]['warm']} warm, "
-              f"{out[name]['cold']} cold), seeds {args.seeds}")
+            res[label] = {
+                k: (float(np.mean([r[k] for r in runs])), float(np.std([r[k] for r in runs]))) for k in runs[0]
+            }
+        out[name] = {
+            "validation_cases": int(len(val.cases)),
+            "warm": int(val.masks["warm"].sum()),
+            "cold": int(val.masks["cold"].sum()),
+            "variants": res,
+        }
+        print(
+            f"\n{name} validation ({out[name]['validation_cases']} cases, {out[name]['warm']} warm, "
+            f"{out[name]['cold']} cold), seeds {args.seeds}"
+        )
         print(f"| variant | NDCG@{K} all | HR@{K} warm | HR@{K} cold | train s |\n|---|---|---|---|---|")
         for label, r in res.items():
-            print(f"| {label} | " + " | ".join(f"{r[k][0]:.4f} ± {r[k][1]:.4f}" for k in ("ndcg_all", "hr_warm", "hr_cold"))
-                  + f" | {r['seconds'][0]:.0f} |")
+            print(
+                f"| {label} | "
+                + " | ".join(f"{r[k][0]:.4f} ± {r[k][1]:.4f}" for k in ("ndcg_all", "hr_warm", "hr_cold"))
+                + f" | {r['seconds'][0]:.0f} |"
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out, out)
     return 0

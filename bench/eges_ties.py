@@ -11,9 +11,9 @@ and NDCG@20 are compared case by case (paired). Taobao has no prices, so nothing
 
 from __future__ import annotations
 
-from dataclasses import asdict
 import logging
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -37,15 +37,16 @@ def main(argv=None) -> int:
 
     from common import Data, load
     from graphrecall.app.pipeline import PipelineConfig
-    from graphrecall.query.evaluate.protocol import K, build_retriever, paired_interval, served_lists, temporal_split
     from graphrecall.query.channels.eges import eges_vectors
+    from graphrecall.query.evaluate.protocol import K, build_retriever, paired_interval, served_lists, temporal_split
     from graphrecall.query.serve.retriever import BlendConfig
 
     df, item_side = load("rees46")
     val = Data(temporal_split(temporal_split(df).train), item_side)  # validation: the split inside training
     cfg = PipelineConfig()
-    retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, cfg,
-                                   channels=("swing", "cooc", "trans", "side", "rank"))
+    retriever, _ = build_retriever(
+        val.split.train, val.sessions, val.cat, cfg, channels=("swing", "cooc", "trans", "side", "rank")
+    )
     retriever.blend_config = BlendConfig.parse(BLEND)
 
     served = type(retriever)._eges
@@ -63,8 +64,13 @@ def main(argv=None) -> int:
                 summary, hit, ndcg = val.evaluate(served_lists(retriever, val.queries, channel))
                 rows.setdefault((channel, way), []).append((summary, hit, ndcg))
         type(retriever)._eges = served
-    out = {"split": "REES46 head17k validation", "cases": int(len(val.cases)), "blend": BLEND, "seeds": args.seeds,
-           "rows": []}
+    out = {
+        "split": "REES46 head17k validation",
+        "cases": int(len(val.cases)),
+        "blend": BLEND,
+        "seeds": args.seeds,
+        "rows": [],
+    }
     for channel in ("eges", "blend"):
         for way in ("tie-break", "Faiss order"):
             runs = rows[(channel, way)]
@@ -74,8 +80,10 @@ def main(argv=None) -> int:
                     vals = [r[0][subset][metric] for r in runs]
                     row[f"{subset} {metric}"] = [float(np.mean(vals)), float(np.std(vals))]
             out["rows"].append(row)
-            print(f"{channel:6s} {way:12s} " + "  ".join(f"{k} {v[0]:.4f}±{v[1]:.4f}" for k, v in row.items()
-                                                           if isinstance(v, list)))
+            print(
+                f"{channel:6s} {way:12s} "
+                + "  ".join(f"{k} {v[0]:.4f}±{v[1]:.4f}" for k, v in row.items() if isinstance(v, list))
+            )
         a = np.concatenate([r[2] for r in rows[(channel, "tie-break")]])
         b = np.concatenate([r[2] for r in rows[(channel, "Faiss order")]])
         mean, lo, hi = paired_interval(a, b)

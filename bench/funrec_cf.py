@@ -36,10 +36,10 @@ import scipy.sparse as sp
 
 from graphrecall.embed.eges import EGES, SideInfo  # noqa: E402
 from graphrecall.embed.index import ItemVectorIndex  # noqa: E402
-from graphrecall.query.serve.retriever import DEFAULT_BLEND, BlendConfig, Neighbours  # noqa: E402
-from graphrecall.query.serve.retriever import blend as retriever_blend  # noqa: E402
 from graphrecall.ingest.sessions import session_ids  # noqa: E402
 from graphrecall.query.scoring.reference import cooc_sparse, swing_sparse  # noqa: E402
+from graphrecall.query.serve.retriever import DEFAULT_BLEND, BlendConfig, Neighbours  # noqa: E402
+from graphrecall.query.serve.retriever import blend as retriever_blend  # noqa: E402
 from graphrecall.walkers.walk import random_walks  # noqa: E402
 
 logger = logging.getLogger("bench.funrec")
@@ -58,7 +58,7 @@ def train_test_split_rows(n: int, test_size: float = 0.2, random_state: int = 42
     n_test = int(np.ceil(test_size * n))
     n_train = n - n_test
     perm = np.random.RandomState(random_state).permutation(n)
-    return perm[n_test:n_test + n_train], perm[:n_test]
+    return perm[n_test : n_test + n_train], perm[:n_test]
 
 
 def load_split(data: Path):
@@ -94,8 +94,9 @@ def topk_lists_to_matrix(item_ids, lists: dict[str, tuple[list[str], list[float]
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
 
 
-def evaluate(scores: np.ndarray, hist: sp.csr_matrix, truth: list[set[int]], ks=(5, 10),
-             per_user: bool = False) -> dict:
+def evaluate(
+    scores: np.ndarray, hist: sp.csr_matrix, truth: list[set[int]], ks=(5, 10), per_user: bool = False
+) -> dict:
     """scores: users x items; hist rows are excluded; truth: relevant item indices per user.
 
     Ties rank the lower item index first. ``per_user=True`` returns each metric as an array
@@ -118,12 +119,14 @@ def evaluate(scores: np.ndarray, hist: sp.csr_matrix, truth: list[set[int]], ks=
             h = hits[:k]
             out[f"hr@{k}"][u] = float(h.any())
             out[f"p@{k}"][u] = h.sum() / max(1, min(k, len(rec)))
-        ideal = disc[:min(10, len(truth[u]))].sum()
-        out["ndcg@10"][u] = float((hits[:10] * disc[:len(hits[:10])]).sum() / ideal) if ideal else 0.0
+        ideal = disc[: min(10, len(truth[u]))].sum()
+        out["ndcg@10"][u] = float((hits[:10] * disc[: len(hits[:10])]).sum() / ideal) if ideal else 0.0
     return out if per_user else {k: float(v.mean()) for k, v in out.items()}
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, random_seed: int = 0) -> tuple[float, float, float]:
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, random_seed: int = 0
+) -> tuple[float, float, float]:
     """Mean of ``a - b`` over users and its 95% percentile interval, resampling users with replacement."""
     d = np.asarray(a, float) - np.asarray(b, float)
     rng = np.random.default_rng(random_seed)
@@ -132,7 +135,9 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, random_se
     return float(d.mean()), float(lo), float(hi)
 
 
-def usercf_scores(hist_all: sp.csr_matrix, rows: np.ndarray, k_neighbors: int = 20, min_similarity: float = 0.1) -> np.ndarray:
+def usercf_scores(
+    hist_all: sp.csr_matrix, rows: np.ndarray, k_neighbors: int = 20, min_similarity: float = 0.1
+) -> np.ndarray:
     """Reference UserCF as FunRec describes it (not a graphrecall channel): cosine user similarity
     ``|N(u) & N(v)| / sqrt(|N(u)||N(v)|)``, similarities below ``min_similarity`` dropped, each user's
     ``k_neighbors`` most similar users vote for their items with their similarity."""
@@ -152,12 +157,12 @@ def cypher_lists(train: pd.DataFrame, alpha: float, max_items_per_user: int, max
     """Swing and ItemCF top-20 lists computed by the Cypher path on a local Neo4j (instance 'bench')."""
     import tempfile
 
-    from graphrecall.graph_schema.schema import apply_schema
     from common import server as bench_instance
     from graphrecall.app.pipeline import reset_graph
+    from graphrecall.graph_schema.schema import apply_schema
+    from graphrecall.graph_schema.store.lists import read_top_lists
     from graphrecall.ingest.writer import ingest_events
     from graphrecall.query.scoring.cypher import BasisParams, compute_cooc, compute_swing
-    from graphrecall.graph_schema.store.lists import read_top_lists
 
     server = bench_instance().start()
     lists = {}
@@ -199,8 +204,17 @@ def memory_lists(train: pd.DataFrame, alpha: float):
     return lists
 
 
-def eges_vectors(train: pd.DataFrame, movies: pd.DataFrame, item_ids, random_seed: int = 0, epochs: int = 3,
-                 session_gap: int | None = None, walk_length: int = 10, walks_per_node: int = 5, window: int = 3):
+def eges_vectors(
+    train: pd.DataFrame,
+    movies: pd.DataFrame,
+    item_ids,
+    random_seed: int = 0,
+    epochs: int = 3,
+    session_gap: int | None = None,
+    walk_length: int = 10,
+    walks_per_node: int = 5,
+    window: int = 3,
+):
     """EGES on walks over the rating-sequence transition graph; side info = genres.
 
     ``session_gap=None`` keeps each user's whole history as one sequence (MovieLens ratings come in
@@ -219,12 +233,26 @@ def eges_vectors(train: pd.DataFrame, movies: pd.DataFrame, item_ids, random_see
     walks = random_walks(g, walk_length=walk_length, walks_per_node=walks_per_node, random_seed=random_seed)
     gen = dict(zip(movies["movieId"].astype(str), movies["genres"]))
     genres = [gen.get(str(i), "").split("|") for i in item_ids]
-    side = SideInfo.from_columns({
-        "genre1": [g[0] if g and g[0] else None for g in genres],
-        "genres": ["|".join(sorted(g)) if g and g[0] else None for g in genres],
-    })
-    res = EGES(dim=64, window=window, epochs=epochs, batch_size=2048, lr=0.02, optimizer="adam", market_field="genre1",
-               market_negatives=0, booked_context=False, shrink_window=False, random_seed=random_seed, progress=False).fit(walks, side)
+    side = SideInfo.from_columns(
+        {
+            "genre1": [g[0] if g and g[0] else None for g in genres],
+            "genres": ["|".join(sorted(g)) if g and g[0] else None for g in genres],
+        }
+    )
+    res = EGES(
+        dim=64,
+        window=window,
+        epochs=epochs,
+        batch_size=2048,
+        lr=0.02,
+        optimizer="adam",
+        market_field="genre1",
+        market_negatives=0,
+        booked_context=False,
+        shrink_window=False,
+        random_seed=random_seed,
+        progress=False,
+    ).fit(walks, side)
     return res.embeddings
 
 
@@ -247,9 +275,10 @@ def make_split(train: pd.DataFrame, test: pd.DataFrame) -> Split:
     index = {i: n for n, i in enumerate(item_ids)}
     every = sorted(set(train["userId"]))
     uindex = {u: n for n, u in enumerate(every)}
-    all_users = sp.csr_matrix((np.ones(len(train)), ([uindex[u] for u in train["userId"]],
-                                                     [index[str(i)] for i in train["movieId"]])),
-                              shape=(len(every), len(item_ids)))
+    all_users = sp.csr_matrix(
+        (np.ones(len(train)), ([uindex[u] for u in train["userId"]], [index[str(i)] for i in train["movieId"]])),
+        shape=(len(every), len(item_ids)),
+    )
     all_users.data[:] = 1.0
     rows = np.array([uindex[u] for u in users])
     pos = {u: n for n, u in enumerate(users)}
@@ -265,16 +294,28 @@ RECALL_CHANNELS = ("swing", "cooc", "eges", "blend")
 EGES_GAPS = (None, 30 * 60)  # whole histories or 30-minute sessions, chosen on validation
 
 
-def channel_sims(split: Split, lists: dict, movies: pd.DataFrame, eges_epochs: int, random_seed: int,
-                 eges_gap: int | None = None) -> tuple[dict, np.ndarray]:
+def channel_sims(
+    split: Split, lists: dict, movies: pd.DataFrame, eges_epochs: int, random_seed: int, eges_gap: int | None = None
+) -> tuple[dict, np.ndarray]:
     """Item x item matrices of every channel: the five score lists plus EGES (Faiss top-20); and the
     EGES vectors."""
     item_ids = split.item_ids
-    sims = {ch: topk_lists_to_matrix(item_ids, lists[ch], NEIGHBOURS)
-            for ch in ("swing", "swing_norm", "cooc", "cooc_iuf", "cooc_iuf_norm")}
+    sims = {
+        ch: topk_lists_to_matrix(item_ids, lists[ch], NEIGHBOURS)
+        for ch in ("swing", "swing_norm", "cooc", "cooc_iuf", "cooc_iuf_norm")
+    }
     t0 = time.perf_counter()
-    vec = eges_vectors(split.train, movies, item_ids, random_seed, eges_epochs, session_gap=eges_gap, walks_per_node=5,
-                       walk_length=10, window=3)
+    vec = eges_vectors(
+        split.train,
+        movies,
+        item_ids,
+        random_seed,
+        eges_epochs,
+        session_gap=eges_gap,
+        walks_per_node=5,
+        walk_length=10,
+        window=3,
+    )
     idx = ItemVectorIndex(item_ids, vec)
     s, nb = idx.search(idx.vectors, NEIGHBOURS + 1)
     rows = np.repeat(np.arange(len(item_ids)), NEIGHBOURS + 1)
@@ -290,7 +331,9 @@ def channel_sims(split: Split, lists: dict, movies: pd.DataFrame, eges_epochs: i
     return sims, vec
 
 
-BLEND_GRID = [BlendConfig.of("score", cooc=1.0, swing=ws, eges=we) for ws in (0.0, 0.25, 0.5, 1.0) for we in (0.0, 0.25, 0.5)]
+BLEND_GRID = [
+    BlendConfig.of("score", cooc=1.0, swing=ws, eges=we) for ws in (0.0, 0.25, 0.5, 1.0) for we in (0.0, 0.25, 0.5)
+]
 BLEND_GRID.append(BlendConfig.of("rrf", cooc=1.0, swing=1.0, eges=1.0))
 
 
@@ -313,8 +356,14 @@ def blend(sims: dict, config: BlendConfig, k: int = NEIGHBOURS) -> sp.csr_matrix
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
 
 
-def choose_blend(train: pd.DataFrame, movies: pd.DataFrame, alpha: float, eges_epochs: int, random_seed: int,
-                 validation_seed: int = 1) -> tuple[BlendConfig, int | None, dict]:
+def choose_blend(
+    train: pd.DataFrame,
+    movies: pd.DataFrame,
+    alpha: float,
+    eges_epochs: int,
+    random_seed: int,
+    validation_seed: int = 1,
+) -> tuple[BlendConfig, int | None, dict]:
     """EGES's sequences and the blend weights, picked on a validation split carved from the training
     positives only.
 
@@ -328,7 +377,10 @@ def choose_blend(train: pd.DataFrame, movies: pd.DataFrame, alpha: float, eges_e
     by_gap = {}
     for gap in EGES_GAPS:
         sims, _ = channel_sims(inner, lists, movies, eges_epochs, random_seed, eges_gap=gap)
-        by_gap[gap] = (evaluate(np.asarray((inner.hist @ sims["eges"]).todense()), inner.hist, inner.truth)["ndcg@10"], sims)
+        by_gap[gap] = (
+            evaluate(np.asarray((inner.hist @ sims["eges"]).todense()), inner.hist, inner.truth)["ndcg@10"],
+            sims,
+        )
         logger.info("EGES with session gap %s: validation NDCG@10 %.4f", gap, by_gap[gap][0])
     gap = max(EGES_GAPS, key=lambda g: by_gap[g][0])
     sims = by_gap[gap][1]
@@ -341,8 +393,9 @@ def choose_blend(train: pd.DataFrame, movies: pd.DataFrame, alpha: float, eges_e
     return best, gap, table
 
 
-def served_recall(split: Split, vectors: np.ndarray, alpha: float, chosen: BlendConfig, depths=RECALL_DEPTHS,
-                  channels=RECALL_CHANNELS) -> dict:
+def served_recall(
+    split: Split, vectors: np.ndarray, alpha: float, chosen: BlendConfig, depths=RECALL_DEPTHS, channels=RECALL_CHANNELS
+) -> dict:
     """What ``POST /recall`` returns for each user's training positives, read through the API's own
     :meth:`SnapshotRetriever.recall` (lists row-normalised by their best score and summed, history
     excluded), at several list depths. Swing and cooc (IUF, as the pipeline stores it) come from the
@@ -354,8 +407,10 @@ def served_recall(split: Split, vectors: np.ndarray, alpha: float, chosen: Blend
 
     basis = {(str(u), str(i)) for u, i in zip(split.train["userId"], split.train["movieId"])}
     t0 = time.perf_counter()
-    deep = {"swing": topk_lists(swing_sparse(basis, alpha=alpha, k=max(depths))),
-            "cooc": topk_lists(cooc_sparse(basis, k=max(depths), iuf=True))}
+    deep = {
+        "swing": topk_lists(swing_sparse(basis, alpha=alpha, k=max(depths))),
+        "cooc": topk_lists(cooc_sparse(basis, k=max(depths), iuf=True)),
+    }
     build = time.perf_counter() - t0
     vectors = ItemVectorIndex(split.item_ids, vectors)
     index = {str(i): n for n, i in enumerate(split.item_ids)}
@@ -372,16 +427,31 @@ def served_recall(split: Split, vectors: np.ndarray, alpha: float, chosen: Blend
                 rec = snap.recall(items, k=10, channel=ch, depth=d)
                 scores[u, [index[i] for i in rec.ids]] = np.arange(len(rec), 0, -1)  # the served order
             per_user = evaluate(scores, split.hist, split.truth, per_user=True)
-            row[ch] = {"metrics": {m: float(v.mean()) for m, v in per_user.items()}, "per_user": per_user,
-                       "ms_per_recall": 1000 * (time.perf_counter() - t0) / len(hist)}
-            logger.info("recall depth %d %s: HR@10 %.4f (%.1f ms per user)", d, ch, row[ch]["metrics"]["hr@10"],
-                        row[ch]["ms_per_recall"])
+            row[ch] = {
+                "metrics": {m: float(v.mean()) for m, v in per_user.items()},
+                "per_user": per_user,
+                "ms_per_recall": 1000 * (time.perf_counter() - t0) / len(hist),
+            }
+            logger.info(
+                "recall depth %d %s: HR@10 %.4f (%.1f ms per user)",
+                d,
+                ch,
+                row[ch]["metrics"]["hr@10"],
+                row[ch]["ms_per_recall"],
+            )
         out[d] = row
     return out
 
 
-def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_users_per_item: int,
-        eges_epochs: int, random_seed: int) -> dict:
+def run(
+    data: Path,
+    backend: str,
+    alpha: float,
+    max_items_per_user: int,
+    max_users_per_item: int,
+    eges_epochs: int,
+    random_seed: int,
+) -> dict:
     train, test = load_split(data)
     split = make_split(train, test)
     logger.info("train %d, test %d positives; %d users with both", len(train), len(test), len(split.truth))
@@ -397,13 +467,19 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
     sims["blend"] = blend(sims, chosen)
     if chosen != DEFAULT_BLEND:
         sims["blend_api_default"] = blend(sims, DEFAULT_BLEND)
-    per_user = {ch: evaluate(np.asarray((split.hist @ m).todense()), split.hist, split.truth, per_user=True)
-                for ch, m in sims.items()}
+    per_user = {
+        ch: evaluate(np.asarray((split.hist @ m).todense()), split.hist, split.truth, per_user=True)
+        for ch, m in sims.items()
+    }
     # FunRec's UserCF, re-implemented as a reference, so that each channel can be compared with it user by user
     ref = evaluate(usercf_scores(split.all_users, split.rows), split.hist, split.truth, per_user=True)
-    paired = {ch: {metric: dict(zip(("diff", "lo", "hi"), paired_bootstrap(r[metric], ref[metric], random_seed=random_seed)))
-                   for metric in ("p@5", "hr@10")}
-              for ch, r in per_user.items()}
+    paired = {
+        ch: {
+            metric: dict(zip(("diff", "lo", "hi"), paired_bootstrap(r[metric], ref[metric], random_seed=random_seed)))
+            for metric in ("p@5", "hr@10")
+        }
+        for ch, r in per_user.items()
+    }
     mean = {ch: {k: float(v.mean()) for k, v in r.items()} for ch, r in per_user.items()}
     recall = served_recall(split, vectors, alpha, chosen)
     endpoint = {"lists_seconds_at_max_depth": recall.pop("lists_seconds_at_max_depth"), "depths": {}}
@@ -411,20 +487,34 @@ def run(data: Path, backend: str, alpha: float, max_items_per_user: int, max_use
         entry = {"list_entries": row.pop("list_entries")}
         for ch, r in row.items():
             pu = r["per_user"]
-            entry[ch] = {**r["metrics"], "ms_per_recall": r["ms_per_recall"],
-                         "vs_reference_usercf_hr@10": dict(zip(("diff", "lo", "hi"), paired_bootstrap(
-                             pu["hr@10"], ref["hr@10"], random_seed=random_seed)))}
+            entry[ch] = {
+                **r["metrics"],
+                "ms_per_recall": r["ms_per_recall"],
+                "vs_reference_usercf_hr@10": dict(
+                    zip(("diff", "lo", "hi"), paired_bootstrap(pu["hr@10"], ref["hr@10"], random_seed=random_seed))
+                ),
+            }
         endpoint["depths"][str(d)] = entry
-    return {"users": len(split.truth), "train": len(train), "test": len(test), "backend": backend, "channels": mean,
-            "blend": str(chosen), "blend_api_default": str(DEFAULT_BLEND), "eges_session_gap": eges_gap,
-            "validation": validation,
-            "reference_usercf": {k: float(v.mean()) for k, v in ref.items()},
-            "vs_reference_usercf": paired, "recall_endpoint": endpoint}
+    return {
+        "users": len(split.truth),
+        "train": len(train),
+        "test": len(test),
+        "backend": backend,
+        "channels": mean,
+        "blend": str(chosen),
+        "blend_api_default": str(DEFAULT_BLEND),
+        "eges_session_gap": eges_gap,
+        "validation": validation,
+        "reference_usercf": {k: float(v.mean()) for k, v in ref.items()},
+        "vs_reference_usercf": paired,
+        "recall_endpoint": endpoint,
+    }
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog=__doc__)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ml-latest-small folder (ratings.csv, movies.csv)")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.add_argument("--backend", choices=["neo4j", "memory"], default="neo4j", help="where Swing/ItemCF run")
@@ -434,17 +524,28 @@ def main(argv=None) -> int:
     p.add_argument("--eges-epochs", type=int, default=3)
     p.add_argument("--random-seed", type=int, default=0)
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.json else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
+    )
     logging.getLogger("neo4j").setLevel(logging.WARNING)
     logging.getLogger("faiss").setLevel(logging.WARNING)
     if not (args.data / "ratings.csv").exists():
         p.error(f"{args.data}/ratings.csv not found; pass --data pointing at ml-latest-small")
-    out = run(args.data, args.backend, args.alpha, args.max_items_per_user, args.max_users_per_item,
-              args.eges_epochs, args.random_seed)
+    out = run(
+        args.data,
+        args.backend,
+        args.alpha,
+        args.max_items_per_user,
+        args.max_users_per_item,
+        args.eges_epochs,
+        args.random_seed,
+    )
     out["published"] = PUBLISHED
     if not args.json:
         cols = ["hr@5", "hr@10", "p@5", "p@10", "ndcg@10"]
-        print(f"ml-latest-small, FunRec protocol: {out['users']} users, {out['train']} train / {out['test']} test positives")
+        print(
+            f"ml-latest-small, FunRec protocol: {out['users']} users, {out['train']} train / {out['test']} test positives"
+        )
         print(f"{'model':36s}" + "".join(f"{c:>9s}" for c in cols))
         for name, r in PUBLISHED.items():
             print(f"{'FunRec ' + name:36s}" + "".join(f"{r.get(c, float('nan')):9.4f}" for c in cols))
@@ -452,22 +553,32 @@ def main(argv=None) -> int:
         print(f"{'UserCF (re-implemented)':36s}" + "".join(f"{r[c]:9.4f}" for c in cols))
         for ch, r in out["channels"].items():
             print(f"{'graphrecall ' + ch:36s}" + "".join(f"{r[c]:9.4f}" for c in cols))
-        print(f"\nblend = {out['blend']} (query.retriever.blend, top-{NEIGHBOURS} per item), chosen by NDCG@10 "
-              f"on a validation split of the training positives; the API's default is {out['blend_api_default']}:")
+        print(
+            f"\nblend = {out['blend']} (query.retriever.blend, top-{NEIGHBOURS} per item), chosen by NDCG@10 "
+            f"on a validation split of the training positives; the API's default is {out['blend_api_default']}:"
+        )
         for name, r in out["validation"].items():
             print(f"  {name:34s}" + "".join(f"{r[c]:9.4f}" for c in cols))
-        print("\nPOST /recall through SnapshotRetriever.recall (row-normalised lists summed, history excluded), "
-              "by list depth:")
+        print(
+            "\nPOST /recall through SnapshotRetriever.recall (row-normalised lists summed, history excluded), "
+            "by list depth:"
+        )
         for d, entry in out["recall_endpoint"]["depths"].items():
             for ch in RECALL_CHANNELS:
                 r = entry[ch]
                 v = r["vs_reference_usercf_hr@10"]
-                print(f"  {'top-' + d + ' ' + ch:34s}" + "".join(f"{r[c]:9.4f}" for c in cols)
-                      + f"   HR@10 vs UserCF {v['diff']:+.4f} [{v['lo']:+.4f}, {v['hi']:+.4f}], {r['ms_per_recall']:.1f} ms/user")
+                print(
+                    f"  {'top-' + d + ' ' + ch:34s}"
+                    + "".join(f"{r[c]:9.4f}" for c in cols)
+                    + f"   HR@10 vs UserCF {v['diff']:+.4f} [{v['lo']:+.4f}, {v['hi']:+.4f}], {r['ms_per_recall']:.1f} ms/user"
+                )
             print(f"  {'':34s}{entry['list_entries']} swing+cooc list entries held")
         print("\nchannel - re-implemented UserCF, paired over users (mean, 95% bootstrap interval):")
         for ch, r in out["vs_reference_usercf"].items():
-            print(f"  {ch:34s}" + "".join(f"  {m} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" for m, d in r.items()))
+            print(
+                f"  {ch:34s}"
+                + "".join(f"  {m} {d['diff']:+.4f} [{d['lo']:+.4f}, {d['hi']:+.4f}]" for m, d in r.items())
+            )
     print(json.dumps(out))
     return 0
 

@@ -18,9 +18,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
-from common import parser, server as bench_instance  # noqa: E402
+from common import parser  # noqa: E402
+from common import server as bench_instance
 from graphrecall.app.pipeline import reset_graph  # noqa: E402
+from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
 from graphrecall.ingest.synthetic import generate_rees46  # noqa: E402
 from graphrecall.ingest.writer import ingest_events  # noqa: E402
 
@@ -44,8 +45,13 @@ def measure(driver, path: Path, max_events: int | None) -> dict:
         tracemalloc.stop()
     with driver.session() as s:
         counts = {k: s.run(q).single()[0] for k, q in COUNTS.items()}
-    return {"events": rep.lines_ok, "peak_mib": peak / 2**20, "seconds": seconds,
-            "events_per_s": rep.lines_ok / seconds, "counts": counts}
+    return {
+        "events": rep.lines_ok,
+        "peak_mib": peak / 2**20,
+        "seconds": seconds,
+        "events_per_s": rep.lines_ok / seconds,
+        "counts": counts,
+    }
 
 
 def main(argv=None) -> int:
@@ -63,15 +69,24 @@ def main(argv=None) -> int:
         disk = measure(driver, path, args.max_events_in_memory)
     if one["counts"] != disk["counts"]:
         raise SystemExit(f"graphs differ: in memory {one['counts']} vs on disk {disk['counts']}")
-    out = {"in_memory": one, "on_disk": disk, "max_events_in_memory": args.max_events_in_memory,
-           "ratio_peak_memory": one["peak_mib"] / disk["peak_mib"], "ratio_time": disk["seconds"] / one["seconds"]}
+    out = {
+        "in_memory": one,
+        "on_disk": disk,
+        "max_events_in_memory": args.max_events_in_memory,
+        "ratio_peak_memory": one["peak_mib"] / disk["peak_mib"],
+        "ratio_time": disk["seconds"] / one["seconds"],
+    }
     if not args.json:
         for name in ("in_memory", "on_disk"):
             r = out[name]
-            print(f"{name:15s} {r['events']:,} events  peak {r['peak_mib']:.1f} MiB  {r['seconds']:.1f} s "
-                  f"({r['events_per_s']:,.0f} events/s)")
-        print(f"on disk in user groups (max {args.max_events_in_memory:,} events in memory): peak memory "
-              f"{out['ratio_peak_memory']:.1f}x lower, time {out['ratio_time']:.2f}x; same graph counts {one['counts']}")
+            print(
+                f"{name:15s} {r['events']:,} events  peak {r['peak_mib']:.1f} MiB  {r['seconds']:.1f} s "
+                f"({r['events_per_s']:,.0f} events/s)"
+            )
+        print(
+            f"on disk in user groups (max {args.max_events_in_memory:,} events in memory): peak memory "
+            f"{out['ratio_peak_memory']:.1f}x lower, time {out['ratio_time']:.2f}x; same graph counts {one['counts']}"
+        )
     print(json.dumps(out))
     return 0
 

@@ -34,13 +34,20 @@ from pathlib import Path
 
 import numpy as np
 
-from common import parser, write_result  # noqa: E402
-from common import DATASETS, Data, baselines, load  # noqa: E402
+from common import DATASETS, Data, baselines, load, parser, write_result  # noqa: E402  # noqa: E402
 from graphrecall.app.pipeline import PipelineConfig  # noqa: E402
 from graphrecall.query.channels.eges import eges_vectors  # noqa: E402
-from graphrecall.query.evaluate.protocol import (K, blend_grid, blend_grid_lists,  # noqa: E402
-                                                 build_retriever, pad, paired_interval,
-                                                 served_lists, side_popularity_lists, temporal_split)
+from graphrecall.query.evaluate.protocol import (  # noqa: E402
+    K,
+    blend_grid,
+    blend_grid_lists,
+    build_retriever,
+    pad,
+    paired_interval,
+    served_lists,
+    side_popularity_lists,
+    temporal_split,
+)
 from graphrecall.query.serve.blend import DEFAULT_BLEND, BlendConfig  # noqa: E402
 
 logger = logging.getLogger("bench.next_item")
@@ -48,15 +55,11 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 EGES_BASE = dict(epochs=10, dim=32, window=5, walks_per_node=10, walk_length=10, market_negatives=2)
 # greedy search on validation: each change is kept when it raises validation NDCG@20
 EGES_STEPS = [dict(market_negatives=0), dict(booked_weight=5.0), dict(train_on_sessions=False), dict(dim=64)]
-ITEM2VEC_GRID = [dict(epochs=e, ns_exponent=ns, sample=smp, negative=10)
-                 for e, ns, smp in itertools.product((10, 30), (0.75, -0.5), (0.0, 1e-4))]
+ITEM2VEC_GRID = [
+    dict(epochs=e, ns_exponent=ns, sample=smp, negative=10)
+    for e, ns, smp in itertools.product((10, 30), (0.75, -0.5), (0.0, 1e-4))
+]
 BLEND_GRID = blend_grid()
-
-
-
-
-
-
 
 
 def item2vec_lists(d: Data, params: dict, seed: int, fill: dict) -> dict:
@@ -99,16 +102,22 @@ def tune(val: Data, base_retriever, seed: int = 0) -> dict:
     grid = blend_grid_lists(base_retriever, val.queries, BLEND_GRID)
     scores = [ndcg_all(val, lists) for lists in grid]
     blend = BLEND_GRID[int(np.argmax(scores))]
-    logger.info("EGES chosen: %s; blend chosen: %s (validation NDCG@20 %.4f) in %.0fs", eges, blend, max(scores),
-                time.perf_counter() - t0)
+    logger.info(
+        "EGES chosen: %s; blend chosen: %s (validation NDCG@20 %.4f) in %.0fs",
+        eges,
+        blend,
+        max(scores),
+        time.perf_counter() - t0,
+    )
     return {"item2vec": i2v, "eges": eges, "blend": str(blend), "validation_ndcg@20": {"blend": max(scores)}}
 
 
 def tuned_on_validation(val: Data, params) -> tuple:
     """The validation split's retriever (the pipeline's channels, then the chosen EGES vectors) and the
     settings :func:`tune` chose on it."""
-    retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, params,
-                                   channels=("swing", "cooc", "trans", "side", "rank"))
+    retriever, _ = build_retriever(
+        val.split.train, val.sessions, val.cat, params, channels=("swing", "cooc", "trans", "side", "rank")
+    )
     return retriever, tune(val, retriever)  # tune leaves the chosen EGES vectors in the retriever
 
 
@@ -125,9 +134,19 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
     df, item_side = load(name)
     split = temporal_split(df)
     test, val = Data(split, item_side), Data(temporal_split(split.train), item_side)
-    logger.info("%s: T=%d, %d training events, %d test cases (%d warm, %d cold, %d cold-query), %d catalogue items; "
-                "validation %d cases", name, split.cutoff, len(split.train), len(test.cases), test.masks["warm"].sum(),
-                test.masks["cold"].sum(), test.masks["cold_query"].sum(), len(test.cat), len(val.cases))
+    logger.info(
+        "%s: T=%d, %d training events, %d test cases (%d warm, %d cold, %d cold-query), %d catalogue items; "
+        "validation %d cases",
+        name,
+        split.cutoff,
+        len(split.train),
+        len(test.cases),
+        test.masks["warm"].sum(),
+        test.masks["cold"].sum(),
+        test.masks["cold_query"].sum(),
+        len(test.cat),
+        len(val.cases),
+    )
     params = PipelineConfig()  # swing/cooc/trans/side as the pipeline builds them (EGES: the search below)
     _, chosen = tuned_on_validation(val, params)
     blend = BlendConfig.parse(chosen["blend"])
@@ -137,8 +156,9 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
     for m, lists in baselines(test).items():
         s, hit, _ = test.evaluate(lists)
         runs[m] = [(s, hit)]
-    retriever, secs = build_retriever(split.train, test.sessions, test.cat, params,
-                                      channels=("swing", "cooc", "trans", "side", "rank"))
+    retriever, secs = build_retriever(
+        split.train, test.sessions, test.cat, params, channels=("swing", "cooc", "trans", "side", "rank")
+    )
     for ch in ("swing", "cooc", "trans", "side"):
         s, hit, _ = test.evaluate(served_lists(retriever, test.queries, ch))
         runs[f"served: {ch}"] = [(s, hit)]
@@ -146,8 +166,9 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
     shares = []
     for seed in seeds:
         if seed != 0:  # the rank channel's seed (negative sampling, trees) varies like EGES's
-            ranked, _ = build_retriever(split.train, test.sessions, test.cat, params, random_seed=seed,
-                                        channels=("rank",))
+            ranked, _ = build_retriever(
+                split.train, test.sessions, test.cat, params, random_seed=seed, channels=("rank",)
+            )
             retriever.lists = {**retriever.lists, "rank": ranked.lists["rank"]}
         s, hit, _ = test.evaluate(served_lists(retriever, test.queries, "rank"))
         runs.setdefault("served: rank", []).append((s, hit))
@@ -156,8 +177,10 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
         retriever.vectors = eges_index(test, chosen["eges"], seed)
         s, hit, _ = test.evaluate(served_lists(retriever, test.queries, "eges"))
         runs.setdefault("served: eges", []).append((s, hit))
-        for label, cfg in ((f"served: blend {blend} (tuned, the default)", blend),
-                           (f"served: blend {DEFAULT_BLEND} (built-in)", DEFAULT_BLEND)):
+        for label, cfg in (
+            (f"served: blend {blend} (tuned, the default)", blend),
+            (f"served: blend {DEFAULT_BLEND} (built-in)", DEFAULT_BLEND),
+        ):
             retriever.blend_config = cfg
             s, hit, _ = test.evaluate(served_lists(retriever, test.queries, "blend"))
             runs.setdefault(label, []).append((s, hit))
@@ -165,10 +188,17 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
         shares.append({ch: cold_share(retriever, test, ch) for ch in ("eges", "rank", "blend")})
     models = {}
     for m, per_seed in runs.items():
-        models[m] = {sub: {metric: (float(np.mean([s[sub][metric] for s, _ in per_seed])),
-                                    float(np.std([s[sub][metric] for s, _ in per_seed])))
-                           for metric in (f"hr@{K}", f"ndcg@{K}")} | {"cases": per_seed[0][0][sub]["cases"]}
-                     for sub in ("all", "warm", "cold", "cold_query")}
+        models[m] = {
+            sub: {
+                metric: (
+                    float(np.mean([s[sub][metric] for s, _ in per_seed])),
+                    float(np.std([s[sub][metric] for s, _ in per_seed])),
+                )
+                for metric in (f"hr@{K}", f"ndcg@{K}")
+            }
+            | {"cases": per_seed[0][0][sub]["cases"]}
+            for sub in ("all", "warm", "cold", "cold_query")
+        }
         models[m]["seeds"] = len(per_seed)
     served = f"served: blend {blend} (tuned, the default)"
     baseline_names = [m for m in runs if not m.startswith("served")]
@@ -177,15 +207,27 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
     mean_hits = {m: np.mean([h for _, h in runs[m]], axis=0) for m in (served, best)}
     diff = paired_interval(mean_hits[served][warm], mean_hits[best][warm])
     best_cold = max(baseline_names, key=lambda m: models[m]["cold"][f"hr@{K}"][0])
-    return {"cutoff": split.cutoff, "train_events": len(split.train), "dropped_events": split.dropped_events,
-            "catalogue": len(test.cat), "trained_items": int(test.cat.trained.sum()),
-            "cases": {k: int(v.sum()) for k, v in test.masks.items()}, "validation_cases": len(val.cases),
-            "chosen": chosen, "models": models, "served_default": served, "best_warm_baseline": best,
-            "best_cold_baseline": best_cold,
-            "served_vs_best_warm_hr": {"diff": diff[0], "ci95": [diff[1], diff[2]],
-                                       "relative": diff[0] / models[best]["warm"][f"hr@{K}"][0]},
-            "new_item_share_in_warm_lists": {k: float(np.mean([s[k] for s in shares])) for k in ("eges", "rank", "blend")},
-            "seconds": time.perf_counter() - t0}
+    return {
+        "cutoff": split.cutoff,
+        "train_events": len(split.train),
+        "dropped_events": split.dropped_events,
+        "catalogue": len(test.cat),
+        "trained_items": int(test.cat.trained.sum()),
+        "cases": {k: int(v.sum()) for k, v in test.masks.items()},
+        "validation_cases": len(val.cases),
+        "chosen": chosen,
+        "models": models,
+        "served_default": served,
+        "best_warm_baseline": best,
+        "best_cold_baseline": best_cold,
+        "served_vs_best_warm_hr": {
+            "diff": diff[0],
+            "ci95": [diff[1], diff[2]],
+            "relative": diff[0] / models[best]["warm"][f"hr@{K}"][0],
+        },
+        "new_item_share_in_warm_lists": {k: float(np.mean([s[k] for s in shares])) for k in ("eges", "rank", "blend")},
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def run_validation(name: str) -> dict:
@@ -199,19 +241,28 @@ def run_validation(name: str) -> dict:
     for ch in ("side", "rank", "eges"):
         models[f"served: {ch}"] = val.evaluate(served_lists(retriever, val.queries, ch))[0]
     retriever.blend_config = BlendConfig.parse(chosen["blend"])
-    models[f"served: blend {chosen['blend']} (tuned on these cases)"] = \
-        val.evaluate(served_lists(retriever, val.queries, "blend"))[0]
-    return {"validation_cases": {k: int(v.sum()) for k, v in val.masks.items()}, "chosen": chosen,
-            "models": models, "seconds": time.perf_counter() - t0}
+    models[f"served: blend {chosen['blend']} (tuned on these cases)"] = val.evaluate(
+        served_lists(retriever, val.queries, "blend")
+    )[0]
+    return {
+        "validation_cases": {k: int(v.sum()) for k, v in val.masks.items()},
+        "chosen": chosen,
+        "models": models,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def validation_table(name: str, r: dict) -> str:
     c = r["validation_cases"]
-    lines = [f"\n{name} validation only: {c['all']} cases ({c['warm']} warm, {c['cold']} cold); chosen {r['chosen']}",
-             f"{'model':64s}{'NDCG@20 all':>13s}{'HR@20 all':>11s}{'HR@20 warm':>12s}{'HR@20 cold':>12s}"]
+    lines = [
+        f"\n{name} validation only: {c['all']} cases ({c['warm']} warm, {c['cold']} cold); chosen {r['chosen']}",
+        f"{'model':64s}{'NDCG@20 all':>13s}{'HR@20 all':>11s}{'HR@20 warm':>12s}{'HR@20 cold':>12s}",
+    ]
     for m, v in r["models"].items():
-        lines.append(f"{m:64s}{v['all']['ndcg@20']:13.4f}{v['all']['hr@20']:11.4f}{v['warm']['hr@20']:12.4f}"
-                     f"{v['cold']['hr@20']:12.4f}")
+        lines.append(
+            f"{m:64s}{v['all']['ndcg@20']:13.4f}{v['all']['hr@20']:11.4f}{v['warm']['hr@20']:12.4f}"
+            f"{v['cold']['hr@20']:12.4f}"
+        )
     return "\n".join(lines)
 
 
@@ -221,18 +272,27 @@ def fmt(v) -> str:
 
 
 def table(name: str, r: dict) -> str:
-    lines = [f"\n{name}: {r['cases']['all']} test cases ({r['cases']['warm']} warm, {r['cases']['cold']} cold, "
-             f"{r['cases']['cold_query']} cold-query), {r['catalogue']} catalogue items ({r['trained_items']} trained)",
-             f"{'model':58s}{'HR@20 all':>18s}{'HR@20 warm':>18s}{'NDCG@20 warm':>18s}{'HR@20 cold':>18s}"
-             f"{'HR@20 cold-q':>18s}"]
+    lines = [
+        f"\n{name}: {r['cases']['all']} test cases ({r['cases']['warm']} warm, {r['cases']['cold']} cold, "
+        f"{r['cases']['cold_query']} cold-query), {r['catalogue']} catalogue items ({r['trained_items']} trained)",
+        f"{'model':58s}{'HR@20 all':>18s}{'HR@20 warm':>18s}{'NDCG@20 warm':>18s}{'HR@20 cold':>18s}"
+        f"{'HR@20 cold-q':>18s}",
+    ]
     for m, v in r["models"].items():
-        lines.append(f"{m:58s}{fmt(v['all']['hr@20']):>18s}{fmt(v['warm']['hr@20']):>18s}"
-                     f"{fmt(v['warm']['ndcg@20']):>18s}{fmt(v['cold']['hr@20']):>18s}{fmt(v['cold_query']['hr@20']):>18s}")
+        lines.append(
+            f"{m:58s}{fmt(v['all']['hr@20']):>18s}{fmt(v['warm']['hr@20']):>18s}"
+            f"{fmt(v['warm']['ndcg@20']):>18s}{fmt(v['cold']['hr@20']):>18s}{fmt(v['cold_query']['hr@20']):>18s}"
+        )
     d = r["served_vs_best_warm_hr"]
-    lines.append(f"served default vs best warm baseline ({r['best_warm_baseline']}): HR@20 warm {d['diff']:+.4f} "
-                 f"({d['relative']:+.1%}), 95% paired interval {d['ci95'][0]:+.4f}..{d['ci95'][1]:+.4f}")
-    lines.append("new items in warm queries' top-20: " + ", ".join(
-        f"{ch} {v:.1%}" for ch, v in r["new_item_share_in_warm_lists"].items()) + f"; chosen on validation: {r['chosen']}")
+    lines.append(
+        f"served default vs best warm baseline ({r['best_warm_baseline']}): HR@20 warm {d['diff']:+.4f} "
+        f"({d['relative']:+.1%}), 95% paired interval {d['ci95'][0]:+.4f}..{d['ci95'][1]:+.4f}"
+    )
+    lines.append(
+        "new items in warm queries' top-20: "
+        + ", ".join(f"{ch} {v:.1%}" for ch, v in r["new_item_share_in_warm_lists"].items())
+        + f"; chosen on validation: {r['chosen']}"
+    )
     return "\n".join(lines)
 
 
@@ -242,11 +302,16 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     p.add_argument("--json", action="store_true", help="only the JSON line")
-    p.add_argument("--validation-only", action="store_true",
-                   help="tune and score on the validation split only (the test period is not read); writes "
-                        "next_item_validation.json")
+    p.add_argument(
+        "--validation-only",
+        action="store_true",
+        help="tune and score on the validation split only (the test period is not read); writes "
+        "next_item_validation.json",
+    )
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.json else logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING if args.json else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
+    )
     for noisy in ("graphrecall.embed", "graphrecall.walkers", "gensim", "graphrecall.query.scoring.reference"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     import torch

@@ -37,9 +37,15 @@ import scipy.sparse as sp
 from common import Data, load, parser  # noqa: E402
 from graphrecall.query.channels.rank import window_covisit  # noqa: E402
 from graphrecall.query.channels.side import SideIndex  # noqa: E402
-from graphrecall.query.evaluate.protocol import (K, SIDE_MATCH_WEIGHTS, covisit_lists, pad,  # noqa: E402
-                                                 side_popularity_lists, temporal_split)
 from graphrecall.query.data import matrix_lists, transition_matrix
+from graphrecall.query.evaluate.protocol import (  # noqa: E402
+    SIDE_MATCH_WEIGHTS,
+    K,
+    covisit_lists,
+    pad,
+    side_popularity_lists,
+    temporal_split,
+)
 
 
 def side_lists(val: Data, pop, weights) -> dict:
@@ -68,13 +74,18 @@ def reachability(val: Data) -> None:
     sym = ((t + t.T) > 0).astype(np.int8).tocsr()
     two = (sym @ sym).tocsr()
     top = set(np.argsort(-cat.pop, kind="stable")[:K])
-    shares = {f"same {f}": np.mean([cat.side[f][qi[i]] is not None and cat.side[f][qi[i]] == cat.side[f][ti[i]]
-                                   for i in w]) for f in ("category", "brand") if f in cat.side}
-    shares |= {"query has training events": float(np.mean(cat.pop[qi[w]] > 0)),
-               "follows the query in a training session": float(np.mean([t[qi[i], ti[i]] > 0 for i in w])),
-               "linked to the query either way": float(np.mean([sym[qi[i], ti[i]] > 0 for i in w])),
-               "within two links": float(np.mean([sym[qi[i], ti[i]] > 0 or two[qi[i], ti[i]] > 0 for i in w])),
-               f"among the {K} most popular items": float(np.mean([ti[i] in top for i in w]))}
+    shares = {
+        f"same {f}": np.mean([cat.side[f][qi[i]] is not None and cat.side[f][qi[i]] == cat.side[f][ti[i]] for i in w])
+        for f in ("category", "brand")
+        if f in cat.side
+    }
+    shares |= {
+        "query has training events": float(np.mean(cat.pop[qi[w]] > 0)),
+        "follows the query in a training session": float(np.mean([t[qi[i], ti[i]] > 0 for i in w])),
+        "linked to the query either way": float(np.mean([sym[qi[i], ti[i]] > 0 for i in w])),
+        "within two links": float(np.mean([sym[qi[i], ti[i]] > 0 or two[qi[i], ti[i]] > 0 for i in w])),
+        f"among the {K} most popular items": float(np.mean([ti[i] in top for i in w])),
+    }
     print(f"  warm validation cases ({len(w)}) whose target ...")
     for k, v in shares.items():
         print(f"    {k:44s} {v:.3f}")
@@ -117,12 +128,15 @@ def run(name: str, only: str = "all") -> None:
     val = Data(temporal_split(split.train), item_side)
     tr = val.split.train
     t_end = tr["ts"].max() + 1
-    print(f"\n{name}: validation cases {({k: int(v.sum()) for k, v in val.masks.items()})}")
+    print(f"\n{name}: validation cases { ({k: int(v.sum()) for k, v in val.masks.items()}) }")
 
     def rep(label, lists):
         s = val.evaluate(lists)[0]
-        print(f"  {label:44s} all {s['all'][f'hr@{K}']:.4f}  warm {s['warm'][f'hr@{K}']:.4f}  "
-              f"cold {s['cold'][f'hr@{K}']:.4f}  NDCG all {s['all'][f'ndcg@{K}']:.4f}", flush=True)
+        print(
+            f"  {label:44s} all {s['all'][f'hr@{K}']:.4f}  warm {s['warm'][f'hr@{K}']:.4f}  "
+            f"cold {s['cold'][f'hr@{K}']:.4f}  NDCG all {s['all'][f'ndcg@{K}']:.4f}",
+            flush=True,
+        )
 
     if only == "price":
         rep("side-field match (baseline)", price_lists(val, 0.0, 1.0))
@@ -141,18 +155,25 @@ def run(name: str, only: str = "all") -> None:
     users = pd.DataFrame({"r": rows, "u": tr["user"].astype(str).to_numpy()}).drop_duplicates()
     popu = np.bincount(users["r"].to_numpy(), minlength=len(cat)).astype(float)
     rep("category popularity, distinct users", side_lists(val, popu, {"category": 1.0}))
-    rep("co-visitation + side (baseline)", covisit_lists(matrix_lists(transition_matrix(val.sessions, cat),
-                                                                          cat.item_ids, K), val.queries, fill=side))
+    rep(
+        "co-visitation + side (baseline)",
+        covisit_lists(matrix_lists(transition_matrix(val.sessions, cat), cat.item_ids, K), val.queries, fill=side),
+    )
     for window, reverse in itertools.product((2, 3, 5), (0.0, 0.5, 1.0)):
         tl = matrix_lists(windowed_covisit(val, window, reverse), cat.item_ids, K)
         rep(f"co-visitation window {window} reverse {reverse} + side", covisit_lists(tl, val.queries, fill=side))
     for self_weight, beta in itertools.product((0.0, 1.0), (0.5, 2.0, 1e9)):
-        rep(f"category transitions self={self_weight} backoff={beta:g}", category_transition_lists(val, self_weight, beta))
-    glob = list(cat.item_ids[np.argsort(-cat.pop, kind="stable")[:2 * K]])
+        rep(
+            f"category transitions self={self_weight} backoff={beta:g}",
+            category_transition_lists(val, self_weight, beta),
+        )
+    glob = list(cat.item_ids[np.argsort(-cat.pop, kind="stable")[: 2 * K]])
     wide = side_popularity_lists(cat, val.queries, weights={"category": 1.0}, k=2 * K)
     for n in (10, 15, 17):
-        rep(f"category popularity top {n}, then global popularity",
-            {q: pad([x for x in wide[q] if x != q][:n], glob, K, exclude=q) for q in val.queries})
+        rep(
+            f"category popularity top {n}, then global popularity",
+            {q: pad([x for x in wide[q] if x != q][:n], glob, K, exclude=q) for q in val.queries},
+        )
     price_grid(val, rep)
 
 

@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 from common import Data, baselines, load, parser  # noqa: E402
-from graphrecall.query.evaluate.protocol import K, pad, temporal_split  # noqa: E402
 from graphrecall.query.channels.rank import GBDT, RankFeatures, fit_ranker  # noqa: E402
+from graphrecall.query.evaluate.protocol import K, pad, temporal_split  # noqa: E402
 
 SEEDS = [dict(random_seed=1), dict(random_seed=2)]
 CONFIGS = [{}, *SEEDS, dict(n_estimators=400), dict(num_leaves=31)]
@@ -36,15 +36,18 @@ def run(name: str, configs=CONFIGS, new_weights=(1.0, 0.5, 0.3)) -> dict:
     t0 = time.perf_counter()
     df, item_side = load(name)
     val = Data(temporal_split(temporal_split(df).train), item_side)
-    print(f"\n{name}: validation cases {({k: int(v.sum()) for k, v in val.masks.items()})}", flush=True)
+    print(f"\n{name}: validation cases { ({k: int(v.sum()) for k, v in val.masks.items()}) }", flush=True)
     out = {}
 
     def rep(label, ls):
         s = val.evaluate(ls)[0]
         out[label] = s
-        print(f"  {label:58s} all {s['all'][f'hr@{K}']:.4f}  warm {s['warm'][f'hr@{K}']:.4f}  "
-              f"cold {s['cold'][f'hr@{K}']:.4f}  NDCG all {s['all'][f'ndcg@{K}']:.4f}  "
-              f"NDCG warm {s['warm'][f'ndcg@{K}']:.4f}", flush=True)
+        print(
+            f"  {label:58s} all {s['all'][f'hr@{K}']:.4f}  warm {s['warm'][f'hr@{K}']:.4f}  "
+            f"cold {s['cold'][f'hr@{K}']:.4f}  NDCG all {s['all'][f'ndcg@{K}']:.4f}  "
+            f"NDCG warm {s['warm'][f'ndcg@{K}']:.4f}",
+            flush=True,
+        )
 
     base = baselines(val)
     for m, ls in base.items():
@@ -57,8 +60,10 @@ def run(name: str, configs=CONFIGS, new_weights=(1.0, 0.5, 0.3)) -> dict:
     for n, cfg in enumerate(configs):
         ranker = fit_ranker(val.sessions, item_side, **cfg)
         for nw in new_weights:
-            rep(f"rank {json.dumps({**GBDT, **cfg}) if n else 'default'} new x{nw}",
-                lists(ranker, feats, val.queries, base["side-field match"], nw))
+            rep(
+                f"rank {json.dumps({**GBDT, **cfg}) if n else 'default'} new x{nw}",
+                lists(ranker, feats, val.queries, base["side-field match"], nw),
+            )
     print(f"  ({time.perf_counter() - t0:.0f}s)")
     return out
 
@@ -67,8 +72,13 @@ def main(argv=None) -> int:
     p = parser(__doc__)
     p.add_argument("--datasets", nargs="+", default=["rees46", "taobao"])
     p.add_argument("--seeds-only", action="store_true", help="the default settings with seeds 0, 1, 2 only")
-    p.add_argument("--new-weights", nargs="+", type=float, default=[1.0, 0.5, 0.3],
-                   help="weights on the scores of items without events (the blend's new=)")
+    p.add_argument(
+        "--new-weights",
+        nargs="+",
+        type=float,
+        default=[1.0, 0.5, 0.3],
+        help="weights on the scores of items without events (the blend's new=)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     for name in args.datasets:

@@ -28,9 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import parser, write_result  # noqa: E402
-
 import numpy as np
+
+from common import parser, write_result  # noqa: E402
 
 logger = logging.getLogger("bench.refresh")
 K = 20
@@ -69,24 +69,35 @@ def compare_scores(x: dict, y: dict) -> dict:
 def run(n_events: int, refresh_epochs: int, share: float, tmp: Path, data: Path | None = None) -> dict:
     import torch
 
-    from graphrecall.embed.index import ItemVectorIndex
-    from graphrecall.graph_schema.schema import apply_schema
     from common import server as bench_instance
     from graphrecall.app.pipeline import PipelineConfig, compute_scores, refresh, reset_graph, train_embeddings
+    from graphrecall.embed.index import ItemVectorIndex
+    from graphrecall.graph_schema.schema import apply_schema
+    from graphrecall.graph_schema.store.lists import read_scores
     from graphrecall.ingest.synthetic import generate_rees46
     from graphrecall.ingest.writer import ingest_events
-    from graphrecall.graph_schema.store.lists import read_scores
 
     torch.set_num_threads(1)
     cfg = PipelineConfig()
-    log = data or generate_rees46(tmp / "gen.csv", n_users=max(50, round(n_events / 22.5)), n_markets=8,
-                                  categories_per_market=25, items_per_category=max(20, round(n_events / 20 / 200)),
-                                  random_seed=0)
+    log = data or generate_rees46(
+        tmp / "gen.csv",
+        n_users=max(50, round(n_events / 22.5)),
+        n_markets=8,
+        categories_per_market=25,
+        items_per_category=max(20, round(n_events / 20 / 200)),
+        random_seed=0,
+    )
     before, day, n_before, n_day = split_last_day(log, tmp, share)
     logger.info("%d events before, %d in the new file", n_before, n_day)
     art = tmp / "artifacts"
     server = bench_instance().start()
-    out: dict = {"log": str(data) if data else f"generated, {n_events} events", "share": share, "events_before": n_before, "events_day": n_day, "refresh_epochs": refresh_epochs}
+    out: dict = {
+        "log": str(data) if data else f"generated, {n_events} events",
+        "share": share,
+        "events_before": n_before,
+        "events_day": n_day,
+        "refresh_epochs": refresh_epochs,
+    }
     with server.settings().driver() as driver:
         apply_schema(driver)
         reset_graph(driver)
@@ -97,11 +108,19 @@ def run(n_events: int, refresh_epochs: int, share: float, tmp: Path, data: Path 
         out["last_night_build_seconds"] = time.perf_counter() - t0
 
         res = refresh(driver, [(day, "rees46")], art, cfg, epochs=refresh_epochs, reject_dir=tmp)
-        out["refresh"] = {"seconds": res.seconds, "total": sum(res.seconds.values()),
-                          "rows": {"swing": res.scores.swing_items, "cooc": res.scores.cooc_items,
-                                   "basis_items": res.scores.basis_items, "changed_users": res.scores.changed_users,
-                                   "pair_users": res.scores.pair_users, "swing_full": res.scores.swing_full,
-                                   "cooc_full": res.scores.cooc_full}}
+        out["refresh"] = {
+            "seconds": res.seconds,
+            "total": sum(res.seconds.values()),
+            "rows": {
+                "swing": res.scores.swing_items,
+                "cooc": res.scores.cooc_items,
+                "basis_items": res.scores.basis_items,
+                "changed_users": res.scores.changed_users,
+                "pair_users": res.scores.pair_users,
+                "swing_full": res.scores.swing_full,
+                "cooc_full": res.scores.cooc_full,
+            },
+        }
         got = {rel: read_scores(driver, rel) for rel in ("SWING", "COOC")}
         refreshed = ItemVectorIndex.load(art / "faiss")
 
@@ -112,45 +131,62 @@ def run(n_events: int, refresh_epochs: int, share: float, tmp: Path, data: Path 
         train_embeddings(driver, cfg, art)
         t_eges = time.perf_counter() - t0
         full0 = ItemVectorIndex.load(art / "faiss")
-        out["full"] = {"seconds": {"ingest": res.seconds["ingest"], "scores": t_scores, "walks+eges+writeback": t_eges},
-                       "total": res.seconds["ingest"] + t_scores + t_eges}
+        out["full"] = {
+            "seconds": {"ingest": res.seconds["ingest"], "scores": t_scores, "walks+eges+writeback": t_eges},
+            "total": res.seconds["ingest"] + t_scores + t_eges,
+        }
         out["scores_equal"] = {rel: compare_scores(got[rel], read_scores(driver, rel)) for rel in got}
         train_embeddings(driver, PipelineConfig(random_seed=1), art)
         full1 = ItemVectorIndex.load(art / "faiss")
     server.stop()
     ids = full0.item_ids
     nr, n0, n1 = neighbours(refreshed, ids), neighbours(full0, ids), neighbours(full1, ids)
-    out["eges_top20_overlap"] = {"refresh_vs_full": overlap(nr, n0), "full_seed0_vs_seed1": overlap(n0, n1),
-                                 "items": len(ids)}
-    out["speedup"] = {k: out["full"]["seconds"][k] / out["refresh"]["seconds"][k]
-                      for k in ("scores", "walks+eges+writeback")} | {"total": out["full"]["total"] / out["refresh"]["total"]}
+    out["eges_top20_overlap"] = {
+        "refresh_vs_full": overlap(nr, n0),
+        "full_seed0_vs_seed1": overlap(n0, n1),
+        "items": len(ids),
+    }
+    out["speedup"] = {
+        k: out["full"]["seconds"][k] / out["refresh"]["seconds"][k] for k in ("scores", "walks+eges+writeback")
+    } | {"total": out["full"]["total"] / out["refresh"]["total"]}
     return out
 
 
 def report(r: dict) -> None:
     rows = r["refresh"]["rows"]
-    print(f"\n{r['log']}: {r['events_before']} events before, {r['events_day']} in the new file; "
-          f"{rows['swing']} SWING and {rows['cooc']} COOC rows of {rows['basis_items']} items needed recomputing"
-          + "".join(f"; every {rel} row recomputed (past full_above)" for rel in ("swing", "cooc") if rows[f"{rel}_full"]))
+    print(
+        f"\n{r['log']}: {r['events_before']} events before, {r['events_day']} in the new file; "
+        f"{rows['swing']} SWING and {rows['cooc']} COOC rows of {rows['basis_items']} items needed recomputing"
+        + "".join(f"; every {rel} row recomputed (past full_above)" for rel in ("swing", "cooc") if rows[f"{rel}_full"])
+    )
     print(f"{'stage':24s}{'refresh s':>12s}{'full s':>12s}{'full/refresh':>14s}")
     for k in ("ingest", "scores", "walks+eges+writeback"):
         a, b = r["refresh"]["seconds"][k], r["full"]["seconds"][k]
         print(f"{k:24s}{a:12.1f}{b:12.1f}{b / a:14.2f}")
     print(f"{'total':24s}{r['refresh']['total']:12.1f}{r['full']['total']:12.1f}{r['speedup']['total']:14.2f}")
     for rel, c in r["scores_equal"].items():
-        print(f"{rel}: {c['pairs']} pairs, same pairs as the full recompute: {c['same_pairs']}, "
-              f"largest score difference {c['max_abs_diff']:.2e}")
+        print(
+            f"{rel}: {c['pairs']} pairs, same pairs as the full recompute: {c['same_pairs']}, "
+            f"largest score difference {c['max_abs_diff']:.2e}"
+        )
     o = r["eges_top20_overlap"]
-    print(f"EGES top-{K} overlap: refresh vs full rebuild {o['refresh_vs_full']:.3f}; "
-          f"full rebuild seed 0 vs seed 1 {o['full_seed0_vs_seed1']:.3f} ({o['items']} items)")
+    print(
+        f"EGES top-{K} overlap: refresh vs full rebuild {o['refresh_vs_full']:.3f}; "
+        f"full rebuild seed 0 vs seed 1 {o['full_seed0_vs_seed1']:.3f} ({o['items']} items)"
+    )
 
 
 def main(argv=None) -> int:
     p = parser(__doc__)
     p.add_argument("--events", type=int, default=100_000, help="generated events in all (default 100,000)")
     p.add_argument("--refresh-epochs", type=int, default=2)
-    p.add_argument("--day-share", type=float, nargs="+", default=[1 / 7, 0.01],
-                   help="share of events in the new file; one run each (default 1/7, a day of a week, and 0.01)")
+    p.add_argument(
+        "--day-share",
+        type=float,
+        nargs="+",
+        default=[1 / 7, 0.01],
+        help="share of events in the new file; one run each (default 1/7, a day of a week, and 0.01)",
+    )
     p.add_argument("--data", type=Path, help="a REES46-format log to split instead of a generated one")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     args = p.parse_args(argv)

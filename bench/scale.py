@@ -22,7 +22,6 @@ uses ``--torch-threads`` threads (default 1: Neo4j shares the 2 cores). The tabl
 
 from __future__ import annotations
 
-from dataclasses import asdict
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ import resource
 import sys
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from common import parser, write_result  # noqa: E402
@@ -39,16 +39,17 @@ STAGES = ("generate", "ingest", "scores", "rank", "export", "walks+eges", "write
 logger = logging.getLogger("bench.scale")
 
 
-def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path, ingest: str = "bulk",
-             log_dir: Path | None = None) -> dict:
+def run_size(
+    n_events: int, heap: str, torch_threads: int, tmp: Path, ingest: str = "bulk", log_dir: Path | None = None
+) -> dict:
     import torch
 
+    from common import server as bench_instance
+    from graphrecall.app.pipeline import PipelineConfig, compute_rank, compute_scores, reset_graph
     from graphrecall.embed.index import ItemVectorIndex
     from graphrecall.embed.train import train_item_vectors
     from graphrecall.embed.writeback import write_embeddings
     from graphrecall.graph_schema.schema import apply_schema
-    from common import server as bench_instance
-    from graphrecall.app.pipeline import PipelineConfig, compute_rank, compute_scores, reset_graph
     from graphrecall.ingest.bulk import bulk_import
     from graphrecall.ingest.synthetic import generate_rees46_sized
     from graphrecall.ingest.writer import ingest_events
@@ -86,8 +87,9 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path, ingest: st
         g = export_graph(driver)
         t["export"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        res = train_item_vectors(g.transitions, g.side, g.sessions, g.booked, random_seed=0, progress=True,
-                                 **asdict(cfg.eges))
+        res = train_item_vectors(
+            g.transitions, g.side, g.sessions, g.booked, random_seed=0, progress=True, **asdict(cfg.eges)
+        )
         t["walks+eges"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         write_embeddings(driver, g.item_ids, res.embeddings, res.cold)
@@ -99,21 +101,38 @@ def run_size(n_events: int, heap: str, torch_threads: int, tmp: Path, ingest: st
         snap = SnapshotRetriever.from_neo4j(driver, faiss_dir)
         t["snapshot"] = time.perf_counter() - t0
     server.stop()
-    return {"events": rep.lines_ok, "items": len(g.item_ids), "users": users, "seconds": t,
-            "total_seconds": sum(v for k, v in t.items() if k != "generate"), "swing_rels": swing.written, "cooc_rels": cooc.written,
-            "rank_rels": rank.written, "rank_fit_seconds": rank.seconds,
-            "snapshot": {k: v for k, v in snap.stats().items() if k != "loaded_at"},
-            "python_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "neo4j_heap": heap,
-            "ingest_path": ingest}
+    return {
+        "events": rep.lines_ok,
+        "items": len(g.item_ids),
+        "users": users,
+        "seconds": t,
+        "total_seconds": sum(v for k, v in t.items() if k != "generate"),
+        "swing_rels": swing.written,
+        "cooc_rels": cooc.written,
+        "rank_rels": rank.written,
+        "rank_fit_seconds": rank.seconds,
+        "snapshot": {k: v for k, v in snap.stats().items() if k != "loaded_at"},
+        "python_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+        "neo4j_heap": heap,
+        "ingest_path": ingest,
+    }
 
 
 def exponents(rows: list[dict]) -> list[dict]:
     out = []
     for a, b in zip(rows, rows[1:]):
         ratio = math.log(b["events"] / a["events"])
-        out.append({"from": a["events"], "to": b["events"],
-                    **{s: math.log(max(b["seconds"][s], 1e-3) / max(a["seconds"][s], 1e-3)) / ratio
-                       for s in STAGES if s in a["seconds"] and s in b["seconds"]}})
+        out.append(
+            {
+                "from": a["events"],
+                "to": b["events"],
+                **{
+                    s: math.log(max(b["seconds"][s], 1e-3) / max(a["seconds"][s], 1e-3)) / ratio
+                    for s in STAGES
+                    if s in a["seconds"] and s in b["seconds"]
+                },
+            }
+        )
     return out
 
 
@@ -142,15 +161,26 @@ def plot(rows: list[dict], path: Path) -> None:
 def main(argv=None) -> int:
     p = parser(__doc__)
     p.add_argument("--events", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
-    p.add_argument("--merge", action="store_true",
-                   help="keep the rows of other sizes already in the saved scale.json (one table from several runs)")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of other sizes already in the saved scale.json (one table from several runs)",
+    )
     p.add_argument("--heap", default="2g", help="Neo4j heap (default 2g)")
     p.add_argument("--torch-threads", type=int, default=1)
-    p.add_argument("--ingest", choices=("bulk", "bolt"), default="bulk",
-                   help="bulk: neo4j-admin import into the empty database, the first-load path (default); "
-                        "bolt: the incremental path daily files take")
-    p.add_argument("--log-dir", type=Path, default=None,
-                   help="keep the generated logs here and reuse them on the next run (default: a temporary folder)")
+    p.add_argument(
+        "--ingest",
+        choices=("bulk", "bolt"),
+        default="bulk",
+        help="bulk: neo4j-admin import into the empty database, the first-load path (default); "
+        "bolt: the incremental path daily files take",
+    )
+    p.add_argument(
+        "--log-dir",
+        type=Path,
+        default=None,
+        help="keep the generated logs here and reuse them on the next run (default: a temporary folder)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     args = p.parse_args(argv)
     if args.log_dir is not None:
@@ -166,10 +196,17 @@ def main(argv=None) -> int:
         done = {r["events"] for r in rows}
         old = json.loads((args.out / "scale.json").read_text())["rows"]
         rows = sorted([r for r in old if r["events"] not in done] + rows, key=lambda r: r["events"])
-    print(f"{'events':>10s} {'items':>8s} " + " ".join(f"{s:>11s}" for s in STAGES) + f" {'total':>8s} {'py RSS GiB':>10s}")
+    print(
+        f"{'events':>10s} {'items':>8s} "
+        + " ".join(f"{s:>11s}" for s in STAGES)
+        + f" {'total':>8s} {'py RSS GiB':>10s}"
+    )
     for r in rows:
-        print(f"{r['events']:10d} {r['items']:8d} " + " ".join(f"{r['seconds'][s]:11.1f}" if s in r["seconds"] else f"{'-':>11s}" for s in STAGES)
-              + f" {r['total_seconds']:8.1f} {r['python_peak_rss_gib']:10.2f}")
+        print(
+            f"{r['events']:10d} {r['items']:8d} "
+            + " ".join(f"{r['seconds'][s]:11.1f}" if s in r["seconds"] else f"{'-':>11s}" for s in STAGES)
+            + f" {r['total_seconds']:8.1f} {r['python_peak_rss_gib']:10.2f}"
+        )
     growth = exponents(rows)
     for g in growth:
         print(f"growth exponent {g['from']} -> {g['to']}: " + ", ".join(f"{s} {g[s]:.2f}" for s in STAGES if s in g))

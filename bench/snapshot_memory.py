@@ -97,11 +97,16 @@ def mapped_rss(pid: int, directory: Path) -> int:
     return total
 
 
-def measure(work: Path, snap_dir: Path, faiss_dir: Path, mode: str, workers: int, queries: int,
-            baseline: dict) -> dict:
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(ROOT), str(snap_dir), str(faiss_dir), mode,
-                               str(queries)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-             for _ in range(workers)]
+def measure(work: Path, snap_dir: Path, faiss_dir: Path, mode: str, workers: int, queries: int, baseline: dict) -> dict:
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(ROOT), str(snap_dir), str(faiss_dir), mode, str(queries)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(workers)
+    ]
     reports = [json.loads(p.stdout.readline()) for p in procs]
     mem = [smaps(p.pid) for p in procs]
     files = max(mapped_rss(p.pid, work) for p in procs)
@@ -110,17 +115,26 @@ def measure(work: Path, snap_dir: Path, faiss_dir: Path, mode: str, workers: int
         p.stdin.flush()
         p.wait()
     uss = [m["uss"] - baseline["uss"] for m in mem]  # above an idle interpreter
-    return {"workers": workers, "load_seconds": [r["load_seconds"] for r in reports],
-            "query_seconds": [r["query_seconds"] for r in reports], "neighbours": reports[0]["neighbours"],
-            "uss_above_idle_bytes": uss, "rss_bytes": [m["rss"] for m in mem], "mapped_files_rss_bytes": files,
-            "total_bytes": sum(uss) + files}
+    return {
+        "workers": workers,
+        "load_seconds": [r["load_seconds"] for r in reports],
+        "query_seconds": [r["query_seconds"] for r in reports],
+        "neighbours": reports[0]["neighbours"],
+        "uss_above_idle_bytes": uss,
+        "rss_bytes": [m["rss"] for m in mem],
+        "mapped_files_rss_bytes": files,
+        "total_bytes": sum(uss) + files,
+    }
 
 
 def idle_baseline() -> dict:
-    code = ("import sys; import numpy, faiss, graphrecall.query.serve.snapshot, graphrecall.embed.index; "
-            "print('ok', flush=True); sys.stdin.readline()")
-    p = subprocess.Popen([sys.executable, "-c", code, str(ROOT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                         text=True)
+    code = (
+        "import sys; import numpy, faiss, graphrecall.query.serve.snapshot, graphrecall.embed.index; "
+        "print('ok', flush=True); sys.stdin.readline()"
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-c", code, str(ROOT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     p.stdout.readline()
     m = smaps(p.pid)
     p.stdin.write("\n")
@@ -131,20 +145,23 @@ def idle_baseline() -> dict:
 
 def from_graph(args):
     """The snapshot and item vectors of a built graph."""
-    from graphrecall.embed.index import ItemVectorIndex
     from common import server as bench_instance
+    from graphrecall.embed.index import ItemVectorIndex
     from graphrecall.query.serve.snapshot import SnapshotRetriever
 
-    server = bench_instance(name=args.instance, bolt_port=args.bolt_port, http_port=args.http_port, heap=args.heap,
-                        pagecache="1g").start()
+    server = bench_instance(
+        name=args.instance, bolt_port=args.bolt_port, http_port=args.http_port, heap=args.heap, pagecache="1g"
+    ).start()
     driver = server.settings().driver()
     snap = SnapshotRetriever.from_neo4j(driver)
     with driver.session(default_access_mode="READ") as s:
         rows = s.run("MATCH (i:Item) WHERE i.embedding IS NOT NULL RETURN i.id, i.embedding ORDER BY i.id").values()
     driver.close()
     if not rows:
-        raise SystemExit(f"instance {args.instance} has no Item.embedding; run the pipeline on it first "
-                         "(`python bench/scale.py`) or use --items N")
+        raise SystemExit(
+            f"instance {args.instance} has no Item.embedding; run the pipeline on it first "
+            "(`python bench/scale.py`) or use --items N"
+        )
     return snap, ItemVectorIndex([r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.float32))
 
 
@@ -157,9 +174,9 @@ def synthetic(n: int, dim: int, seed: int):
     """A snapshot of ``n`` items shaped like the 10M-event graph's (:data:`LIST_SHAPES`), with REES46-like
     side fields (Zipf categories and brands, log-normal prices) and random vectors."""
     from graphrecall.embed.index import ItemVectorIndex
-    from graphrecall.query.serve.snapshot import CsrLists, SnapshotRetriever
     from graphrecall.query.channels.side import SideIndex
     from graphrecall.query.data import SortedIds
+    from graphrecall.query.serve.snapshot import CsrLists, SnapshotRetriever
 
     rng = np.random.default_rng(seed)
     ids = np.array(sorted(str(1_000_000 + 7 * r) for r in range(n)))
@@ -174,9 +191,14 @@ def synthetic(n: int, dim: int, seed: int):
     cats = np.minimum(rng.zipf(1.3, n), 2000)
     brands = np.minimum(rng.zipf(1.2, n), 5000)
     price = np.round(rng.lognormal(4.5, 1.2, n), 2)
-    side = {"category": [f"c{c}" for c in cats], "brand": [None if b > 4000 else f"b{b}" for b in brands],
-            "market": [f"m{c % 13}" for c in cats], "shop": [None] * n, "price": price.tolist(),
-            "price_bucket": [f"p{int(np.log2(1 + p))}" for p in price]}
+    side = {
+        "category": [f"c{c}" for c in cats],
+        "brand": [None if b > 4000 else f"b{b}" for b in brands],
+        "market": [f"m{c % 13}" for c in cats],
+        "shop": [None] * n,
+        "price": price.tolist(),
+        "price_bucket": [f"p{int(np.log2(1 + p))}" for p in price],
+    }
     pop = np.where(rng.random(n) < 0.15, 0, rng.zipf(1.6, n)).astype(float)
     snap = SnapshotRetriever(sid, lists, side=SideIndex(ids, side, pop))
     return snap, ItemVectorIndex(ids, rng.standard_normal((n, dim)).astype(np.float32))
@@ -223,27 +245,39 @@ def main() -> int:
     stats.update(eges_vectors=len(vectors.item_ids), faiss_kind=vectors.kind, dim=vectors.dim)
     del snap, vectors
     base = idle_baseline()
-    res = {"source": f"instance {args.instance}" if args.instance else f"generated, {args.items} items, seed {args.seed}",
-           "snapshot": stats, "build_seconds": build_s, "save_seconds": save_s, "idle_interpreter_bytes": base,
-           "files_bytes": {"snapshot": sum(f.stat().st_size for f in snap_dir.rglob("*") if f.is_file()),
-                           "faiss": sum(f.stat().st_size for f in faiss_dir.rglob("*") if f.is_file())}}
+    res = {
+        "source": f"instance {args.instance}" if args.instance else f"generated, {args.items} items, seed {args.seed}",
+        "snapshot": stats,
+        "build_seconds": build_s,
+        "save_seconds": save_s,
+        "idle_interpreter_bytes": base,
+        "files_bytes": {
+            "snapshot": sum(f.stat().st_size for f in snap_dir.rglob("*") if f.is_file()),
+            "faiss": sum(f.stat().st_size for f in faiss_dir.rglob("*") if f.is_file()),
+        },
+    }
     for mode in MODES:
-        res[mode] = measure(args.work_dir, old_dir if mode == "format2" else snap_dir, faiss_dir, mode, args.workers,
-                            args.queries, base)
+        res[mode] = measure(
+            args.work_dir, old_dir if mode == "format2" else snap_dir, faiss_dir, mode, args.workers, args.queries, base
+        )
     res["ratio_total_private_over_mapped"] = res["private"]["total_bytes"] / max(res["mapped"]["total_bytes"], 1)
     res["ratio_total_format2_over_mapped"] = res["format2"]["total_bytes"] / max(res["mapped"]["total_bytes"], 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out, res)
-    mib = 2 ** 20
+    mib = 2**20
     print(f"{res['source']}: {stats}")
     for mode in MODES:
         r = res[mode]
-        print(f"{mode:8s} {r['workers']} workers: {r['total_bytes'] / mib:8.1f} MiB in total (private per worker "
-              f"{[round(x / mib, 1) for x in r['uss_above_idle_bytes']]} MiB + mapped files "
-              f"{r['mapped_files_rss_bytes'] / mib:.1f} MiB once); load {[round(x, 2) for x in r['load_seconds']]} s; "
-              f"{args.queries} side+eges queries {[round(x, 2) for x in r['query_seconds']]} s")
-    print(f"total private / mapped: {res['ratio_total_private_over_mapped']:.1f}x; "
-          f"format2 / mapped: {res['ratio_total_format2_over_mapped']:.1f}x")
+        print(
+            f"{mode:8s} {r['workers']} workers: {r['total_bytes'] / mib:8.1f} MiB in total (private per worker "
+            f"{[round(x / mib, 1) for x in r['uss_above_idle_bytes']]} MiB + mapped files "
+            f"{r['mapped_files_rss_bytes'] / mib:.1f} MiB once); load {[round(x, 2) for x in r['load_seconds']]} s; "
+            f"{args.queries} side+eges queries {[round(x, 2) for x in r['query_seconds']]} s"
+        )
+    print(
+        f"total private / mapped: {res['ratio_total_private_over_mapped']:.1f}x; "
+        f"format2 / mapped: {res['ratio_total_format2_over_mapped']:.1f}x"
+    )
     return 0
 
 

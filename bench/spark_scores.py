@@ -46,8 +46,14 @@ def compare(a: dict, b: dict) -> dict:
     scores within 1e-9 relative (a hot item's Swing score sums ~1e5 terms to ~1e4, so the two engines'
     summation orders differ by up to ~1e-9 in absolute terms)."""
     rows = set(a) | set(b)
-    same = sum(1 for i in rows if i in a and i in b and a[i][0] == b[i][0]
-               and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a[i][1], b[i][1])))
+    same = sum(
+        1
+        for i in rows
+        if i in a
+        and i in b
+        and a[i][0] == b[i][0]
+        and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a[i][1], b[i][1]))
+    )
     return dict(rows=len(rows), equal_rows=same, only_one_side=len(set(a) ^ set(b)))
 
 
@@ -70,11 +76,12 @@ def main() -> int:
 
     from common import server as bench_instance
     from graphrecall.app.pipeline import PipelineConfig, compute_scores
-    from graphrecall.query.scoring import spark as S
     from graphrecall.graph_schema.store.lists import read_top_lists
+    from graphrecall.query.scoring import spark as S
 
-    server = bench_instance(name=args.instance, bolt_port=args.bolt_port, http_port=args.http_port, heap=args.heap,
-                        pagecache="1g").start()
+    server = bench_instance(
+        name=args.instance, bolt_port=args.bolt_port, http_port=args.http_port, heap=args.heap, pagecache="1g"
+    ).start()
     settings = server.settings()
     driver = settings.driver()
     cfg = PipelineConfig()
@@ -93,9 +100,18 @@ def main() -> int:
     try:
         t = time.perf_counter()
         ev = S.events_from_graph(spark, settings, partitions=args.read_partitions)
-        rep = S.run_spark_scores(spark, settings, events=ev, alpha=cfg.scores.swing_alpha, k=cfg.top_k, iuf=cfg.scores.cooc_iuf,
-                                 event_types=cfg.scores.event_types, max_items_per_user=cfg.scores.max_items_per_user,
-                                 max_users_per_item=cfg.scores.max_users_per_item, swing_plan=args.swing_plan)
+        rep = S.run_spark_scores(
+            spark,
+            settings,
+            events=ev,
+            alpha=cfg.scores.swing_alpha,
+            k=cfg.top_k,
+            iuf=cfg.scores.cooc_iuf,
+            event_types=cfg.scores.event_types,
+            max_items_per_user=cfg.scores.max_items_per_user,
+            max_users_per_item=cfg.scores.max_users_per_item,
+            swing_plan=args.swing_plan,
+        )
         res["spark_seconds"] = time.perf_counter() - t
     finally:
         spark.stop()
@@ -111,8 +127,9 @@ def main() -> int:
 
     out = json.loads(args.out.read_text()) if args.out.exists() else {}
     out[f"{res['events']}/{args.swing_plan}"] = res
-    sizes = sorted((r for r in out.values() if r.get("swing_plan") == "items" and "spark_stages" in r),
-                   key=lambda r: r["events"])
+    sizes = sorted(
+        (r for r in out.values() if r.get("swing_plan") == "items" and "spark_stages" in r), key=lambda r: r["events"]
+    )
     if len(sizes) >= 2:  # projection from the two largest sizes measured with the default plan
         a, b = sizes[-2], sizes[-1]
         compute = lambda r: sum(v for k, v in r["spark_stages"].items() if not k.endswith("_write"))
@@ -121,27 +138,34 @@ def main() -> int:
         grow = math.log(b["events"] / a["events"])
         e_compute, e_rels = math.log(compute(b) / compute(a)) / grow, math.log(rels(b) / rels(a)) / grow
         scale = 1e8 / b["events"]
-        compute_100m = compute(b) * scale ** e_compute
-        write_100m = write(b) * scale ** e_rels  # the same relationships/s as measured
+        compute_100m = compute(b) * scale**e_compute
+        write_100m = write(b) * scale**e_rels  # the same relationships/s as measured
         out["projection_100M"] = dict(
             note="PROJECTION, not a measurement: Spark compute (read + basis + Swing + ItemCF) at 100M events from "
-                 "its growth exponent between the two largest measured sizes, divided by executor cores over the 2 "
-                 "measured here; the write-back to one Neo4j server is projected at the measured relationships/s "
-                 "and not divided",
-            from_events=[a["events"], b["events"]], exponent_compute=e_compute, exponent_relationships=e_rels,
-            compute_seconds_local2=compute_100m, write_seconds=write_100m,
-            total_seconds_by_executor_cores={str(n): compute_100m * 2 / n + write_100m for n in args.executors})
+            "its growth exponent between the two largest measured sizes, divided by executor cores over the 2 "
+            "measured here; the write-back to one Neo4j server is projected at the measured relationships/s "
+            "and not divided",
+            from_events=[a["events"], b["events"]],
+            exponent_compute=e_compute,
+            exponent_relationships=e_rels,
+            compute_seconds_local2=compute_100m,
+            write_seconds=write_100m,
+            total_seconds_by_executor_cores={str(n): compute_100m * 2 / n + write_100m for n in args.executors},
+        )
         if "indb_seconds" in b and b["indb_seconds"] > write(b):  # cores where Spark's total meets in-database
             out["projection_100M"]["crossover_cores_at_largest_measured"] = (
-                2 * compute(b) / (b["indb_seconds"] - write(b)))
+                2 * compute(b) / (b["indb_seconds"] - write(b))
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_result(args.out, out)
     print(json.dumps(res, indent=1))
     for rel, c in res["equal"].items():
         print(f"{rel}: {c['equal_rows']}/{c['rows']} item rows equal to the in-database lists")
     if "spark_over_indb" in res:
-        print(f"spark {res['spark_seconds']:.1f}s vs in-database {res['indb_seconds']:.1f}s: "
-              f"{res['spark_over_indb']:.2f}x")
+        print(
+            f"spark {res['spark_seconds']:.1f}s vs in-database {res['indb_seconds']:.1f}s: "
+            f"{res['spark_over_indb']:.2f}x"
+        )
     return 0
 
 

@@ -37,9 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
-from common import parser, server as bench_instance  # noqa: E402
+from common import parser  # noqa: E402
+from common import server as bench_instance
 from graphrecall.app.pipeline import DEFAULT_DATASET, reset_graph  # noqa: E402
+from graphrecall.graph_schema.schema import apply_schema  # noqa: E402
 
 logger = logging.getLogger("bench.speed")
 
@@ -53,8 +54,10 @@ def timed(fn, *a, **kw):
 def machine() -> str:
     import torch
 
-    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, {platform.system()} {platform.release()}")
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, {platform.system()} {platform.release()}"
+    )
 
 
 def bench_ingest(driver, path: Path, fmt: str) -> dict:
@@ -67,25 +70,37 @@ def bench_ingest(driver, path: Path, fmt: str) -> dict:
         reset_graph(driver)
         rep, t_all = timed(ingest_events, driver, path, fmt, reject_dir=tmp, progress=False)
         _, t_again = timed(ingest_events, driver, path, fmt, reject_dir=tmp, progress=False)
-    return {"events": len(events), "read_validate_events_per_s": len(events) / t_read,
-            "ingest_events_per_s": len(events) / t_all, "reingest_noop_events_per_s": len(events) / t_again,
-            "ratio_ingest_vs_parse_only": t_all / t_read}
+    return {
+        "events": len(events),
+        "read_validate_events_per_s": len(events) / t_read,
+        "ingest_events_per_s": len(events) / t_all,
+        "reingest_noop_events_per_s": len(events) / t_again,
+        "ratio_ingest_vs_parse_only": t_all / t_read,
+    }
 
 
 def bench_swing(driver, event_types=("view", "cart", "fav", "purchase", "rated_high")) -> dict:
-    from graphrecall.query.scoring.reference import swing_bruteforce, swing_sparse
     from graphrecall.query.scoring.cypher import BasisParams, compute_swing, read_basis
+    from graphrecall.query.scoring.reference import swing_bruteforce, swing_sparse
 
-    rep, t_cypher = timed(compute_swing, driver, k=50, basis=BasisParams(event_types=tuple(event_types)), progress=False,
-                          engine="cypher")
+    rep, t_cypher = timed(
+        compute_swing, driver, k=50, basis=BasisParams(event_types=tuple(event_types)), progress=False, engine="cypher"
+    )
     _, t_procedure = timed(compute_swing, driver, k=50, basis=None, progress=False, engine="procedure")
     basis = set(read_basis(driver))
     _, t_sparse = timed(swing_sparse, basis, k=50)
     _, t_python = timed(swing_bruteforce, basis)
-    return {"basis_edges": len(basis), "cypher_s": t_cypher, "procedure_s": t_procedure, "scipy_s": t_sparse,
-            "python_pairs_s": t_python, "ratio_cypher_over_procedure": t_cypher / t_procedure,
-            "ratio_python_over_cypher": t_python / t_cypher, "ratio_python_over_scipy": t_python / t_sparse,
-            "ratio_cypher_over_scipy": t_cypher / t_sparse}
+    return {
+        "basis_edges": len(basis),
+        "cypher_s": t_cypher,
+        "procedure_s": t_procedure,
+        "scipy_s": t_sparse,
+        "python_pairs_s": t_python,
+        "ratio_cypher_over_procedure": t_cypher / t_procedure,
+        "ratio_python_over_cypher": t_python / t_cypher,
+        "ratio_python_over_scipy": t_python / t_sparse,
+        "ratio_cypher_over_scipy": t_cypher / t_sparse,
+    }
 
 
 def bench_walks(driver) -> dict:
@@ -101,9 +116,17 @@ def bench_walks(driver) -> dict:
     # steps, not walks: on a sparse session graph many walks end early at items without a successor
     vec_steps, py_steps = int((walks >= 0).sum() - len(walks)), sum(len(w) - 1 for w in py)
     vec_rate, py_rate = vec_steps / t_vec, py_steps / t_py
-    return {"nodes": m.shape[0], "edges": m.nnz, "alias_build_s": t_build, "mean_walk_len": float((walks >= 0).sum(1).mean()),
-            "vectorised_steps_per_s": vec_rate, "python_steps_per_s": py_rate,
-            "ratio_vectorised_over_python": vec_rate / py_rate, "_graph": g, "_walks": walks}
+    return {
+        "nodes": m.shape[0],
+        "edges": m.nnz,
+        "alias_build_s": t_build,
+        "mean_walk_len": float((walks >= 0).sum(1).mean()),
+        "vectorised_steps_per_s": vec_rate,
+        "python_steps_per_s": py_rate,
+        "ratio_vectorised_over_python": vec_rate / py_rate,
+        "_graph": g,
+        "_walks": walks,
+    }
 
 
 def bench_embeddings(g, walks, rounds: int = 3) -> dict:
@@ -114,8 +137,8 @@ def bench_embeddings(g, walks, rounds: int = 3) -> dict:
     that a slow spell of the shared machine hits every variant alike."""
     from gensim.models import Word2Vec
 
-    from graphrecall.embed.eges import EGES, SideInfo
     from graphrecall.common.threads import torch_threads
+    from graphrecall.embed.eges import EGES, SideInfo
     from graphrecall.walkers.walk import walks_to_corpus
 
     side = SideInfo.from_columns(g.side)
@@ -124,16 +147,32 @@ def bench_embeddings(g, walks, rounds: int = 3) -> dict:
 
     def eges(optimizer, threads):
         with torch_threads(threads):
-            EGES(dim=32, window=5, epochs=1, batch_size=4096, market_negatives=2, optimizer=optimizer,
-                 progress=False).fit(walks, side, sessions=g.sessions, booked=g.booked)
+            EGES(
+                dim=32, window=5, epochs=1, batch_size=4096, market_negatives=2, optimizer=optimizer, progress=False
+            ).fit(walks, side, sessions=g.sessions, booked=g.booked)
 
     def gensim(sample, workers):
-        Word2Vec(corpus, vector_size=32, window=5, sg=1, negative=5, min_count=1, epochs=1, sample=sample,
-                 workers=workers, seed=0)
+        Word2Vec(
+            corpus,
+            vector_size=32,
+            window=5,
+            sg=1,
+            negative=5,
+            min_count=1,
+            epochs=1,
+            sample=sample,
+            workers=workers,
+            seed=0,
+        )
 
-    variants = {"eges_sgd_1_threads": (eges, "sgd", 1), "eges_sgd_2_threads": (eges, "sgd", 2),
-                "gensim_sample0_1_workers": (gensim, 0.0, 1), "gensim_sample0_2_workers": (gensim, 0.0, 2),
-                "gensim_default_2_workers": (gensim, 1e-3, 2), "eges_adam_1_threads": (eges, "adam", 1)}
+    variants = {
+        "eges_sgd_1_threads": (eges, "sgd", 1),
+        "eges_sgd_2_threads": (eges, "sgd", 2),
+        "gensim_sample0_1_workers": (gensim, 0.0, 1),
+        "gensim_sample0_2_workers": (gensim, 0.0, 2),
+        "gensim_default_2_workers": (gensim, 1e-3, 2),
+        "eges_adam_1_threads": (eges, "adam", 1),
+    }
     times = {k: [] for k in variants}
     for _ in range(rounds):
         for k, (fn, *a) in variants.items():
@@ -141,10 +180,12 @@ def bench_embeddings(g, walks, rounds: int = 3) -> dict:
     out = {"walks": len(walks), "rounds": rounds, "all_epoch_s": times}
     out |= {f"{k}_epoch_s": float(np.median(v)) for k, v in times.items()}
     for threads in (1, 2):
-        out[f"ratio_eges_sgd_over_gensim_sample0_{threads}_threads"] = \
+        out[f"ratio_eges_sgd_over_gensim_sample0_{threads}_threads"] = (
             out[f"eges_sgd_{threads}_threads_epoch_s"] / out[f"gensim_sample0_{threads}_workers_epoch_s"]
-    out["ratio_eges_sgd_1_thread_over_gensim_sample0_2_workers"] = \
+        )
+    out["ratio_eges_sgd_1_thread_over_gensim_sample0_2_workers"] = (
         out["eges_sgd_1_threads_epoch_s"] / out["gensim_sample0_2_workers_epoch_s"]
+    )
     out["ratio_eges_adam_over_sgd_1_thread"] = out["eges_adam_1_threads_epoch_s"] / out["eges_sgd_1_threads_epoch_s"]
     return out
 
@@ -159,14 +200,28 @@ def bench_eges_scaling(sizes=(6_500, 20_000, 200_000), n_walks: int = 10_000) ->
     warm = SideInfo.from_columns({"category": ["a", "b"] * 50})
     for sparse in (False, True):  # first calls pay torch's one-off start-up; keep it out of the timings
         EGES(dim=32, epochs=1, market_negatives=0, optimizer="adam", sparse=sparse, progress=False).fit(
-            rng.integers(0, 100, (200, 10)), warm)
+            rng.integers(0, 100, (200, 10)), warm
+        )
     for n in sizes:
         walks = rng.integers(0, n, size=(n_walks, 10))
-        side = SideInfo.from_columns({"category": [str(i % 50) for i in range(n)], "brand": [str(i % 300) for i in range(n)]})
+        side = SideInfo.from_columns(
+            {"category": [str(i % 50) for i in range(n)], "brand": [str(i % 300) for i in range(n)]}
+        )
         t = {}
         for sparse in (False, True):
-            _, t[sparse] = timed(EGES(dim=32, epochs=1, batch_size=512, market_negatives=0, optimizer="adam",
-                                      sparse=sparse, progress=False).fit, walks, side)
+            _, t[sparse] = timed(
+                EGES(
+                    dim=32,
+                    epochs=1,
+                    batch_size=512,
+                    market_negatives=0,
+                    optimizer="adam",
+                    sparse=sparse,
+                    progress=False,
+                ).fit,
+                walks,
+                side,
+            )
         out[f"dense_s_{n}_items"], out[f"sparse_s_{n}_items"] = t[False], t[True]
         out[f"ratio_dense_over_sparse_{n}_items"] = t[False] / t[True]
     return out
@@ -178,8 +233,8 @@ def bench_torch_threads(driver, walks, side_columns, epochs_pairs: int = 1_000_0
     same 2 cores: what ``PipelineConfig.torch_threads`` defaults to."""
     import threading
 
-    from graphrecall.embed.eges import EGES, SideInfo
     from graphrecall.common.threads import torch_threads
+    from graphrecall.embed.eges import EGES, SideInfo
 
     side = SideInfo.from_columns(side_columns)
     rows = walks[: max(1, epochs_pairs // 40)]  # about 40 window pairs per walk row of 10
@@ -244,6 +299,7 @@ def bench_blend(n_calls: int = 20_000, depths=(50, 200)) -> dict:
     neighbours: 50 is what the API fuses (``BLEND_DEPTH``) for one uncached ``/i2i`` answer."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from oracles import blend_reference
+
     from graphrecall.query.serve.retriever import BlendConfig, Neighbours, blend
 
     rng = np.random.default_rng(0)
@@ -251,8 +307,10 @@ def bench_blend(n_calls: int = 20_000, depths=(50, 200)) -> dict:
     out = {}
     for depth in depths:
         pool = np.array([f"item-{n}" for n in range(3 * depth)], dtype=object)
-        lists = {ch: Neighbours(rng.choice(pool, depth, replace=False), np.sort(rng.random(depth))[::-1], [ch] * depth)
-                 for ch in ("swing", "cooc", "trans", "side", "eges")}
+        lists = {
+            ch: Neighbours(rng.choice(pool, depth, replace=False), np.sort(rng.random(depth))[::-1], [ch] * depth)
+            for ch in ("swing", "cooc", "trans", "side", "eges")
+        }
         calls = max(1, n_calls * 50 // depth)
         for name, fn in (("numpy", blend), ("dicts", blend_reference)):
             t0 = time.perf_counter()
@@ -266,16 +324,19 @@ def bench_blend(n_calls: int = 20_000, depths=(50, 200)) -> dict:
 def bench_scores_engine(driver) -> dict:
     """Both engines on one BASIS (built once): seconds to compute and write SWING + COOC (iuf off, k 50),
     and whether the ranked lists equal the Cypher reference's."""
-    from graphrecall.query.scoring.cypher import Q_DROP, BasisParams, build_basis, compute_cooc, compute_swing
     from graphrecall.graph_schema.store.lists import read_top_lists
+    from graphrecall.query.scoring.cypher import Q_DROP, BasisParams, build_basis, compute_cooc, compute_swing
 
     t_basis = build_basis(driver, BasisParams())
     with driver.session() as s:
         edges = s.run("MATCH ()-[b:BASIS]->() RETURN count(b)").single()[0]
     out = {"basis_edges": edges, "basis_s": t_basis}
     lists = {}
-    for name, engine, threads in (("procedure_1thread", "procedure", 1), ("procedure_2threads", "procedure", 2),
-                                  ("cypher", "cypher", 1)):
+    for name, engine, threads in (
+        ("procedure_1thread", "procedure", 1),
+        ("procedure_2threads", "procedure", 2),
+        ("cypher", "cypher", 1),
+    ):
         with driver.session() as s:  # every engine starts from no lists: deleting the last run's is not timed
             for rel in ("SWING", "COOC"):
                 s.run(Q_DROP[rel]).consume()
@@ -291,7 +352,8 @@ def bench_scores_engine(driver) -> dict:
         same = all(
             lists[name][rel].keys() == lists["cypher"][rel].keys()
             and all(lists[name][rel][i][0] == lists["cypher"][rel][i][0] for i in lists["cypher"][rel])
-            for rel in ("SWING", "COOC"))
+            for rel in ("SWING", "COOC")
+        )
         out[f"{name}_lists_equal_cypher"] = same
         total = out[f"{name}_swing_s"] + out[f"{name}_cooc_s"]
         out[f"ratio_cypher_over_{name}"] = (out["cypher_swing_s"] + out["cypher_cooc_s"]) / total
@@ -309,11 +371,29 @@ def bench_api(server, faiss_dir: Path, item_ids: list[str], seconds: float, rate
     import httpx
 
     port = _free_port()
-    env = dict(os.environ, GRAPHRECALL_NEO4J_URI=server.uri, GRAPHRECALL_NEO4J_PASSWORD=server.password(),
-               GRAPHRECALL_FAISS_DIR=str(faiss_dir))
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "graphrecall.app.serve:app_from_env", "--factory", "--host", "127.0.0.1",
-                             "--port", str(port), "--log-level", "warning"], env=env,
-                            cwd=str(Path(__file__).resolve().parents[1]))
+    env = dict(
+        os.environ,
+        GRAPHRECALL_NEO4J_URI=server.uri,
+        GRAPHRECALL_NEO4J_PASSWORD=server.password(),
+        GRAPHRECALL_FAISS_DIR=str(faiss_dir),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "graphrecall.app.serve:app_from_env",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        cwd=str(Path(__file__).resolve().parents[1]),
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -361,8 +441,15 @@ def bench_api(server, faiss_dir: Path, item_ids: list[str], seconds: float, rate
             t.join()
         wall = time.perf_counter() - t0
         a = np.array(lat) * 1000
-        return {"requests": len(a), "errors": errors[0], "target_rate": rate, "qps": len(a) / wall,
-                "p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99)), "seconds": wall}
+        return {
+            "requests": len(a),
+            "errors": errors[0],
+            "target_rate": rate,
+            "qps": len(a) / wall,
+            "p50_ms": float(np.percentile(a, 50)),
+            "p99_ms": float(np.percentile(a, 99)),
+            "seconds": wall,
+        }
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -375,11 +462,18 @@ def main(argv=None) -> int:
     p.add_argument("--api-seconds", type=float, default=60.0, help="load duration (bounded)")
     p.add_argument("--api-rate", type=float, default=200.0, help="target requests/s")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--only", nargs="+", choices=["torch_threads", "faiss", "blend", "scores_engine", "embeddings",
-                                                   "eges_scaling"],
-                   help="run only these sections (after an untimed ingest when the graph is empty)")
-    p.add_argument("--events", type=int, default=0,
-                   help="with --only: ingest a generated REES46-shaped log of about this many events instead of --data")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=["torch_threads", "faiss", "blend", "scores_engine", "embeddings", "eges_scaling"],
+        help="run only these sections (after an untimed ingest when the graph is empty)",
+    )
+    p.add_argument(
+        "--events",
+        type=int,
+        default=0,
+        help="with --only: ingest a generated REES46-shaped log of about this many events instead of --data",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     if not args.data.exists():
@@ -476,7 +570,10 @@ def report(out: dict, args) -> int:
         print(f"machine: {out['machine']}")
         for section, vals in out.items():
             if isinstance(vals, dict):
-                print(f"[{section}] " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in vals.items()))
+                print(
+                    f"[{section}] "
+                    + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in vals.items())
+                )
     print(json.dumps(out))
     return 0
 

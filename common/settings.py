@@ -12,8 +12,16 @@ import dataclasses
 from typing import Any
 
 
-def setting(default: Any = dataclasses.MISSING, *, help: str, flag: str, default_factory: Any = dataclasses.MISSING,
-            choices: tuple | None = None, type: Any = None, shown: str | None = None):
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    help: str,
+    flag: str,
+    default_factory: Any = dataclasses.MISSING,
+    choices: tuple | None = None,
+    type: Any = None,
+    shown: str | None = None,
+):
     """A dataclass field with its command-line ``flag`` and ``help``. ``shown``: the default as ``--help``
     prints it, when the value itself is not telling (e.g. one read from the environment)."""
     meta = {"help": help, "flag": flag, "choices": choices, "type": type, "shown": shown}
@@ -37,12 +45,19 @@ def add_options(group, cls, only: tuple[str, ...] | None = None) -> None:
         shown = meta["shown"] or (",".join(default) if isinstance(default, tuple) else default)
         dest = f"{cls.__name__}.{f.name}"
         if isinstance(default, bool):
-            group.add_argument(meta["flag"], dest=dest, action="store_const", const=not default, default=None,
-                               help=meta["help"])
+            group.add_argument(
+                meta["flag"], dest=dest, action="store_const", const=not default, default=None, help=meta["help"]
+            )
             continue
         kind = meta["type"] or (str if isinstance(default, tuple) or default is None else type(default))
-        group.add_argument(meta["flag"], dest=dest, type=kind, choices=meta["choices"], default=None,
-                           help=f"{meta['help']} (default {shown})")
+        group.add_argument(
+            meta["flag"],
+            dest=dest,
+            type=kind,
+            choices=meta["choices"],
+            default=None,
+            help=f"{meta['help']} (default {shown})",
+        )
 
 
 def from_args(cls, args: argparse.Namespace, **overrides):
@@ -52,5 +67,7 @@ def from_args(cls, args: argparse.Namespace, **overrides):
         got = getattr(args, f"{cls.__name__}.{f.name}", None)
         if got is None:
             continue
-        values[f.name] = tuple(x.strip() for x in got.split(",") if x.strip()) if isinstance(_default(f), tuple) else got
+        values[f.name] = (
+            tuple(x.strip() for x in got.split(",") if x.strip()) if isinstance(_default(f), tuple) else got
+        )
     return cls(**{**values, **overrides})

@@ -24,12 +24,14 @@ def new_version(directory: str | Path, name: str) -> Path:
 def publish(tmp: Path, keep: int) -> Path:
     """Make the version written into ``tmp`` (from :func:`new_version`) the current one; remove the oldest
     beyond ``keep`` versions. Returns the version's folder."""
-    d, name = tmp.parent, tmp.name[:-len(".tmp")]
+    d, name = tmp.parent, tmp.name[: -len(".tmp")]
     tmp.rename(d / name)
     (d / "CURRENT.tmp").write_text(name)
     (d / "CURRENT.tmp").replace(d / "CURRENT")
-    saved = sorted((p for p in d.iterdir() if p.is_dir() and p.name.startswith("v") and not p.name.endswith(".tmp")),
-                   key=lambda p: p.stat().st_mtime)
+    saved = sorted(
+        (p for p in d.iterdir() if p.is_dir() and p.name.startswith("v") and not p.name.endswith(".tmp")),
+        key=lambda p: p.stat().st_mtime,
+    )
     for old in saved[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return d / name

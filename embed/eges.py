@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..common.progress import progress_bar
 from ..walkers.walk import build_alias
 from .kernels import batch_inputs, sgd_batch, window_pairs
-from ..common.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class SideInfo:
     vocab: list[list[str | None]]
 
     @classmethod
-    def from_columns(cls, columns: dict[str, list[str | None]]) -> "SideInfo":
+    def from_columns(cls, columns: dict[str, list[str | None]]) -> SideInfo:
         fields = tuple(columns)
         n = len(next(iter(columns.values()))) if columns else 0
         codes = np.zeros((n, len(fields)), dtype=np.int64)
@@ -149,8 +149,9 @@ class EGESModel(nn.Module):
 
 
 @torch.no_grad()
-def pair_gradients(model: EGESModel, centre: torch.Tensor, codes: torch.Tensor, context: torch.Tensor,
-                   weight: torch.Tensor) -> tuple[float, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+def pair_gradients(
+    model: EGESModel, centre: torch.Tensor, codes: torch.Tensor, context: torch.Tensor, weight: torch.Tensor
+) -> tuple[float, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
     """The weighted skip-gram loss of one batch and its gradient, by hand instead of autograd.
 
     ``centre`` (B,) items with side ``codes`` (B, F); ``context`` (B, 1 + K): the positive context first,
@@ -164,7 +165,9 @@ def pair_gradients(model: EGESModel, centre: torch.Tensor, codes: torch.Tensor, 
     torch.index_select(model.item.weight, 0, centre, out=e[0])
     for f, emb in enumerate(model.side):
         torch.index_select(emb.weight, 0, codes[:, f], out=e[1 + f])
-    s = torch.softmax(model.attention.weight.index_select(0, centre), dim=-1).T.contiguous().unsqueeze(-1)  # (1+F, B, 1)
+    s = (
+        torch.softmax(model.attention.weight.index_select(0, centre), dim=-1).T.contiguous().unsqueeze(-1)
+    )  # (1+F, B, 1)
     h = (s * e).sum(0)  # (B, d)
     flat = context.reshape(-1)
     u = model.context.weight.index_select(0, flat).view(b, context.shape[1], -1)  # (B, 1 + K, d)
@@ -179,8 +182,11 @@ def pair_gradients(model: EGESModel, centre: torch.Tensor, codes: torch.Tensor, 
     de = s * dh  # (1 + F, B, d)
     ds = (e * dh).sum(-1, keepdim=True)  # (1 + F, B, 1)
     da = (s * (ds - (s * ds).sum(0, keepdim=True))).squeeze(-1).T  # through the softmax: (B, 1 + F)
-    grads = {"item.weight": (centre, de[0]), "attention.weight": (centre, da.contiguous()),
-             "context.weight": (flat, du.view(len(flat), -1))}
+    grads = {
+        "item.weight": (centre, de[0]),
+        "attention.weight": (centre, da.contiguous()),
+        "context.weight": (flat, du.view(len(flat), -1)),
+    }
     for f in range(fields):
         grads[f"side.{f}.weight"] = (codes[:, f], de[1 + f])
     return loss, grads
@@ -217,17 +223,32 @@ class _SGDKernel:
         none = (np.zeros((1, dim), np.float32),)  # numba needs a typed tuple; no field reads it
         self.side = tuple(view(e.weight) for e in model.side) or none
         self.side_grad = tuple(e.weight.grad.numpy() for e in model.side) or none
-        self.scratch = (np.empty((batch_size, j), np.float32), np.empty((batch_size, j), np.float32),
-                        np.empty((batch_size, dim), np.float32), np.empty((batch_size, dim), np.float32),
-                        np.empty((batch_size, n_context), np.float32))
+        self.scratch = (
+            np.empty((batch_size, j), np.float32),
+            np.empty((batch_size, j), np.float32),
+            np.empty((batch_size, dim), np.float32),
+            np.empty((batch_size, dim), np.float32),
+            np.empty((batch_size, n_context), np.float32),
+        )
 
-    def step(self, centre: np.ndarray, codes: np.ndarray, context: np.ndarray, weight: np.ndarray,
-             lr: float) -> float:
+    def step(self, centre: np.ndarray, codes: np.ndarray, context: np.ndarray, weight: np.ndarray, lr: float) -> float:
         """One batch (as :func:`pair_gradients` takes it); returns its summed loss."""
         for g in self.side_grad:
             g.fill(0.0)
-        return float(sgd_batch(*self.tables, self.side, self.side_grad, centre, codes, context, weight, lr,
-                               *self.scratch, numba.get_num_threads()))
+        return float(
+            sgd_batch(
+                *self.tables,
+                self.side,
+                self.side_grad,
+                centre,
+                codes,
+                context,
+                weight,
+                lr,
+                *self.scratch,
+                numba.get_num_threads(),
+            )
+        )
 
 
 @contextmanager
@@ -269,10 +290,10 @@ def booked_pairs(sessions: list[np.ndarray], booked: np.ndarray) -> np.ndarray:
 
 def pad_sequences(seqs: list[np.ndarray], max_len: int = 64) -> np.ndarray:
     """Sequences of item indices as a -1 padded array (longer ones cut into ``max_len`` pieces)."""
-    pieces = [s[o:o + max_len] for s in seqs for o in range(0, len(s), max_len) if len(s) >= 2]
+    pieces = [s[o : o + max_len] for s in seqs for o in range(0, len(s), max_len) if len(s) >= 2]
     out = np.full((len(pieces), max_len), -1, dtype=np.int64)
     for n, piece in enumerate(pieces):
-        out[n, :len(piece)] = piece
+        out[n, : len(piece)] = piece
     return out
 
 
@@ -282,7 +303,7 @@ class EGESResult:
     cold: np.ndarray  # bool per item: True when it got the side-info mean
     losses: list[float] = field(default_factory=list)
     attention: np.ndarray | None = None  # (n_items, 1 + F) softmax weights
-    state: "EGESState | None" = None  # the trained tables by item id (when fit got item_ids): a later warm start
+    state: EGESState | None = None  # the trained tables by item id (when fit got item_ids): a later warm start
 
 
 @dataclass
@@ -303,11 +324,18 @@ class EGESState:
         from pathlib import Path
 
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"item_ids": [str(i) for i in self.item_ids], "fields": list(self.fields), "vocab": self.vocab,
-                    "tensors": self.tensors}, path)
+        torch.save(
+            {
+                "item_ids": [str(i) for i in self.item_ids],
+                "fields": list(self.fields),
+                "vocab": self.vocab,
+                "tensors": self.tensors,
+            },
+            path,
+        )
 
     @classmethod
-    def load(cls, path) -> "EGESState":
+    def load(cls, path) -> EGESState:
         d = torch.load(path, weights_only=True)
         return cls(np.array(d["item_ids"], dtype=object), tuple(d["fields"]), d["vocab"], d["tensors"])
 
@@ -344,10 +372,18 @@ class EGES:
         the per-item rows a step touches (:class:`LazyAdam`); dense Adam updates every row of every table on
         every step, which is faster on small catalogues and far slower on large ones. ``None`` picks sparse
         from ``SPARSE_FROM_ITEMS`` items."""
-        if dim < 1 or window < 1 or negatives < 0 or market_negatives < 0 or epochs < 1 or batch_size < 1 \
-                or not booked_weight >= 0:
-            raise ValueError("dim, window, epochs and batch_size must be >= 1; negatives, market_negatives and "
-                             "booked_weight >= 0")
+        if (
+            dim < 1
+            or window < 1
+            or negatives < 0
+            or market_negatives < 0
+            or epochs < 1
+            or batch_size < 1
+            or not booked_weight >= 0
+        ):
+            raise ValueError(
+                "dim, window, epochs and batch_size must be >= 1; negatives, market_negatives and booked_weight >= 0"
+            )
         self.dim, self.window, self.negatives = dim, window, negatives
         self.market_negatives, self.market_field, self.booked_context = market_negatives, market_field, booked_context
         self.booked_weight = booked_weight
@@ -365,7 +401,7 @@ class EGES:
         self.side: SideInfo | None = None
 
     # ------------------------------------------------------------------ sampling
-    def _negative_tables(self, weights: np.ndarray) -> "Negatives":
+    def _negative_tables(self, weights: np.ndarray) -> Negatives:
         """How negatives are drawn (:class:`Negatives`): an alias table for ``weights``, and the market
         field's codes with the items grouped by market."""
         prob, alias = build_alias(np.array([0, len(weights)], dtype=np.int64), np.asarray(weights, np.float64))
@@ -376,8 +412,9 @@ class EGES:
         m = np.ascontiguousarray(self.side.codes[:, f])
         counts = np.bincount(m, minlength=len(self.side.vocab[f]))
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        return Negatives(prob, alias, self.negatives, m, np.argsort(m, kind="stable"), offsets, counts,
-                         self.market_negatives)
+        return Negatives(
+            prob, alias, self.negatives, m, np.argsort(m, kind="stable"), offsets, counts, self.market_negatives
+        )
 
     def fit(
         self,
@@ -398,7 +435,9 @@ class EGES:
         for the same item ids and side values instead of from random; new items and values start random."""
         n_items = side.codes.shape[0]
         if walks.size and walks.max() >= n_items:
-            raise ValueError(f"walks reference item {walks.max()} but side info has {n_items} items; export both from one graph")
+            raise ValueError(
+                f"walks reference item {walks.max()} but side info has {n_items} items; export both from one graph"
+            )
         self.side = side
         rng = np.random.default_rng(self.random_seed)
         torch.manual_seed(self.random_seed)
@@ -406,8 +445,12 @@ class EGES:
         weight = np.ones(len(pairs), dtype=np.float32)
         if self.booked_context and self.booked_weight > 0 and sessions is not None and booked is not None:
             bp = booked_pairs(sessions, booked)
-            logger.info("EGES: %d booked-context pairs (weight %g) added to %d window pairs", len(bp),
-                        self.booked_weight, len(pairs))
+            logger.info(
+                "EGES: %d booked-context pairs (weight %g) added to %d window pairs",
+                len(bp),
+                self.booked_weight,
+                len(pairs),
+            )
             pairs = np.concatenate([pairs, bp])
             weight = np.concatenate([weight, np.full(len(bp), self.booked_weight, dtype=np.float32)])
         if holdout is not None and len(holdout):
@@ -416,10 +459,12 @@ class EGES:
             keep = ~(mask[pairs[:, 0]] | mask[pairs[:, 1]])
             pairs, weight = pairs[keep], weight[keep]
         if len(pairs) == 0:
-            raise ValueError("no training pairs: the walks are empty or all of length 1. Ingest sessions with at "
-                             "least two items (TRANSITION edges), or lower min session length.")
+            raise ValueError(
+                "no training pairs: the walks are empty or all of length 1. Ingest sessions with at "
+                "least two items (TRANSITION edges), or lower min session length."
+            )
         freq = np.bincount(pairs[:, 1], minlength=n_items).astype(np.float64)
-        negatives = self._negative_tables(freq ** self.ns_exponent)
+        negatives = self._negative_tables(freq**self.ns_exponent)
 
         sparse = self.sparse if self.sparse is not None else n_items >= SPARSE_FROM_ITEMS
         self.model = EGESModel(n_items, side.cardinalities(), self.dim, sparse=sparse)
@@ -441,12 +486,20 @@ class EGES:
         dense = [p for k, p in params.items() if k not in lazy and not (sgd and k in per_item)]
         side_lr = self.lr * OPTIMIZERS["adam"] / OPTIMIZERS["sgd"] if sgd else self.lr
         dense_opt = torch.optim.Adam(dense, lr=side_lr, fused=True) if dense else None  # fused: 2.7x faster
-        logger.info("EGES: %d items, %d pairs, %s", n_items, len(pairs),
-                    "SGD" if sgd else "sparse Adam" if sparse else "dense Adam")
+        logger.info(
+            "EGES: %d items, %d pairs, %s",
+            n_items,
+            len(pairs),
+            "SGD" if sgd else "sparse Adam" if sparse else "dense Adam",
+        )
         n_context = 1 + negatives.n_noise + negatives.n_market
         kernel = _SGDKernel(self.model, self.batch_size, n_context) if sgd else None
-        batch = (np.empty(self.batch_size, np.int64), np.empty((self.batch_size, len(side.fields)), np.int64),
-                 np.empty((self.batch_size, n_context), np.int64), np.empty(self.batch_size, np.float32))
+        batch = (
+            np.empty(self.batch_size, np.int64),
+            np.empty((self.batch_size, len(side.fields)), np.int64),
+            np.empty((self.batch_size, n_context), np.int64),
+            np.empty(self.batch_size, np.float32),
+        )
         losses = []
         t0 = time.perf_counter()
         n_steps, step = self.epochs * -(-len(pairs) // self.batch_size), 0
@@ -458,7 +511,7 @@ class EGES:
             for epoch in range(self.epochs):
                 perm = rng.permutation(len(pairs))
                 total, n_batches = 0.0, 0
-                key = np.uint64(rng.integers(0, 2 ** 63))  # the epoch's negatives: see kernels.batch_inputs
+                key = np.uint64(rng.integers(0, 2**63))  # the epoch's negatives: see kernels.batch_inputs
                 for s in range(0, len(perm), self.batch_size):
                     n = min(self.batch_size, len(perm) - s)
                     centre, codes, context, w = (a[:n] for a in batch)
@@ -476,22 +529,43 @@ class EGES:
                     bar.update(n)
                 losses.append(total / max(n_batches, 1))
                 dt = time.perf_counter() - t0
-                logger.info("EGES epoch %d/%d: loss %.4f, %.0f pairs/s", epoch + 1, self.epochs, losses[-1],
-                            len(pairs) * (epoch + 1) / dt)
+                logger.info(
+                    "EGES epoch %d/%d: loss %.4f, %.0f pairs/s",
+                    epoch + 1,
+                    self.epochs,
+                    losses[-1],
+                    len(pairs) * (epoch + 1) / dt,
+                )
         bar.close()
         seen = np.zeros(n_items, bool)
         seen[pairs[:, 0]] = True
         # a side value that only untrained items carry has a random, never-updated embedding: cold
         # vectors leave it out like a missing value
-        self.trained_values = [np.bincount(side.codes[seen, f], minlength=c) > 0
-                               for f, c in enumerate(side.cardinalities())]
-        state = None if item_ids is None else EGESState(
-            np.asarray(item_ids, dtype=object), side.fields, side.vocab,
-            {k: v.detach().clone() for k, v in self.model.state_dict().items()})
+        self.trained_values = [
+            np.bincount(side.codes[seen, f], minlength=c) > 0 for f, c in enumerate(side.cardinalities())
+        ]
+        state = (
+            None
+            if item_ids is None
+            else EGESState(
+                np.asarray(item_ids, dtype=object),
+                side.fields,
+                side.vocab,
+                {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            )
+        )
         return EGESResult(self.embed_all(seen), ~seen, losses, self.attention_weights(), state)
 
-    def _adam_step(self, centre: np.ndarray, codes: np.ndarray, context: np.ndarray, weight: np.ndarray, params,
-                   lazy: set[str], lazy_opt: "LazyAdam | None") -> float:
+    def _adam_step(
+        self,
+        centre: np.ndarray,
+        codes: np.ndarray,
+        context: np.ndarray,
+        weight: np.ndarray,
+        params,
+        lazy: set[str],
+        lazy_opt: LazyAdam | None,
+    ) -> float:
         """One batch for Adam: the gradient by :func:`pair_gradients`, then LazyAdam's row update for the
         ``lazy`` tables and ``p.grad`` for the dense optimizer. Returns the batch's loss."""
         as_t = torch.from_numpy
@@ -512,8 +586,10 @@ class EGES:
     @torch.no_grad()
     def _warm_start(self, prev: EGESState, item_ids: np.ndarray, side: SideInfo) -> None:
         if prev.dim != self.dim:
-            raise ValueError(f"the stored EGES state has dim {prev.dim}, not {self.dim}: pass dim={prev.dim} "
-                             f"(--dim {prev.dim}), or train from scratch with `graphrecall embed`")
+            raise ValueError(
+                f"the stored EGES state has dim {prev.dim}, not {self.dim}: pass dim={prev.dim} "
+                f"(--dim {prev.dim}), or train from scratch with `graphrecall embed`"
+            )
         pos = {str(v): k for k, v in enumerate(prev.item_ids)}
         rows = [(r, pos[str(i)]) for r, i in enumerate(item_ids) if str(i) in pos]
         new, old = (torch.tensor(x, dtype=torch.long) for x in zip(*rows)) if rows else (None, None)
@@ -529,8 +605,9 @@ class EGES:
             pairs = [(k, lookup[v]) for k, v in enumerate(side.vocab[f]) if v in lookup]
             a, b = (torch.tensor(x, dtype=torch.long) for x in zip(*pairs))
             self.model.side[f].weight[a] = prev.tensors[f"side.{g}.weight"][b]
-        logger.info("EGES warm start: %d of %d items and their side values from the stored state", len(rows),
-                    len(item_ids))
+        logger.info(
+            "EGES warm start: %d of %d items and their side values from the stored state", len(rows), len(item_ids)
+        )
 
     def _known_codes(self, codes: np.ndarray) -> np.ndarray:
         """``codes`` with values never seen on a trained item set to UNKNOWN."""

@@ -39,8 +39,16 @@ class ItemVectorIndex:
     leaving the query item out.
     """
 
-    def __init__(self, item_ids, vectors: np.ndarray, *, kind: str = "auto", m: int = HNSW_M,
-                 ef_construction: int = HNSW_EF_CONSTRUCTION, ef_search: int = HNSW_EF_SEARCH):
+    def __init__(
+        self,
+        item_ids,
+        vectors: np.ndarray,
+        *,
+        kind: str = "auto",
+        m: int = HNSW_M,
+        ef_construction: int = HNSW_EF_CONSTRUCTION,
+        ef_search: int = HNSW_EF_SEARCH,
+    ):
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or len(item_ids) != len(vectors):
             raise ValueError(f"need one vector per id: {len(item_ids)} ids, vectors of shape {vectors.shape}")
@@ -88,7 +96,7 @@ class ItemVectorIndex:
         r = self._row(item_id)
         if r < 0:
             raise KeyError(item_id)
-        scores, rows = self.search(self.vectors[r:r + 1], k + 1)
+        scores, rows = self.search(self.vectors[r : r + 1], k + 1)
         keep = (rows[0] >= 0) & (rows[0] != r)
         rows, scores = rows[0][keep][:k], scores[0][keep][:k]
         return self.item_ids[rows].astype(object), scores
@@ -115,14 +123,14 @@ class ItemVectorIndex:
         return d
 
     @classmethod
-    def load_saved(cls, directory: str | Path | None, mmap: bool = True) -> "ItemVectorIndex | None":
+    def load_saved(cls, directory: str | Path | None, mmap: bool = True) -> ItemVectorIndex | None:
         """:meth:`load`, or None when ``directory`` is None or holds no index yet."""
         if directory is None or not cls.saved_in(directory):
             return None
         return cls.load(directory, mmap=mmap)
 
     @classmethod
-    def load(cls, directory: str | Path, mmap: bool = True) -> "ItemVectorIndex":
+    def load(cls, directory: str | Path, mmap: bool = True) -> ItemVectorIndex:
         """The index saved in ``directory``, memory-mapped read-only (``mmap=False``: a private copy)."""
         d = Path(directory)
         if not cls.saved_in(d):
@@ -142,6 +150,8 @@ class ItemVectorIndex:
         obj.vectors = np.load(sub / "vectors.npy", mmap_mode=mode)
         obj.index = faiss.read_index(str(sub / "items.faiss"), faiss.IO_FLAG_MMAP_IFC if mmap else 0)
         if obj.index.ntotal != len(obj.item_ids):
-            raise ValueError(f"{sub}: index has {obj.index.ntotal} vectors but {len(obj.item_ids)} ids; rebuild it "
-                             "with `graphrecall embed`")
+            raise ValueError(
+                f"{sub}: index has {obj.index.ntotal} vectors but {len(obj.item_ids)} ids; rebuild it "
+                "with `graphrecall embed`"
+            )
         return obj

@@ -20,8 +20,24 @@ import numpy as np
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def sgd_batch(item_w, att_w, ctx_w, side_w, side_grad, centre, codes, context, weight, lr, s_buf, da_buf, h_buf,
-              dh_buf, g_buf, n_threads):
+def sgd_batch(
+    item_w,
+    att_w,
+    ctx_w,
+    side_w,
+    side_grad,
+    centre,
+    codes,
+    context,
+    weight,
+    lr,
+    s_buf,
+    da_buf,
+    h_buf,
+    dh_buf,
+    g_buf,
+    n_threads,
+):
     """One batch of weighted skip-gram SGD with EGES's attention over ``1 + F`` stacked rows.
 
     ``item_w`` (n, d), ``att_w`` (n, 1 + F), ``ctx_w`` (n, d): float32 tables, updated in place.
@@ -135,8 +151,26 @@ def _index(u, n):
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def batch_inputs(pairs, perm, start, weight, side_codes, noise_prob, noise_alias, n_noise, market, market_order,
-                 market_offsets, market_counts, n_market, key, centre, codes, context, weights):
+def batch_inputs(
+    pairs,
+    perm,
+    start,
+    weight,
+    side_codes,
+    noise_prob,
+    noise_alias,
+    n_noise,
+    market,
+    market_order,
+    market_offsets,
+    market_counts,
+    n_market,
+    key,
+    centre,
+    codes,
+    context,
+    weights,
+):
     """Fill one batch's inputs for :func:`sgd_batch` (or ``pair_gradients``) from pairs
     ``pairs[perm[start:start + B]]``, ``B = len(centre)``.
 

@@ -10,8 +10,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..common.settings import setting
-from .eges import EGES, EGESResult, EGESState, SideInfo, pad_sequences
 from ..walkers.walk import random_walks
+from .eges import EGES, EGESResult, EGESState, SideInfo, pad_sequences
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,9 @@ class EgesSettings:
 
     walk_length: int = setting(10, flag="--walk-length", help="random walk length")
     walks_per_node: int = setting(10, flag="--walks-per-node", help="walks started per item")
-    train_on_sessions: bool = setting(True, flag="--no-session-pairs",
-                                      help="train EGES on walks only, not also on the session sequences")
+    train_on_sessions: bool = setting(
+        True, flag="--no-session-pairs", help="train EGES on walks only, not also on the session sequences"
+    )
     dim: int = setting(32, flag="--dim", help="EGES dimension")
     epochs: int = setting(10, flag="--epochs", help="EGES epochs")
     window: int = setting(5, flag="--window", help="skip-gram window")
@@ -32,8 +33,9 @@ class EgesSettings:
     booked_weight: float = setting(1.0, flag="--booked-weight", help="loss weight of a booked-context pair")
     market_field: str | None = setting("market", flag="--market-field", help="item field for same-market negatives")
     # same-market negatives measured no gain on REES46 validation
-    market_negatives: int = setting(0, flag="--market-negatives",
-                                    help="same-market negatives per positive (2 turns them on)")
+    market_negatives: int = setting(
+        0, flag="--market-negatives", help="same-market negatives per positive (2 turns them on)"
+    )
 
 
 def train_item_vectors(
@@ -70,20 +72,36 @@ def train_item_vectors(
     n = transitions.shape[0]
     parts = []
     if walks_per_node > 0 and transitions.nnz:
-        parts.append(random_walks(transitions, walk_length=walk_length, walks_per_node=walks_per_node,
-                                  random_seed=random_seed))
+        parts.append(
+            random_walks(transitions, walk_length=walk_length, walks_per_node=walks_per_node, random_seed=random_seed)
+        )
     if train_on_sessions and sessions:
         seq = pad_sequences([s for s in sessions if len(s) >= 2], max_len=max(walk_length, 2))
         if len(seq):
             parts.append(seq)
     width = max((p.shape[1] for p in parts), default=2)
-    walks = np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1) for p in parts]) \
-        if parts else np.zeros((0, 2), np.int64)
+    walks = (
+        np.concatenate([np.pad(p, ((0, 0), (0, width - p.shape[1])), constant_values=-1) for p in parts])
+        if parts
+        else np.zeros((0, 2), np.int64)
+    )
     side = SideInfo.from_columns(side_columns) if side_columns else SideInfo((), np.zeros((n, 0), np.int64), [])
     if market_field is not None and market_field not in side.fields:
         logger.info("EGES: no %r field in the catalogue; no same-market negatives", market_field)
         market_field = None
-    model = EGES(dim=dim, epochs=epochs, window=window, negatives=negatives, booked_context=booked_context,
-                 booked_weight=booked_weight, market_field=market_field, market_negatives=market_negatives, lr=lr,
-                 optimizer=optimizer, batch_size=batch_size, random_seed=random_seed, progress=progress)
+    model = EGES(
+        dim=dim,
+        epochs=epochs,
+        window=window,
+        negatives=negatives,
+        booked_context=booked_context,
+        booked_weight=booked_weight,
+        market_field=market_field,
+        market_negatives=market_negatives,
+        lr=lr,
+        optimizer=optimizer,
+        batch_size=batch_size,
+        random_seed=random_seed,
+        progress=progress,
+    )
     return model.fit(walks, side, sessions=sessions, booked=booked, item_ids=item_ids, warm_start=warm_start)

@@ -19,8 +19,14 @@ SET i.embedding_cold = r.cold
 """
 
 
-def write_embeddings(driver, item_ids, vectors: np.ndarray, cold: np.ndarray | None = None,
-                     database: str = "neo4j", batch_size: int = 1000) -> int:
+def write_embeddings(
+    driver,
+    item_ids,
+    vectors: np.ndarray,
+    cold: np.ndarray | None = None,
+    database: str = "neo4j",
+    batch_size: int = 1000,
+) -> int:
     vectors = np.asarray(vectors, dtype=np.float32)
     create_vector_index(driver, vectors.shape[1], database=database)
     cold = np.zeros(len(item_ids), bool) if cold is None else np.asarray(cold, bool)
@@ -28,12 +34,17 @@ def write_embeddings(driver, item_ids, vectors: np.ndarray, cold: np.ndarray | N
     n = 0
     with driver.session(database=database) as s:
         for start in range(0, len(item_ids), batch_size):
-            rows = [{"id": str(i), "v": v.tolist(), "cold": bool(c)}
-                    for i, v, c in zip(item_ids[start:start + batch_size], vectors[start:start + batch_size], cold[start:start + batch_size])]
+            rows = [
+                {"id": str(i), "v": v.tolist(), "cold": bool(c)}
+                for i, v, c in zip(
+                    item_ids[start : start + batch_size],
+                    vectors[start : start + batch_size],
+                    cold[start : start + batch_size],
+                )
+            ]
             s.execute_write(lambda tx, rows=rows: tx.run(Q_SET_VECTORS, rows=rows).consume())
             n += len(rows)
         s.run("CALL db.awaitIndex('item_embedding', 300)").consume()
     dt = time.perf_counter() - t0
     logger.info("wrote %d embeddings to Neo4j in %.1fs (%.0f items/s)", n, dt, n / dt if dt else 0.0)
     return n
-

@@ -40,7 +40,7 @@ class Neo4jSettings:
     database: str = "neo4j"
 
     @classmethod
-    def from_env(cls, instance: str = "default", **overrides) -> "Neo4jSettings":
+    def from_env(cls, instance: str = "default", **overrides) -> Neo4jSettings:
         uri = os.environ.get("GRAPHRECALL_NEO4J_URI", cls.uri)
         user = os.environ.get("GRAPHRECALL_NEO4J_USER", cls.user)
         password = os.environ.get("GRAPHRECALL_NEO4J_PASSWORD")

@@ -44,13 +44,17 @@ def create_vector_index(driver, dimensions: int, database: str = "neo4j", simila
         ).single()
         if rec is not None:
             cfg = (rec["options"] or {}).get("indexConfig", {})
-            if cfg.get("vector.dimensions") == dimensions and cfg.get("vector.similarity_function", "").lower() == similarity:
+            if (
+                cfg.get("vector.dimensions") == dimensions
+                and cfg.get("vector.similarity_function", "").lower() == similarity
+            ):
                 return
             session.run("DROP INDEX item_embedding IF EXISTS").consume()
         session.run(
             "CREATE VECTOR INDEX item_embedding IF NOT EXISTS FOR (i:Item) ON (i.embedding) "
             "OPTIONS {indexConfig: {`vector.dimensions`: $dim, `vector.similarity_function`: $sim}}",
-            dim=int(dimensions), sim=similarity,
+            dim=int(dimensions),
+            sim=similarity,
         ).consume()
         session.run("CALL db.awaitIndex($name, 300)", name=VECTOR_INDEX).consume()
     logger.info("vector index %s: %d dims, %s", VECTOR_INDEX, dimensions, similarity)

@@ -27,9 +27,9 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from .config import DEFAULT_BOLT_PORT, DEFAULT_HTTP_PORT, Neo4jSettings, graphrecall_home
 
@@ -149,16 +149,27 @@ class LocalNeo4j:
                 "or point GRAPHRECALL_NEO4J_URI at a running server (see docker-compose.yml)."
             )
         if shutil.which("java") is None:
-            raise Neo4jServerError("java is not on PATH; install OpenJDK 17 or 21 (e.g. `apt-get install openjdk-17-jre-headless`).")
+            raise Neo4jServerError(
+                "java is not on PATH; install OpenJDK 17 or 21 (e.g. `apt-get install openjdk-17-jre-headless`)."
+            )
         tmp = self.lib_dir.with_name("lib.partial")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         logger.info("fetching Neo4j %s jars with Maven into %s (one time)", self.version, self.lib_dir)
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-             "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"],
-            capture_output=True, text=True,
+            [
+                mvn,
+                "-B",
+                "-q",
+                "-f",
+                str(POM),
+                "dependency:copy-dependencies",
+                "-DincludeScope=runtime",
+                f"-DoutputDirectory={tmp}",
+            ],
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             raise Neo4jServerError(
@@ -185,11 +196,11 @@ server.bolt.advertised_address=127.0.0.1:{self.bolt_port}
 server.http.listen_address=127.0.0.1:{self.http_port}
 server.http.advertised_address=127.0.0.1:{self.http_port}
 server.https.enabled=false
-server.directories.data={h / 'data'}
-server.directories.logs={h / 'logs'}
-server.directories.plugins={h / 'plugins'}
-server.directories.run={h / 'run'}
-server.directories.import={h / 'import'}
+server.directories.data={h / "data"}
+server.directories.logs={h / "logs"}
+server.directories.plugins={h / "plugins"}
+server.directories.run={h / "run"}
+server.directories.import={h / "import"}
 server.memory.pagecache.size={self.pagecache}
 dbms.security.auth_enabled=true
 dbms.usage_report.enabled=false
@@ -220,16 +231,27 @@ browser.remote_content_hostname_whitelist=localhost,127.0.0.1,guides.neo4j.com
         password = secrets.token_urlsafe(18) if password is None else password
         auth = self.home / "data" / "dbms" / "auth.ini"
         proc = subprocess.run(
-            ["java", "-cp", f"{self.lib_dir}/*", "org.neo4j.cli.AdminTool",
-             "dbms", "set-initial-password", "--", password],
-            env=self._java_env(), capture_output=True, text=True,
+            [
+                "java",
+                "-cp",
+                f"{self.lib_dir}/*",
+                "org.neo4j.cli.AdminTool",
+                "dbms",
+                "set-initial-password",
+                "--",
+                password,
+            ],
+            env=self._java_env(),
+            capture_output=True,
+            text=True,
         )
         if proc.returncode != 0:
             auth.unlink(missing_ok=True)
             raise Neo4jServerError(
                 f"setting the first password of instance {self.name!r} in {self.home} failed (neo4j-admin dbms "
                 f"set-initial-password exited {proc.returncode}); nothing was kept, so the next start tries again. "
-                f"Its output:\n{proc.stdout}{proc.stderr}")
+                f"Its output:\n{proc.stdout}{proc.stderr}"
+            )
         self.password_file.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
@@ -263,12 +285,14 @@ browser.remote_content_hostname_whitelist=localhost,127.0.0.1,guides.neo4j.com
             return False
 
     # ------------------------------------------------------------------ start/stop
-    def start(self, timeout: float = 180.0) -> "LocalNeo4j":
+    def start(self, timeout: float = 180.0) -> LocalNeo4j:
         if self.pid() is not None:
             if self.wait_ready(timeout):
                 logger.info("reusing running Neo4j %s (pid %s) at %s", self.name, self.pid(), self.uri)
                 return self
-            raise Neo4jServerError(f"Neo4j pid {self.pid()} is alive but Bolt at {self.uri} does not answer; see {self.console_log}")
+            raise Neo4jServerError(
+                f"Neo4j pid {self.pid()} is alive but Bolt at {self.uri} does not answer; see {self.console_log}"
+            )
         if self.pid_file.exists():  # a server of ours died without stop(): clear up, let its sockets close
             self.stop(timeout=30.0)
         if _port_open(self.bolt_port) or _port_open(self.http_port):
@@ -283,24 +307,38 @@ browser.remote_content_hostname_whitelist=localhost,127.0.0.1,guides.neo4j.com
         for install in self.plugins:
             install(self.home / "plugins")
         cmd = [
-            "java", f"-Xms{self.heap}", f"-Xmx{self.heap}", *STOCK_JVM_FLAGS,
-            "-cp", f"{self.home / 'plugins'}/*:{self.conf_dir}:{self.lib_dir}/*",
+            "java",
+            f"-Xms{self.heap}",
+            f"-Xmx{self.heap}",
+            *STOCK_JVM_FLAGS,
+            "-cp",
+            f"{self.home / 'plugins'}/*:{self.conf_dir}:{self.lib_dir}/*",
             "org.neo4j.server.CommunityEntryPoint",
-            f"--home-dir={self.home}", f"--config-dir={self.conf_dir}", "--console-mode",
+            f"--home-dir={self.home}",
+            f"--config-dir={self.conf_dir}",
+            "--console-mode",
         ]
         self.console_log.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.console_log, "ab")
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self._java_env(), start_new_session=True,
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self._java_env(),
+            start_new_session=True,
         )
         log.close()
         self.pid_file.write_text(str(proc.pid))
-        logger.info("starting Neo4j %s (pid %d), Bolt %s, Browser %s", self.version, proc.pid, self.uri, self.browser_url)
+        logger.info(
+            "starting Neo4j %s (pid %d), Bolt %s, Browser %s", self.version, proc.pid, self.uri, self.browser_url
+        )
         if not self.wait_ready(timeout, proc=proc):
             tail = self.console_log.read_text(errors="replace")[-3000:]
             self.stop()
-            raise Neo4jServerError(f"Neo4j did not answer on {self.uri} within {timeout:.0f}s. Console log tail:\n{tail}")
+            raise Neo4jServerError(
+                f"Neo4j did not answer on {self.uri} within {timeout:.0f}s. Console log tail:\n{tail}"
+            )
         return self
 
     def wait_ready(self, timeout: float, proc: subprocess.Popen | None = None) -> bool:

@@ -26,9 +26,21 @@ import numpy as np
 import pandas as pd
 
 from ..common.progress import progress_bar
+from .formats import (
+    EVENT_ALIASES,
+    MAX_FIELD_CHARS,
+    MAX_LINE_BYTES,
+    REES46_HEADER,
+    Event,
+    RejectSink,
+    line_text,
+    parse_rees46,
+    parse_taobao,
+    price_bucket,
+    read_events,
+    split_csv,
+)
 from .sessions import columns_frame, merge_side
-from .formats import (EVENT_ALIASES, MAX_FIELD_CHARS, MAX_LINE_BYTES, REES46_HEADER, Event, RejectSink,
-                            line_text, parse_rees46, parse_taobao, price_bucket, read_events, split_csv)
 
 logger = logging.getLogger(__name__)
 
@@ -37,12 +49,21 @@ BLOCK_BYTES = 8 << 20  # bytes read at a time (whole lines), about 60k REES46 ro
 READ_THREADS = 2  # blocks converted at a time: the server waits while a file is read, so both cores read
 FIELD_CAP = 256  # longer fields (rare) take the row parser
 _MAX_UNIX = 4_102_444_800  # parse_unix's bound (2100-01-01)
-SIDE_COLUMNS = {"rees46": ("category", "category_code", "brand", "price", "price_bucket", "market"),
-                "taobao": ("category",)}
+SIDE_COLUMNS = {
+    "rees46": ("category", "category_code", "brand", "price", "price_bucket", "market"),
+    "taobao": ("category",),
+}
 
 
-def read_event_columns(path: str | Path, fmt: str, sink: RejectSink, *, block_bytes: int = BLOCK_BYTES,
-                       progress: bool = False, threads: int = READ_THREADS) -> tuple[pd.DataFrame, dict[str, dict]]:
+def read_event_columns(
+    path: str | Path,
+    fmt: str,
+    sink: RejectSink,
+    *,
+    block_bytes: int = BLOCK_BYTES,
+    progress: bool = False,
+    threads: int = READ_THREADS,
+) -> tuple[pd.DataFrame, dict[str, dict]]:
     """``(events, side)``: the good events of ``path`` as a frame (``user``, ``item``, ``type``, ``ts``,
     ``line``, in line order; one ``str`` object per distinct id) and each item's side info (the last non-null
     value of each field in line order, as :func:`ingest.sessions.merge_side` keeps it). Bad lines go to
@@ -92,9 +113,18 @@ def _converted_blocks(reader: _Reader, fh, block_bytes: int, threads: int) -> It
             yield data, line, job.result()
 
 
-def iter_event_frames(path: str | Path, fmt: str, sink: RejectSink, side: dict[str, dict], *, mapping=None,
-                      min_rating: float = 4.0, block_bytes: int = BLOCK_BYTES,
-                      rows_per_frame: int = 100_000, threads: int = READ_THREADS) -> Iterator[pd.DataFrame]:
+def iter_event_frames(
+    path: str | Path,
+    fmt: str,
+    sink: RejectSink,
+    side: dict[str, dict],
+    *,
+    mapping=None,
+    min_rating: float = 4.0,
+    block_bytes: int = BLOCK_BYTES,
+    rows_per_frame: int = 100_000,
+    threads: int = READ_THREADS,
+) -> Iterator[pd.DataFrame]:
     """What :func:`read_frame` reads, in bounded memory: yields the good events frame by frame (same
     columns, line order) and folds each item's side info into ``side`` as it goes. REES46 and Taobao logs
     without a column mapping are read by columns, a block of lines a frame; other logs, and those whose
@@ -127,8 +157,13 @@ def iter_event_frames(path: str | Path, fmt: str, sink: RejectSink, side: dict[s
 
 
 def _frame_of(events: list[Event]) -> pd.DataFrame:
-    return columns_frame([e.user for e in events], [e.item for e in events], [e.event_type for e in events],
-                         [e.ts for e in events], [e.line for e in events])
+    return columns_frame(
+        [e.user for e in events],
+        [e.item for e in events],
+        [e.event_type for e in events],
+        [e.ts for e in events],
+        [e.line for e in events],
+    )
 
 
 def _plain_header(fh, fmt: str) -> bool:
@@ -164,8 +199,9 @@ def _line_blocks(fh, block_bytes: int, line: int) -> Iterator[tuple[bytes, int]]
         line += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
 
 
-def read_frame(path: str | Path, fmt: str, sink: RejectSink, *, mapping=None, min_rating: float = 4.0,
-               progress: bool = False) -> tuple[pd.DataFrame, dict[str, dict]]:
+def read_frame(
+    path: str | Path, fmt: str, sink: RejectSink, *, mapping=None, min_rating: float = 4.0, progress: bool = False
+) -> tuple[pd.DataFrame, dict[str, dict]]:
     """``(events, side)`` of a whole file, as :func:`read_event_columns` returns them: read by columns for
     REES46 and Taobao logs without a column mapping, else by :func:`read_event_rows` (the same output)."""
     if fmt in COLUMNAR_FORMATS and mapping is None:
@@ -173,8 +209,9 @@ def read_frame(path: str | Path, fmt: str, sink: RejectSink, *, mapping=None, mi
     return read_event_rows(path, fmt, sink, mapping=mapping, min_rating=min_rating, progress=progress)
 
 
-def read_event_rows(path: str | Path, fmt: str, sink: RejectSink, *, mapping=None, min_rating: float = 4.0,
-                    progress: bool = False) -> tuple[pd.DataFrame, dict[str, dict]]:
+def read_event_rows(
+    path: str | Path, fmt: str, sink: RejectSink, *, mapping=None, min_rating: float = 4.0, progress: bool = False
+) -> tuple[pd.DataFrame, dict[str, dict]]:
     """What :func:`read_event_columns` returns, read by the row reader (:func:`read_events`, any format):
     columns of interned strings, not one Event (with its own side dict) per row. After reading 10M events a
     process held 11.7 GiB with Events and 2.5 GiB with these columns."""
@@ -251,8 +288,11 @@ def _iso_seconds(f: _Field) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(len(f.n), bool), np.zeros(len(f.n), np.int64)
     m = f.m[:, :23]
     digit_at = pattern == 48
-    ok = (f.n == 23) & ((m[:, digit_at] >= 48) & (m[:, digit_at] <= 57)).all(axis=1) & \
-        (m[:, ~digit_at] == pattern[~digit_at]).all(axis=1)
+    ok = (
+        (f.n == 23)
+        & ((m[:, digit_at] >= 48) & (m[:, digit_at] <= 57)).all(axis=1)
+        & (m[:, ~digit_at] == pattern[~digit_at]).all(axis=1)
+    )
     y, mo, d = f.number(0, 4), f.number(5, 7), f.number(8, 10)
     h, mi, s = f.number(11, 13), f.number(14, 16), f.number(17, 19)
     leap = ((y % 4 == 0) & (y % 100 != 0)) | (y % 400 == 0)
@@ -333,8 +373,7 @@ class _Reader:
         found: dict[str, tuple[list, list, list]] = {}
         if fast is not None and len(fast["ts"]):
             found = self._fast_side(fast, lines[ok])
-            fast = {"user": fast["user"], "item": fast["item"], "type": self.type_bytes[fast["type"]],
-                    "ts": fast["ts"]}
+            fast = {"user": fast["user"], "item": fast["item"], "type": self.type_bytes[fast["type"]], "ts": fast["ts"]}
         else:
             fast = None
         return _Converted(starts, ends, lines, ok, fast, found)
@@ -345,8 +384,12 @@ class _Reader:
         starts, ends, lines, ok, fast, found = converted if converted is not None else self.convert(data, first_line)
         self.n_fast += int(ok.sum())
         self.n_slow += int(len(ok) - ok.sum())
-        slow = [ev for r in np.flatnonzero(~ok)
-                if (ev := self._one(data[starts[r]:ends[r] + (1 if ends[r] < len(data) else 0)], int(lines[r]))) is not None]
+        slow = [
+            ev
+            for r in np.flatnonzero(~ok)
+            if (ev := self._one(data[starts[r] : ends[r] + (1 if ends[r] < len(data) else 0)], int(lines[r])))
+            is not None
+        ]
         return self._keep(fast, lines[ok], slow, found)
 
     def _convert(self, f: list[_Field]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -433,8 +476,7 @@ class _Reader:
             np.maximum.at(last, inv[rows], rows)  # each item's last row with a value
             with_value = np.flatnonzero(last >= 0)
             sel = last[with_value]
-            values = fast["price"][sel].tolist() if f == "price" else \
-                [v.decode("utf-8") for v in fast[f][sel].tolist()]
+            values = fast["price"][sel].tolist() if f == "price" else [v.decode("utf-8") for v in fast[f][sel].tolist()]
             found[f] = (names[with_value].tolist(), fast_lines[sel].tolist(), values)
         return found
 
@@ -478,6 +520,7 @@ class _Reader:
     def result(self, threads: int = 1) -> tuple[pd.DataFrame, dict[str, dict]]:
         """Every event read (not taken) as a frame, and the side info; the id columns are coded
         ``threads`` at a time."""
+
         def strings(key: str) -> np.ndarray:
             raw = np.concatenate(self.parts[key]) if self.parts[key] else np.zeros(0, "S1")
             uniq, inv = np.unique(raw, return_inverse=True)

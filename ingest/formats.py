@@ -25,10 +25,10 @@ import csv
 import io
 import logging
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Iterator
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,9 @@ def parse_iso(value: str) -> int:
     try:
         dt = datetime.fromisoformat(v)
     except ValueError:
-        raise ValueError(f"unparsable time {value.strip()[:40]!r}: expected ISO-8601 like '2019-10-01 00:00:00 UTC'") from None
+        raise ValueError(
+            f"unparsable time {value.strip()[:40]!r}: expected ISO-8601 like '2019-10-01 00:00:00 UTC'"
+        ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
     return int(dt.timestamp())
@@ -228,7 +230,17 @@ def _parse_price(value: str) -> float | None:
 # --------------------------------------------------------------------------- row parsers
 RowParser = Callable[[list[str], int], Event]
 
-REES46_HEADER = ["event_time", "event_type", "product_id", "category_id", "category_code", "brand", "price", "user_id", "user_session"]
+REES46_HEADER = [
+    "event_time",
+    "event_type",
+    "product_id",
+    "category_id",
+    "category_code",
+    "brand",
+    "price",
+    "user_id",
+    "user_session",
+]
 TAOBAO_COLUMNS = ["user_id", "item_id", "category_id", "behavior", "timestamp"]
 MOVIELENS_HEADER = ["userId", "movieId", "rating", "timestamp"]
 
@@ -259,16 +271,23 @@ def parse_rees46(f: list[str], line: int) -> Event:
         "market": code.split(".")[0] if code else None,
     }
     return Event(
-        user=parse_int_id(f[7], "user_id"), item=parse_int_id(f[2], "product_id"),
-        event_type=_event_type(f[1], "rees46"), ts=parse_iso(f[0]), line=line, side=side,
+        user=parse_int_id(f[7], "user_id"),
+        item=parse_int_id(f[2], "product_id"),
+        event_type=_event_type(f[1], "rees46"),
+        ts=parse_iso(f[0]),
+        line=line,
+        side=side,
     )
 
 
 def parse_taobao(f: list[str], line: int) -> Event:
     _check_width(f, 5, TAOBAO_COLUMNS)
     return Event(
-        user=parse_int_id(f[0], "user_id"), item=parse_int_id(f[1], "item_id"),
-        event_type=_event_type(f[3], "taobao"), ts=parse_unix(f[4]), line=line,
+        user=parse_int_id(f[0], "user_id"),
+        item=parse_int_id(f[1], "item_id"),
+        event_type=_event_type(f[3], "taobao"),
+        ts=parse_unix(f[4]),
+        line=line,
         side={"category": parse_int_id(f[2], "category_id")},
     )
 
@@ -283,9 +302,12 @@ def make_movielens_parser(min_rating: float = 4.0) -> RowParser:
         if not (0 <= rating <= 5):
             raise ValueError(f"rating out of range 0..5: {rating}")
         return Event(
-            user=parse_int_id(f[0], "userId"), item=parse_int_id(f[1], "movieId"),
+            user=parse_int_id(f[0], "userId"),
+            item=parse_int_id(f[1], "movieId"),
             event_type="rated_high" if rating >= min_rating else "rated_low",
-            ts=parse_unix(f[3]), line=line, side={},
+            ts=parse_unix(f[3]),
+            line=line,
+            side={},
         )
 
     return parse
@@ -300,7 +322,7 @@ class ColumnMapping:
     default_event: str = "view"
 
     @classmethod
-    def parse(cls, spec: str, events: str | None = None) -> "ColumnMapping":
+    def parse(cls, spec: str, events: str | None = None) -> ColumnMapping:
         """``"user=uid,item=sku,ts=time"`` and ``"buy=purchase,click=view"``."""
         cols = {}
         for part in filter(None, (p.strip() for p in spec.split(","))):
@@ -349,7 +371,9 @@ def make_generic_parser(header: list[str], mapping: ColumnMapping, path: str) ->
             raw = f[idx["event"]].strip()
             if mapping.event_map is not None:
                 if raw not in mapping.event_map:
-                    raise ValueError(f"unknown event type {raw[:40]!r} (expected one of {', '.join(mapping.event_map)})")
+                    raise ValueError(
+                        f"unknown event type {raw[:40]!r} (expected one of {', '.join(mapping.event_map)})"
+                    )
                 etype = mapping.event_map[raw]
             else:
                 if not raw:
@@ -358,8 +382,12 @@ def make_generic_parser(header: list[str], mapping: ColumnMapping, path: str) ->
         else:
             etype = mapping.default_event
         return Event(
-            user=parse_text_id(f[idx["user"]], "user"), item=parse_text_id(f[idx["item"]], "item"),
-            event_type=etype, ts=parse_time(f[idx["ts"]]), line=line, side=_mapped_side(f, idx),
+            user=parse_text_id(f[idx["user"]], "user"),
+            item=parse_text_id(f[idx["item"]], "item"),
+            event_type=etype,
+            ts=parse_time(f[idx["ts"]]),
+            line=line,
+            side=_mapped_side(f, idx),
         )
 
     return parse
@@ -390,11 +418,15 @@ def read_events(
         header = [h.strip().lstrip("\ufeff") for h in split_csv(first[1])]
         if fmt == "rees46":
             if header != REES46_HEADER:
-                raise IngestError(path, first[0], f"not a REES46 header: {header[:9]} (expected {','.join(REES46_HEADER)})")
+                raise IngestError(
+                    path, first[0], f"not a REES46 header: {header[:9]} (expected {','.join(REES46_HEADER)})"
+                )
             parser = parse_rees46
         elif fmt == "movielens":
             if header != MOVIELENS_HEADER:
-                raise IngestError(path, first[0], f"not a MovieLens ratings header: {header} (expected {','.join(MOVIELENS_HEADER)})")
+                raise IngestError(
+                    path, first[0], f"not a MovieLens ratings header: {header} (expected {','.join(MOVIELENS_HEADER)})"
+                )
             parser = make_movielens_parser(min_rating)
         else:
             if mapping is None:
@@ -411,7 +443,9 @@ def read_events(
 ITEM_FORMATS = ("movielens-movies", "generic", "rees46", "taobao")
 
 
-def read_items(path: str | Path, fmt: str, sink: RejectSink, mapping: ColumnMapping | None = None) -> Iterator[ItemInfo]:
+def read_items(
+    path: str | Path, fmt: str, sink: RejectSink, mapping: ColumnMapping | None = None
+) -> Iterator[ItemInfo]:
     """Item catalogs: ``movielens-movies``, ``generic`` (needs ``item=`` in the mapping), or the side
     info of every item in a ``rees46``/``taobao`` event log (one :class:`ItemInfo` per row, events
     themselves ignored), so that items can be known before their first event."""
@@ -429,22 +463,32 @@ def read_items(path: str | Path, fmt: str, sink: RejectSink, mapping: ColumnMapp
     header = [h.strip().lstrip("\ufeff") for h in split_csv(first[1])]
     if fmt == "movielens-movies":
         if header != ["movieId", "title", "genres"]:
-            raise IngestError(path, first[0], f"not a MovieLens movies header: {header} (expected movieId,title,genres)")
+            raise IngestError(
+                path, first[0], f"not a MovieLens movies header: {header} (expected movieId,title,genres)"
+            )
         for lineno, text in lines:
             try:
                 f = split_csv(text)
                 _check_width(f, 3, header)
                 genres = [g for g in f[2].split("|") if g and g != "(no genres listed)"]
-                yield ItemInfo(parse_int_id(f[0], "movieId"), {
-                    "title": _clean(f[1]), "category": genres[0] if genres else None,
-                    "genres": genres, "market": genres[0] if genres else None,
-                }, lineno)
+                yield ItemInfo(
+                    parse_int_id(f[0], "movieId"),
+                    {
+                        "title": _clean(f[1]),
+                        "category": genres[0] if genres else None,
+                        "genres": genres,
+                        "market": genres[0] if genres else None,
+                    },
+                    lineno,
+                )
             except (ValueError, csv.Error) as exc:
                 sink.reject(lineno, str(exc), text)
         return
     if fmt != "generic" or mapping is None or "item" not in mapping.columns:
-        raise ValueError("item catalogs: use format 'movielens-movies', 'rees46', 'taobao', or 'generic' with "
-                         "--map item=<column>,category=...")
+        raise ValueError(
+            "item catalogs: use format 'movielens-movies', 'rees46', 'taobao', or 'generic' with "
+            "--map item=<column>,category=..."
+        )
     idx = _column_index(header, mapping, str(path))
     for lineno, text in lines:
         try:

@@ -26,21 +26,29 @@ class DerivedRows:
 
 
 def events_frame(events: list[Event]) -> pd.DataFrame:
-    return pd.DataFrame({
-        "user": [e.user for e in events],
-        "item": [e.item for e in events],
-        "type": [e.event_type for e in events],
-        "ts": np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events)),
-        "line": np.fromiter((e.line for e in events), dtype=np.int64, count=len(events)),
-    })
+    return pd.DataFrame(
+        {
+            "user": [e.user for e in events],
+            "item": [e.item for e in events],
+            "type": [e.event_type for e in events],
+            "ts": np.fromiter((e.ts for e in events), dtype=np.int64, count=len(events)),
+            "line": np.fromiter((e.line for e in events), dtype=np.int64, count=len(events)),
+        }
+    )
 
 
 def columns_frame(users, items, types, ts, lines) -> pd.DataFrame:
     """The events frame the readers give and :func:`derive_rows` takes: ids and types as ``object`` columns
     (one ``str`` each), times and line numbers as int64."""
-    return pd.DataFrame({"user": pd.Series(users, dtype=object), "item": pd.Series(items, dtype=object),
-                         "type": pd.Series(types, dtype=object), "ts": np.asarray(ts, dtype=np.int64),
-                         "line": np.asarray(lines, dtype=np.int64)})
+    return pd.DataFrame(
+        {
+            "user": pd.Series(users, dtype=object),
+            "item": pd.Series(items, dtype=object),
+            "type": pd.Series(types, dtype=object),
+            "ts": np.asarray(ts, dtype=np.int64),
+            "line": np.asarray(lines, dtype=np.int64),
+        }
+    )
 
 
 def session_ids(users: np.ndarray, ts: np.ndarray, gap_seconds: int) -> np.ndarray:
@@ -72,8 +80,9 @@ def merge_side(side_rows: dict[str, dict], e: Event) -> None:
             props[k] = v
 
 
-def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE,
-                 *, presorted: bool = False) -> list[dict]:
+def session_rows(
+    df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purchase_type: str = PURCHASE, *, presorted: bool = False
+) -> list[dict]:
     """One row per session of ``df`` (columns user, item, type, ts, and line when there is one):
     ``items`` in order with consecutive repeats removed, ``counts`` the events of each (its run length),
     ``booked`` = the last purchased item or None.
@@ -82,8 +91,9 @@ def session_rows(df: pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP, purch
     return _session_table(df, gap_seconds, purchase_type, presorted=presorted)[0]
 
 
-def _session_table(df: pd.DataFrame, gap_seconds: int, purchase_type: str, *, presorted: bool,
-                   transitions: bool = False) -> tuple[list[dict], list[dict]]:
+def _session_table(
+    df: pd.DataFrame, gap_seconds: int, purchase_type: str, *, presorted: bool, transitions: bool = False
+) -> tuple[list[dict], list[dict]]:
     """:func:`session_rows`, and with ``transitions=True`` the transition rows: each (a, b) of consecutive
     items in a session's ``items``, counted over all sessions, in (src, dst) order."""
     if df.empty:
@@ -116,10 +126,18 @@ def _session_table(df: pd.DataFrame, gap_seconds: int, purchase_type: str, *, pr
     ts_list = ts.tolist()
     sessions: list[dict] = []
     for j, (s, e) in enumerate(zip(starts.tolist(), ends.tolist())):
-        sessions.append({
-            "id": f"{users[s]}:{ts_list[s]}", "user": str(users[s]), "start_ts": ts_list[s], "end_ts": ts_list[e - 1],
-            "items": kept_items[k0[j]:k1[j]], "booked": booked[j], "n_events": e - s, "counts": runs[k0[j]:k1[j]],
-        })
+        sessions.append(
+            {
+                "id": f"{users[s]}:{ts_list[s]}",
+                "user": str(users[s]),
+                "start_ts": ts_list[s],
+                "end_ts": ts_list[e - 1],
+                "items": kept_items[k0[j] : k1[j]],
+                "booked": booked[j],
+                "n_events": e - s,
+                "counts": runs[k0[j] : k1[j]],
+            }
+        )
     if not transitions:
         return sessions, []
     # consecutive kept events of one session (the second is not a session's first), coded in str order
@@ -130,8 +148,12 @@ def _session_table(df: pd.DataFrame, gap_seconds: int, purchase_type: str, *, pr
     return sessions, [{"src": a, "dst": b, "weight": w} for a, b, w in zip(src, dst, weight.tolist())]
 
 
-def derive_rows(events: list[Event] | pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP,
-                purchase_type: str = PURCHASE, items: list[dict] | None = None) -> DerivedRows:
+def derive_rows(
+    events: list[Event] | pd.DataFrame,
+    gap_seconds: int = DEFAULT_SESSION_GAP,
+    purchase_type: str = PURCHASE,
+    items: list[dict] | None = None,
+) -> DerivedRows:
     """Rows for every kind; ``items`` given (e.g. gathered while streaming) skips deriving them here.
     ``events`` may also be their :func:`events_frame` (then ``items`` must be given)."""
     out = DerivedRows([], [], [], [])
@@ -141,8 +163,12 @@ def derive_rows(events: list[Event] | pd.DataFrame, gap_seconds: int = DEFAULT_S
     return out
 
 
-def derive_steps(events: list[Event] | pd.DataFrame, gap_seconds: int = DEFAULT_SESSION_GAP,
-                 purchase_type: str = PURCHASE, items: list[dict] | None = None) -> Iterator[DerivedRows]:
+def derive_steps(
+    events: list[Event] | pd.DataFrame,
+    gap_seconds: int = DEFAULT_SESSION_GAP,
+    purchase_type: str = PURCHASE,
+    items: list[dict] | None = None,
+) -> Iterator[DerivedRows]:
     """:func:`derive_rows` in the order they are written, each step computed when asked for: the items,
     then the engagements, then the sessions with their transitions. So a writer can write one step while
     the next is derived."""
@@ -157,11 +183,15 @@ def derive_steps(events: list[Event] | pd.DataFrame, gap_seconds: int = DEFAULT_
     df = events if isinstance(events, pd.DataFrame) else events_frame(events)
     df = df.sort_values(["user", "ts", "line"], kind="stable").reset_index(drop=True)
 
-    g = df.groupby(["user", "item", "type"], sort=True).agg(count=("ts", "size"), first_ts=("ts", "min"), last_ts=("ts", "max"))
+    g = df.groupby(["user", "item", "type"], sort=True).agg(
+        count=("ts", "size"), first_ts=("ts", "min"), last_ts=("ts", "max")
+    )
     engaged = [
-        {"user": u, "item": i, "type": t, "count": c, "first_ts": f, "last_ts": l}
-        for u, i, t, c, f, l in zip(*(g.index.get_level_values(k).tolist() for k in range(3)),
-                                    *(g[k].to_numpy(np.int64).tolist() for k in ("count", "first_ts", "last_ts")))
+        {"user": u, "item": i, "type": t, "count": c, "first_ts": f, "last_ts": last}
+        for u, i, t, c, f, last in zip(
+            *(g.index.get_level_values(k).tolist() for k in range(3)),
+            *(g[k].to_numpy(np.int64).tolist() for k in ("count", "first_ts", "last_ts")),
+        )
     ]
     del g
     yield DerivedRows([], engaged, [], [])

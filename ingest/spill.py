@@ -67,8 +67,9 @@ class UserGroups:
     def _code(self, key: str, values: np.ndarray) -> np.ndarray:
         local, distinct = pd.factorize(values)
         table = self._codes[key]
-        return np.fromiter((table.setdefault(v, len(table)) for v in distinct.tolist()), np.int64,
-                           count=len(distinct))[local]
+        return np.fromiter((table.setdefault(v, len(table)) for v in distinct.tolist()), np.int64, count=len(distinct))[
+            local
+        ]
 
     def _file(self, name: str) -> Path:
         if self._tmp is None:
@@ -85,8 +86,9 @@ class UserGroups:
         return np.array(list(self._codes[key]), dtype=object)  # one str object per distinct value
 
     def _frame(self, rec: np.ndarray, names: dict[str, np.ndarray]) -> pd.DataFrame:
-        return columns_frame(names["user"][rec["user"]], names["item"][rec["item"]], names["type"][rec["type"]],
-                             rec["ts"], rec["line"])
+        return columns_frame(
+            names["user"][rec["user"]], names["item"][rec["item"]], names["type"][rec["type"]], rec["ts"], rec["line"]
+        )
 
     def frame(self) -> pd.DataFrame:
         """Every event (in the order added) as one frame; for a log that was not spilled."""
@@ -127,7 +129,7 @@ class UserGroups:
                     order = np.argsort(g, kind="stable")
                     cuts = np.searchsorted(g[order], np.arange(n_groups + 1))
                     for k in np.flatnonzero(np.diff(cuts)).tolist():
-                        rec[order[cuts[k]:cuts[k + 1]]].tofile(outs[k])
+                        rec[order[cuts[k] : cuts[k + 1]]].tofile(outs[k])
             finally:
                 for out in outs:
                     out.close()
@@ -145,7 +147,7 @@ class UserGroups:
             self._tmp.cleanup()
             self._tmp = None
 
-    def __enter__(self) -> "UserGroups":
+    def __enter__(self) -> UserGroups:
         return self
 
     def __exit__(self, *exc) -> None:

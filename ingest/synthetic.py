@@ -64,16 +64,30 @@ def generate_rees46(
         for ts, ev, it, u, session in rows:
             cat = int(item_cat[it])
             market = markets[cat // categories_per_market]
-            w.writerow([
-                datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"), ev, 1_000_000 + int(it),
-                2_000 + cat, f"{market}.cat{cat}", f"brand{int(item_brand[it])}", f"{item_price[it]:.2f}",
-                500_000 + u, session,
-            ])
+            w.writerow(
+                [
+                    datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    ev,
+                    1_000_000 + int(it),
+                    2_000 + cat,
+                    f"{market}.cat{cat}",
+                    f"brand{int(item_brand[it])}",
+                    f"{item_price[it]:.2f}",
+                    500_000 + u,
+                    session,
+                ]
+            )
     return path
 
 
 def generate_rees46_sized(path: str | Path, n_events: int, *, random_seed: int = 0) -> Path:
     """A log of about ``n_events`` events in the shape the scale bench uses: about 22 events per user,
     one item per 20 events, 8 markets of 25 categories."""
-    return generate_rees46(path, n_users=max(50, round(n_events / 22.5)), n_markets=8, categories_per_market=25,
-                           items_per_category=max(20, round(n_events / 20 / 200)), random_seed=random_seed)
+    return generate_rees46(
+        path,
+        n_users=max(50, round(n_events / 22.5)),
+        n_markets=8,
+        categories_per_market=25,
+        items_per_category=max(20, round(n_events / 20 / 200)),
+        random_seed=random_seed,
+    )

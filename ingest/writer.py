@@ -113,24 +113,40 @@ def items_params(rows: list[dict]) -> dict:
 def engaged_params(rows: list[dict]) -> dict:
     users, u = _positions([r["user"] for r in rows])
     items, i = _positions([r["item"] for r in rows])
-    return {"users": users, "u": u, "items": items, "i": i, "type": [r["type"] for r in rows],
-            "count": [r["count"] for r in rows], "first_ts": [r["first_ts"] for r in rows],
-            "last_ts": [r["last_ts"] for r in rows]}
+    return {
+        "users": users,
+        "u": u,
+        "items": items,
+        "i": i,
+        "type": [r["type"] for r in rows],
+        "count": [r["count"] for r in rows],
+        "first_ts": [r["first_ts"] for r in rows],
+        "last_ts": [r["last_ts"] for r in rows],
+    }
 
 
 def sessions_params(rows: list[dict]) -> dict:
     users, u = _positions([r["user"] for r in rows])
     booked = [r["booked"] for r in rows]
     items, b = _positions(booked)
-    return {"users": users, "u": u, "items": items, "b": b, "booked": booked, "id": [r["id"] for r in rows],
-            "start_ts": [r["start_ts"] for r in rows], "end_ts": [r["end_ts"] for r in rows],
-            "session_items": [r["items"] for r in rows], "n_events": [r["n_events"] for r in rows],
-            "counts": [r["counts"] for r in rows]}
+    return {
+        "users": users,
+        "u": u,
+        "items": items,
+        "b": b,
+        "booked": booked,
+        "id": [r["id"] for r in rows],
+        "start_ts": [r["start_ts"] for r in rows],
+        "end_ts": [r["end_ts"] for r in rows],
+        "session_items": [r["items"] for r in rows],
+        "n_events": [r["n_events"] for r in rows],
+        "counts": [r["counts"] for r in rows],
+    }
 
 
 def transitions_params(rows: list[dict]) -> dict:
     items, ab = _positions([r["src"] for r in rows] + [r["dst"] for r in rows])
-    return {"items": items, "a": ab[:len(rows)], "b": ab[len(rows):], "weight": [r["weight"] for r in rows]}
+    return {"items": items, "a": ab[: len(rows)], "b": ab[len(rows) :], "weight": [r["weight"] for r in rows]}
 
 
 Q_MARK = """
@@ -145,8 +161,12 @@ ITEM_PARTS = 4  # a power of two: transitions pair parts by xor
 LINE_BYTES = 128  # about a REES46 line: past the memory cap, the blocks read at once hold about cap x this
 
 KIND_QUERIES = (("items", Q_ITEMS), ("engaged", Q_ENGAGED), ("sessions", Q_SESSIONS), ("transitions", Q_TRANSITIONS))
-KIND_PARAMS = {"items": items_params, "engaged": engaged_params, "sessions": sessions_params,
-               "transitions": transitions_params}  # a batch's rows -> its query's parameters
+KIND_PARAMS = {
+    "items": items_params,
+    "engaged": engaged_params,
+    "sessions": sessions_params,
+    "transitions": transitions_params,
+}  # a batch's rows -> its query's parameters
 
 
 @dataclass
@@ -167,9 +187,11 @@ class IngestReport:
         return self.lines_ok / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        s = (f"{self.path}: {self.lines_ok} rows ok, {self.rejected} rejected, "
-             f"{self.batches_written} batches written, {self.batches_skipped} already present, "
-             f"{self.seconds:.1f}s ({self.rate:,.0f} rows/s)")
+        s = (
+            f"{self.path}: {self.lines_ok} rows ok, {self.rejected} rejected, "
+            f"{self.batches_written} batches written, {self.batches_skipped} already present, "
+            f"{self.seconds:.1f}s ({self.rate:,.0f} rows/s)"
+        )
         if self.rejected:
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.reject_reasons.items(), key=lambda kv: -kv[1]))
             s += f"\n  rejects in {self.reject_path} ({reasons})"
@@ -218,11 +240,13 @@ def kind_batches(kind: str, rows: list, batch_size: int, layout: int = BATCH_LAY
         out: list[Batch] = []
         for stage, lane in sorted(groups):
             g = groups[stage, lane]
-            out.extend(Batch(len(out), stage, lane, g[s:s + batch_size]) for s in range(0, len(g), batch_size))
+            out.extend(Batch(len(out), stage, lane, g[s : s + batch_size]) for s in range(0, len(g), batch_size))
         return out
     one_lane = kind in ("engaged", "transitions")
-    return [Batch(i, 0, 0 if one_lane else i, rows[s:s + batch_size])
-            for i, s in enumerate(range(0, len(rows), batch_size))]
+    return [
+        Batch(i, 0, 0 if one_lane else i, rows[s : s + batch_size])
+        for i, s in enumerate(range(0, len(rows), batch_size))
+    ]
 
 
 def batch_key(prefix: str, kind: str, index: int) -> str:
@@ -241,14 +265,36 @@ def file_digest(path: str | Path) -> tuple[str, int]:
     return h.hexdigest(), lines + (last != b"\n")
 
 
-def _write_batch(tx, query: str, params: dict, n: int, key: str, sha: str, kind: str, index: int, batch_size: int,
-                 grouping: int, layout: int, source: str) -> bool:
+def _write_batch(
+    tx,
+    query: str,
+    params: dict,
+    n: int,
+    key: str,
+    sha: str,
+    kind: str,
+    index: int,
+    batch_size: int,
+    grouping: int,
+    layout: int,
+    source: str,
+) -> bool:
     """One batch of ``n`` rows (``params``, from ``KIND_PARAMS``) and its marker, unless the marker exists."""
     if tx.run("MATCH (b:IngestBatch {key: $key}) RETURN count(b) AS n", key=key).single()["n"]:
         return False
     tx.run(query, params).consume()
-    tx.run(Q_MARK, key=key, sha=sha, kind=kind, index=index, batch_size=batch_size, grouping=grouping,
-           layout=layout, n=n, source=source).consume()
+    tx.run(
+        Q_MARK,
+        key=key,
+        sha=sha,
+        kind=kind,
+        index=index,
+        batch_size=batch_size,
+        grouping=grouping,
+        layout=layout,
+        n=n,
+        source=source,
+    ).consume()
     return True
 
 
@@ -261,8 +307,15 @@ class GraphWriter:
     so a resume must use the same two values, and :meth:`check_resume` says so. It also takes the
     file's batch layout from its committed markers."""
 
-    def __init__(self, driver, database: str = "neo4j", batch_size: int = 2000, progress: bool = True, grouping: int = 0,
-                 workers: int = DEFAULT_WORKERS):
+    def __init__(
+        self,
+        driver,
+        database: str = "neo4j",
+        batch_size: int = 2000,
+        progress: bool = True,
+        grouping: int = 0,
+        workers: int = DEFAULT_WORKERS,
+    ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if workers < 1:
@@ -273,16 +326,23 @@ class GraphWriter:
     def check_resume(self, sha: str, path: str) -> None:
         """Refuse settings that would cut the committed batches of file ``sha`` differently; take their layout."""
         with self.driver.session(database=self.database) as s:
-            seen = [(r["bs"], r["g"], r["layout"]) for r in s.run(
-                "MATCH (b:IngestBatch {file_sha: $sha}) "
-                "RETURN DISTINCT b.batch_size AS bs, coalesce(b.grouping, 0) AS g, coalesce(b.layout, 1) AS layout",
-                sha=sha)]
+            seen = [
+                (r["bs"], r["g"], r["layout"])
+                for r in s.run(
+                    "MATCH (b:IngestBatch {file_sha: $sha}) "
+                    "RETURN DISTINCT b.batch_size AS bs, coalesce(b.grouping, 0) AS g, coalesce(b.layout, 1) AS layout",
+                    sha=sha,
+                )
+            ]
         if seen and {(bs, g) for bs, g, _ in seen} != {(self.batch_size, self.grouping)}:
             bs, g, _ = seen[0]
             how = f"--batch-size {bs}"
             if g != self.grouping:
-                how += (f" and --max-events-in-memory {g}" if g else
-                        " and a --max-events-in-memory at least the file's event count (it was ingested in one piece)")
+                how += (
+                    f" and --max-events-in-memory {g}"
+                    if g
+                    else " and a --max-events-in-memory at least the file's event count (it was ingested in one piece)"
+                )
             raise ValueError(
                 f"{path} was partly ingested with other settings; resume with {how} "
                 "so that the committed batches are recognised (otherwise rows would be counted twice)."
@@ -290,8 +350,9 @@ class GraphWriter:
         if seen:  # a file begun by an older version keeps its cut, so its committed batches are recognised
             self.layout = min(layout for _, _, layout in seen)
 
-    def write(self, rows: DerivedRows, sha: str, source: str, report: IngestReport, part: str | None = None,
-              bar=None) -> IngestReport:
+    def write(
+        self, rows: DerivedRows, sha: str, source: str, report: IngestReport, part: str | None = None, bar=None
+    ) -> IngestReport:
         """Write every kind of ``rows``, one kind after the other; ``part`` (a user group) goes into the batch keys.
         ``bar`` (a progress bar over several calls) gains these rows in its total; without one, the call has
         its own."""
@@ -306,9 +367,20 @@ class GraphWriter:
         lock = threading.Lock()
 
         def run(session, kind: str, query: str, batch: Batch) -> None:
-            wrote = session.execute_write(_write_batch, query, KIND_PARAMS[kind](batch.rows), len(batch.rows),
-                                          batch_key(prefix, kind, batch.index), sha, kind, batch.index,
-                                          self.batch_size, self.grouping, self.layout, source)
+            wrote = session.execute_write(
+                _write_batch,
+                query,
+                KIND_PARAMS[kind](batch.rows),
+                len(batch.rows),
+                batch_key(prefix, kind, batch.index),
+                sha,
+                kind,
+                batch.index,
+                self.batch_size,
+                self.grouping,
+                self.layout,
+                source,
+            )
             with lock:
                 if wrote:
                     report.batches_written += 1
@@ -404,8 +476,9 @@ def ingest_events(
     if lines <= max_events_in_memory:  # every event is a line: the whole file fits
         writer = GraphWriter(driver, database, batch_size, progress, workers=workers)
         writer.check_resume(report.sha256, report.path)
-        frame, items = read_file(path, fmt, report, reject_path, mapping=mapping, min_rating=min_rating,
-                                 progress=progress)
+        frame, items = read_file(
+            path, fmt, report, reject_path, mapping=mapping, min_rating=min_rating, progress=progress
+        )
         writer.write_steps(derive_steps(frame, session_gap, items=items), report.sha256, report.path, report)
         return _done(report, t0)
     side: dict[str, dict] = {}
@@ -415,20 +488,35 @@ def ingest_events(
             # READ_THREADS + 1 blocks of together about the cap's events or fewer: the reader's arrays take some
             # ten times a block's bytes
             block = min(BLOCK_BYTES, max(1 << 16, LINE_BYTES * max_events_in_memory // (READ_THREADS + 1)))
-            for f in iter_event_frames(path, fmt, sink, side, mapping=mapping, min_rating=min_rating,
-                                       block_bytes=block, rows_per_frame=min(100_000, max_events_in_memory)):
+            for f in iter_event_frames(
+                path,
+                fmt,
+                sink,
+                side,
+                mapping=mapping,
+                min_rating=min_rating,
+                block_bytes=block,
+                rows_per_frame=min(100_000, max_events_in_memory),
+            ):
                 events.add(f)
                 bar.update(len(f))
             bar.close()
         _report_rejects(report, sink, events.count, reject_path)
         items = [{"id": i, "props": side.pop(i)} for i in sorted(side)]
         # spilled: one bar over all events below instead of a bar per user group
-        writer = GraphWriter(driver, database, batch_size, progress and not events.spilled,
-                             grouping=max_events_in_memory if events.spilled else 0, workers=workers)
+        writer = GraphWriter(
+            driver,
+            database,
+            batch_size,
+            progress and not events.spilled,
+            grouping=max_events_in_memory if events.spilled else 0,
+            workers=workers,
+        )
         writer.check_resume(report.sha256, report.path)
         if not events.spilled:
-            writer.write_steps(derive_steps(events.frame(), session_gap, items=items), report.sha256, report.path,
-                               report)
+            writer.write_steps(
+                derive_steps(events.frame(), session_gap, items=items), report.sha256, report.path, report
+            )
         else:
             logger.info("%s: %d events on disk; writing in groups of whole users", path, events.count)
             writer.write(DerivedRows(items, [], [], []), report.sha256, report.path, report)
@@ -496,8 +584,16 @@ def run_ahead(steps: Iterable[T]) -> Iterator[T]:
         thread.join()
 
 
-def read_file(path: Path, fmt: str, report: IngestReport, reject_path: Path, *, mapping: ColumnMapping | None = None,
-              min_rating: float = 4.0, progress: bool = True) -> tuple[pd.DataFrame, list[dict]]:
+def read_file(
+    path: Path,
+    fmt: str,
+    report: IngestReport,
+    reject_path: Path,
+    *,
+    mapping: ColumnMapping | None = None,
+    min_rating: float = 4.0,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, list[dict]]:
     """``(events frame, item rows)`` of a whole file read at once (:func:`ingest.columnar.read_frame`), its
     good and rejected lines counted in ``report``."""
     with RejectSink(path, reject_path) as sink:
@@ -506,9 +602,18 @@ def read_file(path: Path, fmt: str, report: IngestReport, reject_path: Path, *, 
     return frame, [{"id": i, "props": side[i]} for i in sorted(side)]
 
 
-def derive_file(path: Path, fmt: str, report: IngestReport, reject_path: Path, *, mapping: ColumnMapping | None = None,
-                min_rating: float = 4.0, session_gap: int = DEFAULT_SESSION_GAP, progress: bool = True,
-                timings: dict | None = None) -> DerivedRows:
+def derive_file(
+    path: Path,
+    fmt: str,
+    report: IngestReport,
+    reject_path: Path,
+    *,
+    mapping: ColumnMapping | None = None,
+    min_rating: float = 4.0,
+    session_gap: int = DEFAULT_SESSION_GAP,
+    progress: bool = True,
+    timings: dict | None = None,
+) -> DerivedRows:
     """The rows of a whole file read at once (:func:`read_file`). ``timings`` (a dict), when given, gains
     the seconds spent reading (``read``) and deriving (``rows``)."""
     t0 = time.perf_counter()

@@ -20,10 +20,13 @@ class PipelineConfig:
     # EGES's threads (torch's count, which its compiled SGD step takes). 1 by default: Neo4j shares this machine's
     # 2 cores. Measured (bench/speed.py, section torch_threads): 2 threads are 1.5x faster on idle cores, 16x
     # slower while Neo4j works
-    torch_threads: int = setting(default_factory=lambda: int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")),
-                                 flag="--torch-threads", shown="1, or $GRAPHRECALL_TORCH_THREADS",
-                                 help="threads for EGES: its compiled SGD step's (Neo4j shares the cores; "
-                                      "bench/speed.py section torch_threads measures 1 against 2)")
+    torch_threads: int = setting(
+        default_factory=lambda: int(os.environ.get("GRAPHRECALL_TORCH_THREADS", "1")),
+        flag="--torch-threads",
+        shown="1, or $GRAPHRECALL_TORCH_THREADS",
+        help="threads for EGES: its compiled SGD step's (Neo4j shares the cores; "
+        "bench/speed.py section torch_threads measures 1 against 2)",
+    )
     scores: ScoreSettings = field(default_factory=ScoreSettings)
     eges: EgesSettings = field(default_factory=EgesSettings)
     rank: RankSettings = field(default_factory=RankSettings)

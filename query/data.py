@@ -3,15 +3,14 @@ transition counts and the snapshot's list format."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from ..graph_schema.schema import SIDE_INFO_FIELDS  # the side fields EGES embeds
-
 
 QUANTILE = 0.8
 
@@ -72,8 +71,9 @@ class Catalogue:
         self.index = {i: n for n, i in enumerate(self.item_ids)}
 
     @classmethod
-    def build(cls, item_side: dict[str, dict], train_items: Iterable[str], fields: Sequence[str] = SIDE_INFO_FIELDS
-              ) -> "Catalogue":
+    def build(
+        cls, item_side: dict[str, dict], train_items: Iterable[str], fields: Sequence[str] = SIDE_INFO_FIELDS
+    ) -> Catalogue:
         """``item_side``: item -> side props (an item catalogue); ``train_items``: the item of every
         training event (popularity). Training items missing from ``item_side`` are added."""
         counts = pd.Series(list(train_items), dtype=object).value_counts()
@@ -81,14 +81,18 @@ class Catalogue:
         side = {f: [None if item_side.get(i, {}).get(f) is None else str(item_side[i][f]) for i in ids] for f in fields}
         side = {f: v for f, v in side.items() if any(x is not None for x in v)}
         pop = counts.reindex(ids, fill_value=0).to_numpy(dtype=np.float64)
-        price = pd.to_numeric(pd.Series([item_side.get(i, {}).get("price") for i in ids], dtype=object),
-                              errors="coerce").to_numpy(dtype=np.float64)
+        price = pd.to_numeric(
+            pd.Series([item_side.get(i, {}).get("price") for i in ids], dtype=object), errors="coerce"
+        ).to_numpy(dtype=np.float64)
         return cls(ids, side, pop, price if np.isfinite(price).any() else None)
 
     def side_with_price(self) -> dict[str, list]:
         """The side fields plus ``price`` where known: what the served side channel ranks by."""
-        return self.side if self.price is None else self.side | {"price": [None if np.isnan(p) else float(p)
-                                                                            for p in self.price]}
+        return (
+            self.side
+            if self.price is None
+            else self.side | {"price": [None if np.isnan(p) else float(p) for p in self.price]}
+        )
 
     def item_side(self) -> dict[str, dict]:
         """The catalogue back as ``{item: side props}`` (price included where known)."""
@@ -127,7 +131,7 @@ def matrix_lists(m: sp.csr_matrix, item_ids: np.ndarray, depth: int) -> dict[str
     m = sp.csr_matrix(m)
     out = {}
     for r in np.flatnonzero(np.diff(m.indptr)):
-        cols, vals = m.indices[m.indptr[r]:m.indptr[r + 1]], m.data[m.indptr[r]:m.indptr[r + 1]]
+        cols, vals = m.indices[m.indptr[r] : m.indptr[r + 1]], m.data[m.indptr[r] : m.indptr[r + 1]]
         keep = (cols != r) & (vals > 0)
         cols, vals = cols[keep], vals[keep]
         order = np.lexsort((item_ids[cols].astype(str), -vals))[:depth]

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from graphrecall.app.neo4j import local_neo4j
 from graphrecall.graph_schema.config import Neo4jSettings
 from graphrecall.graph_schema.schema import apply_schema
-from graphrecall.app.neo4j import local_neo4j
 
 DATA = Path(__file__).with_name("data")
 TEST_BOLT_PORT = int(os.environ.get("GRAPHRECALL_TEST_BOLT_PORT", "17687"))
@@ -27,8 +27,14 @@ TEST_HTTP_PORT = int(os.environ.get("GRAPHRECALL_TEST_HTTP_PORT", "17474"))
 def neo4j_server():
     uri = os.environ.get("GRAPHRECALL_TEST_NEO4J_URI")
     if uri:
-        yield None, Neo4jSettings(uri=uri, user=os.environ.get("GRAPHRECALL_TEST_NEO4J_USER", "neo4j"),
-                                  password=os.environ["GRAPHRECALL_TEST_NEO4J_PASSWORD"])
+        yield (
+            None,
+            Neo4jSettings(
+                uri=uri,
+                user=os.environ.get("GRAPHRECALL_TEST_NEO4J_USER", "neo4j"),
+                password=os.environ["GRAPHRECALL_TEST_NEO4J_PASSWORD"],
+            ),
+        )
         return
     server = local_neo4j("test", bolt_port=TEST_BOLT_PORT, http_port=TEST_HTTP_PORT, heap="1g", pagecache="256m")
     started_here = server.pid() is None
@@ -79,8 +85,10 @@ def graph_counts(driver) -> dict:
 def graph_fingerprint(driver) -> list:
     """Exact content: every engagement and transition with its numbers."""
     with driver.session() as s:
-        e = s.run("MATCH (u:User)-[r:ENGAGED]->(i:Item) RETURN u.id, i.id, r.type, r.count, r.first_ts, r.last_ts "
-                  "ORDER BY u.id, i.id, r.type").values()
+        e = s.run(
+            "MATCH (u:User)-[r:ENGAGED]->(i:Item) RETURN u.id, i.id, r.type, r.count, r.first_ts, r.last_ts "
+            "ORDER BY u.id, i.id, r.type"
+        ).values()
         t = s.run("MATCH (a:Item)-[r:TRANSITION]->(b:Item) RETURN a.id, b.id, r.weight ORDER BY a.id, b.id").values()
         ss = s.run("MATCH (s:Session) RETURN s.id, s.items, s.booked ORDER BY s.id").values()
     return [e, t, ss]

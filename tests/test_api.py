@@ -2,11 +2,11 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from test_retrievers import EVIL, build_tiny_graph
 
 from graphrecall.query.serve.api import create_app
 from graphrecall.query.serve.resilient import ResilientRetriever
 from graphrecall.query.serve.snapshot import SnapshotRetriever
-from test_retrievers import EVIL, build_tiny_graph
 
 
 @pytest.fixture
@@ -77,8 +77,8 @@ def test_openapi_lists_the_route(client_and_state):
 def test_real_neo4j_stop_degrades_and_recovers(tmp_path):
     """Stop the real server under the API: answers continue from the snapshot, /health says degraded,
     and after a restart it is ok again without touching the API."""
-    from graphrecall.graph_schema.schema import apply_schema
     from graphrecall.app.neo4j import local_neo4j
+    from graphrecall.graph_schema.schema import apply_schema
 
     server = local_neo4j("api-outage", bolt_port=19687, http_port=19474, heap="512m", pagecache="128m")
     try:
@@ -150,8 +150,10 @@ def test_bad_filters_are_422(catalogue_client, params):
 
 def test_batch_answers_each_item_and_marks_unknown_ones(catalogue_client):
     c = catalogue_client
-    res = c.post("/i2i/batch", json={"items": ["h", "nope", "p"], "k": 2, "channel": "side", "cold": "exclude",
-                                     "fields": ["market"]})
+    res = c.post(
+        "/i2i/batch",
+        json={"items": ["h", "nope", "p"], "k": 2, "channel": "side", "cold": "exclude", "fields": ["market"]},
+    )
     assert res.status_code == 200, res.text
     out = res.json()["results"]
     assert [e["item_id"] for e in out] == ["h", "nope", "p"]
@@ -162,9 +164,18 @@ def test_batch_answers_each_item_and_marks_unknown_ones(catalogue_client):
         assert ids_of(got) == ids_of(out[["h", "nope", "p"].index(single)])
 
 
-@pytest.mark.parametrize("body", [{"items": []}, {"items": ["h"] * 101}, {"items": ["h"], "k": 0},
-                                  {"items": ["h"], "channel": "magic"}, {"items": ["h"], "same": "colour"},
-                                  {"items": ["h"], "fields": ["secret"]}, {"k": 3}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"items": []},
+        {"items": ["h"] * 101},
+        {"items": ["h"], "k": 0},
+        {"items": ["h"], "channel": "magic"},
+        {"items": ["h"], "same": "colour"},
+        {"items": ["h"], "fields": ["secret"]},
+        {"k": 3},
+    ],
+)
 def test_bad_batches_are_422(catalogue_client, body):
     assert catalogue_client.post("/i2i/batch", json=body).status_code == 422
 
@@ -174,8 +185,11 @@ def scrape(client) -> dict:
 
     res = client.get("/metrics")
     assert res.status_code == 200 and res.headers["content-type"].startswith("text/plain")
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for fam in text_string_to_metric_families(res.text) for s in fam.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for fam in text_string_to_metric_families(res.text)
+        for s in fam.samples
+    }
 
 
 def test_metrics_count_requests_latency_and_state(client_and_state):
@@ -200,8 +214,9 @@ def test_metrics_count_requests_latency_and_state(client_and_state):
 
 @pytest.fixture
 def recall_client(driver, tmp_path):
-    from graphrecall.query.serve.neo4j import Neo4jHistory
     from test_retrievers import add_catalogue
+
+    from graphrecall.query.serve.neo4j import Neo4jHistory
 
     faiss_dir = build_tiny_graph(driver, tmp_path)
     add_catalogue(driver)
@@ -237,8 +252,19 @@ def test_recall_unknown_user_404_and_user_without_events_has_a_reason(recall_cli
     assert body["items"] == [] and "no candidates" in body["reason"]
 
 
-@pytest.mark.parametrize("params", [{"k": 0}, {"n": 0}, {"n": 1000}, {"half_life_hours": 0}, {"depth": 0},
-                                    {"channel": "magic"}, {"same": "colour"}, {"fields": "secret"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"k": 0},
+        {"n": 0},
+        {"n": 1000},
+        {"half_life_hours": 0},
+        {"depth": 0},
+        {"channel": "magic"},
+        {"same": "colour"},
+        {"fields": "secret"},
+    ],
+)
 def test_recall_bad_parameters_are_422(recall_client, params):
     assert recall_client.get("/recall/D", params=params).status_code == 422
 
@@ -256,9 +282,18 @@ def test_post_recall_for_a_cart(recall_client):
     assert none["items"] == [] and "none of the history items" in none["reason"]
 
 
-@pytest.mark.parametrize("body", [{"items": []}, {"items": ["h"] * 201}, {"items": ["h"], "k": 0},
-                                  {"items": ["h", "r"], "weights": [1]}, {"items": ["h"], "weights": [-1]},
-                                  {"items": ["h"], "channel": "magic"}, {"items": ["h"], "depth": 500}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"items": []},
+        {"items": ["h"] * 201},
+        {"items": ["h"], "k": 0},
+        {"items": ["h", "r"], "weights": [1]},
+        {"items": ["h"], "weights": [-1]},
+        {"items": ["h"], "channel": "magic"},
+        {"items": ["h"], "depth": 500},
+    ],
+)
 def test_post_recall_bad_bodies_are_422(recall_client, body):
     assert recall_client.post("/recall", json=body).status_code == 422
 
@@ -299,7 +334,10 @@ def test_access_log_is_one_json_line_per_request_and_can_be_off(driver, tmp_path
         if not on:
             assert lines == []
             continue
-        assert [(x["path"], x["status"], x["channel"]) for x in lines] == [("/i2i/h", 200, "swing"), ("/i2i/nope", 404, "-")]
+        assert [(x["path"], x["status"], x["channel"]) for x in lines] == [
+            ("/i2i/h", 200, "swing"),
+            ("/i2i/nope", 404, "-"),
+        ]
         assert lines[0]["query"] == "k=2&channel=swing" and lines[0]["endpoint"] == "/i2i/{item_id:path}"
         assert lines[0]["ms"] > 0 and set(lines[0]) >= {"ts", "method", "client"}
 
@@ -312,8 +350,9 @@ def test_new_data_version_is_hot_reloaded_under_load_with_no_failed_request(driv
     from graphrecall.graph_schema.store.meta import bump_data_version, read_data_version
 
     faiss_dir = build_tiny_graph(driver, tmp_path)
-    r = ResilientRetriever(lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir),
-                           lambda: read_data_version(driver), probe_every=3600)
+    r = ResilientRetriever(
+        lambda: SnapshotRetriever.from_neo4j(driver, faiss_dir), lambda: read_data_version(driver), probe_every=3600
+    )
     statuses, lists, stop = [], [], threading.Event()
     with TestClient(create_app(r)) as c:
         v0 = c.get("/health").json()["version"]
@@ -334,8 +373,12 @@ def test_new_data_version_is_hot_reloaded_under_load_with_no_failed_request(driv
             assert r.check() and r.reloads == 0  # same version: no reload
             for n in range(3):
                 with driver.session() as s:  # a new transition h -> x{n}, heavier than any before
-                    s.run("MERGE (x:Item {id: $x}) WITH x MATCH (h:Item {id: 'h'}) "
-                          "MERGE (h)-[t:TRANSITION]->(x) SET t.weight = 100 + $n", x=f"x{n}", n=n).consume()
+                    s.run(
+                        "MERGE (x:Item {id: $x}) WITH x MATCH (h:Item {id: 'h'}) "
+                        "MERGE (h)-[t:TRANSITION]->(x) SET t.weight = 100 + $n",
+                        x=f"x{n}",
+                        n=n,
+                    ).consume()
                 bump_data_version(driver, "test")
                 assert r.check()
                 time.sleep(0.3)

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from test_retrievers import add_catalogue, build_tiny_graph
 
 CHROMIUM = os.environ.get("GRAPHRECALL_CHROMIUM", "/usr/bin/chromium")
@@ -57,8 +56,14 @@ def api_server(driver, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(SnapshotRetriever.from_neo4j(driver, faiss_dir)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(SnapshotRetriever.from_neo4j(driver, faiss_dir)),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30

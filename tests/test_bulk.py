@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import DATA
+
 from graphrecall.ingest.writer import ingest_events
 
 FILES = [(DATA / "taobao_300.csv", "taobao"), (DATA / "rees46_head300.csv", "rees46")]
@@ -22,11 +22,14 @@ def dump(driver) -> dict:
             out[label] = sorted((sorted((k, _plain(v)) for k, v in p.items() if k != "at") for p in rows), key=repr)
             out[label + " labels"] = s.run(f"MATCH (n:{label}) RETURN DISTINCT labels(n)").value()
         for rel in TYPES:
-            rows = s.run(f"MATCH (a)-[r:{rel}]->(b) RETURN coalesce(a.id, a.key), coalesce(b.id, b.key), "
-                         "properties(r)").values()
+            rows = s.run(
+                f"MATCH (a)-[r:{rel}]->(b) RETURN coalesce(a.id, a.key), coalesce(b.id, b.key), properties(r)"
+            ).values()
             out[rel] = sorted((a, b, sorted(p.items())) for a, b, p in rows)
-        out["other nodes"] = s.run("MATCH (n) WHERE none(l IN labels(n) WHERE l IN $labels) "
-                                   "RETURN labels(n), count(*)", labels=list(LABELS) + ["SchemaVersion", "DataVersion"]).values()
+        out["other nodes"] = s.run(
+            "MATCH (n) WHERE none(l IN labels(n) WHERE l IN $labels) RETURN labels(n), count(*)",
+            labels=list(LABELS) + ["SchemaVersion", "DataVersion"],
+        ).values()
     return out
 
 
@@ -36,9 +39,9 @@ def _plain(v):
 
 @pytest.fixture(scope="module")
 def bulk_instance():
-    from graphrecall.app.neo4j import local_neo4j
-
     from conftest import wipe
+
+    from graphrecall.app.neo4j import local_neo4j
 
     inst = local_neo4j("bulktest", bolt_port=18687, http_port=18474, heap="512m", pagecache="64m").start()
     with inst.settings().driver() as driver:  # an earlier run's graph stays in the instance folder: start empty

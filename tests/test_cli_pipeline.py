@@ -1,9 +1,9 @@
 import pytest
 
-from graphrecall.embed.index import ItemVectorIndex
-from graphrecall.embed.train import EgesSettings
 from graphrecall.app.cli import main
 from graphrecall.app.pipeline import PipelineConfig, pick_sample_items, run_pipeline
+from graphrecall.embed.index import ItemVectorIndex
+from graphrecall.embed.train import EgesSettings
 from graphrecall.ingest.synthetic import generate_rees46
 from graphrecall.query.serve.snapshot import SnapshotRetriever
 
@@ -59,17 +59,19 @@ def test_pipeline_end_to_end_on_generated_data(driver, tmp_path):
         assert len(snap.similar_items(item, k=5, channel=ch)) > 0
     # the generated data browses inside a category: swing neighbours share it
     with driver.session() as s:
-        same = s.run("MATCH (i:Item)-[r:SWING]->(j:Item) WHERE r.rank = 1 "
-                     "RETURN avg(CASE WHEN i.category = j.category THEN 1.0 ELSE 0.0 END)").single()[0]
+        same = s.run(
+            "MATCH (i:Item)-[r:SWING]->(j:Item) WHERE r.rank = 1 "
+            "RETURN avg(CASE WHEN i.category = j.category THEN 1.0 ELSE 0.0 END)"
+        ).single()[0]
     assert same > 0.8
 
 
 @pytest.mark.slow
 def test_refresh_updates_lists_like_a_full_rebuild(driver, tmp_path, monkeypatch, neo4j_server):
-    from graphrecall.embed.index import ItemVectorIndex
     from graphrecall.app.pipeline import compute_scores
-    from graphrecall.graph_schema.store.meta import read_data_version
+    from graphrecall.embed.index import ItemVectorIndex
     from graphrecall.graph_schema.store.lists import read_scores
+    from graphrecall.graph_schema.store.meta import read_data_version
 
     lines = generate_rees46(tmp_path / "gen.csv", n_users=120, random_seed=2).read_text().splitlines()
     cut = 1 + int(0.8 * (len(lines) - 1))  # the generator writes rows in time order
@@ -84,8 +86,22 @@ def test_refresh_updates_lists_like_a_full_rebuild(driver, tmp_path, monkeypatch
     monkeypatch.setenv("GRAPHRECALL_NEO4J_PASSWORD", settings.password)
     monkeypatch.setenv("GRAPHRECALL_ARTIFACTS", str(art))
     version = read_data_version(driver)
-    assert main(["-q", "refresh", str(day2), "--format", "rees46", "--walks-per-node", "5",
-                 "--reject-dir", str(tmp_path / "rej")]) == 0
+    assert (
+        main(
+            [
+                "-q",
+                "refresh",
+                str(day2),
+                "--format",
+                "rees46",
+                "--walks-per-node",
+                "5",
+                "--reject-dir",
+                str(tmp_path / "rej"),
+            ]
+        )
+        == 0
+    )
     assert read_data_version(driver) == version + 1  # one reload for the whole refresh
     refreshed = {rel: read_scores(driver, rel) for rel in ("SWING", "COOC")}
     compute_scores(driver, cfg, progress=False)

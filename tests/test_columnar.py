@@ -10,27 +10,81 @@ from graphrecall.ingest.columnar import iter_event_frames, read_event_columns, r
 from graphrecall.ingest.formats import RejectSink
 
 REES46_HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
-GOOD_TIMES = ["2019-10-01 00:00:00 UTC", "2019-10-01 02:59:59 UTC", "2020-02-29 23:59:59 UTC", "1969-12-31 23:59:59 UTC",
-              "2000-01-01 12:00:00 UTC"]
-ODD_TIMES = ["2019-02-30 00:00:00 UTC", "2019-13-01 00:00:00 UTC", "2019-10-01 24:00:00 UTC", "2019-10-01 00:00:60 UTC",
-             "2019-10-01T00:00:00 UTC", " 2019-10-01 00:00:00 UTC", "2019-10-01 00:00:00", "yesterday", "",
-             "2019-10-01 00:00:00+03:00", "0000-01-01 00:00:00 UTC", "2100-02-29 00:00:00 UTC"]
+GOOD_TIMES = [
+    "2019-10-01 00:00:00 UTC",
+    "2019-10-01 02:59:59 UTC",
+    "2020-02-29 23:59:59 UTC",
+    "1969-12-31 23:59:59 UTC",
+    "2000-01-01 12:00:00 UTC",
+]
+ODD_TIMES = [
+    "2019-02-30 00:00:00 UTC",
+    "2019-13-01 00:00:00 UTC",
+    "2019-10-01 24:00:00 UTC",
+    "2019-10-01 00:00:60 UTC",
+    "2019-10-01T00:00:00 UTC",
+    " 2019-10-01 00:00:00 UTC",
+    "2019-10-01 00:00:00",
+    "yesterday",
+    "",
+    "2019-10-01 00:00:00+03:00",
+    "0000-01-01 00:00:00 UTC",
+    "2100-02-29 00:00:00 UTC",
+]
 GOOD_IDS = ["1", "0", "1003461", "512475445", "999999999999999999"]
 ODD_IDS = ["007", "-5", " 5", "5 ", "", "x1", "1_000", "+3", "1.0", "12345678901234567890"]
-FIELDS = ["", "2053013555631882655", "electronics.smartphone", "apple", "a", ".x", "a..b", "café", "ünï", " padded ",
-          "tab\tinside", "x" * 300, "y" * 5000]
-PRICES = ["", "0", "0.5", "1", "2", "3.999", "1024.00", "154.44", "2574.07", "abc", "-1", "inf", "nan", "1e3", ".5",
-          "5.", "1.2.3", "9" * 31]
+FIELDS = [
+    "",
+    "2053013555631882655",
+    "electronics.smartphone",
+    "apple",
+    "a",
+    ".x",
+    "a..b",
+    "café",
+    "ünï",
+    " padded ",
+    "tab\tinside",
+    "x" * 300,
+    "y" * 5000,
+]
+PRICES = [
+    "",
+    "0",
+    "0.5",
+    "1",
+    "2",
+    "3.999",
+    "1024.00",
+    "154.44",
+    "2574.07",
+    "abc",
+    "-1",
+    "inf",
+    "nan",
+    "1e3",
+    ".5",
+    "5.",
+    "1.2.3",
+    "9" * 31,
+]
 
 
 def _rees46_line(rng: random.Random) -> str:
     def pick(good, odd, p_odd=0.15):
         return rng.choice(odd) if rng.random() < p_odd else rng.choice(good)
 
-    fields = [pick(GOOD_TIMES, ODD_TIMES), pick(["view", "cart", "purchase", "remove_from_cart"], ["click", "View", ""]),
-              pick(GOOD_IDS[:4] + [str(rng.randint(1, 40))] * 6, ODD_IDS), rng.choice(FIELDS[:5] + FIELDS[5:] * (rng.random() < 0.2)),
-              pick(["electronics.smartphone", "appliances.kitchen", ""], FIELDS), pick(["apple", "samsung", ""], FIELDS),
-              pick(PRICES[:9], PRICES[9:]), pick([str(rng.randint(1, 30))] * 5 + GOOD_IDS, ODD_IDS), "sess-1"]
+    fields = [
+        pick(GOOD_TIMES, ODD_TIMES),
+        pick(["view", "cart", "purchase", "remove_from_cart"], ["click", "View", ""]),
+        pick(GOOD_IDS[:4] + [str(rng.randint(1, 40))] * 6, ODD_IDS),
+        rng.choice(FIELDS[:5] + FIELDS[5:] * (rng.random() < 0.2)),
+        pick(["electronics.smartphone", "appliances.kitchen", ""], FIELDS),
+        pick(["apple", "samsung", ""], FIELDS),
+        pick(PRICES[:9], PRICES[9:]),
+        pick([str(rng.randint(1, 30))] * 5 + GOOD_IDS, ODD_IDS),
+        "sess-1",
+    ]
     line = ",".join(fields)
     odd = rng.random()
     if odd < 0.02:
@@ -58,10 +112,19 @@ def _taobao_line(rng: random.Random) -> str:
     def pick(good, odd, p_odd=0.1):
         return rng.choice(odd) if rng.random() < p_odd else rng.choice(good)
 
-    ts = pick([str(1511658000 + rng.randint(0, 7000)), "0", "4102444800"],
-              ["1511658000.5", "-1", "4102444801", "99999999999", " 15", "abc", "", "1e9", "0015"])
-    line = ",".join([pick([str(rng.randint(1, 50))], ODD_IDS), pick([str(rng.randint(1, 80))], ODD_IDS),
-                     pick([str(rng.randint(1, 9))], ODD_IDS), pick(["pv", "cart", "fav", "buy"], ["click", "PV", ""]), ts])
+    ts = pick(
+        [str(1511658000 + rng.randint(0, 7000)), "0", "4102444800"],
+        ["1511658000.5", "-1", "4102444801", "99999999999", " 15", "abc", "", "1e9", "0015"],
+    )
+    line = ",".join(
+        [
+            pick([str(rng.randint(1, 50))], ODD_IDS),
+            pick([str(rng.randint(1, 80))], ODD_IDS),
+            pick([str(rng.randint(1, 9))], ODD_IDS),
+            pick(["pv", "cart", "fav", "buy"], ["click", "PV", ""]),
+            ts,
+        ]
+    )
     odd = rng.random()
     if odd < 0.03:
         line += ",x"
@@ -109,8 +172,14 @@ def test_rees46_columns_equal_the_row_reader(tmp_path, seed, block_bytes):
     lines = [REES46_HEADER] + [_rees46_line(rng) for _ in range(1500)]
     path = tmp_path / "log.csv"
     # a line that is not UTF-8, then a last line without a newline
-    _write(path, lines, [b"\n2019-10-01 00:00:00 UTC,view,5,1,a.b,br\xff\xfe,1,2,s\n",
-                         b"2019-10-01 00:00:01 UTC,view,6,1,a.b,br,1,2,s"])
+    _write(
+        path,
+        lines,
+        [
+            b"\n2019-10-01 00:00:00 UTC,view,5,1,a.b,br\xff\xfe,1,2,s\n",
+            b"2019-10-01 00:00:01 UTC,view,6,1,a.b,br,1,2,s",
+        ],
+    )
     got, sink = _compare(path, "rees46", tmp_path, block_bytes)
     assert len(got) > 500 and sink.count > 100  # the log is both: mostly good rows and plenty of bad ones
     assert got["ts"].min() < 0  # 1969 times too
@@ -131,8 +200,11 @@ def test_clean_files_take_the_fast_path_and_odd_headers_the_row_reader(tmp_path,
 
     rng = random.Random(3)
     path = tmp_path / "clean.csv"
-    rows = [f"2019-10-01 00:{m:02d}:00 UTC,view,{rng.randint(1, 50)},7,electronics.audio,sony,{rng.randint(1, 900)}.5,"
-            f"{rng.randint(1, 20)},s" for m in range(60)]
+    rows = [
+        f"2019-10-01 00:{m:02d}:00 UTC,view,{rng.randint(1, 50)},7,electronics.audio,sony,{rng.randint(1, 900)}.5,"
+        f"{rng.randint(1, 20)},s"
+        for m in range(60)
+    ]
     _write(path, [REES46_HEADER] + rows)
     calls = []
     monkeypatch.setattr(columnar._Reader, "_one", lambda self, raw, line: calls.append(line))

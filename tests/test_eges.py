@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 from torch import nn
 
 from graphrecall.embed.eges import EGES, LazyAdam, SideInfo, booked_pairs, skipgram_pairs
 from graphrecall.walkers.walk import random_walks
-import scipy.sparse as sp
 
 
 def two_cluster_graph(n=20):
@@ -23,11 +23,13 @@ def two_cluster_graph(n=20):
 
 def side_for(n=20):
     h = n // 2
-    return SideInfo.from_columns({
-        "category": ["c0" if i < h else "c1" for i in range(n)],
-        "market": ["m0" if i < h else "m1" for i in range(n)],
-        "brand": [None if i % 5 == 0 else f"b{i % 3}" for i in range(n)],
-    })
+    return SideInfo.from_columns(
+        {
+            "category": ["c0" if i < h else "c1" for i in range(n)],
+            "market": ["m0" if i < h else "m1" for i in range(n)],
+            "brand": [None if i % 5 == 0 else f"b{i % 3}" for i in range(n)],
+        }
+    )
 
 
 def cos(a, b):
@@ -110,11 +112,16 @@ def _draw(model, side, centres, weights, key=7, threads=1):
     negatives = model._negative_tables(np.asarray(weights, np.float64))
     n, n_ctx = len(centres), 1 + negatives.n_noise + negatives.n_market
     pairs = np.stack([centres, np.zeros_like(centres)], 1)
-    out = (np.empty(n, np.int64), np.empty((n, len(side.fields)), np.int64), np.empty((n, n_ctx), np.int64),
-           np.empty(n, np.float32))
+    out = (
+        np.empty(n, np.int64),
+        np.empty((n, len(side.fields)), np.int64),
+        np.empty((n, n_ctx), np.int64),
+        np.empty(n, np.float32),
+    )
     with compute_threads(threads, torch.get_num_threads()):
-        batch_inputs(pairs, np.arange(n), 0, np.arange(n, dtype=np.float32), side.codes, *negatives,
-                     np.uint64(key), *out)
+        batch_inputs(
+            pairs, np.arange(n), 0, np.arange(n, dtype=np.float32), side.codes, *negatives, np.uint64(key), *out
+        )
     return out
 
 
@@ -163,10 +170,16 @@ def test_sgd_kernel_step_equals_pair_gradients(negatives, threads):
     weight = torch.rand(b) * 3
     before = {k: v.detach().clone() for k, v in model.named_parameters()}
     loss, grads = pair_gradients(model, centre, codes, context, weight)
-    want = {k: before[k].clone().index_add_(0, rows, vals * -lr) for k, (rows, vals) in grads.items()
-            if not k.startswith("side")}
-    want_grad = {k: torch.zeros_like(before[k]).index_add_(0, rows, vals) for k, (rows, vals) in grads.items()
-                 if k.startswith("side")}
+    want = {
+        k: before[k].clone().index_add_(0, rows, vals * -lr)
+        for k, (rows, vals) in grads.items()
+        if not k.startswith("side")
+    }
+    want_grad = {
+        k: torch.zeros_like(before[k]).index_add_(0, rows, vals)
+        for k, (rows, vals) in grads.items()
+        if k.startswith("side")
+    }
     kernel = _SGDKernel(model, b, 1 + negatives)
     with compute_threads(threads, 1):
         assert numba.get_num_threads() == min(threads, numba.config.NUMBA_NUM_THREADS)
@@ -203,8 +216,11 @@ def test_cold_vector_leaves_out_side_values_no_trained_item_carries():
     # item 3 is held out and is the only one with brand "rare": that embedding is never trained (random),
     # so its cold vector is the mean of category and market only
     side = side_for()
-    cols = {"category": [side.vocab[0][c] for c in side.codes[:, 0]], "market": [side.vocab[1][c] for c in side.codes[:, 1]],
-            "brand": [side.vocab[2][c] for c in side.codes[:, 2]]}
+    cols = {
+        "category": [side.vocab[0][c] for c in side.codes[:, 0]],
+        "market": [side.vocab[1][c] for c in side.codes[:, 1]],
+        "brand": [side.vocab[2][c] for c in side.codes[:, 2]],
+    }
     cols["brand"][3] = "rare"
     side = SideInfo.from_columns(cols)
     walks = random_walks(two_cluster_graph(), walk_length=6, walks_per_node=5, random_seed=0)
@@ -224,8 +240,9 @@ def test_booked_weight_raises_the_predicted_probability_of_the_booked_context():
     booked = np.array([15] * 30)
 
     def p_booked(weight):
-        model = EGES(dim=16, epochs=10, batch_size=256, booked_weight=weight, market_negatives=0, random_seed=0,
-                     progress=False)
+        model = EGES(
+            dim=16, epochs=10, batch_size=256, booked_weight=weight, market_negatives=0, random_seed=0, progress=False
+        )
         model.fit(walks, side_for(), sessions=sessions, booked=booked)
         with torch.no_grad():
             centre = model.model(torch.tensor([0]), torch.from_numpy(side_for().codes[:1]))
@@ -255,21 +272,29 @@ def test_warm_start_maps_rows_by_item_id_and_side_value():
     order = np.r_[np.arange(20)[::-1], 20, 21]
     new_ids = np.r_[ids, ["n0", "n1"]][order]
     old_side = side_for()
-    cols = {f: [old_side.vocab[k][c] for c in old_side.codes[:, k]] + ["c0", "c1"] for k, f in enumerate(old_side.fields)}
+    cols = {
+        f: [old_side.vocab[k][c] for c in old_side.codes[:, k]] + ["c0", "c1"] for k, f in enumerate(old_side.fields)
+    }
     cols["brand"][20:] = ["bnew", "bnew"]
     side = SideInfo.from_columns({f: [v[r] for r in order] for f, v in cols.items()})
     back = {int(r): n for n, r in enumerate(order)}  # old row -> new row
     new_walks = np.vectorize(lambda x: back.get(int(x), -1))(walks)
     # with lr 0 the warm-started model is the stored one: every old item gets its old vector
     frozen = EGES(dim=16, epochs=1, lr=0.0, random_seed=1, progress=False).fit(
-        new_walks, side, item_ids=new_ids, warm_start=first.state)
+        new_walks, side, item_ids=new_ids, warm_start=first.state
+    )
     for r in range(20):
         np.testing.assert_allclose(frozen.embeddings[back[r]], first.embeddings[r], rtol=1e-5, atol=1e-6)
     # one more epoch from the state keeps the clusters that one epoch from scratch does not reach
-    e = EGES(dim=16, epochs=1, batch_size=256, random_seed=1, progress=False).fit(
-        new_walks, side, item_ids=new_ids, warm_start=first.state).embeddings
-    gap = lambda e: (np.mean([cos(e[back[a]], e[back[b]]) for a in range(10) for b in range(10) if a != b])
-                     - np.mean([cos(e[back[a]], e[back[b]]) for a in range(10) for b in range(10, 20)]))
+    e = (
+        EGES(dim=16, epochs=1, batch_size=256, random_seed=1, progress=False)
+        .fit(new_walks, side, item_ids=new_ids, warm_start=first.state)
+        .embeddings
+    )
+    gap = lambda e: (
+        np.mean([cos(e[back[a]], e[back[b]]) for a in range(10) for b in range(10) if a != b])
+        - np.mean([cos(e[back[a]], e[back[b]]) for a in range(10) for b in range(10, 20)])
+    )
     scratch = EGES(dim=16, epochs=1, batch_size=256, random_seed=1, progress=False).fit(new_walks, side).embeddings
     assert gap(e) > 0.3 and gap(e) > gap(scratch) + 0.1
     with pytest.raises(ValueError, match="--dim 16"):

@@ -5,10 +5,24 @@ import pandas as pd
 import pytest
 
 from graphrecall.embed.index import ItemVectorIndex
-from graphrecall.query.evaluate.protocol import SIDE_MATCH_WEIGHTS, Catalogue, blend_grid, blend_grid_lists, case_masks, covisit_lists, cutoff_time, paired_interval, score_lists, served_lists, side_popularity_lists, summarize, temporal_split
-from graphrecall.query.data import matrix_lists, next_item_cases, split_stored_sessions, transition_matrix
-from graphrecall.query.serve.retriever import BlendConfig
 from graphrecall.query.channels.side import SideIndex
+from graphrecall.query.data import matrix_lists, next_item_cases, split_stored_sessions, transition_matrix
+from graphrecall.query.evaluate.protocol import (
+    SIDE_MATCH_WEIGHTS,
+    Catalogue,
+    blend_grid,
+    blend_grid_lists,
+    case_masks,
+    covisit_lists,
+    cutoff_time,
+    paired_interval,
+    score_lists,
+    served_lists,
+    side_popularity_lists,
+    summarize,
+    temporal_split,
+)
+from graphrecall.query.serve.retriever import BlendConfig
 from graphrecall.query.serve.snapshot import SnapshotRetriever
 
 MIN = 60
@@ -16,8 +30,10 @@ MIN = 60
 
 def log(rows):
     """(user, item, ts[, type]) rows as the event frame ingest builds (line = row order)."""
-    return pd.DataFrame([(u, i, r[3] if len(r) > 3 else "view", t, n + 1) for n, r in enumerate(rows)
-                         for u, i, t in [r[:3]]], columns=["user", "item", "type", "ts", "line"])
+    return pd.DataFrame(
+        [(u, i, r[3] if len(r) > 3 else "view", t, n + 1) for n, r in enumerate(rows) for u, i, t in [r[:3]]],
+        columns=["user", "item", "type", "ts", "line"],
+    )
 
 
 # 21 events; T = their 80% quantile (numpy method 'higher': sorted index ceil(0.8 * 20) = 16) = minute 80,
@@ -26,10 +42,18 @@ def log(rows):
 # u2: x(10) y(20)                            -> training
 # u3: p(80) q(85) p(90)                      -> starts at T: a test session, cases p->q, q->p
 # u5: w1(1) .. w11(11)                       -> training
-HAND = [("u1", "a", 0), ("u1", "b", 5 * MIN), ("u1", "c", 70 * MIN), ("u1", "d", 80 * MIN), ("u1", "e", 90 * MIN),
-        ("u2", "x", 10 * MIN), ("u2", "y", 20 * MIN),
-        ("u3", "p", 80 * MIN), ("u3", "q", 85 * MIN), ("u3", "p", 90 * MIN)] + \
-    [("u5", f"w{n}", n * MIN) for n in range(1, 12)]
+HAND = [
+    ("u1", "a", 0),
+    ("u1", "b", 5 * MIN),
+    ("u1", "c", 70 * MIN),
+    ("u1", "d", 80 * MIN),
+    ("u1", "e", 90 * MIN),
+    ("u2", "x", 10 * MIN),
+    ("u2", "y", 20 * MIN),
+    ("u3", "p", 80 * MIN),
+    ("u3", "q", 85 * MIN),
+    ("u3", "p", 90 * MIN),
+] + [("u5", f"w{n}", n * MIN) for n in range(1, 12)]
 
 
 def test_cutoff_is_the_quantile_of_event_times():
@@ -75,9 +99,11 @@ def test_cases_are_consecutive_distinct_pairs():
 
 
 def test_stored_sessions_split_by_event_weighted_start():
-    sessions = [{"start_ts": 0, "end_ts": 10, "items": ["a", "b"], "n_events": 6},
-                {"start_ts": 20, "end_ts": 60, "items": ["c", "d"], "n_events": 2},  # straddles the cut
-                {"start_ts": 50, "end_ts": 55, "items": ["e", "f"], "n_events": 2}]
+    sessions = [
+        {"start_ts": 0, "end_ts": 10, "items": ["a", "b"], "n_events": 6},
+        {"start_ts": 20, "end_ts": 60, "items": ["c", "d"], "n_events": 2},  # straddles the cut
+        {"start_ts": 50, "end_ts": 55, "items": ["e", "f"], "n_events": 2},
+    ]
     t, train, held = split_stored_sessions(sessions, 0.8)
     assert t == 50  # event-weighted starts: 0 x6, 20 x2, 50 x2
     assert [s["items"] for s in train] == [["a", "b"]] and [s["items"] for s in held] == [["e", "f"]]
@@ -86,12 +112,14 @@ def test_stored_sessions_split_by_event_weighted_start():
 
 
 def catalogue():
-    side = {"a": {"category": "c1", "brand": "b1", "price_bucket": "8-16"},
-            "b": {"category": "c1", "brand": "b2", "price_bucket": "8-16"},
-            "c": {"category": "c1", "brand": "b1", "price_bucket": "32-64"},
-            "d": {"category": "c2", "brand": "b1", "price_bucket": "8-16"},
-            "e": {"category": "c1", "brand": "b9", "price_bucket": "1-2"},
-            "new": {"category": "c1", "brand": "b1", "price_bucket": "8-16"}}
+    side = {
+        "a": {"category": "c1", "brand": "b1", "price_bucket": "8-16"},
+        "b": {"category": "c1", "brand": "b2", "price_bucket": "8-16"},
+        "c": {"category": "c1", "brand": "b1", "price_bucket": "32-64"},
+        "d": {"category": "c2", "brand": "b1", "price_bucket": "8-16"},
+        "e": {"category": "c1", "brand": "b9", "price_bucket": "1-2"},
+        "new": {"category": "c1", "brand": "b1", "price_bucket": "8-16"},
+    }
     train_items = ["a"] * 5 + ["b"] * 4 + ["c"] * 1 + ["d"] * 9 + ["e"] * 2
     return Catalogue.build(side, train_items)
 
@@ -129,7 +157,9 @@ def test_side_price_proximity_by_hand():
     assert list(got) == ["b", "a", "c", "d", "e"]  # b: 10% above the query's price; a: 10x, but popular
     w, s = served.price_weight, served.price_scale
     norm = 4.0 + 2.0 + w + 1.0
-    assert scores[0] == pytest.approx((6.0 + w * np.exp(-abs(np.log1p(110) - np.log1p(100)) / s) + 1 / 10) / norm, rel=1e-6)
+    assert scores[0] == pytest.approx(
+        (6.0 + w * np.exp(-abs(np.log1p(110) - np.log1p(100)) / s) + 1 / 10) / norm, rel=1e-6
+    )
     assert scores[4] == pytest.approx((2.0 + w + 9 / 10) / norm, rel=1e-6)  # e: brand and the same price
     again = SideIndex.from_json(served.to_json())
     assert list(again.similar_items("q", 10)[0]) == list(got)
@@ -147,11 +177,15 @@ def test_side_index_pruned_lists_equal_a_full_scan():
     rng = np.random.default_rng(3)
     n = 3000
     cats = np.where(rng.random(n) < 0.9, rng.integers(0, 4, n), rng.integers(4, 60, n))  # 4 big, 56 small
-    side = {"category": [f"c{c}" if rng.random() > 0.02 else None for c in cats],
-            "brand": [f"b{b}" if rng.random() > 0.3 else None for b in rng.integers(0, 40, n)],
-            "price_bucket": [f"p{b}" for b in rng.integers(0, 8, n)],
-            "price": [None if rng.random() < 0.1 else float(rng.choice([10.0, 20.0, 30.0, 99.0]) * rng.integers(1, 4))
-                      for _ in range(n)]}
+    side = {
+        "category": [f"c{c}" if rng.random() > 0.02 else None for c in cats],
+        "brand": [f"b{b}" if rng.random() > 0.3 else None for b in rng.integers(0, 40, n)],
+        "price_bucket": [f"p{b}" for b in rng.integers(0, 8, n)],
+        "price": [
+            None if rng.random() < 0.1 else float(rng.choice([10.0, 20.0, 30.0, 99.0]) * rng.integers(1, 4))
+            for _ in range(n)
+        ],
+    }
     pop = np.where(rng.random(n) < 0.2, 0, rng.integers(1, 5, n))  # new items and many equal counts
     ids = [f"i{r:05d}" for r in range(n)]
     for price_weight in (0.0, 2.0):
@@ -214,9 +248,12 @@ def test_blend_grid_equals_the_served_blend():
         return out
 
     side = {"category": [f"c{n % 3}" for n in range(40)], "brand": [f"b{n % 5}" for n in range(40)]}
-    r = SnapshotRetriever(set(ids), {"swing": rand_lists(8), "cooc": rand_lists(12), "trans": rand_lists(3)},
-                          ItemVectorIndex(ids, rng.normal(size=(40, 6)).astype(np.float32)),
-                          side=SideIndex(ids, side, rng.integers(0, 9, size=40)))
+    r = SnapshotRetriever(
+        set(ids),
+        {"swing": rand_lists(8), "cooc": rand_lists(12), "trans": rand_lists(3)},
+        ItemVectorIndex(ids, rng.normal(size=(40, 6)).astype(np.float32)),
+        side=SideIndex(ids, side, rng.integers(0, 9, size=40)),
+    )
     grid = blend_grid()
     assert len(grid) > 100
     configs = grid[::7] + [BlendConfig.parse("rrf:swing=1,side=0.5")]
@@ -231,8 +268,16 @@ def test_session_rows_accept_a_frame_in_file_order():
     from graphrecall.ingest.formats import Event
     from graphrecall.ingest.sessions import events_frame, session_rows
 
-    events = [Event("u1", "a", "view", 100, 1), Event("u2", "x", "view", 110, 2), Event("u1", "b", "view", 120, 3),
-              Event("u2", "y", "purchase", 130, 4), Event("u1", "c", "view", 9000, 5)]
+    events = [
+        Event("u1", "a", "view", 100, 1),
+        Event("u2", "x", "view", 110, 2),
+        Event("u1", "b", "view", 120, 3),
+        Event("u2", "y", "purchase", 130, 4),
+        Event("u1", "c", "view", 9000, 5),
+    ]
     rows = session_rows(events_frame(events))
     assert [(r["user"], r["items"], r["booked"]) for r in rows] == [
-        ("u1", ["a", "b"], None), ("u1", ["c"], None), ("u2", ["x", "y"], "y")]
+        ("u1", ["a", "b"], None),
+        ("u1", ["c"], None),
+        ("u2", ["x", "y"], "y"),
+    ]

@@ -1,19 +1,24 @@
 """Property test: random garbage lines mixed into a valid log never change what valid rows produce."""
 
+from conftest import graph_counts, wipe
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import graph_counts, wipe
 from graphrecall.ingest.writer import ingest_events
 
 valid_row = st.builds(
     lambda u, i, c, b, t: f"{u},{i},{c},{b},{t}",
-    st.integers(1, 30), st.integers(1, 40), st.integers(1, 5), st.sampled_from(["pv", "cart", "fav", "buy"]),
+    st.integers(1, 30),
+    st.integers(1, 40),
+    st.integers(1, 5),
+    st.sampled_from(["pv", "cart", "fav", "buy"]),
     st.integers(1_500_000_000, 1_500_100_000),
 )
 
-no_newline = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
-                     max_size=60)
+no_newline = st.text(
+    st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"),
+    max_size=60,
+)
 
 
 def corrupt(row: str, how: int, junk: str) -> str:
@@ -35,11 +40,15 @@ def corrupt(row: str, how: int, junk: str) -> str:
     return ",".join(f)
 
 
-lines = st.lists(st.one_of(
-    valid_row.map(lambda r: (r, True)),
-    st.builds(lambda r, h, j: (corrupt(r, h, j), False), valid_row, st.integers(0, 6), no_newline),
-    no_newline.filter(lambda s: s.count(",") != 4).map(lambda s: ("," * 5 + s if s.strip() else "garbage", False)),
-), min_size=1, max_size=60)
+lines = st.lists(
+    st.one_of(
+        valid_row.map(lambda r: (r, True)),
+        st.builds(lambda r, h, j: (corrupt(r, h, j), False), valid_row, st.integers(0, 6), no_newline),
+        no_newline.filter(lambda s: s.count(",") != 4).map(lambda s: ("," * 5 + s if s.strip() else "garbage", False)),
+    ),
+    min_size=1,
+    max_size=60,
+)
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from graphrecall.embed.index import ItemVectorIndex
 from graphrecall.common import versions
+from graphrecall.embed.index import ItemVectorIndex
 
 
 def exact_knn(vectors, q, k):
@@ -46,7 +46,9 @@ def test_hnsw_finds_the_exact_top20_and_survives_save_and_load(tmp_path):
     exact, hnsw = ItemVectorIndex(ids, vec), ItemVectorIndex(ids, vec, kind="hnsw")
     assert (exact.kind, hnsw.kind) == ("flat", "hnsw")  # auto: exact below HNSW_FROM_ITEMS
     queries = ids[::20]
-    recall = np.mean([len(set(exact.similar_items(q, 20)[0]) & set(hnsw.similar_items(q, 20)[0])) / 20 for q in queries])
+    recall = np.mean(
+        [len(set(exact.similar_items(q, 20)[0]) & set(hnsw.similar_items(q, 20)[0])) / 20 for q in queries]
+    )
     assert recall >= 0.95
     loaded = ItemVectorIndex.load(hnsw.save(tmp_path / "faiss"))
     assert loaded.kind == "hnsw" and loaded.index.hnsw.efSearch == hnsw.index.hnsw.efSearch
@@ -78,9 +80,13 @@ def test_saved_index_is_memory_mapped_and_a_new_version_leaves_a_loaded_one_inta
     assert not current.exists()
     assert {q: list(loaded.similar_items(q, 10)[0]) for q in want} == want
     fresh = ItemVectorIndex.load(d)
-    assert {q: list(fresh.similar_items(q, 10)[0]) for q in want} == {q: list(second.similar_items(q, 10)[0]) for q in want}
+    assert {q: list(fresh.similar_items(q, 10)[0]) for q in want} == {
+        q: list(second.similar_items(q, 10)[0]) for q in want
+    }
     copy = ItemVectorIndex.load(d, mmap=False)
-    assert not isinstance(copy.vectors, np.memmap) and list(copy.similar_items("i3", 5)[0]) == list(second.similar_items("i3", 5)[0])
+    assert not isinstance(copy.vectors, np.memmap) and list(copy.similar_items("i3", 5)[0]) == list(
+        second.similar_items("i3", 5)[0]
+    )
     assert "nope" not in fresh and "i499" in fresh and list(fresh.rows(["i2", "nope"])) == [2, -1]
 
 

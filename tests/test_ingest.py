@@ -8,13 +8,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pytest
-
 from conftest import DATA, graph_counts, graph_fingerprint
+
 from graphrecall.ingest.formats import ColumnMapping, IngestError, RejectSink, read_events, read_items
 from graphrecall.ingest.sessions import derive_rows, session_ids
 from graphrecall.ingest.writer import ingest_events, ingest_items
-import numpy as np
 
 HEADER = "event_time,event_type,product_id,category_id,category_code,brand,price,user_id,user_session"
 GOOD = [
@@ -49,7 +49,7 @@ def mixed_file(tmp_path):
             reason, bad = list(BAD.items())[n]
             lines.append(bad)
             expected_bad[len(lines)] = reason
-    for reason, bad in list(BAD.items())[len(GOOD):]:
+    for reason, bad in list(BAD.items())[len(GOOD) :]:
         lines.append(bad)
         expected_bad[len(lines)] = reason
     return write_lines(tmp_path / "mixed.csv", lines), expected_bad
@@ -96,16 +96,20 @@ def test_ingest_keeps_every_valid_row_and_is_idempotent(driver, mixed_file, tmp_
 def test_side_info_and_market_from_rees46(driver, tmp_path):
     ingest_events(driver, DATA / "rees46_head300.csv", "rees46", reject_dir=tmp_path, progress=False)
     with driver.session() as s:
-        rec = s.run("MATCH (i:Item {id: '3900821'}) RETURN i.brand AS b, i.market AS m, i.price_bucket AS p, "
-                    "i.category AS c").single()
+        rec = s.run(
+            "MATCH (i:Item {id: '3900821'}) RETURN i.brand AS b, i.market AS m, i.price_bucket AS p, i.category AS c"
+        ).single()
     assert rec["b"] == "aqua" and rec["m"] == "appliances" and rec["p"] == "32-64" and rec["c"] == "2053013552326770905"
 
 
-@pytest.mark.parametrize("fmt,path,rows", [
-    ("rees46", "rees46_head300.csv", 300),
-    ("taobao", "taobao_300.csv", 300),
-    ("movielens", "ml_ratings_300.csv", 300),
-])
+@pytest.mark.parametrize(
+    "fmt,path,rows",
+    [
+        ("rees46", "rees46_head300.csv", 300),
+        ("taobao", "taobao_300.csv", 300),
+        ("movielens", "ml_ratings_300.csv", 300),
+    ],
+)
 def test_real_formats_parse_every_row(fmt, path, rows, tmp_path):
     sink = RejectSink(DATA / path, tmp_path / "r.csv")
     events = list(read_events(DATA / path, fmt, sink))
@@ -126,14 +130,27 @@ def test_wrong_header_names_the_file(tmp_path):
 
 
 def test_generic_mapping_and_item_catalog(driver, tmp_path):
-    ev = write_lines(tmp_path / "ev.csv", ["cust,sku,act,when", "a,x1,buy,2020-01-01T00:00:00", "a,x2,click,2020-01-01T00:05:00",
-                                           "b,x1,zap,2020-01-01T00:05:00"])
+    ev = write_lines(
+        tmp_path / "ev.csv",
+        [
+            "cust,sku,act,when",
+            "a,x1,buy,2020-01-01T00:00:00",
+            "a,x2,click,2020-01-01T00:05:00",
+            "b,x1,zap,2020-01-01T00:05:00",
+        ],
+    )
     mapping = ColumnMapping.parse("user=cust,item=sku,event=act,ts=when", "buy=purchase,click=view")
     rep = ingest_events(driver, ev, "generic", mapping=mapping, reject_dir=tmp_path, progress=False)
     assert (rep.lines_ok, rep.rejected) == (2, 1)
     cat = write_lines(tmp_path / "items.csv", ["sku,cat,shop,price", "x1,c1,s1,9.5", "x2,c2,s2,bad"])
-    rep = ingest_items(driver, cat, "generic", mapping=ColumnMapping.parse("item=sku,category=cat,shop=shop,price=price"),
-                       reject_dir=tmp_path, progress=False)
+    rep = ingest_items(
+        driver,
+        cat,
+        "generic",
+        mapping=ColumnMapping.parse("item=sku,category=cat,shop=shop,price=price"),
+        reject_dir=tmp_path,
+        progress=False,
+    )
     assert (rep.lines_ok, rep.rejected) == (1, 1)
     with driver.session() as s:
         assert s.run("MATCH (i:Item {id: 'x1'}) RETURN i.shop, i.price_bucket").values() == [["s1", "8-16"]]
@@ -173,8 +190,14 @@ def test_session_cut_at_30_minutes():
 def test_derived_rows_transitions_and_booked():
     from graphrecall.ingest.formats import Event
 
-    ev = [Event("u", "a", "view", 0, 1), Event("u", "a", "view", 10, 2), Event("u", "b", "view", 20, 3),
-          Event("u", "b", "purchase", 30, 4), Event("u", "a", "view", 40, 5), Event("u", "c", "view", 4000, 6)]
+    ev = [
+        Event("u", "a", "view", 0, 1),
+        Event("u", "a", "view", 10, 2),
+        Event("u", "b", "view", 20, 3),
+        Event("u", "b", "purchase", 30, 4),
+        Event("u", "a", "view", 40, 5),
+        Event("u", "c", "view", 4000, 6),
+    ]
     rows = derive_rows(ev)
     assert [s["items"] for s in rows.sessions] == [["a", "b", "a"], ["c"]]
     assert rows.sessions[0]["booked"] == "b" and rows.sessions[1]["booked"] is None
@@ -248,8 +271,9 @@ def test_concurrent_writers_give_the_one_writer_graph_and_batches_and_resume(dri
 def test_file_begun_before_batch_lanes_resumes_with_its_own_cut(driver, tmp_path, monkeypatch):
     """Markers without a layout were cut in row order (layout 1); a resume by this version keeps that cut,
     so the committed batches are recognised and nothing is counted twice."""
-    import graphrecall.ingest.writer as w
     from conftest import wipe
+
+    import graphrecall.ingest.writer as w
 
     path = DATA / "rees46_head300.csv"
     ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=7, progress=False)
@@ -305,15 +329,32 @@ def test_resume_with_other_batch_size_is_refused(driver, tmp_path):
 def test_sigkill_mid_ingest_then_resume_equals_clean_run(driver, neo4j_server, tmp_path):
     """A real ``kill -9`` of the ingest CLI after some committed batches."""
     path = tmp_path / "big.csv"
-    src = (Path(__file__).parents[1].parent / "shared/data/taobao/UserBehavior_tail10k_HotItems.csv")
+    src = Path(__file__).parents[1].parent / "shared/data/taobao/UserBehavior_tail10k_HotItems.csv"
     if not src.exists():
         src = DATA / "taobao_300.csv"
     path.write_bytes(src.read_bytes())
     server, settings = neo4j_server
-    env = dict(os.environ, GRAPHRECALL_NEO4J_URI=settings.uri, GRAPHRECALL_NEO4J_USER=settings.user,
-               GRAPHRECALL_NEO4J_PASSWORD=settings.password)
-    cmd = [sys.executable, "-m", "graphrecall", "-q", "ingest", "events", str(path), "--format", "taobao",
-           "--batch-size", "20", "--reject-dir", str(tmp_path)]
+    env = dict(
+        os.environ,
+        GRAPHRECALL_NEO4J_URI=settings.uri,
+        GRAPHRECALL_NEO4J_USER=settings.user,
+        GRAPHRECALL_NEO4J_PASSWORD=settings.password,
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "graphrecall",
+        "-q",
+        "ingest",
+        "events",
+        str(path),
+        "--format",
+        "taobao",
+        "--batch-size",
+        "20",
+        "--reject-dir",
+        str(tmp_path),
+    ]
     subprocess.run(cmd, env=env, check=True)
     clean = graph_fingerprint(driver)
     from conftest import wipe
@@ -340,8 +381,14 @@ def item_props(driver) -> list:
         return s.run("MATCH (i:Item) RETURN i.id, properties(i) ORDER BY i.id").values()
 
 
-@pytest.mark.parametrize("path,fmt", [(DATA / "taobao_300.csv", "taobao"), (DATA / "rees46_head300.csv", "rees46"),
-                                      (DATA / "ml_ratings_300.csv", "movielens")])
+@pytest.mark.parametrize(
+    "path,fmt",
+    [
+        (DATA / "taobao_300.csv", "taobao"),
+        (DATA / "rees46_head300.csv", "rees46"),
+        (DATA / "ml_ratings_300.csv", "movielens"),
+    ],
+)
 def test_ingest_sorted_on_disk_equals_one_piece(driver, tmp_path, path, fmt):
     """A file larger than --max-events-in-memory, kept on disk and written in user groups,
     gives exactly the graph of the in-memory ingest (sessions, counts, transitions, side info)."""
@@ -352,13 +399,29 @@ def test_ingest_sorted_on_disk_equals_one_piece(driver, tmp_path, path, fmt):
     wipe(driver)
     spilled_dir = tmp_path / "spill"
     spilled_dir.mkdir()
-    rep = ingest_events(driver, path, fmt, reject_dir=tmp_path, batch_size=50, progress=False,
-                        max_events_in_memory=37, spill_dir=spilled_dir)
+    rep = ingest_events(
+        driver,
+        path,
+        fmt,
+        reject_dir=tmp_path,
+        batch_size=50,
+        progress=False,
+        max_events_in_memory=37,
+        spill_dir=spilled_dir,
+    )
     assert rep.lines_ok == one.lines_ok > 37 and rep.rows["sessions"] == one.rows["sessions"]
     assert graph_fingerprint(driver) == clean and item_props(driver) == props
     assert list(spilled_dir.iterdir()) == []  # the on-disk runs are removed
-    again = ingest_events(driver, path, fmt, reject_dir=tmp_path, batch_size=50, progress=False,
-                          max_events_in_memory=37, spill_dir=spilled_dir)
+    again = ingest_events(
+        driver,
+        path,
+        fmt,
+        reject_dir=tmp_path,
+        batch_size=50,
+        progress=False,
+        max_events_in_memory=37,
+        spill_dir=spilled_dir,
+    )
     assert again.batches_written == 0 and graph_fingerprint(driver) == clean
 
 
@@ -373,8 +436,9 @@ def test_file_longer_than_the_memory_cap_with_events_that_fit_is_one_piece(drive
     whole = ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=50, progress=False)
     clean, rejects = graph_fingerprint(driver), Path(whole.reject_path).read_bytes()
     wipe(driver)
-    streamed = ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=50, progress=False,
-                             max_events_in_memory=cap)
+    streamed = ingest_events(
+        driver, path, "rees46", reject_dir=tmp_path, batch_size=50, progress=False, max_events_in_memory=cap
+    )
     assert streamed.lines_ok == whole.lines_ok < cap and streamed.rejected == whole.rejected >= 40
     assert graph_fingerprint(driver) == clean and Path(streamed.reject_path).read_bytes() == rejects
     again = ingest_events(driver, path, "rees46", reject_dir=tmp_path, batch_size=50, progress=False)
@@ -389,18 +453,34 @@ def test_resume_sorted_on_disk_after_failure_and_other_grouping_refused(driver, 
 
     wipe(driver)
     with killed_at_batch(monkeypatch, 9):
-        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
+        ingest_events(
+            driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60
+        )
     with pytest.raises(ValueError, match="--max-events-in-memory 60"):
-        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=70)
+        ingest_events(
+            driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=70
+        )
     with pytest.raises(ValueError, match="in one piece"):
         wipe(driver)
         ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False)
-        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
+        ingest_events(
+            driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60
+        )
     wipe(driver)
     with killed_at_batch(monkeypatch, 9):
-        ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60,
-                      workers=1)
-    rep = ingest_events(driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60)
+        ingest_events(
+            driver,
+            path,
+            "taobao",
+            reject_dir=tmp_path,
+            batch_size=20,
+            progress=False,
+            max_events_in_memory=60,
+            workers=1,
+        )
+    rep = ingest_events(
+        driver, path, "taobao", reject_dir=tmp_path, batch_size=20, progress=False, max_events_in_memory=60
+    )
     assert rep.batches_skipped == 8
     assert graph_fingerprint(driver) == clean
 
@@ -423,8 +503,16 @@ def test_user_groups_equal_sorting_every_event_and_cutting_at_whole_users(tmp_pa
 
     rng = np.random.default_rng(0)
     users = ["u10", "u9", "u1", "é", "z", "Z", "u100"] + [f"u{k}" for k in range(20, 40)]  # str order, not numbers
-    events = [(users[rng.integers(len(users))], int(rng.integers(100)), line, f"i{line % 5}",
-               ("view", "cart", "purchase")[line % 3]) for line in range(2, 902)]
+    events = [
+        (
+            users[rng.integers(len(users))],
+            int(rng.integers(100)),
+            line,
+            f"i{line % 5}",
+            ("view", "cart", "purchase")[line % 3],
+        )
+        for line in range(2, 902)
+    ]
 
     def frame(chunk):
         u, ts, line, item, typ = zip(*chunk)
@@ -438,7 +526,7 @@ def test_user_groups_equal_sorting_every_event_and_cutting_at_whole_users(tmp_pa
         spill.mkdir()
         with UserGroups(size, spill) as groups:
             for start in range(0, len(events), 37):
-                groups.add(frame(events[start:start + 37]))
+                groups.add(frame(events[start : start + 37]))
             assert groups.count == 900 and groups.spilled == (size <= 900)
             got = [as_tuples(g) for g in groups.groups()]
         assert got == _groups_by_sorting(events, size)
@@ -464,10 +552,18 @@ def _session_rows_one_by_one(df, gap_seconds=1800, purchase_type="purchase"):
         keep = np.ones(len(seq), dtype=bool)
         keep[1:] = seq[1:] != seq[:-1]
         bought = seq[types[s:e] == purchase_type]
-        out.append({"id": f"{users[s]}:{int(ts[s])}", "user": str(users[s]), "start_ts": int(ts[s]),
-                    "end_ts": int(ts[e - 1]), "items": [str(x) for x in seq[keep]],
-                    "booked": str(bought[-1]) if len(bought) else None, "n_events": int(e - s),
-                    "counts": [int(x) for x in np.diff(np.r_[np.flatnonzero(keep), len(seq)])]})
+        out.append(
+            {
+                "id": f"{users[s]}:{int(ts[s])}",
+                "user": str(users[s]),
+                "start_ts": int(ts[s]),
+                "end_ts": int(ts[e - 1]),
+                "items": [str(x) for x in seq[keep]],
+                "booked": str(bought[-1]) if len(bought) else None,
+                "n_events": int(e - s),
+                "counts": [int(x) for x in np.diff(np.r_[np.flatnonzero(keep), len(seq)])],
+            }
+        )
     return out
 
 
@@ -479,14 +575,24 @@ def test_session_rows_equal_a_loop_over_sessions(seed):
 
     rng = np.random.default_rng(seed)
     n = 3000
-    df = pd.DataFrame({"user": [f"u{u}" for u in rng.integers(0, 60, n)], "item": [f"i{i}" for i in rng.integers(0, 6, n)],
-                       "type": rng.choice(["view", "view", "cart", "purchase"], n),
-                       "ts": np.cumsum(rng.choice([0, 1, 60, 1799, 1800, 1801, 7200], n)), "line": np.arange(n) + 2})
+    df = pd.DataFrame(
+        {
+            "user": [f"u{u}" for u in rng.integers(0, 60, n)],
+            "item": [f"i{i}" for i in rng.integers(0, 6, n)],
+            "type": rng.choice(["view", "view", "cart", "purchase"], n),
+            "ts": np.cumsum(rng.choice([0, 1, 60, 1799, 1800, 1801, 7200], n)),
+            "line": np.arange(n) + 2,
+        }
+    )
     df = df.sample(frac=1.0, random_state=seed)  # file order is not (user, ts) order
     got = session_rows(df)
     want = _session_rows_one_by_one(df)
     assert got == want
-    assert any(r["booked"] for r in got) and any(r["booked"] is None for r in got) and any(max(r["counts"]) > 1 for r in got)
+    assert (
+        any(r["booked"] for r in got)
+        and any(r["booked"] is None for r in got)
+        and any(max(r["counts"]) > 1 for r in got)
+    )
     assert session_rows(df.iloc[:0]) == []
     # transitions: the consecutive items of each session, counted, in (src, dst) order
     pairs: dict = {}
@@ -547,8 +653,10 @@ def test_the_graph_holds_every_derived_row_in_small_batches(driver, tmp_path, pa
     booked = [r for r in rows.sessions if r["booked"] is not None]
     assert 0 < len(booked) < len(rows.sessions) / 3
     with driver.session() as s:
-        got = s.run("MATCH (s:Session)<-[:HAS_SESSION]-(u:User {id: s.user}) "
-                    "OPTIONAL MATCH (s)-[:BOOKED]->(b:Item) RETURN s.id, b.id ORDER BY s.id").values()
+        got = s.run(
+            "MATCH (s:Session)<-[:HAS_SESSION]-(u:User {id: s.user}) "
+            "OPTIONAL MATCH (s)-[:BOOKED]->(b:Item) RETURN s.id, b.id ORDER BY s.id"
+        ).values()
         engaged = s.run("MATCH ()-[e:ENGAGED]->() RETURN count(e), sum(e.count)").single().values()
         trans = s.run("MATCH ()-[t:TRANSITION]->() RETURN count(t), sum(t.weight)").single().values()
     assert got == [[r["id"], r["booked"]] for r in rows.sessions]

@@ -6,14 +6,14 @@ everything product code imports declared. The layer contracts themselves are imp
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import sys
-import tomllib
-import functools
 from importlib.metadata import distribution, packages_distributions
 from pathlib import Path
 
 import grimp
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("common", "graph_schema", "ingest", "walkers", "embed", "query", "app")
@@ -34,7 +34,7 @@ def absolute(module: str, is_package: bool, node: ast.ImportFrom) -> str:
     if not node.level:
         return node.module or ""
     base = module.split(".") if is_package else module.split(".")[:-1]
-    base = base[:len(base) - node.level + 1]
+    base = base[: len(base) - node.level + 1]
     return ".".join(base + ([node.module] if node.module else []))
 
 
@@ -83,8 +83,12 @@ def test_no_private_name_is_imported_from_another_package():
                 source = absolute(module, path.name == "__init__.py", node)
                 source_package = source.rsplit(".", 1)[0] if source.count(".") > 1 else source
                 for alias in node.names:
-                    if alias.name.startswith("_") and not alias.name.startswith("__") and \
-                            not source.startswith(package) and source.startswith("graphrecall"):
+                    if (
+                        alias.name.startswith("_")
+                        and not alias.name.startswith("__")
+                        and not source.startswith(package)
+                        and source.startswith("graphrecall")
+                    ):
                         found.append(f"{module} imports {source}.{alias.name} ({source_package})")
     assert found == []
 
@@ -129,8 +133,9 @@ def _imported_distributions() -> frozenset[str]:
 def test_every_runtime_dependency_is_imported_by_product_code_or_awaits_an_issue():
     runtime, _ = _declared()
     unused = runtime - _imported_distributions()
-    assert {d: AWAITING_A_JOB.get(d, "no job: drop it or give it one") for d in sorted(unused)} == \
-        {d: AWAITING_A_JOB[d] for d in sorted(AWAITING_A_JOB) if d in unused}
+    assert {d: AWAITING_A_JOB.get(d, "no job: drop it or give it one") for d in sorted(unused)} == {
+        d: AWAITING_A_JOB[d] for d in sorted(AWAITING_A_JOB) if d in unused
+    }
     assert all(d in runtime for d in AWAITING_A_JOB)
 
 
@@ -138,3 +143,14 @@ def test_everything_product_code_imports_is_declared():
     runtime, extras = _declared()
     undeclared = _imported_distributions() - runtime - extras
     assert undeclared == set()
+
+
+def test_the_channel_registry_keeps_the_served_order():
+    """The registry's order is the channels' order everywhere (the API's enum, tune's table, the blend's tie
+    order between equal contributions), so a sorted import must not reorder it."""
+    from graphrecall.query.channels import REGISTRY
+    from graphrecall.query.serve.retriever import CHANNELS
+
+    assert tuple(REGISTRY) == ("swing", "cooc", "trans", "side", "eges", "rank")
+    assert CHANNELS == (*REGISTRY, "blend")
+    assert all(REGISTRY[name].name == name for name in REGISTRY)

@@ -39,12 +39,27 @@ def _get(url: str) -> tuple[int, bytes]:
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w",
-                    str(tmp / "dist"), str(ROOT)], check=True, cwd=tmp)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        cwd=tmp,
+    )
     (wheel,) = (tmp / "dist").glob("graphrecall-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
-    subprocess.run([str(tmp / "venv" / "bin" / "pip"), "install", "-q", "--no-deps", "--no-index", str(wheel)],
-                   check=True, cwd=tmp)
+    subprocess.run(
+        [str(tmp / "venv" / "bin" / "pip"), "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True, cwd=tmp
+    )
     # the dependencies come from this environment's site-packages through PYTHONPATH, which (unlike a site
     # directory) runs no .pth file, so the editable install of the repository stays out of sight
     env = dict(os.environ, PYTHONPATH=sysconfig.get_paths()["purelib"])
@@ -55,19 +70,39 @@ def test_the_wheel_installs_one_top_level_name_with_its_data_files(wheel_venv):
     tmp, wheel, env = wheel_venv
     names = zipfile.ZipFile(wheel).namelist()
     assert {n.split("/")[0] for n in names} == {"graphrecall", wheel.name.split("-py3")[0] + ".dist-info"}
-    for data in ("graphrecall/graph_schema/schema.cypher", "graphrecall/graph_schema/neo4j-server/pom.xml",
-                 "graphrecall/graph_schema/browser/guide.html",
-                 "graphrecall/query/scoring/java-procedures/src/main/java/io/graphrecall/Scores.java",
-                 "graphrecall/query/scoring/spark-connector/pom.xml"):
+    for data in (
+        "graphrecall/graph_schema/schema.cypher",
+        "graphrecall/graph_schema/neo4j-server/pom.xml",
+        "graphrecall/graph_schema/browser/guide.html",
+        "graphrecall/query/scoring/java-procedures/src/main/java/io/graphrecall/Scores.java",
+        "graphrecall/query/scoring/spark-connector/pom.xml",
+    ):
         assert data in names
     assert not [n for n in names if n.startswith(("graphrecall/tests/", "graphrecall/bench/"))]
     top = next(n for n in names if n.endswith("top_level.txt"))
     assert zipfile.ZipFile(wheel).read(top).decode().split() == ["graphrecall"]
-    where = subprocess.run([str(tmp / "venv" / "bin" / "python"), "-c", "import graphrecall; print(graphrecall.__file__)"],
-                           env=env, cwd=tmp, capture_output=True, text=True, check=True).stdout.strip()
+    where = subprocess.run(
+        [str(tmp / "venv" / "bin" / "python"), "-c", "import graphrecall; print(graphrecall.__file__)"],
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert where.startswith(str(tmp / "venv"))
-    out = subprocess.run([str(tmp / "venv" / "bin" / "graphrecall", ), "--help"], env=env, cwd=tmp,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            str(
+                tmp / "venv" / "bin" / "graphrecall",
+            ),
+            "--help",
+        ],
+        env=env,
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "ingest" in out and "serve" in out
 
 
@@ -77,11 +112,21 @@ def test_serve_from_the_wheel_answers_from_a_saved_snapshot_while_neo4j_is_down(
     lists = {"swing": {"a": (np.array(["b", "c"], dtype=object), np.array([2.0, 1.0], np.float32))}}
     SnapshotRetriever(items={"a", "b", "c"}, lists=lists).save(tmp / "snapshot", key="k1")
     port = _free_port()
-    env = dict(env, GRAPHRECALL_NEO4J_URI=f"bolt://127.0.0.1:{_free_port()}", GRAPHRECALL_NEO4J_PASSWORD="unused",
-               GRAPHRECALL_SNAPSHOT_DIR=str(tmp / "snapshot"), GRAPHRECALL_FAISS_DIR=str(tmp / "no-faiss"),
-               GRAPHRECALL_PROBE_SECONDS="60")
-    proc = subprocess.Popen([str(tmp / "venv" / "bin" / "graphrecall"), "serve", "--port", str(port),
-                             "--no-access-log"], env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    env = dict(
+        env,
+        GRAPHRECALL_NEO4J_URI=f"bolt://127.0.0.1:{_free_port()}",
+        GRAPHRECALL_NEO4J_PASSWORD="unused",
+        GRAPHRECALL_SNAPSHOT_DIR=str(tmp / "snapshot"),
+        GRAPHRECALL_FAISS_DIR=str(tmp / "no-faiss"),
+        GRAPHRECALL_PROBE_SECONDS="60",
+    )
+    proc = subprocess.Popen(
+        [str(tmp / "venv" / "bin" / "graphrecall"), "serve", "--port", str(port), "--no-access-log"],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

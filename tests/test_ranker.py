@@ -5,13 +5,20 @@ import numpy as np
 import pytest
 
 import graphrecall.query.channels.rank as ranker_mod
-from graphrecall.query.evaluate.protocol import Catalogue
-from graphrecall.query.data import split_stored_sessions
 from graphrecall.query.channels.rank import FEATURES, RankFeatures, fit_ranker, rank_lists
+from graphrecall.query.data import split_stored_sessions
+from graphrecall.query.evaluate.protocol import Catalogue
 
 HOUR = 3600
-SIDE = {"a": {"category": "X", "brand": "p"}, "b": {"category": "X", "brand": "q"}, "z": {"category": "X"},
-        "c": {"category": "Y"}, "d": {"category": "Y"}, "y": {"category": "Y"}, "n": {"category": "X"}}
+SIDE = {
+    "a": {"category": "X", "brand": "p"},
+    "b": {"category": "X", "brand": "q"},
+    "z": {"category": "X"},
+    "c": {"category": "Y"},
+    "d": {"category": "Y"},
+    "y": {"category": "Y"},
+    "n": {"category": "X"},
+}
 
 
 def sessions(hours: int = 40) -> list[dict]:
@@ -20,10 +27,14 @@ def sessions(hours: int = 40) -> list[dict]:
     out = []
     for h in range(hours):
         t = h * HOUR
-        out += [{"user": f"u{h}", "start_ts": t, "end_ts": t + 60, "items": ["a", "b"]},
-                {"user": f"v{h}", "start_ts": t + 100, "end_ts": t + 160, "items": ["c", "d"]}]
-        out += [{"user": f"w{h}_{k}", "start_ts": t + 200 + k, "end_ts": t + 200 + k,
-                 "items": ["z" if k % 2 else "y"]} for k in range(6)]
+        out += [
+            {"user": f"u{h}", "start_ts": t, "end_ts": t + 60, "items": ["a", "b"]},
+            {"user": f"v{h}", "start_ts": t + 100, "end_ts": t + 160, "items": ["c", "d"]},
+        ]
+        out += [
+            {"user": f"w{h}_{k}", "start_ts": t + 200 + k, "end_ts": t + 200 + k, "items": ["z" if k % 2 else "y"]}
+            for k in range(6)
+        ]
     return out
 
 
@@ -97,8 +108,13 @@ def test_labels_come_only_from_sessions_after_each_cut(monkeypatch):
 
 def test_a_log_too_short_to_train_says_how_to_fix_it():
     with pytest.raises(ValueError, match="Ingest a longer log"):
-        fit_ranker([{"user": "u", "start_ts": 0, "end_ts": 1, "items": ["a"]},
-                    {"user": "v", "start_ts": 5, "end_ts": 6, "items": ["b"]}], SIDE)
+        fit_ranker(
+            [
+                {"user": "u", "start_ts": 0, "end_ts": 1, "items": ["a"]},
+                {"user": "v", "start_ts": 5, "end_ts": 6, "items": ["b"]},
+            ],
+            SIDE,
+        )
 
 
 @pytest.mark.slow
@@ -106,9 +122,9 @@ def test_pipeline_rank_lists_are_what_both_retrievers_serve(driver, tmp_path):
     from graphrecall.app.pipeline import PipelineConfig, compute_rank, compute_scores
     from graphrecall.ingest.synthetic import generate_rees46
     from graphrecall.ingest.writer import ingest_events
+    from graphrecall.query.evaluate.tune import read_item_side, read_sessions
     from graphrecall.query.serve.neo4j import Neo4jRetriever
     from graphrecall.query.serve.snapshot import SnapshotRetriever
-    from graphrecall.query.evaluate.tune import read_item_side, read_sessions
 
     data = generate_rees46(tmp_path / "gen.csv", n_users=150, random_seed=2)
     ingest_events(driver, data, "rees46", progress=False)

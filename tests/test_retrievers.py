@@ -4,16 +4,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_scores import DESIGN_EXAMPLE, load_triples
 
 from graphrecall.embed.index import ItemVectorIndex
 from graphrecall.embed.writeback import write_embeddings
-from graphrecall.query.serve.retriever import CHANNELS, DEFAULT_BLEND, BlendConfig, Filters, Neighbours, UnknownItem, blend
+from graphrecall.graph_schema.store.meta import store_blend
+from graphrecall.query.scoring.cypher import compute_cooc, compute_swing
 from graphrecall.query.serve.neo4j import Neo4jRetriever
 from graphrecall.query.serve.resilient import ResilientRetriever
+from graphrecall.query.serve.retriever import (
+    CHANNELS,
+    DEFAULT_BLEND,
+    BlendConfig,
+    Filters,
+    Neighbours,
+    UnknownItem,
+    blend,
+)
 from graphrecall.query.serve.snapshot import SnapshotRetriever
-from graphrecall.query.scoring.cypher import compute_cooc, compute_swing
-from graphrecall.graph_schema.store.meta import store_blend
-from test_scores import DESIGN_EXAMPLE, load_triples
 
 EVIL = "x'}) DETACH DELETE n //"
 TRIPLES = DESIGN_EXAMPLE + [("D", EVIL, 5), ("D", "h", 6)]
@@ -30,14 +38,22 @@ def build_tiny_graph(driver, tmp_path):
     return ItemVectorIndex(ids, vec).save(tmp_path / "faiss")
 
 
-CATALOGUE = {"h": ("c1", "b1", "m1"), "p": ("c1", "b2", "m1"), "t": ("c2", "b1", "m2"), "r": ("c1", "b1", "m1"),
-             EVIL: ("c2", "b3", "m2"), "fresh": ("c1", "b1", "m1")}  # fresh: a catalogue item without events
+CATALOGUE = {
+    "h": ("c1", "b1", "m1"),
+    "p": ("c1", "b2", "m1"),
+    "t": ("c2", "b1", "m2"),
+    "r": ("c1", "b1", "m1"),
+    EVIL: ("c2", "b3", "m2"),
+    "fresh": ("c1", "b1", "m1"),
+}  # fresh: a catalogue item without events
 
 
 def add_catalogue(driver):
     with driver.session() as s:
-        s.run("UNWIND $rows AS r MERGE (i:Item {id: r[0]}) SET i.category = r[1], i.brand = r[2], i.market = r[3]",
-              rows=[[i, *v] for i, v in CATALOGUE.items()]).consume()
+        s.run(
+            "UNWIND $rows AS r MERGE (i:Item {id: r[0]}) SET i.category = r[1], i.brand = r[2], i.market = r[3]",
+            rows=[[i, *v] for i, v in CATALOGUE.items()],
+        ).consume()
 
 
 class RetrieverContract:
@@ -58,15 +74,19 @@ class RetrieverContract:
         # for h (c1, b1): r and fresh match both (r more popular), p the category only, t the brand only
         assert list(catalogue_retriever.similar_items("h", k=10, channel="side").ids) == ["r", "fresh", "p", "t", EVIL]
         assert catalogue_retriever.item_info(["fresh", "nope"], ["category", "market"]) == [
-            {"category": "c1", "market": "m1"}, {"category": None, "market": None}]
+            {"category": "c1", "market": "m1"},
+            {"category": None, "market": None},
+        ]
 
     def test_side_channel_puts_the_nearest_price_first_within_a_match(self, driver, tmp_path):
         """Same category and brand: fresh (no events, the query's price) before r (popular, 1000x the price)."""
         faiss_dir = build_tiny_graph(driver, tmp_path)
         add_catalogue(driver)
         with driver.session() as s:
-            s.run("UNWIND $rows AS r MATCH (i:Item {id: r[0]}) SET i.price = r[1]",
-                  rows=[["h", 100.0], ["fresh", 100.0], ["r", 100000.0]]).consume()
+            s.run(
+                "UNWIND $rows AS r MATCH (i:Item {id: r[0]}) SET i.price = r[1]",
+                rows=[["h", 100.0], ["fresh", 100.0], ["r", 100000.0]],
+            ).consume()
         r = self.make(driver, faiss_dir)
         assert list(r.similar_items("h", k=10, channel="side").ids) == ["fresh", "r", "p", "t", EVIL]
 
@@ -83,7 +103,10 @@ class RetrieverContract:
         assert ids("side", k=2, same="category", exclude=frozenset({"r"})) == ["fresh", "p"]  # k after filters
         assert set(ids("swing", same="category")) == {"p", "r"}
         assert ids("swing", k=1, exclude=frozenset({"p"}))[0] in {"t", "r"}
-        assert "p" not in ids("blend", k=3, exclude=frozenset({"p"})) and len(ids("blend", k=3, exclude=frozenset({"p"}))) == 3
+        assert (
+            "p" not in ids("blend", k=3, exclude=frozenset({"p"}))
+            and len(ids("blend", k=3, exclude=frozenset({"p"}))) == 3
+        )
         assert ids("blend", k=2, same="brand") == [x for x in ids("blend", k=10) if CATALOGUE[x][1] == "b1"][:2]
         with pytest.raises(ValueError, match="same='colour'"):
             Filters(same="colour")
@@ -142,7 +165,7 @@ class RetrieverContract:
     def test_blend_top_k_is_a_prefix_of_top_k_plus_one(self, retriever):
         lists = [list(retriever.similar_items("h", k=k, channel="blend").ids) for k in (1, 2, 3, 4)]
         for short, long in zip(lists, lists[1:]):
-            assert long[:len(short)] == short
+            assert long[: len(short)] == short
 
     def test_recall_sums_row_normalised_lists_and_names_sources(self, retriever):
         # trans lists: h -> t 2, p 1; t -> r 2; r -> p 2; EVIL -> h 1. Each list is divided by its own best
@@ -158,8 +181,9 @@ class RetrieverContract:
         assert retriever.recall(["h", "nope"], channel="trans").unknown == ["nope"]
         empty = retriever.recall(["nope"], channel="blend")
         assert len(empty) == 0 and empty.history == [] and empty.unknown == ["nope"]
-        assert set(retriever.recall(["h"], k=10, channel="blend").ids) == \
-            set(retriever.similar_items("h", k=10, channel="blend").ids)  # one item: its own list
+        assert set(retriever.recall(["h"], k=10, channel="blend").ids) == set(
+            retriever.similar_items("h", k=10, channel="blend").ids
+        )  # one item: its own list
         with pytest.raises(ValueError, match="one number >= 0 per history item"):
             retriever.recall(["h", "t"], weights=[1.0])
 
@@ -298,7 +322,9 @@ def test_blend_score_divides_each_channel_by_its_best():
     sw = Neighbours(np.array(["x", "y"], dtype=object), np.array([100.0, 50.0]), ["swing"] * 2)
     co = Neighbours(np.array(["y", "z"], dtype=object), np.array([2.0, 1.6]), ["cooc"] * 2)
     eg = Neighbours(np.array(["z"], dtype=object), np.array([-0.3]), ["eges"])  # best score <= 0: no say
-    out = blend({"swing": sw, "cooc": co, "eges": eg}, k=3, config=BlendConfig.of("score", swing=0.5, cooc=1.0, eges=1.0))
+    out = blend(
+        {"swing": sw, "cooc": co, "eges": eg}, k=3, config=BlendConfig.of("score", swing=0.5, cooc=1.0, eges=1.0)
+    )
     assert list(out.ids) == ["y", "z", "x"]  # y: 0.5*0.5 + 1; z: 0.8; x: 0.5
     np.testing.assert_allclose(out.scores, [1.25, 0.8, 0.5], rtol=1e-6)
     assert out.channels == ["cooc", "cooc", "swing"]
@@ -320,8 +346,12 @@ def test_vectorised_blend_equals_the_item_by_item_blend(seed):
         scores = np.sort(rng.choice([1.0, 0.5, 0.25, 0.0], size=n))[::-1] * (1 if rng.random() < 0.8 else -1)
         lists[ch] = Neighbours(rng.choice(pool, size=n, replace=False), scores, [ch] * n)
     is_new = lambda ids: np.array([int(i[1:]) % 3 == 0 for i in ids])  # noqa: E731
-    for spec in ("score:swing=1,cooc=0.5,trans=1,side=0.25,eges=0.5", "score:swing=1,eges=1,new=0.7",
-                 "rrf:swing=1,cooc=1,side=0.5,eges=1", "score:cooc=1"):
+    for spec in (
+        "score:swing=1,cooc=0.5,trans=1,side=0.25,eges=0.5",
+        "score:swing=1,eges=1,new=0.7",
+        "rrf:swing=1,cooc=1,side=0.5,eges=1",
+        "score:cooc=1",
+    ):
         cfg = BlendConfig.parse(spec)
         got = blend(lists, 12, cfg, is_new)
         ids, scores, channels = blend_reference(lists, 12, cfg, is_new)
@@ -356,16 +386,22 @@ def test_blend_config_parse_and_errors():
     c = BlendConfig.parse(" rrf : swing=1, cooc=0.5 ")
     assert c.method == "rrf" and c.weight == {"swing": 1.0, "cooc": 0.5}
     assert BlendConfig.parse(str(c)) == c
-    for bad, hint in (("mean", "choose one of score, rrf"), ("score:swing", "channel=weight"),
-                      ("score:swing=x", "channel=weight"), ("score:views=1", "channels from swing, cooc, trans, side, eges"),
-                      ("score:swing=-1", "weights >= 0")):
+    for bad, hint in (
+        ("mean", "choose one of score, rrf"),
+        ("score:swing", "channel=weight"),
+        ("score:swing=x", "channel=weight"),
+        ("score:views=1", "channels from swing, cooc, trans, side, eges"),
+        ("score:swing=-1", "weights >= 0"),
+    ):
         with pytest.raises(ValueError, match=hint):
             BlendConfig.parse(bad)
 
 
 def test_retriever_uses_its_blend_config(tmp_path):
-    lists = {"swing": {"a": (np.array(["b", "c"], dtype=object), np.array([2.0, 1.0], np.float32))},
-             "cooc": {"a": (np.array(["c"], dtype=object), np.array([1.0], np.float32))}}
+    lists = {
+        "swing": {"a": (np.array(["b", "c"], dtype=object), np.array([2.0, 1.0], np.float32))},
+        "cooc": {"a": (np.array(["c"], dtype=object), np.array([1.0], np.float32))},
+    }
     r = SnapshotRetriever(items={"a", "b", "c"}, lists=lists)
     r.blend_config = BlendConfig.of("score", swing=1.0)
     assert list(r.similar_items("a", k=2, channel="blend").ids) == ["b", "c"]
@@ -377,7 +413,9 @@ def test_snapshot_answers_follow_replaced_vectors_and_lists():
     """The answer cache must not outlive the data it was computed from: the next-item benches swap another
     seed's vectors into one retriever (this once returned the first seed's lists for every seed)."""
     ids = np.array(["a", "b", "c"], dtype=object)
-    r = SnapshotRetriever(items=set(ids), vectors=ItemVectorIndex(ids, np.array([[1, 0], [0.9, 0.1], [0, 1]], np.float32)))
+    r = SnapshotRetriever(
+        items=set(ids), vectors=ItemVectorIndex(ids, np.array([[1, 0], [0.9, 0.1], [0, 1]], np.float32))
+    )
     assert list(r.similar_items("a", k=1, channel="eges").ids) == ["b"]
     r.vectors = ItemVectorIndex(ids, np.array([[1, 0], [0, 1], [0.9, 0.1]], np.float32))
     assert list(r.similar_items("a", k=1, channel="eges").ids) == ["c"]
@@ -407,8 +445,8 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
     import threading
 
     from graphrecall.common.versions import current
-    from graphrecall.query.serve.snapshot import SNAPSHOTS_KEPT, CsrLists, shared_snapshot
     from graphrecall.graph_schema.store.meta import bump_data_version, read_data_key
+    from graphrecall.query.serve.snapshot import SNAPSHOTS_KEPT, CsrLists, shared_snapshot
 
     faiss_dir = build_tiny_graph(driver, tmp_path)
     live = SnapshotRetriever.from_neo4j(driver, faiss_dir)
@@ -448,7 +486,9 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
     for other in (snap, private):
         for f in ("category", "brand", "market", "price", "shop"):
             assert other.item_values(everyone, f) == live.item_values(everyone, f)
-        assert list(other.is_new(np.array(everyone, dtype=object))) == list(live.is_new(np.array(everyone, dtype=object)))
+        assert list(other.is_new(np.array(everyone, dtype=object))) == list(
+            live.is_new(np.array(everyone, dtype=object))
+        )
         for item in sorted(live.items):
             for ch in ("side", "eges"):
                 want, mine = live.similar_items(item, k=10, channel=ch), other.similar_items(item, k=10, channel=ch)
@@ -459,17 +499,29 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
         shared_snapshot(d, read_data_key(driver), build, faiss_dir)
     assert len(builds) == SNAPSHOTS_KEPT + 2
     assert len([p for p in d.iterdir() if p.is_dir()]) == SNAPSHOTS_KEPT
-    assert list(got[1].similar_items("h", k=3, channel="swing").ids) == list(live.similar_items("h", k=3, channel="swing").ids)
+    assert list(got[1].similar_items("h", k=3, channel="swing").ids) == list(
+        live.similar_items("h", k=3, channel="swing").ids
+    )
     old = tmp_path / "format1"  # what save() wrote before the arrays
     old.mkdir()
-    old_body = {"items": sorted(live.items), "loaded_at": 1.0, "version": 3, "blend": str(live.blend_config),
-                "blend_source": "x", "side": live.side.to_json(),
-                "lists": {ch: {i: [list(map(str, ids)), [float(x) for x in sc]] for i, (ids, sc) in per.items()}
-                          for ch, per in live.lists.items()}}
+    old_body = {
+        "items": sorted(live.items),
+        "loaded_at": 1.0,
+        "version": 3,
+        "blend": str(live.blend_config),
+        "blend_source": "x",
+        "side": live.side.to_json(),
+        "lists": {
+            ch: {i: [list(map(str, ids)), [float(x) for x in sc]] for i, (ids, sc) in per.items()}
+            for ch, per in live.lists.items()
+        },
+    }
     (old / "snapshot.json").write_text(json.dumps(old_body))
     legacy = SnapshotRetriever.load(old, faiss_dir)
     assert legacy.version == 3
-    assert list(legacy.similar_items("h", k=5, channel="blend").ids) == list(live.similar_items("h", k=5, channel="blend").ids)
+    assert list(legacy.similar_items("h", k=5, channel="blend").ids) == list(
+        live.similar_items("h", k=5, channel="blend").ids
+    )
     two = tmp_path / "format2"  # format 2: arrays for the lists, the side index as JSON in meta.json
     shutil.copytree(d, two)
     sub = current(two)
@@ -480,7 +532,9 @@ def test_shared_snapshot_is_built_once_per_data_key_and_memory_mapped(driver, tm
         p.unlink()
     legacy = SnapshotRetriever.load(two, faiss_dir)
     for item in sorted(live.items):
-        assert list(legacy.similar_items(item, k=10, channel="side").ids) == list(live.similar_items(item, k=10, channel="side").ids)
+        assert list(legacy.similar_items(item, k=10, channel="side").ids) == list(
+            live.similar_items(item, k=10, channel="side").ids
+        )
 
 
 def test_eges_ties_go_to_the_nearest_price_and_the_cut_sees_the_whole_tie():
@@ -494,12 +548,16 @@ def test_eges_ties_go_to_the_nearest_price_and_the_cut_sees_the_whole_tie():
     # the tied items' prices: the nearest to the query's 100 sit at the end of the index's row order
     prices = [100.0, 5.0] + [1000.0 + r for r in range(n_tied - 3)] + [99.0, None, 101.5] + [100.0]
     side = {"category": ["c"] * len(ids), "price": prices}
-    snap = SnapshotRetriever(items=set(ids), vectors=ItemVectorIndex(ids, vec),
-                             side=SideIndex(ids, side, [1, 1] + [0] * n_tied + [1]))
+    snap = SnapshotRetriever(
+        items=set(ids), vectors=ItemVectorIndex(ids, vec), side=SideIndex(ids, side, [1, 1] + [0] * n_tied + [1])
+    )
     got = list(snap.similar_items("q", k=4, channel="eges").ids)
     assert got == ["close", "t57", "t59", "t00"]  # "close" is nearer in vector; then 99, 101.5, 1000
     assert list(snap.similar_items("q", k=62, channel="eges").ids)[-2:] == ["t58", "far"]  # no price: last in its tie
-    plain = SnapshotRetriever(items=set(ids), vectors=ItemVectorIndex(ids, vec),
-                              side=SideIndex(ids, {"category": ["c"] * len(ids)}, [1] * len(ids)))
+    plain = SnapshotRetriever(
+        items=set(ids),
+        vectors=ItemVectorIndex(ids, vec),
+        side=SideIndex(ids, {"category": ["c"] * len(ids)}, [1] * len(ids)),
+    )
     got = list(plain.similar_items("q", k=3, channel="eges").ids)  # no prices: the tie keeps Faiss's order
     assert got[0] == "close" and set(got[1:]) <= {f"t{r:02d}" for r in range(n_tied)}

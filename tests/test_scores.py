@@ -1,12 +1,25 @@
 import numpy as np
 import pytest
 
+from graphrecall.graph_schema.store.lists import read_scores
 from graphrecall.ingest.formats import Event
 from graphrecall.ingest.sessions import derive_rows
 from graphrecall.ingest.writer import GraphWriter, IngestReport
-from graphrecall.query.scoring.reference import (capped_basis, cooc_bruteforce, cooc_sparse, swing_bruteforce, swing_sparse)
-from graphrecall.query.scoring.cypher import BasisParams, basis_frame, compute_cooc, compute_swing, read_basis, refresh_scores
-from graphrecall.graph_schema.store.lists import read_scores
+from graphrecall.query.scoring.cypher import (
+    BasisParams,
+    basis_frame,
+    compute_cooc,
+    compute_swing,
+    read_basis,
+    refresh_scores,
+)
+from graphrecall.query.scoring.reference import (
+    capped_basis,
+    cooc_bruteforce,
+    cooc_sparse,
+    swing_bruteforce,
+    swing_sparse,
+)
 
 
 @pytest.fixture(params=["cypher", "procedure"])
@@ -29,9 +42,18 @@ def assert_scores_equal(got: dict, want: dict, tol=1e-9):
 
 # The example of the Swing design text: A and B bought h, t, r, p; C bought h and p.
 # Pairs (A,B): |I_A ∩ I_B| = 4 -> 1/5; (A,C), (B,C): intersection {h, p} -> 1/3 each.
-DESIGN_EXAMPLE = [("A", "h", 1), ("A", "t", 2), ("A", "r", 3), ("A", "p", 4),
-                  ("B", "h", 1), ("B", "t", 2), ("B", "r", 3), ("B", "p", 4),
-                  ("C", "h", 1), ("C", "p", 2)]
+DESIGN_EXAMPLE = [
+    ("A", "h", 1),
+    ("A", "t", 2),
+    ("A", "r", 3),
+    ("A", "p", 4),
+    ("B", "h", 1),
+    ("B", "t", 2),
+    ("B", "r", 3),
+    ("B", "p", 4),
+    ("C", "h", 1),
+    ("C", "p", 2),
+]
 
 
 def test_design_example_oracle():
@@ -73,11 +95,17 @@ def test_checkerboard_matches_oracle_and_blocks(driver, engine):
 
 def random_triples(seed, n_users=25, n_items=18, density=0.3):
     rng = np.random.default_rng(seed)
-    return [(f"u{u}", f"i{i}", int(rng.integers(0, 1000)))
-            for u in range(n_users) for i in range(n_items) if rng.random() < density]
+    return [
+        (f"u{u}", f"i{i}", int(rng.integers(0, 1000)))
+        for u in range(n_users)
+        for i in range(n_items)
+        if rng.random() < density
+    ]
 
 
-@pytest.mark.parametrize("seed,caps,alpha,uw", [(1, (1000, 1000), 1.0, True), (2, (4, 6), 0.5, True), (3, (5, 3), 2.0, False)])
+@pytest.mark.parametrize(
+    "seed,caps,alpha,uw", [(1, (1000, 1000), 1.0, True), (2, (4, 6), 0.5, True), (3, (5, 3), 2.0, False)]
+)
 def test_random_graph_equals_bruteforce(driver, engine, seed, caps, alpha, uw):
     t = random_triples(seed)
     load_triples(driver, t)
@@ -107,8 +135,9 @@ def test_topk_keeps_the_best_with_ranks(driver, engine):
     compute_swing(driver, k=3, engine=engine)
     full = swing_bruteforce(capped_basis(t))
     with driver.session() as s:
-        rows = s.run("MATCH (i:Item)-[r:SWING]->(j:Item) RETURN i.id, j.id, r.score, r.rank, r.norm "
-                     "ORDER BY i.id, r.rank").values()
+        rows = s.run(
+            "MATCH (i:Item)-[r:SWING]->(j:Item) RETURN i.id, j.id, r.score, r.rank, r.norm ORDER BY i.id, r.rank"
+        ).values()
     by_item = {}
     for i, j, sc, rank, norm in rows:
         by_item.setdefault(i, []).append((j, sc, rank))
@@ -126,8 +155,10 @@ def test_sparse_versions_equal_bruteforce(seed):
     assert_scores_equal(cooc_sparse(basis, k=1000).as_dict(), cooc_bruteforce(basis), tol=1e-6)
 
 
-@pytest.mark.parametrize("seed,caps,alpha,uw,k", [(5, (8, 10), 1.0, True, 1000), (6, (1000, 1000), 0.5, False, 1000),
-                                                   (7, (1000, 1000), 1.0, True, 2)])
+@pytest.mark.parametrize(
+    "seed,caps,alpha,uw,k",
+    [(5, (8, 10), 1.0, True, 1000), (6, (1000, 1000), 0.5, False, 1000), (7, (1000, 1000), 1.0, True, 2)],
+)
 def test_swing_kernel_equals_bruteforce_with_ties_by_id(seed, caps, alpha, uw, k):
     """The numba kernel of Spark's items plan: the oracle's scores, top k by round(score, 12) then id."""
     from graphrecall.query.scoring.kernel import csr_from_edges, swing_topk
@@ -161,9 +192,16 @@ def test_bad_parameters_are_refused(driver):
 def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, engine, caps, iuf):
     """Two blocks of items that never share a user: new events in one block leave the other's rows alone."""
     rng = np.random.default_rng(5)
-    old = [(f"u{u}", f"i{b * 10 + i}", int(rng.integers(0, 1000)))
-           for b in (0, 1) for u in range(b * 20, b * 20 + 20) for i in range(10) if rng.random() < 0.4]
-    new = [(f"u{u}", f"i{i}", int(rng.integers(1000, 2000))) for u in range(3, 8) for i in range(10) if rng.random() < 0.5]
+    old = [
+        (f"u{u}", f"i{b * 10 + i}", int(rng.integers(0, 1000)))
+        for b in (0, 1)
+        for u in range(b * 20, b * 20 + 20)
+        for i in range(10)
+        if rng.random() < 0.4
+    ]
+    new = [
+        (f"u{u}", f"i{i}", int(rng.integers(1000, 2000))) for u in range(3, 8) for i in range(10) if rng.random() < 0.5
+    ]
     new += [("u99", "i5", 2000), ("u99", "i55", 2001), ("u98", "i55", 2002), ("u98", "i5", 2003)]  # a new item
     params = BasisParams(event_types=("view",), max_items_per_user=caps[0], max_users_per_item=caps[1])
     load_triples(driver, old, key="old")
@@ -172,25 +210,25 @@ def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, e
     before = basis_frame(driver)
     untouched = {k: v for k, v in read_scores(driver, "SWING").items() if int(k[0][1:]) >= 10}
     load_triples(driver, new, key="new")
-    rep = refresh_scores(driver, before, k=1000, iuf=iuf, basis=params, full_above=1.0, progress=False,
-                         engine=engine)
+    rep = refresh_scores(driver, before, k=1000, iuf=iuf, basis=params, full_above=1.0, progress=False, engine=engine)
     basis = capped_basis(old + new, *caps)
     assert set(read_basis(driver)) == basis
     assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
     assert_scores_equal(read_scores(driver, "COOC"), cooc_bruteforce(basis, iuf=iuf))
     # block 1 (items 10-19, users 20-39) saw no new event: not one of its rows was recomputed
     assert rep.changed_users >= 5 and 0 < rep.swing_items <= rep.cooc_items <= 11 < rep.basis_items
-    assert {k: v for k, v in read_scores(driver, "SWING").items() if int(k[0][1:]) >= 10 and k[0] != "i55"} == \
-        {k: v for k, v in untouched.items()}
+    assert {k: v for k, v in read_scores(driver, "SWING").items() if int(k[0][1:]) >= 10 and k[0] != "i55"} == {
+        k: v for k, v in untouched.items()
+    }
     # the same file again changes nothing, and recomputes nothing
-    again = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, progress=False,
-                           engine=engine)
+    again = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, progress=False, engine=engine)
     assert (again.changed_users, again.swing_items, again.cooc_items) == (0, 0, 0)
     assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
     # past full_above, every row is recomputed: the same lists
     load_triples(driver, [(f"u{u}", "i12", 3000 + u) for u in range(20, 40)], key="more")
-    rep = refresh_scores(driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, full_above=0.2, progress=False,
-                         engine=engine)
+    rep = refresh_scores(
+        driver, basis_frame(driver), k=1000, iuf=iuf, basis=params, full_above=0.2, progress=False, engine=engine
+    )
     basis = capped_basis(old + new + [(f"u{u}", "i12", 3000 + u) for u in range(20, 40)], *caps)
     assert rep.swing_full and rep.cooc_full
     assert_scores_equal(read_scores(driver, "SWING"), swing_bruteforce(basis))
@@ -199,9 +237,14 @@ def test_refresh_equals_a_full_recompute_and_touches_only_changed_rows(driver, e
 
 def _lists(driver, rel):
     with driver.session() as s:
-        return {i: (js, ss) for i, js, ss in s.run(
-            "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
-            "RETURN i.id, collect(j.id), collect(r.score)", rel=rel).values()}
+        return {
+            i: (js, ss)
+            for i, js, ss in s.run(
+                "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
+                "RETURN i.id, collect(j.id), collect(r.score)",
+                rel=rel,
+            ).values()
+        }
 
 
 def test_procedure_equals_cypher_lists_across_chunks_and_threads(driver, monkeypatch):
@@ -210,14 +253,18 @@ def test_procedure_equals_cypher_lists_across_chunks_and_threads(driver, monkeyp
     monkeypatch.setattr("graphrecall.query.scoring.cypher.PROCEDURE_CHUNK", 16)
     rng = np.random.default_rng(11)
     pop = 1.0 / (np.arange(400) + 10.0)  # skewed popularity, so that users share items
-    triples = [(f"u{u}", f"i{int(i)}", int(rng.integers(0, 50)))  # few timestamps: many ties
-               for u in range(250) for i in rng.choice(400, size=int(rng.integers(2, 20)), replace=False, p=pop / pop.sum())]
+    triples = [
+        (f"u{u}", f"i{int(i)}", int(rng.integers(0, 50)))  # few timestamps: many ties
+        for u in range(250)
+        for i in rng.choice(400, size=int(rng.integers(2, 20)), replace=False, p=pop / pop.sum())
+    ]
     load_triples(driver, triples)
     params = BasisParams(event_types=("view",), max_items_per_user=12, max_users_per_item=10)
     got = {}
     for engine in ("cypher", "procedure"):
-        compute_swing(driver, k=5, basis=params if engine == "cypher" else None, engine=engine, threads=2,
-                      progress=False)
+        compute_swing(
+            driver, k=5, basis=params if engine == "cypher" else None, engine=engine, threads=2, progress=False
+        )
         compute_cooc(driver, k=5, basis=None, engine=engine, threads=2, progress=False)
         got[engine] = {rel: _lists(driver, rel) for rel in ("SWING", "COOC")}
     for rel in ("SWING", "COOC"):
@@ -244,8 +291,11 @@ def test_engine_choice_and_a_stale_build(driver, monkeypatch, caplog):
 def test_procedure_refuses_bad_arguments_with_the_fix(driver):
     from neo4j.exceptions import ClientError
 
-    for kind, config, message in [("FOO", {}, "kind must be 'SWING' or 'COOC'"), ("SWING", {"k": 0}, "k must be >= 1"),
-                                  ("COOC", {"iuf": "yes"}, "iuf must be true or false"),
-                                  ("COOC", {"chunk": 0}, "chunk must be >= 1")]:
+    for kind, config, message in [
+        ("FOO", {}, "kind must be 'SWING' or 'COOC'"),
+        ("SWING", {"k": 0}, "k must be >= 1"),
+        ("COOC", {"iuf": "yes"}, "iuf must be true or false"),
+        ("COOC", {"chunk": 0}, "chunk must be >= 1"),
+    ]:
         with driver.session() as s, pytest.raises(ClientError, match=message):
             s.run("CALL graphrecall.scores($kind, $config)", kind=kind, config=config).consume()

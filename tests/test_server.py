@@ -4,10 +4,10 @@ import stat
 import urllib.request
 
 import pytest
-
 from conftest import DATA, graph_counts
-from graphrecall.graph_schema.schema import SCHEMA_VERSION, apply_schema, schema_statements
+
 from graphrecall.app.neo4j import local_neo4j
+from graphrecall.graph_schema.schema import SCHEMA_VERSION, apply_schema, schema_statements
 from graphrecall.graph_schema.server import STOCK_JVM_FLAGS
 from graphrecall.ingest.writer import ingest_events
 
@@ -55,7 +55,9 @@ def test_restart_loses_no_committed_data(tmp_path, how):
         server.start()
         with server.settings().driver() as d:
             assert graph_counts(d) == before
-            rep = ingest_events(d, DATA / "taobao_300.csv", "taobao", reject_dir=tmp_path, progress=False, batch_size=50)
+            rep = ingest_events(
+                d, DATA / "taobao_300.csv", "taobao", reject_dir=tmp_path, progress=False, batch_size=50
+            )
             assert rep.batches_written == 0
             assert graph_counts(d) == before
     finally:
@@ -67,8 +69,9 @@ def test_browser_saved_queries_run(driver, tmp_path):
     import re
     from pathlib import Path
 
-    from graphrecall.graph_schema.store.meta import store_blend
     from test_retrievers import build_tiny_graph
+
+    from graphrecall.graph_schema.store.meta import store_blend
 
     build_tiny_graph(driver, tmp_path)
     store_blend(driver, "score:trans=1", {"ndcg@20": 0.5})
@@ -101,7 +104,7 @@ def test_docker_compose_runs_the_launchers_neo4j_minor():
     major_minor = ".".join(neo4j_version().split(".")[:2])
     assert image.startswith(major_minor) and image.endswith("-community"), (image, neo4j_version())
     assert '"127.0.0.1:7687:7687"' in text and '"127.0.0.1:7474:7474"' in text
-    assert "NEO4J_AUTH: \"neo4j/${GRAPHRECALL_NEO4J_PASSWORD" in text
+    assert 'NEO4J_AUTH: "neo4j/${GRAPHRECALL_NEO4J_PASSWORD' in text
     assert re.search(r"^\s*healthcheck:", text, re.M)
 
 
@@ -112,8 +115,14 @@ def test_first_password_may_begin_with_dash_or_underscore(tmp_path, password, mo
     neo4j-admin, and the instance never started. The same code path, with the password forced."""
     from graphrecall.graph_schema.server import LocalNeo4j
 
-    server = LocalNeo4j(f"pw{password[0] == '-'}", bolt_port=19787, http_port=19574, heap="512m", pagecache="64m",
-                        home=tmp_path / "home")
+    server = LocalNeo4j(
+        f"pw{password[0] == '-'}",
+        bolt_port=19787,
+        http_port=19574,
+        heap="512m",
+        pagecache="64m",
+        home=tmp_path / "home",
+    )
     real = server._set_initial_password
     monkeypatch.setattr(server, "_set_initial_password", lambda: real(password))
     try:

@@ -6,15 +6,15 @@ import logging
 
 import numpy as np
 import pytest
-
 from conftest import DATA
 from test_ingest import BAD, GOOD, mixed_file  # noqa: F401 - the fixture, shared with the Bolt ingest tests
 from test_scores import DESIGN_EXAMPLE, _lists, assert_scores_equal, checkerboard, load_triples, random_triples
+
+from graphrecall.graph_schema.store.meta import read_score_settings
 from graphrecall.ingest.formats import RejectSink, read_events
 from graphrecall.query.scoring import spark as S
-from graphrecall.query.scoring.reference import capped_basis, cooc_bruteforce, swing_bruteforce
 from graphrecall.query.scoring.cypher import BasisParams, compute_cooc, compute_swing, read_basis
-from graphrecall.graph_schema.store.meta import read_score_settings
+from graphrecall.query.scoring.reference import capped_basis, cooc_bruteforce, swing_bruteforce
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,9 @@ def spark():
 
 def spark_basis(spark, triples, caps=(1000, 1000), salts=S.DEFAULT_SALTS):
     ev = S.local_frame_to_events(spark, triples)
-    return S.capped_basis(ev, event_types=("view",), max_items_per_user=caps[0], max_users_per_item=caps[1],
-                          salts=salts).cache()
+    return S.capped_basis(
+        ev, event_types=("view",), max_items_per_user=caps[0], max_users_per_item=caps[1], salts=salts
+    ).cache()
 
 
 @pytest.mark.parametrize("plan", S.SWING_PLANS)
@@ -51,17 +52,25 @@ def test_checkerboard_on_spark(spark, plan):
     assert sw[("i0", "i2")] == pytest.approx(3 * (1 / 3) / 4)
 
 
-@pytest.mark.parametrize("seed,caps,alpha,uw,salts,plan", [
-    (1, (1000, 1000), 1.0, True, 16, "items"), (2, (4, 6), 0.5, True, 3, "items"), (3, (5, 3), 2.0, False, 1, "items"),
-    (1, (1000, 1000), 1.0, True, 16, "pairs"), (2, (4, 6), 0.5, True, 3, "pairs")])
+@pytest.mark.parametrize(
+    "seed,caps,alpha,uw,salts,plan",
+    [
+        (1, (1000, 1000), 1.0, True, 16, "items"),
+        (2, (4, 6), 0.5, True, 3, "items"),
+        (3, (5, 3), 2.0, False, 1, "items"),
+        (1, (1000, 1000), 1.0, True, 16, "pairs"),
+        (2, (4, 6), 0.5, True, 3, "pairs"),
+    ],
+)
 def test_random_graphs_with_caps_equal_the_oracle(spark, seed, caps, alpha, uw, salts, plan):
     """Caps taken in salted stages (3 salts, 1 = one stage) keep exactly the oracle's basis."""
     t = random_triples(seed)
     b = spark_basis(spark, t, caps, salts)
     basis = capped_basis(t, *caps)
     assert {(r.u, r.i) for r in b.collect()} == basis
-    assert_scores_equal(S.collect_topk(S.swing(b, alpha=alpha, user_weight=uw, k=1000, plan=plan)),
-                        swing_bruteforce(basis, alpha, uw))
+    assert_scores_equal(
+        S.collect_topk(S.swing(b, alpha=alpha, user_weight=uw, k=1000, plan=plan)), swing_bruteforce(basis, alpha, uw)
+    )
     assert_scores_equal(S.collect_topk(S.cooc(b, k=1000, iuf=True)), cooc_bruteforce(basis, iuf=True))
 
 
@@ -102,8 +111,11 @@ def test_connector_round_trip_equals_the_cypher_path(spark, driver, neo4j_server
     _, settings = neo4j_server
     rng = np.random.default_rng(11)
     pop = 1.0 / (np.arange(120) + 10.0)
-    triples = [(f"u{u}", f"i{int(i)}", int(rng.integers(0, 50)))
-               for u in range(90) for i in rng.choice(120, size=int(rng.integers(2, 12)), replace=False, p=pop / pop.sum())]
+    triples = [
+        (f"u{u}", f"i{int(i)}", int(rng.integers(0, 50)))
+        for u in range(90)
+        for i in rng.choice(120, size=int(rng.integers(2, 12)), replace=False, p=pop / pop.sum())
+    ]
     load_triples(driver, triples)
     params = BasisParams(event_types=("view",), max_items_per_user=8, max_users_per_item=10)
     compute_swing(driver, k=5, basis=params, engine="cypher", progress=False)
@@ -112,8 +124,17 @@ def test_connector_round_trip_equals_the_cypher_path(spark, driver, neo4j_server
     want = {rel: _lists(driver, rel) for rel in ("SWING", "COOC")}
     with driver.session() as s:
         want_norm = s.run("MATCH (i:Item)-[r:SWING]->(j:Item) RETURN i.id, j.id, r.norm, r.rank").values()
-    rep = S.run_spark_scores(spark, settings, k=5, iuf=True, event_types=("view",), max_items_per_user=8,
-                             max_users_per_item=10, salts=3, write_partitions=2)
+    rep = S.run_spark_scores(
+        spark,
+        settings,
+        k=5,
+        iuf=True,
+        event_types=("view",),
+        max_items_per_user=8,
+        max_users_per_item=10,
+        salts=3,
+        write_partitions=2,
+    )
     for rel in ("SWING", "COOC"):
         have = _lists(driver, rel)
         assert len(want[rel]) > 60 and set(have) == set(want[rel])
@@ -153,8 +174,9 @@ def test_event_file_parsed_with_the_ingest_rules(spark, mixed_file, tmp_path, ca
         assert any(f"{path}:{line}:" in m for m in caplog.messages), f"no log naming {path}:{line}"
 
 
-@pytest.mark.parametrize("fmt,name", [("rees46", "rees46_head300.csv"), ("taobao", "taobao_300.csv"),
-                                      ("movielens", "ml_ratings_300.csv")])
+@pytest.mark.parametrize(
+    "fmt,name", [("rees46", "rees46_head300.csv"), ("taobao", "taobao_300.csv"), ("movielens", "ml_ratings_300.csv")]
+)
 def test_fixture_files_read_like_the_ingest_readers(spark, fmt, name, tmp_path):
     got = S.events_from_file(spark, DATA / name, fmt)
     sink = RejectSink(DATA / name, None)
@@ -187,9 +209,26 @@ def test_cli_end_to_end_equals_graphrecall_scores(driver, neo4j_server, tmp_path
     assert len(want["SWING"]) > 5 and len(want["COOC"]) > 20
     with driver.session() as s:
         s.run("MATCH ()-[r:SWING|COOC]->() DELETE r").consume()
-    proc = subprocess.run([sys.executable, "-m", "graphrecall", "-q", "spark", "scores", "--top-k", "7",
-                           "--partitions", "2", "--driver-memory", "1g"], env=os.environ | env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "graphrecall",
+            "-q",
+            "spark",
+            "scores",
+            "--top-k",
+            "7",
+            "--partitions",
+            "2",
+            "--driver-memory",
+            "1g",
+        ],
+        env=os.environ | env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     n_swing = sum(len(v[0]) for v in want["SWING"].values())
     assert f"wrote {n_swing} SWING" in proc.stdout

@@ -5,15 +5,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from graphrecall.app.cli import main
-from graphrecall.embed.train import EgesSettings
 from graphrecall.app.pipeline import PipelineConfig, run_pipeline
-from graphrecall.ingest.synthetic import generate_rees46
-from graphrecall.query.serve.api import create_app
-from graphrecall.query.serve.retriever import DEFAULT_BLEND, BlendConfig
-from graphrecall.query.serve.resilient import ResilientRetriever
-from graphrecall.query.serve.snapshot import SnapshotRetriever
+from graphrecall.embed.train import EgesSettings
 from graphrecall.graph_schema.store.meta import read_blend, store_blend
+from graphrecall.ingest.synthetic import generate_rees46
 from graphrecall.query.evaluate.tune import tune_blend
+from graphrecall.query.serve.api import create_app
+from graphrecall.query.serve.resilient import ResilientRetriever
+from graphrecall.query.serve.retriever import DEFAULT_BLEND, BlendConfig
+from graphrecall.query.serve.snapshot import SnapshotRetriever
 
 CFG = PipelineConfig(eges=EgesSettings(epochs=2, walks_per_node=3, dim=16))
 

@@ -24,7 +24,7 @@ def test_dead_end_pads_and_walks_are_valid_edges():
     for w in walks:
         n = (w >= 0).sum()
         assert (w[n:] == -1).all()
-        for a, b in zip(w[:n - 1], w[1:n]):
+        for a, b in zip(w[: n - 1], w[1:n]):
             assert dense[a, b] > 0
         if n < 6:
             assert w[n - 1] == 2  # only node 2 is a dead end

@@ -17,7 +17,6 @@ from ..graph_schema.store.sessions import read_session_items
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class GraphExport:
     item_ids: np.ndarray  # external id per internal index, sorted
@@ -39,7 +38,9 @@ def export_graph(driver, database: str = "neo4j", side_fields: tuple[str, ...] =
         dst.append(index[b])
         w.append(float(wt))
     n = len(item_ids)
-    csr = sp.csr_matrix((np.array(w, dtype=np.float64), (np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64))), shape=(n, n))
+    csr = sp.csr_matrix(
+        (np.array(w, dtype=np.float64), (np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64))), shape=(n, n)
+    )
     sessions, booked = [], []
     for items, bk in read_session_items(driver, database):
         sessions.append(np.array([index[i] for i in items if i in index], dtype=np.int64))

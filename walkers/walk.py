@@ -81,7 +81,7 @@ class AliasGraph:
     alias: np.ndarray
 
     @classmethod
-    def from_csr(cls, m: sp.csr_matrix) -> "AliasGraph":
+    def from_csr(cls, m: sp.csr_matrix) -> AliasGraph:
         m = sp.csr_matrix(m)
         m.sum_duplicates()
         if m.nnz and (m.data < 0).any():
@@ -146,8 +146,13 @@ def random_walks(
         walks[alive, t] = nxt
         alive = alive[deg[nxt] > 0]
     dt = time.perf_counter() - t0
-    logger.info("random_walks: %d walks x %d steps in %.2fs (%.0f walks/s)", len(starts), walk_length, dt,
-                len(starts) / dt if dt else float("inf"))
+    logger.info(
+        "random_walks: %d walks x %d steps in %.2fs (%.0f walks/s)",
+        len(starts),
+        walk_length,
+        dt,
+        len(starts) / dt if dt else float("inf"),
+    )
     return walks
 
 
@@ -157,13 +162,19 @@ def walks_to_corpus(walks: np.ndarray, min_len: int = 2) -> list[np.ndarray]:
     return [w[:n] for w, n in zip(walks, lengths) if n >= min_len]
 
 
-def python_alias_walks(graph: AliasGraph, walk_length: int, walks_per_node: int, random_seed: int = 0) -> list[list[int]]:
+def python_alias_walks(
+    graph: AliasGraph, walk_length: int, walks_per_node: int, random_seed: int = 0
+) -> list[list[int]]:
     """The same alias sampling, one walker and one step at a time in Python; the benchmark baseline only."""
     import random
 
     rnd = random.Random(random_seed)
-    indptr, indices, prob, alias = (graph.indptr.tolist(), graph.indices.tolist(), graph.prob.tolist(),
-                                    graph.alias.tolist())
+    indptr, indices, prob, alias = (
+        graph.indptr.tolist(),
+        graph.indices.tolist(),
+        graph.prob.tolist(),
+        graph.alias.tolist(),
+    )
     out = []
     for _ in range(walks_per_node):
         for s in range(graph.n_nodes):

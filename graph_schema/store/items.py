@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from . import read_rows
 from ..schema import INFO_FIELDS, SIDE_INFO_FIELDS
+from . import read_rows
 
 
 def read_item_ids(driver, database: str = "neo4j") -> set[str]:
@@ -12,8 +12,12 @@ def read_item_ids(driver, database: str = "neo4j") -> set[str]:
 
 def read_item_fields(driver, fields, database: str = "neo4j") -> list:
     """``[id, [value per field]]`` of every item, by id."""
-    return read_rows(driver, database, "MATCH (i:Item) RETURN i.id AS id, [f IN $fields | i[f]] AS side ORDER BY id",
-                 fields=list(fields))
+    return read_rows(
+        driver,
+        database,
+        "MATCH (i:Item) RETURN i.id AS id, [f IN $fields | i[f]] AS side ORDER BY id",
+        fields=list(fields),
+    )
 
 
 def read_item_side(driver, database: str = "neo4j") -> dict[str, dict]:
@@ -26,8 +30,13 @@ def read_item_side(driver, database: str = "neo4j") -> dict[str, dict]:
 
 def read_side_and_popularity(driver, database: str = "neo4j") -> list:
     """``[id, [value per INFO_FIELDS], events]`` of every item, by id."""
-    return read_rows(driver, database, "MATCH (i:Item) OPTIONAL MATCH ()-[e:ENGAGED]->(i) "
-                 "RETURN i.id, [f IN $fields | i[f]], coalesce(sum(e.count), 0) ORDER BY i.id", fields=list(INFO_FIELDS))
+    return read_rows(
+        driver,
+        database,
+        "MATCH (i:Item) OPTIONAL MATCH ()-[e:ENGAGED]->(i) "
+        "RETURN i.id, [f IN $fields | i[f]], coalesce(sum(e.count), 0) ORDER BY i.id",
+        fields=list(INFO_FIELDS),
+    )
 
 
 def has_item(driver, item_id: str, database: str = "neo4j") -> bool:
@@ -38,17 +47,38 @@ def item_values(driver, ids, field: str, database: str = "neo4j") -> dict:
     """``{id: value of field}`` for the ids that exist."""
     if field not in INFO_FIELDS:
         raise ValueError(f"unknown item field {field!r}; choose from {', '.join(INFO_FIELDS)}")
-    return dict(read_rows(driver, database, "UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN id, i[$field]",
-                      ids=[str(i) for i in ids], field=field))
+    return dict(
+        read_rows(
+            driver,
+            database,
+            "UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN id, i[$field]",
+            ids=[str(i) for i in ids],
+            field=field,
+        )
+    )
 
 
 def new_items(driver, ids, database: str = "neo4j") -> set[str]:
     """The ids among ``ids`` of items without events (catalogue-only)."""
-    return {r[0] for r in read_rows(driver, database, "UNWIND $ids AS id MATCH (i:Item {id: id}) "
-                                "WHERE NOT EXISTS { ()-[:ENGAGED]->(i) } RETURN id", ids=[str(i) for i in ids])}
+    return {
+        r[0]
+        for r in read_rows(
+            driver,
+            database,
+            "UNWIND $ids AS id MATCH (i:Item {id: id}) WHERE NOT EXISTS { ()-[:ENGAGED]->(i) } RETURN id",
+            ids=[str(i) for i in ids],
+        )
+    }
 
 
 def most_listed_items(driver, n: int = 3, database: str = "neo4j") -> list[str]:
     """Items with the most SWING neighbours (the demo's sample items)."""
-    return [r[0] for r in read_rows(driver, database, "MATCH (i:Item)-[:SWING]->() WITH i, count(*) AS n "
-                                "ORDER BY n DESC, i.id LIMIT $n RETURN i.id", n=n)]
+    return [
+        r[0]
+        for r in read_rows(
+            driver,
+            database,
+            "MATCH (i:Item)-[:SWING]->() WITH i, count(*) AS n ORDER BY n DESC, i.id LIMIT $n RETURN i.id",
+            n=n,
+        )
+    ]

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from . import read_rows
-
 import logging
 import time
 
 from ...common.progress import progress_bar
+from . import read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +18,9 @@ def read_scores(driver, rel: str, database: str = "neo4j") -> dict[tuple[str, st
     if rel not in ("SWING", "COOC"):
         raise ValueError(f"rel must be 'SWING' or 'COOC', got {rel!r}")
     with driver.session(database=database) as s:
-        res = s.run("MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel RETURN i.id AS i, j.id AS j, r.score AS s", rel=rel)
+        res = s.run(
+            "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel RETURN i.id AS i, j.id AS j, r.score AS s", rel=rel
+        )
         return {(r["i"], r["j"]): r["s"] for r in res}
 
 
@@ -29,9 +30,15 @@ def read_top_lists(driver, rel: str, prop: str = "score", database: str = "neo4j
     if rel not in LIST_TYPES or prop not in ("score", "norm"):
         raise ValueError(f"rel must be 'SWING', 'COOC' or 'RANKED' and prop 'score' or 'norm', got {rel!r}, {prop!r}")
     with driver.session(database=database, default_access_mode="READ") as s:
-        return {i: (ids, vals) for i, ids, vals in s.run(
-            "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
-            "RETURN i.id, collect(j.id), collect(r[$prop])", rel=rel, prop=prop).values()}
+        return {
+            i: (ids, vals)
+            for i, ids, vals in s.run(
+                "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel WITH i, r, j ORDER BY r.rank "
+                "RETURN i.id, collect(j.id), collect(r[$prop])",
+                rel=rel,
+                prop=prop,
+            ).values()
+        }
 
 
 def write_rank_lists(driver, lists: dict, database: str = "neo4j", batch: int = 500, progress: bool = False) -> int:
@@ -40,23 +47,35 @@ def write_rank_lists(driver, lists: dict, database: str = "neo4j", batch: int = 
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
         s.run("MATCH ()-[r:RANKED]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 50000 ROWS").consume()
-    rows = [{"id": str(i), "nbr": [str(x) for x in ids], "scores": [float(x) for x in sc]}
-            for i, (ids, sc) in sorted(lists.items()) if len(ids)]
+    rows = [
+        {"id": str(i), "nbr": [str(x) for x in ids], "scores": [float(x) for x in sc]}
+        for i, (ids, sc) in sorted(lists.items())
+        if len(ids)
+    ]
     bar = progress_bar(total=len(rows), unit="items", desc="RANKED write", enabled=progress)
     written = 0
     with driver.session(database=database) as s:
         for lo in range(0, len(rows), batch):
-            part = rows[lo:lo + batch]
-            s.execute_write(lambda tx: tx.run(
-                "UNWIND $rows AS r MATCH (a:Item {id: r.id}) "
-                "UNWIND range(0, size(r.nbr) - 1) AS k MATCH (b:Item {id: r.nbr[k]}) "
-                "CREATE (a)-[:RANKED {score: r.scores[k], rank: k + 1}]->(b)", rows=part).consume())
+            part = rows[lo : lo + batch]
+            s.execute_write(
+                lambda tx: tx.run(
+                    "UNWIND $rows AS r MATCH (a:Item {id: r.id}) "
+                    "UNWIND range(0, size(r.nbr) - 1) AS k MATCH (b:Item {id: r.nbr[k]}) "
+                    "CREATE (a)-[:RANKED {score: r.scores[k], rank: k + 1}]->(b)",
+                    rows=part,
+                ).consume()
+            )
             written += sum(len(r["nbr"]) for r in part)
             bar.update(len(part))
     bar.close()
     secs = time.perf_counter() - t0
-    logger.info("RANKED: %d relationships for %d items in %.1fs (%.0f rels/s)", written, len(rows), secs,
-                written / max(secs, 1e-9))
+    logger.info(
+        "RANKED: %d relationships for %d items in %.1fs (%.0f rels/s)",
+        written,
+        len(rows),
+        secs,
+        written / max(secs, 1e-9),
+    )
     return written
 
 
@@ -64,10 +83,14 @@ def read_transition_lists(driver, depth: int, database: str = "neo4j") -> dict[s
     """Each item's most frequent next items from its ``TRANSITION`` edges (directed session
     co-visitation), weight descending, ties by id: ``{item: (ids, weights)}``. Read-only."""
     with driver.session(database=database, default_access_mode="READ") as s:
-        return {i: (ids, w) for i, ids, w in s.run(
-            "MATCH (i:Item)-[t:TRANSITION]->(j:Item) WHERE i <> j WITH i, t, j ORDER BY t.weight DESC, j.id "
-            "WITH i, collect(j.id) AS ids, collect(t.weight) AS w RETURN i.id, ids[..$depth], w[..$depth]",
-            depth=depth).values()}
+        return {
+            i: (ids, w)
+            for i, ids, w in s.run(
+                "MATCH (i:Item)-[t:TRANSITION]->(j:Item) WHERE i <> j WITH i, t, j ORDER BY t.weight DESC, j.id "
+                "WITH i, collect(j.id) AS ids, collect(t.weight) AS w RETURN i.id, ids[..$depth], w[..$depth]",
+                depth=depth,
+            ).values()
+        }
 
 
 def read_transition_edges(driver, database: str = "neo4j") -> list:
@@ -80,19 +103,38 @@ def read_list(driver, rel: str, item_id: str, k: int, database: str = "neo4j") -
     """One item's ``SWING``/``COOC``/``RANKED`` list by rank: ``[id, score]`` rows, at most ``k``."""
     if rel not in LIST_TYPES:
         raise ValueError(f"rel must be one of {', '.join(LIST_TYPES)}, got {rel!r}")
-    return read_rows(driver, database, "MATCH (:Item {id: $id})-[r]->(j:Item) WHERE type(r) = $rel "
-                 "RETURN j.id, r.score ORDER BY r.rank LIMIT $k", id=item_id, rel=rel, k=k)
+    return read_rows(
+        driver,
+        database,
+        "MATCH (:Item {id: $id})-[r]->(j:Item) WHERE type(r) = $rel RETURN j.id, r.score ORDER BY r.rank LIMIT $k",
+        id=item_id,
+        rel=rel,
+        k=k,
+    )
 
 
 def read_transitions(driver, item_id: str, k: int, database: str = "neo4j") -> list:
     """One item's most frequent next items: ``[id, weight]`` rows, weight descending, ties by id."""
-    return read_rows(driver, database, "MATCH (q:Item {id: $id})-[t:TRANSITION]->(j:Item) WHERE j <> q "
-                 "RETURN j.id, t.weight ORDER BY t.weight DESC, j.id LIMIT $k", id=item_id, k=k)
+    return read_rows(
+        driver,
+        database,
+        "MATCH (q:Item {id: $id})-[t:TRANSITION]->(j:Item) WHERE j <> q "
+        "RETURN j.id, t.weight ORDER BY t.weight DESC, j.id LIMIT $k",
+        id=item_id,
+        k=k,
+    )
 
 
 def read_nearest_vectors(driver, item_id: str, k: int, database: str = "neo4j", index: str = "item_embedding") -> list:
     """The ``k`` nearest items by the native vector index: ``[id, score]`` rows, the item itself left out."""
-    return read_rows(driver, database,
-                 "MATCH (q:Item {id: $id}) WHERE q.embedding IS NOT NULL "
-                 "CALL db.index.vector.queryNodes($index, $k1, q.embedding) YIELD node, score "
-                 "WHERE node <> q RETURN node.id, score LIMIT $k", id=item_id, index=index, k1=k + 1, k=k)
+    return read_rows(
+        driver,
+        database,
+        "MATCH (q:Item {id: $id}) WHERE q.embedding IS NOT NULL "
+        "CALL db.index.vector.queryNodes($index, $k1, q.embedding) YIELD node, score "
+        "WHERE node <> q RETURN node.id, score LIMIT $k",
+        id=item_id,
+        index=index,
+        k1=k + 1,
+        k=k,
+    )

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 
-
 SCORE_SETTINGS = "default"
 
 
 def store_score_settings(driver, settings: dict, database: str = "neo4j") -> None:
     """Keep the settings that produced the stored SWING/COOC lists, for ``graphrecall refresh``."""
     with driver.session(database=database) as s:
-        s.run("MERGE (x:ScoreSettings {name: $name}) SET x.json = $json, x.at = datetime()",
-              name=SCORE_SETTINGS, json=json.dumps(settings, sort_keys=True)).consume()
+        s.run(
+            "MERGE (x:ScoreSettings {name: $name}) SET x.json = $json, x.at = datetime()",
+            name=SCORE_SETTINGS,
+            json=json.dumps(settings, sort_keys=True),
+        ).consume()
 
 
 def read_score_settings(driver, database: str = "neo4j") -> dict | None:
@@ -31,9 +33,12 @@ def bump_data_version(driver, what: str, database: str = "neo4j") -> int:
     """Count one more change of the served data (ingest, scores, embeddings, tune); a running API sees the
     new number on its next probe and reloads its snapshot. Returns the new version."""
     with driver.session(database=database) as s:
-        return s.run("MERGE (v:DataVersion {name: $name}) ON CREATE SET v.version = 0 "
-                     "SET v.version = v.version + 1, v.what = $what, v.at = datetime() RETURN v.version",
-                     name=DATA_VERSION, what=what).single()[0]
+        return s.run(
+            "MERGE (v:DataVersion {name: $name}) ON CREATE SET v.version = 0 "
+            "SET v.version = v.version + 1, v.what = $what, v.at = datetime() RETURN v.version",
+            name=DATA_VERSION,
+            what=what,
+        ).single()[0]
 
 
 def read_data_version(driver, database: str = "neo4j") -> int:
@@ -54,8 +59,12 @@ def read_data_key(driver, database: str = "neo4j") -> str:
 def store_blend(driver, spec: str, details: dict, database: str = "neo4j") -> None:
     """Keep the blend chosen by ``graphrecall tune`` in the graph, where ``serve`` finds it."""
     with driver.session(database=database) as s:
-        s.run("MERGE (b:BlendChoice {name: $name}) SET b.spec = $spec, b.details = $details, b.at = datetime()",
-              name=BLEND_CHOICE, spec=spec, details=json.dumps(details)).consume()
+        s.run(
+            "MERGE (b:BlendChoice {name: $name}) SET b.spec = $spec, b.details = $details, b.at = datetime()",
+            name=BLEND_CHOICE,
+            spec=spec,
+            details=json.dumps(details),
+        ).consume()
     bump_data_version(driver, "tune", database)
 
 

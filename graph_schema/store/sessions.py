@@ -6,10 +6,21 @@ from __future__ import annotations
 def read_sessions(driver, database: str = "neo4j") -> list[dict]:
     """Every session by id: user, start and end time, items, booked item, event count and type counts."""
     with driver.session(database=database, default_access_mode="READ") as s:
-        return [{"user": r[0], "start_ts": r[1], "end_ts": r[2], "items": list(r[3] or []), "booked": r[4],
-                 "n_events": r[5], "counts": r[6]} for r in s.run(
-            "MATCH (s:Session) RETURN s.user, s.start_ts, s.end_ts, s.items, s.booked, s.n_events, s.counts "
-            "ORDER BY s.id").values()]
+        return [
+            {
+                "user": r[0],
+                "start_ts": r[1],
+                "end_ts": r[2],
+                "items": list(r[3] or []),
+                "booked": r[4],
+                "n_events": r[5],
+                "counts": r[6],
+            }
+            for r in s.run(
+                "MATCH (s:Session) RETURN s.user, s.start_ts, s.end_ts, s.items, s.booked, s.n_events, s.counts "
+                "ORDER BY s.id"
+            ).values()
+        ]
 
 
 def read_session_items(driver, database: str = "neo4j") -> list:
@@ -18,10 +29,12 @@ def read_session_items(driver, database: str = "neo4j") -> list:
         return s.run("MATCH (s:Session) RETURN s.items, s.booked ORDER BY s.id").values()
 
 
-RECENT_ITEMS = ("MATCH (u:User {id: $id}) "
-                "CALL { WITH u MATCH (u)-[e:ENGAGED]->(i:Item) WITH i, max(e.last_ts) AS ts "
-                "       ORDER BY ts DESC, i.id LIMIT $n RETURN collect([i.id, ts]) AS recent } "
-                "RETURN recent")
+RECENT_ITEMS = (
+    "MATCH (u:User {id: $id}) "
+    "CALL { WITH u MATCH (u)-[e:ENGAGED]->(i:Item) WITH i, max(e.last_ts) AS ts "
+    "       ORDER BY ts DESC, i.id LIMIT $n RETURN collect([i.id, ts]) AS recent } "
+    "RETURN recent"
+)
 
 
 def recent_items(driver, user_id: str, n: int, database: str = "neo4j") -> list[tuple[str, int]] | None:

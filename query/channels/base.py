@@ -17,9 +17,10 @@ channel, a vector index, a side index), so the saved snapshot's format does not 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,7 @@ from ..scoring.reference import capped_basis
 
 BLEND_DEPTH = 200  # candidates read per channel by the blend; fixed so that blend's top-k is a prefix of its top-(k+1)
 
+
 @dataclass
 class Neighbours:
     """``ids[n]`` scored ``scores[n]``, found by ``channels[n]``."""
@@ -39,18 +41,18 @@ class Neighbours:
     channels: list[str]
 
     @classmethod
-    def empty(cls) -> "Neighbours":
+    def empty(cls) -> Neighbours:
         return cls(np.array([], dtype=object), np.array([], dtype=np.float32), [])
 
     def __len__(self) -> int:
         return len(self.ids)
 
-    def take(self, rows) -> "Neighbours":
+    def take(self, rows) -> Neighbours:
         """The neighbours at ``rows`` (an index array or a slice), in that order."""
         rows = np.arange(len(self.ids))[rows]
-        return Neighbours(np.asarray(self.ids, dtype=object)[rows], np.asarray(self.scores)[rows],
-                          [self.channels[r] for r in rows])
-
+        return Neighbours(
+            np.asarray(self.ids, dtype=object)[rows], np.asarray(self.scores)[rows], [self.channels[r] for r in rows]
+        )
 
 
 @dataclass
@@ -62,7 +64,7 @@ class Parts:
     vectors: Any = None
     side: Any = None
 
-    def add(self, other: "Parts") -> "Parts":
+    def add(self, other: Parts) -> Parts:
         self.lists.update(other.lists)
         self.vectors = other.vectors if other.vectors is not None else self.vectors
         self.side = other.side if other.side is not None else self.side
@@ -93,9 +95,14 @@ class Training:
     def basis(self):
         """The capped user-item basis of the training events (Swing's and ItemCF's), as the graph's is capped."""
         s = self.settings.scores
-        return self.shared("basis", lambda: capped_basis(
-            zip(self.events["user"], self.events["item"], self.events["ts"]), s.max_items_per_user,
-            s.max_users_per_item))
+        return self.shared(
+            "basis",
+            lambda: capped_basis(
+                zip(self.events["user"], self.events["item"], self.events["ts"]),
+                s.max_items_per_user,
+                s.max_users_per_item,
+            ),
+        )
 
     @property
     def transitions(self):
@@ -138,8 +145,9 @@ class ListChannel(Channel):
     """A channel whose snapshot data is one top list per item (``snapshot.lists[name]``)."""
 
     def answer(self, snapshot, item_id: str, k: int) -> Neighbours:
-        ids, scores = snapshot.lists.get(self.name, {}).get(item_id, (np.array([], dtype=object),
-                                                                      np.array([], np.float32)))
+        ids, scores = snapshot.lists.get(self.name, {}).get(
+            item_id, (np.array([], dtype=object), np.array([], np.float32))
+        )
         return Neighbours(ids[:k], scores[:k], [self.name] * min(k, len(ids)))
 
 
@@ -154,8 +162,9 @@ class StoredListChannel(ListChannel):
     relationship: ClassVar[str]
 
     def read(self, source: GraphSource) -> Parts:
-        return Parts(lists={self.name: list_arrays(read_top_lists(source.driver, self.relationship,
-                                                                   database=source.database))})
+        return Parts(
+            lists={self.name: list_arrays(read_top_lists(source.driver, self.relationship, database=source.database))}
+        )
 
     def answer_live(self, driver, database: str, item_id: str, k: int) -> Neighbours:
         rows = read_list(driver, self.relationship, item_id, k, database)

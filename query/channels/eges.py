@@ -18,8 +18,14 @@ from .base import Channel, GraphSource, Neighbours, Parts, Training, register
 EGES_TIE_DEPTH = 5000  # the eges channel searches at most this deep to see a tie at its cut whole
 
 
-def eges_vectors(train_sessions: list[dict], cat: Catalogue, settings, random_seed: int = 0,
-                 progress: bool = False, trans: sp.csr_matrix | None = None) -> ItemVectorIndex:
+def eges_vectors(
+    train_sessions: list[dict],
+    cat: Catalogue,
+    settings,
+    random_seed: int = 0,
+    progress: bool = False,
+    trans: sp.csr_matrix | None = None,
+) -> ItemVectorIndex:
     """The eges channel's Faiss index: :func:`~graphrecall.embed.train.train_item_vectors` on the training
     sessions' transitions and sequences (``settings``: an :class:`~graphrecall.embed.train.EgesSettings` or a
     dict of its keyword arguments), one vector per catalogue item."""
@@ -63,8 +69,16 @@ class Eges(Channel):
 
     def build(self, training: Training) -> Parts:
         cfg = training.settings
-        return Parts(vectors=eges_vectors(training.sessions, training.catalogue, cfg.eges, training.random_seed,
-                                          training.progress, training.transitions))
+        return Parts(
+            vectors=eges_vectors(
+                training.sessions,
+                training.catalogue,
+                cfg.eges,
+                training.random_seed,
+                training.progress,
+                training.transitions,
+            )
+        )
 
     def read(self, source: GraphSource) -> Parts:
         return Parts(vectors=ItemVectorIndex.load_saved(source.faiss_dir))

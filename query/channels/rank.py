@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -65,11 +65,30 @@ GLOBAL_TOP = 30
 # NDCG@20 0.064 to 0.066); 400 trees or 31 leaves did worse.
 GBDT = dict(n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=50, lambdarank_truncation_level=20)
 SIDE_FIELDS = ("category", "brand", "price_bucket", "shop")
-FEATURES = ("next_count", "next_share", "prev_count", "window", "users_both", "users_cosine",
-            *(f"same_{f}" for f in SIDE_FIELDS), "price_proximity", "log_pop", "log_recent", "log_users",
-            "pop_in_category", "new", "log_query_pop", "log_query_out", "category_next",
-            # scale-free popularity: training cuts see shorter logs than serving, so absolute counts shift
-            "log_rank_in_category", "log_rank_global", "log_pop_share", "log_recent_share", "log_query_pop_share")
+FEATURES = (
+    "next_count",
+    "next_share",
+    "prev_count",
+    "window",
+    "users_both",
+    "users_cosine",
+    *(f"same_{f}" for f in SIDE_FIELDS),
+    "price_proximity",
+    "log_pop",
+    "log_recent",
+    "log_users",
+    "pop_in_category",
+    "new",
+    "log_query_pop",
+    "log_query_out",
+    "category_next",
+    # scale-free popularity: training cuts see shorter logs than serving, so absolute counts shift
+    "log_rank_in_category",
+    "log_rank_global",
+    "log_pop_share",
+    "log_recent_share",
+    "log_query_pop_share",
+)
 
 
 def _codes(values) -> np.ndarray:
@@ -78,8 +97,7 @@ def _codes(values) -> np.ndarray:
 
 
 def _row(m: sp.csr_matrix, r: int) -> np.ndarray:
-    return m.indices[m.indptr[r]:m.indptr[r + 1]]
-
+    return m.indices[m.indptr[r] : m.indptr[r + 1]]
 
 
 @dataclass
@@ -90,21 +108,35 @@ class RankSettings:
     the candidates) are capped per cut: about 3.0M rows at most; it binds on generated logs only, where it cost
     cold HR@20 0.36 -> 0.30 at 300k events (warm and NDCG unchanged)."""
 
-    enabled: bool = setting(True, flag="--no-rank",
-                            help="leave out the rank channel (the learned ranker's RANKED lists; see "
-                                 "`graphrecall rank --help`)")
-    negatives: int = setting(NEGATIVES, flag="--rank-negatives",
-                             help="rank channel: negatives sampled per training case (30 fits on a third of the rows)")
+    enabled: bool = setting(
+        True,
+        flag="--no-rank",
+        help="leave out the rank channel (the learned ranker's RANKED lists; see `graphrecall rank --help`)",
+    )
+    negatives: int = setting(
+        NEGATIVES,
+        flag="--rank-negatives",
+        help="rank channel: negatives sampled per training case (30 fits on a third of the rows)",
+    )
     # LightGBM threads for the rank stage, which runs while Neo4j is idle (sessions read, nothing written yet):
     # on REES46 validation rows the fit took 14.7 s with 2 against 29.3 s with 1, scores equal within 2e-9
-    threads: int = setting(2, flag="--rank-threads",
-                           help="rank channel: LightGBM threads for its fit and lists (2: Neo4j is idle in that stage)")
-    cases_per_cut: int = setting(MAX_CASES_PER_CUT, flag="--rank-cases-per-cut",
-                                 help="rank channel: training cases kept per time cut, a uniform sample beyond it")
-    positives_per_cut: int = setting(MAX_POSITIVE_CASES_PER_CUT, flag="--rank-positives-per-cut",
-                                     help="rank channel: of those, cases whose target is among the candidates (the "
-                                          "ones that give rows) kept per cut, a uniform sample beyond it (5000: at "
-                                          "most about 3M rows)")
+    threads: int = setting(
+        2,
+        flag="--rank-threads",
+        help="rank channel: LightGBM threads for its fit and lists (2: Neo4j is idle in that stage)",
+    )
+    cases_per_cut: int = setting(
+        MAX_CASES_PER_CUT,
+        flag="--rank-cases-per-cut",
+        help="rank channel: training cases kept per time cut, a uniform sample beyond it",
+    )
+    positives_per_cut: int = setting(
+        MAX_POSITIVE_CASES_PER_CUT,
+        flag="--rank-positives-per-cut",
+        help="rank channel: of those, cases whose target is among the candidates (the "
+        "ones that give rows) kept per cut, a uniform sample beyond it (5000: at "
+        "most about 3M rows)",
+    )
 
 
 class RankFeatures:
@@ -133,8 +165,16 @@ class RankFeatures:
         self.ucooc.setdiag(0)
         self.ucooc.eliminate_zeros()
         # events per item where sessions carry run lengths (``counts``), else session occurrences
-        weights = np.concatenate([np.asarray(s.get("counts") or np.ones(len(s["items"])), np.float64)[
-            cat.rows(s["items"]) >= 0] for s in sessions]) if len(flat) else None
+        weights = (
+            np.concatenate(
+                [
+                    np.asarray(s.get("counts") or np.ones(len(s["items"])), np.float64)[cat.rows(s["items"]) >= 0]
+                    for s in sessions
+                ]
+            )
+            if len(flat)
+            else None
+        )
         self.pop = np.bincount(flat, weights=weights, minlength=n).astype(np.float64)
         starts = np.repeat(np.array([s["start_ts"] for s in sessions], dtype=np.float64), lens)
         t_end = starts.max(initial=0.0) + 1.0
@@ -154,7 +194,7 @@ class RankFeatures:
         order = np.lexsort((-self.pop, self.catc))
         lo = np.searchsorted(self.catc[order], np.arange(nc))
         hi = np.searchsorted(self.catc[order], np.arange(nc), side="right")
-        self.cat_top = [order[a:min(b, a + CATEGORY_TOP)] for a, b in zip(lo, hi)]
+        self.cat_top = [order[a : min(b, a + CATEGORY_TOP)] for a, b in zip(lo, hi)]
         self.next_cats = np.argsort(-self.cat_next, axis=1, kind="stable")[:, :NEXT_CATEGORIES]
         self.rank_in_cat = np.empty(n)
         self.rank_in_cat[order] = np.arange(n) - lo[self.catc[order]]  # 0 = the category's most popular
@@ -177,28 +217,47 @@ class RankFeatures:
 
     def features(self, q: np.ndarray, c: np.ndarray) -> np.ndarray:
         """One row of :data:`FEATURES` per pair (q[i], c[i]) of catalogue rows."""
+
         def pair(m):
             return np.asarray(m[q, c]).ravel() if len(q) else np.zeros(0)
 
         t_fw, t_bw, w, uc = pair(self.trans), pair(self.trans_t), pair(self.win), pair(self.ucooc)
-        cols = [t_fw, t_fw / np.maximum(self.out_deg[q], 1), t_bw, w, uc,
-                uc / np.sqrt(np.maximum(self.users[q], 1) * np.maximum(self.users[c], 1))]
+        cols = [
+            t_fw,
+            t_fw / np.maximum(self.out_deg[q], 1),
+            t_bw,
+            w,
+            uc,
+            uc / np.sqrt(np.maximum(self.users[q], 1) * np.maximum(self.users[c], 1)),
+        ]
         cols += [((v[q] == v[c]) & (v[q] >= 0)).astype(np.float64) for v in self.field.values()]
         with np.errstate(invalid="ignore"):
             prox = np.exp(-np.abs(self.lp[q] - self.lp[c]))
-        cols += [np.nan_to_num(prox, nan=-1.0), np.log1p(self.pop[c]), np.log1p(self.recent[c]),
-                 np.log1p(self.users[c]), self.pop[c] / np.maximum(self.cat_max[self.catc[c]], 1),
-                 (self.pop[c] == 0).astype(np.float64), np.log1p(self.pop[q]), np.log1p(self.out_deg[q]),
-                 self.cat_next[self.catc[q], self.catc[c]], np.log1p(self.rank_in_cat[c]),
-                 np.log1p(self.rank_global[c]), np.log(self.pop_share[c] + 1e-7),
-                 np.log(self.recent_share[c] + 1e-9), np.log(self.pop_share[q] + 1e-7)]
+        cols += [
+            np.nan_to_num(prox, nan=-1.0),
+            np.log1p(self.pop[c]),
+            np.log1p(self.recent[c]),
+            np.log1p(self.users[c]),
+            self.pop[c] / np.maximum(self.cat_max[self.catc[c]], 1),
+            (self.pop[c] == 0).astype(np.float64),
+            np.log1p(self.pop[q]),
+            np.log1p(self.out_deg[q]),
+            self.cat_next[self.catc[q], self.catc[c]],
+            np.log1p(self.rank_in_cat[c]),
+            np.log1p(self.rank_global[c]),
+            np.log(self.pop_share[c] + 1e-7),
+            np.log(self.recent_share[c] + 1e-9),
+            np.log(self.pop_share[q] + 1e-7),
+        ]
         return np.column_stack(cols)
 
     def pairs(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every (query, candidate) row pair for catalogue rows ``queries``."""
         cand = [self.candidates(int(q)) for q in queries]
-        return (np.repeat(np.asarray(queries, np.int64), [len(c) for c in cand]),
-                np.concatenate(cand) if cand else np.zeros(0, np.int64))
+        return (
+            np.repeat(np.asarray(queries, np.int64), [len(c) for c in cand]),
+            np.concatenate(cand) if cand else np.zeros(0, np.int64),
+        )
 
 
 @dataclass
@@ -223,8 +282,15 @@ class Ranker:
         """The model's raw score of each pair (q[i], c[i]): comparable within one query only."""
         return self.model.predict(feats.features(q, c)) if len(q) else np.zeros(0)
 
-    def top_lists(self, feats: RankFeatures, items: Sequence[str] | None = None, k: int = 50, chunk: int = 2000,
-                  progress: bool = False, new_weight: float = 1.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def top_lists(
+        self,
+        feats: RankFeatures,
+        items: Sequence[str] | None = None,
+        k: int = 50,
+        chunk: int = 2000,
+        progress: bool = False,
+        new_weight: float = 1.0,
+    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """The top ``k`` candidates of each item (default: every catalogue item), by score, ties by id:
         ``{item: (ids, scores)}`` as the snapshot holds lists, with scores ``exp(s - s_top)`` (1 for the
         best-scored candidate). ``new_weight`` then scales the scores of items without events (as the blend's
@@ -236,7 +302,7 @@ class Ranker:
         t0 = time.perf_counter()
         bar = progress_bar(total=len(rows), unit="items", desc="rank lists", enabled=progress)
         for lo in range(0, len(rows), chunk):
-            q, c = feats.pairs(rows[lo:lo + chunk])  # each query's pairs are contiguous
+            q, c = feats.pairs(rows[lo : lo + chunk])  # each query's pairs are contiguous
             s = self.scores(feats, q, c)
             if len(q):
                 first = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
@@ -249,17 +315,27 @@ class Ranker:
             for a, b in zip(bounds[:-1], bounds[1:]):
                 b = min(b, a + k)
                 out[str(cat.item_ids[q[a]])] = (cat.item_ids[c[a:b]], s[a:b].astype(np.float32))
-            bar.update(len(rows[lo:lo + chunk]))
+            bar.update(len(rows[lo : lo + chunk]))
         bar.close()
-        logger.info("rank lists: %d items in %.1fs (%.0f items/s)", len(rows), time.perf_counter() - t0,
-                    len(rows) / max(time.perf_counter() - t0, 1e-9))
+        logger.info(
+            "rank lists: %d items in %.1fs (%.0f items/s)",
+            len(rows),
+            time.perf_counter() - t0,
+            len(rows) / max(time.perf_counter() - t0, 1e-9),
+        )
         return out
 
 
-def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quantiles: Sequence[float] = CUTOFF_QUANTILES,
-                  negatives: int = NEGATIVES, max_cases: int = MAX_CASES_PER_CUT,
-                  max_positives: int = MAX_POSITIVE_CASES_PER_CUT, random_seed: int = 0
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FitReport]:
+def training_rows(
+    sessions: Sequence[dict],
+    item_side: dict[str, dict],
+    *,
+    quantiles: Sequence[float] = CUTOFF_QUANTILES,
+    negatives: int = NEGATIVES,
+    max_cases: int = MAX_CASES_PER_CUT,
+    max_positives: int = MAX_POSITIVE_CASES_PER_CUT,
+    random_seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, FitReport]:
     """The ranker's training matrix: at each time quantile, features from the sessions that end before it
     (:func:`query.evaluation.split_stored_sessions`) and labels from the consecutive pairs of the sessions
     that start after it; ``negatives`` candidates sampled per case, at most ``max_cases`` cases per cut
@@ -295,8 +371,9 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
             # a uniform sample of the cases with rows (its own stream), so the mix of targets (new or not)
             # stays the log's: keeping every new-target case instead raised cold HR@20 on a generated log
             # from 0.30 to 0.94 and cut warm HR@20 from 0.925 to 0.910, a different model, not a cheaper one
-            keep = np.sort(np.random.default_rng([random_seed, n_cut]).choice(
-                np.flatnonzero(hits), max_positives, replace=False))
+            keep = np.sort(
+                np.random.default_rng([random_seed, n_cut]).choice(np.flatnonzero(hits), max_positives, replace=False)
+            )
             qs, ts = qs[keep], ts[keep]
         for q, t in zip(qs, ts):
             if q < 0:
@@ -318,40 +395,74 @@ def training_rows(sessions: Sequence[dict], item_side: dict[str, dict], *, quant
         if Q:
             X.append(feats.features(np.concatenate(Q), np.concatenate(C)))
             Y.append(np.concatenate(L))
-        logger.info("rank training cut at quantile %.2f: %d sessions before, %d cases after", qt, len(train), len(cases))
+        logger.info(
+            "rank training cut at quantile %.2f: %d sessions before, %d cases after", qt, len(train), len(cases)
+        )
     y = np.concatenate(Y) if Y else np.zeros(0)
     if y.sum() == 0 or y.sum() == len(y):
-        raise ValueError("the rank channel has no training cases: no later session repeats an earlier item pair's "
-                         "candidates. Ingest a longer log (it needs sessions with two or more items on both sides of "
-                         "each time cut), or serve without it (--no-rank).")
+        raise ValueError(
+            "the rank channel has no training cases: no later session repeats an earlier item pair's "
+            "candidates. Ingest a longer log (it needs sessions with two or more items on both sides of "
+            "each time cut), or serve without it (--no-rank)."
+        )
     report = FitReport(len(quantiles), n_cases, len(y), int(y.sum()), found / max(n_cases, 1), time.perf_counter() - t0)
     return np.vstack(X), y, np.concatenate(G), report
 
 
-def fit_ranker(sessions: Sequence[dict], item_side: dict[str, dict], *, quantiles: Sequence[float] = CUTOFF_QUANTILES,
-               negatives: int = NEGATIVES, max_cases: int = MAX_CASES_PER_CUT,
-               max_positives: int = MAX_POSITIVE_CASES_PER_CUT, random_seed: int = 0, threads: int = 1,
-               **gbdt) -> Ranker:
+def fit_ranker(
+    sessions: Sequence[dict],
+    item_side: dict[str, dict],
+    *,
+    quantiles: Sequence[float] = CUTOFF_QUANTILES,
+    negatives: int = NEGATIVES,
+    max_cases: int = MAX_CASES_PER_CUT,
+    max_positives: int = MAX_POSITIVE_CASES_PER_CUT,
+    random_seed: int = 0,
+    threads: int = 1,
+    **gbdt,
+) -> Ranker:
     """Train on the sessions' own future (:func:`training_rows`): LightGBM's lambdarank over each case's
     candidates; ``gbdt`` overrides :data:`GBDT`."""
     import lightgbm
 
     t0 = time.perf_counter()
-    X, y, group, report = training_rows(sessions, item_side, quantiles=quantiles, negatives=negatives,
-                                        max_cases=max_cases, max_positives=max_positives,
-                                        random_seed=random_seed)
-    model = lightgbm.LGBMRanker(objective="lambdarank", random_state=random_seed, n_jobs=threads, verbose=-1,
-                                **{**GBDT, **gbdt})
+    X, y, group, report = training_rows(
+        sessions,
+        item_side,
+        quantiles=quantiles,
+        negatives=negatives,
+        max_cases=max_cases,
+        max_positives=max_positives,
+        random_seed=random_seed,
+    )
+    model = lightgbm.LGBMRanker(
+        objective="lambdarank", random_state=random_seed, n_jobs=threads, verbose=-1, **{**GBDT, **gbdt}
+    )
     model.fit(X, y, group=np.bincount(group))  # every case has its positive (training_rows)
     report.seconds = time.perf_counter() - t0
-    logger.info("rank model: %d cases at %d cuts, %d rows (%d positives, candidate recall %.3f) in %.1fs",
-                report.cases, report.cutoffs, report.rows, report.positives, report.candidate_recall, report.seconds)
+    logger.info(
+        "rank model: %d cases at %d cuts, %d rows (%d positives, candidate recall %.3f) in %.1fs",
+        report.cases,
+        report.cutoffs,
+        report.rows,
+        report.positives,
+        report.candidate_recall,
+        report.seconds,
+    )
     return Ranker(model, report)
 
 
-def rank_lists(sessions: Sequence[dict], item_side: dict[str, dict], *, k: int = 50, items: Sequence[str] | None = None,
-               random_seed: int = 0, threads: int = 1, progress: bool = False, **fit_options
-               ) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], FitReport]:
+def rank_lists(
+    sessions: Sequence[dict],
+    item_side: dict[str, dict],
+    *,
+    k: int = 50,
+    items: Sequence[str] | None = None,
+    random_seed: int = 0,
+    threads: int = 1,
+    progress: bool = False,
+    **fit_options,
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], FitReport]:
     """Fit on ``sessions`` (:func:`fit_ranker`) and list the top ``k`` of every item with features from all of
     them: the ``rank`` channel's lists and the fit's report."""
     from threadpoolctl import threadpool_limits
@@ -390,10 +501,16 @@ class Rank(StoredListChannel):
 
     def build(self, training: Training) -> Parts:
         cfg = training.settings
-        lists, _ = rank_lists(training.sessions, training.catalogue.item_side(), k=cfg.top_k,
-                              random_seed=training.random_seed, progress=training.progress,
-                              negatives=cfg.rank.negatives, max_cases=cfg.rank.cases_per_cut,
-                              max_positives=cfg.rank.positives_per_cut)
+        lists, _ = rank_lists(
+            training.sessions,
+            training.catalogue.item_side(),
+            k=cfg.top_k,
+            random_seed=training.random_seed,
+            progress=training.progress,
+            negatives=cfg.rank.negatives,
+            max_cases=cfg.rank.cases_per_cut,
+            max_positives=cfg.rank.positives_per_cut,
+        )
         return Parts(lists={self.name: lists})
 
 

@@ -9,7 +9,6 @@ from ...graph_schema.store.items import read_side_and_popularity
 from ..data import SortedIds
 from .base import BLEND_DEPTH, Channel, GraphSource, Neighbours, Parts, Training, register
 
-
 SIDE_MATCH_WEIGHTS = {"category": 4.0, "brand": 2.0, "price_bucket": 1.0}  # lexicographic: category, brand, price
 # price proximity in the side channel (SideIndex): the best NDCG@20 on REES46 validation
 # (`python bench/next_item_ideas.py --only price`; 0.2955 against 0.2688 without it)
@@ -49,8 +48,9 @@ def _value_column(values: list) -> tuple[str, np.ndarray, list | None]:
     """One side field as an array: ``("num"|"int", float64 with NaN for None, None)`` when every value is a
     number, else ``("str", int32 codes, vocabulary)`` with code -1 for None (vocabulary in first-seen order)."""
     present = [v for v in values if v is not None]
-    if present and all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-                       for v in present):
+    if present and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in present
+    ):
         kind = "int" if all(isinstance(v, (int, np.integer)) for v in present) else "num"
         return kind, np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64), None
     vocab: dict = {}
@@ -72,8 +72,16 @@ class SideIndex:
     Everything it reads per query is a numpy array (:meth:`arrays`), so a saved snapshot memory-maps the
     index into every API worker once (:meth:`from_arrays`) instead of one copy of Python objects each."""
 
-    def __init__(self, item_ids, side: dict[str, list], pop, weights: dict[str, float] | None = None,
-                 cache_size: int = 4096, price_weight: float | None = None, price_scale: float | None = None):
+    def __init__(
+        self,
+        item_ids,
+        side: dict[str, list],
+        pop,
+        weights: dict[str, float] | None = None,
+        cache_size: int = 4096,
+        price_weight: float | None = None,
+        price_scale: float | None = None,
+    ):
         weights = SIDE_MATCH_WEIGHTS if weights is None else weights
         price_weight = SIDE_PRICE_WEIGHT if price_weight is None else float(price_weight)
         price_scale = SIDE_PRICE_SCALE if price_scale is None else float(price_scale)
@@ -92,13 +100,26 @@ class SideIndex:
         norm = w.sum() + (price_weight if lp is not None else 0.0) + 1.0
         order = np.argsort(codes.T, axis=1, kind="stable")  # per field, rows by code (ascending within a code)
         sorted_rows = np.argsort(ids, kind="stable")
-        arrays = {"ids": ids, "sorted_rows": sorted_rows, "sorted_ids": ids[sorted_rows], "codes": codes, "pop": pop,
-                  "base": pop / (pop.max(initial=0.0) + 1.0) / norm, "block_order": order,
-                  "block_codes": np.take_along_axis(codes.T, order, axis=1)}
+        arrays = {
+            "ids": ids,
+            "sorted_rows": sorted_rows,
+            "sorted_ids": ids[sorted_rows],
+            "codes": codes,
+            "pop": pop,
+            "base": pop / (pop.max(initial=0.0) + 1.0) / norm,
+            "block_order": order,
+            "block_codes": np.take_along_axis(codes.T, order, axis=1),
+        }
         if lp is not None:
             arrays["log_price"] = lp
-        meta = {"fields": fields, "weights": {f: float(weights[f]) for f in fields}, "price_weight": price_weight,
-                "price_scale": price_scale, "norm": float(norm), "values": {}}
+        meta = {
+            "fields": fields,
+            "weights": {f: float(weights[f]) for f in fields},
+            "price_weight": price_weight,
+            "price_scale": price_scale,
+            "norm": float(norm),
+            "values": {},
+        }
         for f, vals in side.items():
             kind, col, vocab = _value_column(list(vals))
             arrays[f"value.{f}"] = col
@@ -132,7 +153,7 @@ class SideIndex:
         return self._arrays, self._meta
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict, cache_size: int = 4096) -> "SideIndex":
+    def from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict, cache_size: int = 4096) -> SideIndex:
         """The index over ``arrays`` as given (memory-mapped ones stay mapped: nothing is copied)."""
         obj = cls.__new__(cls)
         obj._setup(arrays, meta, cache_size)
@@ -181,7 +202,7 @@ class SideIndex:
     def _block(self, c: int, code: int) -> np.ndarray:
         """Rows whose field ``c`` has ``code``, ascending."""
         order, sorted_codes = self._block_order[c], self._block_codes[c]
-        return order[np.searchsorted(sorted_codes, code):np.searchsorted(sorted_codes, code, side="right")]
+        return order[np.searchsorted(sorted_codes, code) : np.searchsorted(sorted_codes, code, side="right")]
 
     def _rank_key(self, key: tuple, log_price: float | None, depth: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``depth`` best rows for one key, exactly as a scan of every item (:meth:`_rank_key_scan`) ranks
@@ -206,7 +227,7 @@ class SideIndex:
             if sum(map(len, rows)) > d:
                 r, score = np.concatenate(rows), np.concatenate(scores)
                 tie = self._tie(r, score)
-                if np.partition(tie, len(tie) - d)[len(tie) - d] > self._w[fields[j + 1:]].sum() + rest + 1e-9:
+                if np.partition(tie, len(tie) - d)[len(tie) - d] > self._w[fields[j + 1 :]].sum() + rest + 1e-9:
                     return self._top(r, score, tie, d)
         return self._rank_key_scan(key, log_price, depth)
 
@@ -240,22 +261,35 @@ class SideIndex:
 
     def to_json(self) -> dict:
         """The format-1 and format-2 snapshots' form (Python lists); :meth:`arrays` is the mapped one."""
-        return {"item_ids": self.item_ids.tolist(), "side": {f: self.value(self.item_ids, f) for f in self._value_kinds},
-                "pop": self.pop.tolist(), "weights": self.field_weights, "price_weight": self.price_weight,
-                "price_scale": self.price_scale}
+        return {
+            "item_ids": self.item_ids.tolist(),
+            "side": {f: self.value(self.item_ids, f) for f in self._value_kinds},
+            "pop": self.pop.tolist(),
+            "weights": self.field_weights,
+            "price_weight": self.price_weight,
+            "price_scale": self.price_scale,
+        }
 
     @classmethod
-    def from_json(cls, body: dict) -> "SideIndex":
+    def from_json(cls, body: dict) -> SideIndex:
         # a snapshot saved before price proximity existed keeps its lists: no price term
-        return cls(body["item_ids"], body["side"], body["pop"], body["weights"],
-                   price_weight=body.get("price_weight", 0.0), price_scale=body.get("price_scale"))
+        return cls(
+            body["item_ids"],
+            body["side"],
+            body["pop"],
+            body["weights"],
+            price_weight=body.get("price_weight", 0.0),
+            price_scale=body.get("price_scale"),
+        )
 
     @classmethod
-    def from_neo4j(cls, driver, database: str = "neo4j") -> "SideIndex":
+    def from_neo4j(cls, driver, database: str = "neo4j") -> SideIndex:
         """Side fields of every item and its popularity (events, summed over its ENGAGED edges)."""
         rows = read_side_and_popularity(driver, database)
-        side = {f: [None if r[1][c] is None else (r[1][c] if f == "price" else str(r[1][c])) for r in rows]
-                for c, f in enumerate(INFO_FIELDS)}
+        side = {
+            f: [None if r[1][c] is None else (r[1][c] if f == "price" else str(r[1][c])) for r in rows]
+            for c, f in enumerate(INFO_FIELDS)
+        }
         return cls([r[0] for r in rows], side, [r[2] for r in rows])
 
 

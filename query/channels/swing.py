@@ -14,8 +14,9 @@ class Swing(StoredListChannel):
 
     def build(self, training: Training) -> Parts:
         cfg = training.settings
-        return Parts(lists={self.name: topk_lists(swing_sparse(training.basis, alpha=cfg.scores.swing_alpha,
-                                                               k=cfg.top_k))})
+        return Parts(
+            lists={self.name: topk_lists(swing_sparse(training.basis, alpha=cfg.scores.swing_alpha, k=cfg.top_k))}
+        )
 
 
 register(Swing())

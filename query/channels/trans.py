@@ -17,8 +17,9 @@ class Trans(ListChannel):
         return Parts(lists={self.name: matrix_lists(training.transitions, training.catalogue.item_ids, TRANS_DEPTH)})
 
     def read(self, source: GraphSource) -> Parts:
-        return Parts(lists={self.name: list_arrays(read_transition_lists(source.driver, TRANS_DEPTH,
-                                                                         database=source.database))})
+        return Parts(
+            lists={self.name: list_arrays(read_transition_lists(source.driver, TRANS_DEPTH, database=source.database))}
+        )
 
     def answer_live(self, driver, database: str, item_id: str, k: int) -> Neighbours:
         rows = read_transitions(driver, item_id, k, database)

@@ -25,8 +25,8 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -39,9 +39,23 @@ from ..serve.blend import BlendConfig, blend_many
 from ..serve.retriever import UnknownItem
 from ..serve.snapshot import SnapshotRetriever
 
-__all__ = ["K", "SIDE_MATCH_WEIGHTS", "TemporalSplit", "build_retriever", "blend_grid", "blend_grid_lists",
-           "case_masks", "covisit_lists", "paired_interval", "pad", "score_lists", "served_lists",
-           "side_popularity_lists", "summarize", "temporal_split"]
+__all__ = [
+    "K",
+    "SIDE_MATCH_WEIGHTS",
+    "TemporalSplit",
+    "build_retriever",
+    "blend_grid",
+    "blend_grid_lists",
+    "case_masks",
+    "covisit_lists",
+    "paired_interval",
+    "pad",
+    "score_lists",
+    "served_lists",
+    "side_popularity_lists",
+    "summarize",
+    "temporal_split",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -57,10 +71,9 @@ class TemporalSplit:
     dropped_events: int  # late events of sessions that straddle T
 
 
-
-
-def temporal_split(events: pd.DataFrame, quantile: float = QUANTILE, gap_seconds: int = DEFAULT_SESSION_GAP,
-                   cutoff: int | None = None) -> TemporalSplit:
+def temporal_split(
+    events: pd.DataFrame, quantile: float = QUANTILE, gap_seconds: int = DEFAULT_SESSION_GAP, cutoff: int | None = None
+) -> TemporalSplit:
     """Split an event frame (``ingest.sessions.events_frame``) at T = the ``quantile`` of its times."""
     df = events.sort_values(["user", "ts", "line"], kind="stable").reset_index(drop=True)
     ts = df["ts"].to_numpy()
@@ -70,14 +83,9 @@ def temporal_split(events: pd.DataFrame, quantile: float = QUANTILE, gap_seconds
     start = ts[first][sid] if len(sid) else ts
     train_mask, test_mask = ts < t, start >= t
     test = df[test_mask].reset_index(drop=True)
-    return TemporalSplit(t, df[train_mask].reset_index(drop=True), session_rows(test, gap_seconds),
-                         int((~train_mask & ~test_mask).sum()))
-
-
-
-
-
-
+    return TemporalSplit(
+        t, df[train_mask].reset_index(drop=True), session_rows(test, gap_seconds), int((~train_mask & ~test_mask).sum())
+    )
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -103,29 +111,38 @@ def pad(primary: Sequence[str], fill: Sequence[str], k: int, exclude: str | None
     return out
 
 
-def side_popularity_lists(cat: Catalogue, queries: Iterable[str], k: int = K,
-                          weights: dict[str, float] | None = None, pop: np.ndarray | None = None,
-                          price_weight: float = 0.0, price_scale: float | None = None) -> dict[str, list[str]]:
+def side_popularity_lists(
+    cat: Catalogue,
+    queries: Iterable[str],
+    k: int = K,
+    weights: dict[str, float] | None = None,
+    pop: np.ndarray | None = None,
+    price_weight: float = 0.0,
+    price_scale: float | None = None,
+) -> dict[str, list[str]]:
     """Items sharing the query's side fields (weighted match, ``weights`` default: category only),
     then training popularity, then id: the served ``side`` channel's :class:`~query.retriever.SideIndex`.
     ``{"category": 1}`` is popularity in the query's category; :data:`SIDE_MATCH_WEIGHTS` is side-field
     match. ``pop`` replaces the training event counts (e.g. recency-weighted). ``price_weight``: price
     proximity as in the served channel (0, the baselines' setting, leaves it out). Queries outside the
     catalogue get nothing."""
-    index = SideIndex(cat.item_ids, cat.side, cat.pop if pop is None else pop,
-                      {"category": 1.0} if weights is None else weights, price_weight=price_weight,
-                      price_scale=price_scale)
+    index = SideIndex(
+        cat.item_ids,
+        cat.side,
+        cat.pop if pop is None else pop,
+        {"category": 1.0} if weights is None else weights,
+        price_weight=price_weight,
+        price_scale=price_scale,
+    )
     return {q: list(index.similar_items(q, k)[0]) if q in index else [] for q in set(queries)}
 
 
-
-
-
-
-
-
-def covisit_lists(trans: dict[str, tuple[np.ndarray, np.ndarray]], queries: Iterable[str], k: int = K,
-                  fill: dict[str, list[str]] | None = None) -> dict[str, list[str]]:
+def covisit_lists(
+    trans: dict[str, tuple[np.ndarray, np.ndarray]],
+    queries: Iterable[str],
+    k: int = K,
+    fill: dict[str, list[str]] | None = None,
+) -> dict[str, list[str]]:
     """Directed co-visitation (most frequent next items), then ``fill`` for the rest of the list."""
     return {q: pad(list(trans.get(q, ((), ()))[0]), (fill or {}).get(q, ()), k, exclude=q) for q in set(queries)}
 
@@ -148,12 +165,19 @@ def score_lists(lists: dict[str, Sequence[str]], cases: Cases, k: int = K) -> tu
 
 
 def summarize(hit: np.ndarray, ndcg: np.ndarray, masks: dict[str, np.ndarray], k: int = K) -> dict:
-    return {name: {f"hr@{k}": float(hit[m].mean()) if m.any() else float("nan"),
-                   f"ndcg@{k}": float(ndcg[m].mean()) if m.any() else float("nan"), "cases": int(m.sum())}
-            for name, m in masks.items()}
+    return {
+        name: {
+            f"hr@{k}": float(hit[m].mean()) if m.any() else float("nan"),
+            f"ndcg@{k}": float(ndcg[m].mean()) if m.any() else float("nan"),
+            "cases": int(m.sum()),
+        }
+        for name, m in masks.items()
+    }
 
 
-def paired_interval(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, random_seed: int = 0) -> tuple[float, float, float]:
+def paired_interval(
+    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, random_seed: int = 0
+) -> tuple[float, float, float]:
     """Mean of ``a - b`` over cases and its 95% bootstrap interval (cases resampled)."""
     d = np.asarray(a, float) - np.asarray(b, float)
     if len(d) == 0:
@@ -164,8 +188,15 @@ def paired_interval(a: np.ndarray, b: np.ndarray, n_boot: int = 2000, random_see
 
 
 # --------------------------------------------------------------------------- served channels
-def build_retriever(train_events: pd.DataFrame, train_sessions: list[dict], cat: Catalogue, cfg,
-                    random_seed: int = 0, channels: Sequence[str] = BASE_CHANNELS, progress: bool = False):
+def build_retriever(
+    train_events: pd.DataFrame,
+    train_sessions: list[dict],
+    cat: Catalogue,
+    cfg,
+    random_seed: int = 0,
+    channels: Sequence[str] = BASE_CHANNELS,
+    progress: bool = False,
+):
     """Every channel in ``channels`` from training data only (each registered channel's
     :meth:`~graphrecall.query.channels.Channel.build`), with the settings of ``cfg`` (a
     :class:`~graphrecall.query.config.PipelineConfig`, as the pipeline builds them), held as the API holds them
@@ -190,8 +221,9 @@ def served_lists(retriever, queries: Iterable[str], channel: str, k: int = K) ->
     return out
 
 
-def blend_grid_lists(retriever, queries: Iterable[str], configs: Sequence[BlendConfig], k: int = K
-                     ) -> list[dict[str, list[str]]]:
+def blend_grid_lists(
+    retriever, queries: Iterable[str], configs: Sequence[BlendConfig], k: int = K
+) -> list[dict[str, list[str]]]:
     """``served_lists(channel="blend")`` for many blend configs at once: each channel is read once per query at
     the served depth, and :func:`~graphrecall.query.serve.blend.blend_many` (the served blend) fuses them for
     every config."""
@@ -212,9 +244,15 @@ def blend_grid() -> list:
     trans {0,1,2,8}, side {0,1}, eges {0,.25,.5,1}, cooc {0,.5,1}, swing {0,.5}; then rank 1 with trans
     {0,1}, side {0,.5}, eges {0,.25,.5}; each with the weight of items without events (``new``) at 1, 0.7
     and 0.4; plus equal-weight RRF."""
-    grid = [BlendConfig.of("score", new=new, **{c: w for c, w in zip(("trans", "side", "eges", "cooc", "swing"), ws) if w})
-            for ws in itertools.product((0, 1, 2, 8), (0, 1), (0, 0.25, 0.5, 1), (0, 0.5, 1), (0, 0.5)) if any(ws)
-            for new in (1.0, 0.7, 0.4)]
-    grid += [BlendConfig.of("score", new=new, rank=1, **{c: w for c, w in zip(("trans", "side", "eges"), ws) if w})
-             for ws in itertools.product((0, 1), (0, 0.5), (0, 0.25, 0.5)) for new in (1.0, 0.7, 0.4)]
+    grid = [
+        BlendConfig.of("score", new=new, **{c: w for c, w in zip(("trans", "side", "eges", "cooc", "swing"), ws) if w})
+        for ws in itertools.product((0, 1, 2, 8), (0, 1), (0, 0.25, 0.5, 1), (0, 0.5, 1), (0, 0.5))
+        if any(ws)
+        for new in (1.0, 0.7, 0.4)
+    ]
+    grid += [
+        BlendConfig.of("score", new=new, rank=1, **{c: w for c, w in zip(("trans", "side", "eges"), ws) if w})
+        for ws in itertools.product((0, 1), (0, 0.5), (0, 0.25, 0.5))
+        for new in (1.0, 0.7, 0.4)
+    ]
     return grid + [BlendConfig.of("rrf", **{c: 1.0 for c in BASE_CHANNELS})]

@@ -34,7 +34,6 @@ from .protocol import blend_grid, blend_grid_lists, build_retriever, case_masks,
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass
 class TuneReport:
     cutoff: int
@@ -48,32 +47,49 @@ class TuneReport:
     seconds: float = 0.0
 
     def table(self) -> str:
-        lines = [f"validation: sessions from {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(self.cutoff))} UTC on "
-                 f"({self.validation_sessions} sessions, {self.cases['all']} cases: {self.cases['warm']} warm, "
-                 f"{self.cases['cold']} cold, {self.cases['cold_query']} cold-query); trained on "
-                 f"{self.train_sessions} earlier sessions",
-                 f"{'channel':44s}{'HR@20':>8s}{'NDCG@20':>9s}{'warm HR':>9s}{'cold HR':>9s}"]
+        lines = [
+            f"validation: sessions from {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(self.cutoff))} UTC on "
+            f"({self.validation_sessions} sessions, {self.cases['all']} cases: {self.cases['warm']} warm, "
+            f"{self.cases['cold']} cold, {self.cases['cold_query']} cold-query); trained on "
+            f"{self.train_sessions} earlier sessions",
+            f"{'channel':44s}{'HR@20':>8s}{'NDCG@20':>9s}{'warm HR':>9s}{'cold HR':>9s}",
+        ]
         for ch, s in self.channels.items():
-            lines.append(f"{ch:44s}{s['all']['hr@20']:8.4f}{s['all']['ndcg@20']:9.4f}"
-                         f"{s['warm']['hr@20']:9.4f}{s['cold']['hr@20']:9.4f}")
+            lines.append(
+                f"{ch:44s}{s['all']['hr@20']:8.4f}{s['all']['ndcg@20']:9.4f}"
+                f"{s['warm']['hr@20']:9.4f}{s['cold']['hr@20']:9.4f}"
+            )
         lines.append(f"chosen blend: {self.chosen} (NDCG@20 {self.chosen_ndcg:.4f})")
         return "\n".join(lines)
 
 
-def tune_blend(driver, cfg=None, *, quantile: float = 0.8, store: bool = True,
-               random_seed: int = 0, database: str = "neo4j", progress: bool = True) -> TuneReport:
+def tune_blend(
+    driver,
+    cfg=None,
+    *,
+    quantile: float = 0.8,
+    store: bool = True,
+    random_seed: int = 0,
+    database: str = "neo4j",
+    progress: bool = True,
+) -> TuneReport:
     t0 = time.perf_counter()
-    cfg = cfg or PipelineConfig()  # the pipeline's settings: channels rebuilt as `graphrecall scores`/`embed` build them
+    cfg = (
+        cfg or PipelineConfig()
+    )  # the pipeline's settings: channels rebuilt as `graphrecall scores`/`embed` build them
     cutoff, train, held = split_stored_sessions(read_sessions(driver, database), quantile)
     cases = next_item_cases(held)
     if len(cases) == 0:
-        raise ValueError(f"no validation cases: no session with two or more items starts after the {quantile:.0%} "
-                         "time quantile. Ingest a longer log (tune needs sessions on both sides of the cut), or lower "
-                         "--quantile.")
+        raise ValueError(
+            f"no validation cases: no session with two or more items starts after the {quantile:.0%} "
+            "time quantile. Ingest a longer log (tune needs sessions on both sides of the cut), or lower "
+            "--quantile."
+        )
     if not train:
         raise ValueError("no training sessions before the cut; ingest a longer log or raise --quantile")
-    events = pd.DataFrame([(s["user"], i, s["start_ts"]) for s in train for i in s["items"]],
-                          columns=["user", "item", "ts"])
+    events = pd.DataFrame(
+        [(s["user"], i, s["start_ts"]) for s in train for i in s["items"]], columns=["user", "item", "ts"]
+    )
     cat = Catalogue.build(read_item_side(driver, database), events["item"])
     masks = case_masks(cases, cat)
     queries = set(cases.query)
@@ -95,13 +111,35 @@ def tune_blend(driver, cfg=None, *, quantile: float = 0.8, store: bool = True,
     order = sorted(range(len(scored)), key=lambda n: (-scored[n][0], n))  # ties: the earlier (simpler) config
     best = scored[order[0]]
     channels[f"blend {best[1]} (chosen)"] = best[2]
-    report = TuneReport(cutoff, len(train), len(held), {k: int(v.sum()) for k, v in masks.items()}, channels,
-                        best[1], best[0], [(scored[n][1], scored[n][0]) for n in order[:10]],
-                        time.perf_counter() - t0)
+    report = TuneReport(
+        cutoff,
+        len(train),
+        len(held),
+        {k: int(v.sum()) for k, v in masks.items()},
+        channels,
+        best[1],
+        best[0],
+        [(scored[n][1], scored[n][0]) for n in order[:10]],
+        time.perf_counter() - t0,
+    )
     if store:
-        store_blend(driver, best[1], {"ndcg@20": best[0], "cutoff": cutoff, "cases": report.cases,
-                                      "channels": {ch: s["all"] for ch, s in channels.items()}}, database)
-    logger.info("tune: %d cases, %d blends in %.1fs (%.0f cases/s); chosen %s", len(cases), len(grid),
-                report.seconds, len(cases) * len(grid) / max(report.seconds, 1e-9), best[1])
+        store_blend(
+            driver,
+            best[1],
+            {
+                "ndcg@20": best[0],
+                "cutoff": cutoff,
+                "cases": report.cases,
+                "channels": {ch: s["all"] for ch, s in channels.items()},
+            },
+            database,
+        )
+    logger.info(
+        "tune: %d cases, %d blends in %.1fs (%.0f cases/s); chosen %s",
+        len(cases),
+        len(grid),
+        report.seconds,
+        len(cases) * len(grid) / max(report.seconds, 1e-9),
+        best[1],
+    )
     return report
-

@@ -77,7 +77,9 @@ CALL (n) {
 """
 
 # One query per relationship type (a constant, never user input), so the type's index finds them
-Q_DROP = {rel: f"MATCH ()-[r:{rel}]->() CALL (r) {{ DELETE r }} IN TRANSACTIONS OF 10000 ROWS" for rel in ("SWING", "COOC")}
+Q_DROP = {
+    rel: f"MATCH ()-[r:{rel}]->() CALL (r) {{ DELETE r }} IN TRANSACTIONS OF 10000 ROWS" for rel in ("SWING", "COOC")
+}
 
 # Shared tail: keep the top $k of (i, j, score) rows and write them with ranks and the row-normalised
 # score norm = score / (i's best score) (Deshpande & Karypis 2004), which sums better across items.
@@ -170,45 +172,62 @@ def build_basis(driver, params: BasisParams = BasisParams(), database: str = "ne
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
         s.run(Q_CLEAR_BASIS).consume()
-        s.run(Q_BASIS_ITEMS_PER_USER, types=list(params.event_types), max_items_per_user=params.max_items_per_user).consume()
+        s.run(
+            Q_BASIS_ITEMS_PER_USER, types=list(params.event_types), max_items_per_user=params.max_items_per_user
+        ).consume()
         s.run(Q_BASIS_USERS_PER_ITEM, max_users_per_item=params.max_users_per_item).consume()
         s.run(Q_BASIS_DEGREES).consume()
         n = s.run("MATCH ()-[b:BASIS]->() RETURN count(b) AS n").single()["n"]
     dt = time.perf_counter() - t0
     logger.info("basis: %d user-item edges in %.1fs (%.0f edges/s)", n, dt, n / dt if dt else 0.0)
     if n == 0:
-        logger.warning("basis is empty: no ENGAGED edges of types %s; ingest events first or pass other --event-types",
-                       list(params.event_types))
+        logger.warning(
+            "basis is empty: no ENGAGED edges of types %s; ingest events first or pass other --event-types",
+            list(params.event_types),
+        )
     return dt
 
 
 def _ids(driver, label: str, min_deg: int, database: str) -> list[str]:
     """Ids of ``label`` nodes with ``basis_deg >= min_deg``, sorted."""
-    id_query = {"User": "MATCH (n:User) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id",
-                "Item": "MATCH (n:Item) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id"}[label]
+    id_query = {
+        "User": "MATCH (n:User) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id",
+        "Item": "MATCH (n:Item) WHERE n.basis_deg >= $d RETURN n.id ORDER BY n.id",
+    }[label]
     with driver.session(database=database) as s:
         return [r[0] for r in s.run(id_query, d=min_deg).values()]
 
 
-def _run_over(driver, ids: list[str], unit: str, query: str, params: dict, batch: int, database: str,
-              progress: bool, desc: str) -> None:
+def _run_over(
+    driver, ids: list[str], unit: str, query: str, params: dict, batch: int, database: str, progress: bool, desc: str
+) -> None:
     """Run ``query`` over ``ids``, ``batch`` ids per transaction, with a progress bar (ids/s)."""
     with driver.session(database=database) as s:
         bar = progress_bar(total=len(ids), unit=unit, desc=desc, enabled=progress)
         try:
             for start in range(0, len(ids), batch):
-                chunk = ids[start:start + batch]
+                chunk = ids[start : start + batch]
                 s.execute_write(lambda tx, chunk=chunk: tx.run(query, ids=chunk, **params).consume())
                 bar.update(len(chunk))
         finally:
             bar.close()
 
 
-def _in_batches(driver, label: str, min_deg: int, query: str, params: dict, batch: int, database: str,
-                progress: bool, desc: str) -> None:
+def _in_batches(
+    driver, label: str, min_deg: int, query: str, params: dict, batch: int, database: str, progress: bool, desc: str
+) -> None:
     """Run ``query`` over the ids of ``label`` nodes with ``basis_deg >= min_deg``."""
-    _run_over(driver, _ids(driver, label, min_deg, database), label.lower() + "s", query, params, batch, database,
-              progress, desc)
+    _run_over(
+        driver,
+        _ids(driver, label, min_deg, database),
+        label.lower() + "s",
+        query,
+        params,
+        batch,
+        database,
+        progress,
+        desc,
+    )
 
 
 # Worker threads of graphrecall.scores (the Cypher write runs between its chunks): 2 were 1.26x faster
@@ -253,8 +272,12 @@ def _procedure_rows(driver, rel: str, config: dict, database: str, progress: boo
     def call() -> None:
         try:
             with driver.session(database=database) as s:
-                s.run(Q_PROCEDURE[rel], kind=rel, config={**config, "job": job, "chunk": PROCEDURE_CHUNK},
-                      batch=int(batch)).consume()
+                s.run(
+                    Q_PROCEDURE[rel],
+                    kind=rel,
+                    config={**config, "job": job, "chunk": PROCEDURE_CHUNK},
+                    batch=int(batch),
+                ).consume()
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             failure.append(e)
 
@@ -282,8 +305,9 @@ def _procedure_rows(driver, rel: str, config: dict, database: str, progress: boo
     return dict(items=done, pairs=pairs, seconds=ms / 1000.0)
 
 
-def _procedure_config(rel: str, *, k: int, min_score: float, threads: int, alpha: float = 1.0,
-                      user_weight: bool = True, iuf: bool = False) -> dict:
+def _procedure_config(
+    rel: str, *, k: int, min_score: float, threads: int, alpha: float = 1.0, user_weight: bool = True, iuf: bool = False
+) -> dict:
     """``graphrecall.scores``'s config for ``rel`` from this module's keyword arguments."""
     config = dict(k=int(k), minScore=float(min_score), concurrency=int(threads))
     if rel == "SWING":
@@ -300,14 +324,23 @@ def _run_procedure(driver, rel: str, config: dict, database: str, progress: bool
         n = s.run(Q_COUNT[rel]).single()["n"]
     dt = time.perf_counter() - t0
     what = "user pairs intersected" if rel == "SWING" else "(item, user) visits"
-    logger.info("%s (procedure): %d rows, %d %s (%.0f/s), wrote %d relationships in %.1fs (%.0f rels/s)",
-                rel, info["items"], info["pairs"], what, info["pairs"] / info["seconds"] if info["seconds"] else 0.0,
-                n, dt, n / dt if dt else 0.0)
+    logger.info(
+        "%s (procedure): %d rows, %d %s (%.0f/s), wrote %d relationships in %.1fs (%.0f rels/s)",
+        rel,
+        info["items"],
+        info["pairs"],
+        what,
+        info["pairs"] / info["seconds"] if info["seconds"] else 0.0,
+        n,
+        dt,
+        n / dt if dt else 0.0,
+    )
     return ScoreReport(rel, n, dt)
 
 
-def _run_scores(driver, rel: str, query: str, params: dict, database: str, min_deg: int, batch: int,
-                progress: bool) -> ScoreReport:
+def _run_scores(
+    driver, rel: str, query: str, params: dict, database: str, min_deg: int, batch: int, progress: bool
+) -> ScoreReport:
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
         s.run(Q_DROP[rel]).consume()
@@ -353,20 +386,34 @@ def compute_swing(
         raise ValueError(f"alpha must be >= 0, got {alpha}")
     _prepare(driver, k, min_score, basis, database, threads)
     if resolve_engine(driver, engine, database) == "procedure":
-        return _run_procedure(driver, "SWING", _procedure_config("SWING", k=k, min_score=min_score, threads=threads,
-                                                                 alpha=alpha, user_weight=user_weight),
-                              database, progress)
+        return _run_procedure(
+            driver,
+            "SWING",
+            _procedure_config("SWING", k=k, min_score=min_score, threads=threads, alpha=alpha, user_weight=user_weight),
+            database,
+            progress,
+        )
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
         s.run(Q_CLEAR_PAIRS).consume()
-    _in_batches(driver, "User", 2, Q_SWING_PAIRS, dict(alpha=float(alpha), user_weight=bool(user_weight)),
-                batch_size, database, progress, "swing pairs")
+    _in_batches(
+        driver,
+        "User",
+        2,
+        Q_SWING_PAIRS,
+        dict(alpha=float(alpha), user_weight=bool(user_weight)),
+        batch_size,
+        database,
+        progress,
+        "swing pairs",
+    )
     with driver.session(database=database) as s:
         n_pairs = s.run("MATCH ()-[p:PAIR]->() RETURN count(p)").single()[0]
     logger.info("swing: %d user pairs with >= 2 common items in %.1fs", n_pairs, time.perf_counter() - t0)
     try:
-        return _run_scores(driver, "SWING", Q_SWING, dict(k=int(k), min_score=float(min_score)), database,
-                           2, batch_size, progress)
+        return _run_scores(
+            driver, "SWING", Q_SWING, dict(k=int(k), min_score=float(min_score)), database, 2, batch_size, progress
+        )
     finally:
         with driver.session(database=database) as s:
             s.run(Q_CLEAR_PAIRS).consume()
@@ -389,10 +436,23 @@ def compute_cooc(
     ``engine`` and ``threads`` as in :func:`compute_swing`."""
     _prepare(driver, k, min_score, basis, database, threads)
     if resolve_engine(driver, engine, database) == "procedure":
-        return _run_procedure(driver, "COOC", _procedure_config("COOC", k=k, min_score=min_score, threads=threads,
-                                                                iuf=iuf), database, progress)
-    return _run_scores(driver, "COOC", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)), database,
-                       1, batch_size, progress)
+        return _run_procedure(
+            driver,
+            "COOC",
+            _procedure_config("COOC", k=k, min_score=min_score, threads=threads, iuf=iuf),
+            database,
+            progress,
+        )
+    return _run_scores(
+        driver,
+        "COOC",
+        Q_COOC,
+        dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)),
+        database,
+        1,
+        batch_size,
+        progress,
+    )
 
 
 # --------------------------------------------------------------------------- incremental refresh
@@ -420,9 +480,11 @@ class RefreshReport:
     def summary(self) -> str:
         full = [rel for rel, f in (("SWING", self.swing_full), ("COOC", self.cooc_full)) if f]
         how = f"; past full_above, every {' and '.join(full)} row was recomputed" if full else ""
-        return (f"{self.changed_users} users and {self.changed_items} items changed in the basis; "
-                f"{self.swing_items} SWING rows and {self.cooc_items} COOC rows of {self.basis_items} items "
-                f"needed recomputing{how}; {sum(self.seconds.values()):.1f}s")
+        return (
+            f"{self.changed_users} users and {self.changed_items} items changed in the basis; "
+            f"{self.swing_items} SWING rows and {self.cooc_items} COOC rows of {self.basis_items} items "
+            f"needed recomputing{how}; {sum(self.seconds.values()):.1f}s"
+        )
 
 
 def basis_frame(driver, database: str = "neo4j"):
@@ -489,78 +551,106 @@ def refresh_scores(
     swing_items = sorted(swing_items)
     secs["diff"] = time.perf_counter() - t
     n_items = int(new["i"].nunique())
-    logger.info("refresh: %d users and %d items changed in the basis; %d SWING rows and %d COOC rows to recompute "
-                "(of %d items)", len(users), len(items), len(swing_items), len(cooc_items), n_items)
+    logger.info(
+        "refresh: %d users and %d items changed in the basis; %d SWING rows and %d COOC rows to recompute "
+        "(of %d items)",
+        len(users),
+        len(items),
+        len(swing_items),
+        len(cooc_items),
+        n_items,
+    )
     swing_full = len(swing_items) > full_above * n_items
     cooc_full = len(cooc_items) > full_above * n_items
     t = time.perf_counter()
     if swing_full:
-        compute_swing(driver, alpha=alpha, user_weight=user_weight, k=k, min_score=min_score, basis=None,
-                      database=database, batch_size=batch_size, progress=progress, engine=engine, threads=threads)
+        compute_swing(
+            driver,
+            alpha=alpha,
+            user_weight=user_weight,
+            k=k,
+            min_score=min_score,
+            basis=None,
+            database=database,
+            batch_size=batch_size,
+            progress=progress,
+            engine=engine,
+            threads=threads,
+        )
     elif engine == "procedure":
         _run_over(driver, swing_items, "items", Q_DROP_ROWS, dict(rel="SWING"), 1000, database, False, "")
-        config = _procedure_config("SWING", k=k, min_score=min_score, threads=threads, alpha=alpha,
-                                   user_weight=user_weight)
+        config = _procedure_config(
+            "SWING", k=k, min_score=min_score, threads=threads, alpha=alpha, user_weight=user_weight
+        )
         _procedure_rows(driver, "SWING", config | dict(items=swing_items), database, progress)
     else:
         with driver.session(database=database) as s:
             s.run(Q_CLEAR_PAIRS).consume()
         try:
-            _run_over(driver, pair_users, "users", Q_SWING_PAIRS,
-                      dict(alpha=float(alpha), user_weight=bool(user_weight)), batch_size, database, progress,
-                      "swing pairs")
+            _run_over(
+                driver,
+                pair_users,
+                "users",
+                Q_SWING_PAIRS,
+                dict(alpha=float(alpha), user_weight=bool(user_weight)),
+                batch_size,
+                database,
+                progress,
+                "swing pairs",
+            )
             _run_over(driver, swing_items, "items", Q_DROP_ROWS, dict(rel="SWING"), 1000, database, False, "")
-            _run_over(driver, swing_items, "items", Q_SWING, dict(k=int(k), min_score=float(min_score)), batch_size,
-                      database, progress, "SWING")
+            _run_over(
+                driver,
+                swing_items,
+                "items",
+                Q_SWING,
+                dict(k=int(k), min_score=float(min_score)),
+                batch_size,
+                database,
+                progress,
+                "SWING",
+            )
         finally:
             with driver.session(database=database) as s:
                 s.run(Q_CLEAR_PAIRS).consume()
     secs["swing"] = time.perf_counter() - t
     t = time.perf_counter()
     if cooc_full:
-        compute_cooc(driver, k=k, iuf=iuf, min_score=min_score, basis=None, database=database,
-                     batch_size=2 * batch_size, progress=progress, engine=engine, threads=threads)
+        compute_cooc(
+            driver,
+            k=k,
+            iuf=iuf,
+            min_score=min_score,
+            basis=None,
+            database=database,
+            batch_size=2 * batch_size,
+            progress=progress,
+            engine=engine,
+            threads=threads,
+        )
     else:
         _run_over(driver, cooc_items, "items", Q_DROP_ROWS, dict(rel="COOC"), 1000, database, False, "")
         if engine == "procedure":
             config = _procedure_config("COOC", k=k, min_score=min_score, threads=threads, iuf=iuf)
             _procedure_rows(driver, "COOC", config | dict(items=cooc_items), database, progress)
         else:
-            _run_over(driver, cooc_items, "items", Q_COOC, dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)),
-                      2 * batch_size, database, progress, "COOC")
+            _run_over(
+                driver,
+                cooc_items,
+                "items",
+                Q_COOC,
+                dict(k=int(k), iuf=bool(iuf), min_score=float(min_score)),
+                2 * batch_size,
+                database,
+                progress,
+                "COOC",
+            )
     secs["cooc"] = time.perf_counter() - t
-    rep = RefreshReport(len(users), len(items), n_items, len(swing_items), len(cooc_items), len(pair_users), secs,
-                        swing_full, cooc_full)
+    rep = RefreshReport(
+        len(users), len(items), n_items, len(swing_items), len(cooc_items), len(pair_users), secs, swing_full, cooc_full
+    )
     logger.info("refresh: %s", rep.summary())
     return rep
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def read_basis(driver, database: str = "neo4j") -> list[tuple[str, str]]:

@@ -56,19 +56,25 @@ def build_jar() -> Path:
         return out
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise PluginBuildError("Maven (mvn) is not on PATH; install it (e.g. `apt-get install maven`) to build "
-                               "the graphrecall procedures, or use --engine cypher")
+        raise PluginBuildError(
+            "Maven (mvn) is not on PATH; install it (e.g. `apt-get install maven`) to build "
+            "the graphrecall procedures, or use --engine cypher"
+        )
     logger.info("building the graphrecall procedures with Maven (one time per source version)")
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="graphrecall-procedures-") as tmp:
         work = Path(tmp) / "procedures"
         shutil.copytree(SOURCES, work, ignore=shutil.ignore_patterns("target"))
-        proc = subprocess.run([mvn, "-B", "-q", "-f", str(work / "pom.xml"), "package",
-                               f"-Dgraphrecall.build={build_id()}"], capture_output=True, text=True)
+        proc = subprocess.run(
+            [mvn, "-B", "-q", "-f", str(work / "pom.xml"), "package", f"-Dgraphrecall.build={build_id()}"],
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             raise PluginBuildError(
                 f"mvn package of {SOURCES} failed (exit {proc.returncode}); check network access to Maven Central "
-                f"and the Java sources, or use --engine cypher.\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}")
+                f"and the Java sources, or use --engine cypher.\n{proc.stdout[-3000:]}{proc.stderr[-2000:]}"
+            )
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".partial")
         shutil.copyfile(work / "target" / "graphrecall-procedures.jar", partial)
@@ -106,12 +112,16 @@ def procedure_status(driver, database: str = "neo4j") -> tuple[bool, str]:
             got = s.run("RETURN graphrecall.version() AS v").single()["v"]
     except ClientError as e:
         if "Unknown function" in str(e) or "graphrecall.version" in str(e):
-            return False, ("the server has no graphrecall procedures; a server started by graphrecall installs them "
-                           "(restart it with `graphrecall neo4j stop` and start again), and for another server copy "
-                           f"{jar_path()} into its plugins/ folder")
+            return False, (
+                "the server has no graphrecall procedures; a server started by graphrecall installs them "
+                "(restart it with `graphrecall neo4j stop` and start again), and for another server copy "
+                f"{jar_path()} into its plugins/ folder"
+            )
         raise
     want = build_id()
     if got != want:
-        return False, (f"the server runs graphrecall procedures build {got}, but the sources are build {want}; "
-                       "restart the server (`graphrecall neo4j stop`, then any command starts it with the new build)")
+        return False, (
+            f"the server runs graphrecall procedures build {got}, but the sources are build {want}; "
+            "restart the server (`graphrecall neo4j stop`, then any command starts it with the new build)"
+        )
     return True, f"build {got}"

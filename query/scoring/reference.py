@@ -61,7 +61,9 @@ def _sets(basis: set[tuple[str, str]]):
     return items_of, users_of
 
 
-def swing_bruteforce(basis: set[tuple[str, str]], alpha: float = 1.0, user_weight: bool = True) -> dict[tuple[str, str], float]:
+def swing_bruteforce(
+    basis: set[tuple[str, str]], alpha: float = 1.0, user_weight: bool = True
+) -> dict[tuple[str, str], float]:
     """``s(i,j) = sum_{u<v, both have i and j} w_u w_v / (alpha + |I_u ∩ I_v|)``."""
     items_of, users_of = _sets(basis)
     w = {u: (1.0 / np.sqrt(len(s)) if user_weight else 1.0) for u, s in items_of.items()}
@@ -134,7 +136,11 @@ def _topk_rows(row_scores: np.ndarray, k: int, exclude: int) -> tuple[np.ndarray
 
 
 def swing_sparse(
-    basis, alpha: float = 1.0, user_weight: bool = True, k: int = 50, progress_every: int = 0,
+    basis,
+    alpha: float = 1.0,
+    user_weight: bool = True,
+    k: int = 50,
+    progress_every: int = 0,
 ) -> TopK:
     """Vectorised Swing: for item i with users P (rows of B), ``s_i = 0.5 * colsum(P ∘ (W P))``
     where ``W_uv = w_u w_v / (alpha + |I_u ∩ I_v|)`` with a zero diagonal."""
@@ -147,7 +153,7 @@ def swing_sparse(
     scores = np.zeros((n_items, k), dtype=np.float32)
     t0 = time.perf_counter()
     for i in range(n_items):
-        us = Bt.indices[Bt.indptr[i]:Bt.indptr[i + 1]]
+        us = Bt.indices[Bt.indptr[i] : Bt.indptr[i + 1]]
         if len(us) < 2:
             continue
         P = B[us]  # |U_i| x items, sparse
@@ -157,8 +163,8 @@ def swing_sparse(
         WP = sp.csr_matrix(W) @ P
         s = 0.5 * np.asarray(P.multiply(WP).sum(axis=0)).ravel()
         sel, sc = _topk_rows(s, k, i)
-        ids[i, :len(sel)] = sel
-        scores[i, :len(sel)] = sc
+        ids[i, : len(sel)] = sel
+        scores[i, : len(sel)] = sc
         if progress_every and (i + 1) % progress_every == 0:
             dt = time.perf_counter() - t0
             logger.info("swing_sparse: %d/%d items (%.0f items/s)", i + 1, n_items, (i + 1) / dt)
@@ -178,16 +184,14 @@ def cooc_sparse(basis, k: int = 50, iuf: bool = False) -> TopK:
     ids = np.full((n_items, k), -1, dtype=np.int64)
     scores = np.zeros((n_items, k), dtype=np.float32)
     for i in range(n_items):
-        cols = C.indices[C.indptr[i]:C.indptr[i + 1]]
-        vals = C.data[C.indptr[i]:C.indptr[i + 1]] / np.sqrt(n[i] * n[cols])
+        cols = C.indices[C.indptr[i] : C.indptr[i + 1]]
+        vals = C.data[C.indptr[i] : C.indptr[i + 1]] / np.sqrt(n[i] * n[cols])
         keep = cols != i
         cols, vals = cols[keep], vals[keep]
         if len(cols) > k:
             sel = np.argpartition(-vals, k - 1)[:k]
             cols, vals = cols[sel], vals[sel]
         order = np.lexsort((cols, -vals))
-        ids[i, :len(cols)] = cols[order]
-        scores[i, :len(cols)] = vals[order]
+        ids[i, : len(cols)] = cols[order]
+        scores[i, : len(cols)] = vals[order]
     return TopK(items, ids, scores)
-
-

@@ -63,9 +63,13 @@ DEFAULT_SALTS = 16
 
 # Constant Cypher: the connector sends its rows as `event`; nothing here is built from user input.
 Q_READ_ENGAGED = "MATCH (u:User)-[e:ENGAGED]->(i:Item) RETURN u.id AS u, i.id AS i, e.type AS type, e.last_ts AS t"
-Q_WRITE = {rel: ("MATCH (i:Item {id: event.i}) MATCH (j:Item {id: event.j}) "
-                 f"CREATE (i)-[:{rel} {{score: event.score, norm: event.norm, rank: event.rank}}]->(j)")
-           for rel in ("SWING", "COOC")}
+Q_WRITE = {
+    rel: (
+        "MATCH (i:Item {id: event.i}) MATCH (j:Item {id: event.j}) "
+        f"CREATE (i)-[:{rel} {{score: event.score, norm: event.norm, rank: event.rank}}]->(j)"
+    )
+    for rel in ("SWING", "COOC")
+}
 
 
 class SparkSetupError(RuntimeError):
@@ -83,25 +87,49 @@ def connector_jar(home: Path | None = None) -> Path:
         return jars[-1]
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise SparkSetupError("Maven (mvn) is not on PATH; install it (`apt-get install maven`) to fetch the Neo4j "
-                              "Connector for Apache Spark, or pass its jar with --connector-jar")
+        raise SparkSetupError(
+            "Maven (mvn) is not on PATH; install it (`apt-get install maven`) to fetch the Neo4j "
+            "Connector for Apache Spark, or pass its jar with --connector-jar"
+        )
     tmp = out.with_name("spark-connector.partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     logger.info("fetching the Neo4j Connector for Apache Spark with Maven into %s (one time)", out)
-    proc = subprocess.run([mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies", "-DincludeScope=runtime",
-                           "-DexcludeTransitive=true", f"-DoutputDirectory={tmp}"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            "-DexcludeTransitive=true",
+            f"-DoutputDirectory={tmp}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
-        raise SparkSetupError(f"mvn could not fetch the connector (exit {proc.returncode}); check network access to "
-                              f"Maven Central.\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+        raise SparkSetupError(
+            f"mvn could not fetch the connector (exit {proc.returncode}); check network access to "
+            f"Maven Central.\n{proc.stdout[-1500:]}{proc.stderr[-1500:]}"
+        )
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     (out / ".complete").write_text("ok\n")
     return sorted(out.glob("neo4j-connector-apache-spark_*.jar"))[-1]
 
 
-def spark_session(master: str = DEFAULT_MASTER, *, partitions: int = 8, driver_memory: str = "2g",
-                  connector: Path | str | None = None, progress: bool = True, conf: dict | None = None):
+def spark_session(
+    master: str = DEFAULT_MASTER,
+    *,
+    partitions: int = 8,
+    driver_memory: str = "2g",
+    connector: Path | str | None = None,
+    progress: bool = True,
+    conf: dict | None = None,
+):
     """A SparkSession with the connector on its class path.
 
     ``partitions`` is ``spark.sql.shuffle.partitions`` (Spark's 200 is far too many for one machine);
@@ -110,8 +138,9 @@ def spark_session(master: str = DEFAULT_MASTER, *, partitions: int = 8, driver_m
     try:
         from pyspark.sql import SparkSession
     except ImportError as exc:
-        raise SparkSetupError("pyspark is not installed; `pip install -e '.[spark]'` (pyspark 3.4, "
-                              "the line the connector supports)") from exc
+        raise SparkSetupError(
+            "pyspark is not installed; `pip install -e '.[spark]'` (pyspark 3.4, the line the connector supports)"
+        ) from exc
     jar = str(connector or connector_jar())
     if master and master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the tasks import this project's readers
@@ -141,8 +170,13 @@ def spark_session(master: str = DEFAULT_MASTER, *, partitions: int = 8, driver_m
 
 # --------------------------------------------------------------------------- events
 def _connector_options(settings) -> dict:
-    return {"url": settings.uri, "authentication.type": "basic", "authentication.basic.username": settings.user,
-            "authentication.basic.password": settings.password or "", "database": settings.database}
+    return {
+        "url": settings.uri,
+        "authentication.type": "basic",
+        "authentication.basic.username": settings.user,
+        "authentication.basic.password": settings.password or "",
+        "database": settings.database,
+    }
 
 
 def events_from_graph(spark, settings, partitions: int = 1):
@@ -150,7 +184,8 @@ def events_from_graph(spark, settings, partitions: int = 1):
     reader = spark.read.format(CONNECTOR_FORMAT).options(**_connector_options(settings)).option("query", Q_READ_ENGAGED)
     if partitions > 1:
         reader = reader.option("partitions", str(partitions)).option(
-            "query.count", "MATCH (:User)-[e:ENGAGED]->(:Item) RETURN count(e) AS count")
+            "query.count", "MATCH (:User)-[e:ENGAGED]->(:Item) RETURN count(e) AS count"
+        )
     return reader.load().select("u", "i", "type", "t")
 
 
@@ -159,8 +194,14 @@ def _parse_partition(rows, fmt: str, min_rating: float):
     with :func:`ingest.formats.iter_lines`'s rules for long, undecodable, NUL and blank lines."""
     import csv
 
-    from ...ingest.formats import (MAX_FIELD_CHARS, MAX_LINE_BYTES, make_movielens_parser, parse_rees46, parse_taobao,
-                                split_csv)
+    from ...ingest.formats import (
+        MAX_FIELD_CHARS,
+        MAX_LINE_BYTES,
+        make_movielens_parser,
+        parse_rees46,
+        parse_taobao,
+        split_csv,
+    )
 
     parser = {"rees46": parse_rees46, "taobao": parse_taobao}.get(fmt) or make_movielens_parser(min_rating)
 
@@ -197,8 +238,9 @@ class FileEvents:
     first_errors: list = field(default_factory=list)
 
 
-def events_from_file(spark, path: str | Path, fmt: str, *, reject_path: str | Path | None = None,
-                     min_rating: float = 4.0) -> FileEvents:
+def events_from_file(
+    spark, path: str | Path, fmt: str, *, reject_path: str | Path | None = None, min_rating: float = 4.0
+) -> FileEvents:
     """Events of a ``rees46``/``taobao``/``movielens`` file, parsed by :mod:`ingest.formats` in the tasks.
 
     Bad rows get the same reasons as ``graphrecall ingest``: the first ones are logged as
@@ -209,8 +251,10 @@ def events_from_file(spark, path: str | Path, fmt: str, *, reject_path: str | Pa
     from ...ingest.formats import MOVIELENS_HEADER, REES46_HEADER, IngestError, split_csv
 
     if fmt not in ("rees46", "taobao", "movielens"):
-        raise ValueError(f"format {fmt!r} is not read by the Spark job; choose rees46, taobao or movielens "
-                         "(or ingest it with `graphrecall ingest` and read it from the graph)")
+        raise ValueError(
+            f"format {fmt!r} is not read by the Spark job; choose rees46, taobao or movielens "
+            "(or ingest it with `graphrecall ingest` and read it from the graph)"
+        )
     path = str(path)
     if "://" not in path and not Path(path).exists():  # local paths; hdfs://, s3a:// ... are Spark's to find
         raise FileNotFoundError(f"{path}: no such events file")
@@ -221,10 +265,18 @@ def events_from_file(spark, path: str | Path, fmt: str, *, reject_path: str | Pa
         want = REES46_HEADER if fmt == "rees46" else MOVIELENS_HEADER
         if header != want:
             raise IngestError(path, 1, f"not a {fmt} header: {header[:9]} (expected {','.join(want)})")
-    schema = T.StructType([T.StructField("ok", T.BooleanType()), T.StructField("line", T.LongType()),
-                           T.StructField("u", T.StringType()), T.StructField("i", T.StringType()),
-                           T.StructField("type", T.StringType()), T.StructField("t", T.LongType()),
-                           T.StructField("reason", T.StringType()), T.StructField("raw", T.StringType())])
+    schema = T.StructType(
+        [
+            T.StructField("ok", T.BooleanType()),
+            T.StructField("line", T.LongType()),
+            T.StructField("u", T.StringType()),
+            T.StructField("i", T.StringType()),
+            T.StructField("type", T.StringType()),
+            T.StructField("t", T.LongType()),
+            T.StructField("reason", T.StringType()),
+            T.StructField("raw", T.StringType()),
+        ]
+    )
     f, r = fmt, float(min_rating)
     parsed = spark.createDataFrame(lines.mapPartitions(lambda rows: _parse_partition(rows, f, r)), schema).cache()
     bad = parsed.where("NOT ok").select("line", "reason", "raw").orderBy("line")
@@ -243,8 +295,12 @@ def events_from_file(spark, path: str | Path, fmt: str, *, reject_path: str | Pa
             for row in bad.toLocalIterator():
                 w.writerow([row["line"], row["reason"], row["raw"]])
         logger.warning("%d rejected rows of %s written to %s", rejected, path, reject_path)
-    return FileEvents(parsed.where("ok").select("u", "i", "type", "t"), rejected,
-                      Path(reject_path) if rejected and reject_path else None, first)
+    return FileEvents(
+        parsed.where("ok").select("u", "i", "type", "t"),
+        rejected,
+        Path(reject_path) if rejected and reject_path else None,
+        first,
+    )
 
 
 # --------------------------------------------------------------------------- scores
@@ -256,14 +312,24 @@ def _top_n(df, key: str, other: str, n: int, salts: int):
     order = [F.col("t").desc(), F.col(other).asc()]
     if salts > 1:
         salted = Window.partitionBy(key, "_salt").orderBy(*order)
-        df = (df.withColumn("_salt", F.abs(F.hash(other)) % salts)
-              .withColumn("_r", F.row_number().over(salted)).where(F.col("_r") <= n).drop("_r", "_salt"))
+        df = (
+            df.withColumn("_salt", F.abs(F.hash(other)) % salts)
+            .withColumn("_r", F.row_number().over(salted))
+            .where(F.col("_r") <= n)
+            .drop("_r", "_salt")
+        )
     w = Window.partitionBy(key).orderBy(*order)
     return df.withColumn("_r", F.row_number().over(w)).where(F.col("_r") <= n).drop("_r")
 
 
-def capped_basis(events, *, event_types=("view", "cart", "fav", "purchase", "rated_high"),
-                 max_items_per_user: int = 1000, max_users_per_item: int = 1000, salts: int = DEFAULT_SALTS):
+def capped_basis(
+    events,
+    *,
+    event_types=("view", "cart", "fav", "purchase", "rated_high"),
+    max_items_per_user: int = 1000,
+    max_users_per_item: int = 1000,
+    salts: int = DEFAULT_SALTS,
+):
     """The capped ``(u, i)`` basis of :func:`query.oracle.capped_basis` from ``(u, i, type, t)`` events."""
     from pyspark.sql import functions as F
 
@@ -272,9 +338,12 @@ def capped_basis(events, *, event_types=("view", "cart", "fav", "purchase", "rat
     for name, v in (("max_items_per_user", max_items_per_user), ("max_users_per_item", max_users_per_item)):
         if v < 1:
             raise ValueError(f"{name} must be >= 1, got {v}")
-    latest = (events.where(F.col("type").isin(list(event_types)))
-              .select(F.col("u").cast("string"), F.col("i").cast("string"), F.col("t").cast("long"))
-              .groupBy("u", "i").agg(F.max("t").alias("t")))
+    latest = (
+        events.where(F.col("type").isin(list(event_types)))
+        .select(F.col("u").cast("string"), F.col("i").cast("string"), F.col("t").cast("long"))
+        .groupBy("u", "i")
+        .agg(F.max("t").alias("t"))
+    )
     per_user = _top_n(latest, "u", "i", max_items_per_user, salts)
     return _top_n(per_user, "i", "u", max_users_per_item, salts).select("u", "i")
 
@@ -285,18 +354,30 @@ def _top_k(scores, k: int, min_score: float):
     from pyspark.sql import functions as F
 
     w = Window.partitionBy("i").orderBy(F.round("score", 12).desc(), F.col("j").asc())
-    top = (scores.where(F.col("score") > float(min_score))
-           .withColumn("rank", F.row_number().over(w)).where(F.col("rank") <= int(k)))
+    top = (
+        scores.where(F.col("score") > float(min_score))
+        .withColumn("rank", F.row_number().over(w))
+        .where(F.col("rank") <= int(k))
+    )
     best = Window.partitionBy("i").orderBy("rank")
     return top.withColumn("norm", F.col("score") / F.first("score").over(best)).select(
-        "i", "j", "score", "norm", F.col("rank").cast("long").alias("rank"))
+        "i", "j", "score", "norm", F.col("rank").cast("long").alias("rank")
+    )
 
 
 SWING_PLANS = ("items", "pairs")
 
 
-def swing(basis, *, alpha: float = 1.0, user_weight: bool = True, k: int = 50, min_score: float = 0.0,
-          plan: str = "items", slices: int | None = None):
+def swing(
+    basis,
+    *,
+    alpha: float = 1.0,
+    user_weight: bool = True,
+    k: int = 50,
+    min_score: float = 0.0,
+    plan: str = "items",
+    slices: int | None = None,
+):
     """Swing top-``k`` per item as ``(i, j, score, norm, rank)``.
 
     ``plan="items"`` (default): the capped basis is collected once as integer CSR arrays (8 bytes per
@@ -326,11 +407,13 @@ def _swing_slice(csr, alpha, user_weight, k, min_score):
 
         from .kernel import swing_topk
 
-        i, j, s, r = swing_topk(np.asarray(items, dtype=np.int64), *csr.value, float(alpha), bool(user_weight),
-                                int(k), float(min_score))
+        i, j, s, r = swing_topk(
+            np.asarray(items, dtype=np.int64), *csr.value, float(alpha), bool(user_weight), int(k), float(min_score)
+        )
         first = np.maximum.accumulate(np.where(r == 1, np.arange(len(r)), 0))
         norm = s / s[first] if len(s) else s
         return zip(i.tolist(), j.tolist(), s.tolist(), norm.tolist(), r.tolist())
+
     return run
 
 
@@ -344,10 +427,12 @@ def _swing_by_items(basis, *, alpha, user_weight, k, min_score, slices):
     sc = spark.sparkContext
     t = time.perf_counter()
     # items indexed in id order, so the kernel's index tie-break is the id order of Cypher's ORDER BY
-    items = spark.createDataFrame(basis.select("i").distinct().orderBy("i").rdd.map(lambda r: r[0]).zipWithIndex(),
-                                  "i string, ix long").cache()
-    users = spark.createDataFrame(basis.select("u").distinct().rdd.map(lambda r: r[0]).zipWithIndex(),
-                                  "u string, ux long")
+    items = spark.createDataFrame(
+        basis.select("i").distinct().orderBy("i").rdd.map(lambda r: r[0]).zipWithIndex(), "i string, ix long"
+    ).cache()
+    users = spark.createDataFrame(
+        basis.select("u").distinct().rdd.map(lambda r: r[0]).zipWithIndex(), "u string, ux long"
+    )
     blocks = basis.join(F.broadcast(items), "i").join(users, "u").select("ux", "ix").rdd.mapPartitions(_edge_block)
     edges = np.concatenate(blocks.collect() or [np.zeros((0, 2), np.int64)])
     n_users = int(edges[:, 0].max()) + 1 if len(edges) else 0
@@ -359,14 +444,19 @@ def _swing_by_items(basis, *, alpha, user_weight, k, min_score, slices):
     n_slices = max(1, min(int(slices or spark.conf.get("spark.sql.shuffle.partitions")), len(heavy_first) or 1))
     deal = [heavy_first[s::n_slices].tolist() for s in range(n_slices)]
     nbytes = sum(a.nbytes for a in csr)
-    logger.info("spark: Swing by items: basis of %d edges as CSR (%.1f MiB broadcast) in %.1fs; %d items in %d "
-                "slices", len(edges), nbytes / 2**20, time.perf_counter() - t, len(heavy_first), n_slices)
+    logger.info(
+        "spark: Swing by items: basis of %d edges as CSR (%.1f MiB broadcast) in %.1fs; %d items in %d slices",
+        len(edges),
+        nbytes / 2**20,
+        time.perf_counter() - t,
+        len(heavy_first),
+        n_slices,
+    )
     bc = sc.broadcast(csr)
     rows = sc.parallelize(deal, n_slices).flatMap(_swing_slice(bc, alpha, user_weight, k, min_score))
     out = spark.createDataFrame(rows, "ix long, jx long, score double, norm double, rank long")
     jd = items.select(F.col("i").alias("j"), F.col("ix").alias("jx"))
-    return (out.join(F.broadcast(items), "ix").join(F.broadcast(jd), "jx")
-            .select("i", "j", "score", "norm", "rank"))
+    return out.join(F.broadcast(items), "ix").join(F.broadcast(jd), "jx").select("i", "j", "score", "norm", "rank")
 
 
 def _swing_by_user_pairs(basis, *, alpha, user_weight, k, min_score):
@@ -376,16 +466,26 @@ def _swing_by_user_pairs(basis, *, alpha, user_weight, k, min_score):
     deg = basis.groupBy("u").agg(F.count("*").alias("du"))
     b = basis.join(deg, "u")
     x, y = b.alias("x"), b.alias("y")
-    pairs = (x.join(y, (F.col("x.i") == F.col("y.i")) & (F.col("x.u") < F.col("y.u")))
-             .select(F.col("x.u").alias("u"), F.col("y.u").alias("v"), F.col("x.i").alias("i"),
-                     F.col("x.du").alias("du"), F.col("y.du").alias("dv"))
-             .groupBy("u", "v").agg(F.collect_list("i").alias("common"), F.first("du").alias("du"),
-                                    F.first("dv").alias("dv"))
-             .where(F.size("common") >= 2))
+    pairs = (
+        x.join(y, (F.col("x.i") == F.col("y.i")) & (F.col("x.u") < F.col("y.u")))
+        .select(
+            F.col("x.u").alias("u"),
+            F.col("y.u").alias("v"),
+            F.col("x.i").alias("i"),
+            F.col("x.du").alias("du"),
+            F.col("y.du").alias("dv"),
+        )
+        .groupBy("u", "v")
+        .agg(F.collect_list("i").alias("common"), F.first("du").alias("du"), F.first("dv").alias("dv"))
+        .where(F.size("common") >= 2)
+    )
     w = (1.0 / F.sqrt(F.col("du").cast("double") * F.col("dv"))) if user_weight else F.lit(1.0)
     pairs = pairs.select((w / (F.lit(float(alpha)) + F.size("common"))).alias("c"), "common")
-    terms = (pairs.select("c", "common", F.explode("common").alias("i"))
-             .select("c", "i", F.explode("common").alias("j")).where(F.col("i") != F.col("j")))
+    terms = (
+        pairs.select("c", "common", F.explode("common").alias("i"))
+        .select("c", "i", F.explode("common").alias("j"))
+        .where(F.col("i") != F.col("j"))
+    )
     return _top_k(terms.groupBy("i", "j").agg(F.sum("c").alias("score")), k, min_score)
 
 
@@ -398,11 +498,15 @@ def cooc(basis, *, k: int = 50, iuf: bool = False, min_score: float = 0.0):
     b = basis.join(du, "u")
     x, y = b.alias("x"), b.alias("y")
     wt = (1.0 / F.log(1.0 + F.col("x.du"))) if iuf else F.lit(1.0)
-    c = (x.join(y, (F.col("x.u") == F.col("y.u")) & (F.col("x.i") != F.col("y.i")))
-         .select(F.col("x.i").alias("i"), F.col("y.i").alias("j"), wt.alias("w"))
-         .groupBy("i", "j").agg(F.sum("w").alias("c")))
-    c = (c.join(ni.select(F.col("i"), F.col("n").alias("ni")), "i")
-         .join(ni.select(F.col("i").alias("j"), F.col("n").alias("nj")), "j"))
+    c = (
+        x.join(y, (F.col("x.u") == F.col("y.u")) & (F.col("x.i") != F.col("y.i")))
+        .select(F.col("x.i").alias("i"), F.col("y.i").alias("j"), wt.alias("w"))
+        .groupBy("i", "j")
+        .agg(F.sum("w").alias("c"))
+    )
+    c = c.join(ni.select(F.col("i"), F.col("n").alias("ni")), "i").join(
+        ni.select(F.col("i").alias("j"), F.col("n").alias("nj")), "j"
+    )
     scores = c.select("i", "j", (F.col("c") / F.sqrt(F.col("ni").cast("double") * F.col("nj"))).alias("score"))
     return _top_k(scores, k, min_score)
 
@@ -418,9 +522,11 @@ def write_scores(df, rel: str, settings, *, batch_size: int = 20000, partitions:
     try:
         with driver.session(database=settings.database) as s:
             s.run(Q_DROP[rel]).consume()
-        (df.repartition(int(partitions), "i") if partitions > 1 else df.coalesce(1)).write.format(CONNECTOR_FORMAT) \
-            .mode("Append").options(**_connector_options(settings)).option("query", Q_WRITE[rel]) \
-            .option("batch.size", str(int(batch_size))).option("transaction.retries", "5").save()
+        (df.repartition(int(partitions), "i") if partitions > 1 else df.coalesce(1)).write.format(
+            CONNECTOR_FORMAT
+        ).mode("Append").options(**_connector_options(settings)).option("query", Q_WRITE[rel]).option(
+            "batch.size", str(int(batch_size))
+        ).option("transaction.retries", "5").save()
         with driver.session(database=settings.database) as s:
             return int(s.run(Q_COUNT[rel]).single()["n"])
     finally:
@@ -437,15 +543,30 @@ class SparkScoresReport:
 
     def summary(self) -> str:
         secs = ", ".join(f"{k} {v:.1f}s" for k, v in self.seconds.items())
-        return (f"{self.events} events, {self.basis_edges} basis edges; wrote {self.swing_rows} SWING and "
-                f"{self.cooc_rows} COOC relationships ({secs})")
+        return (
+            f"{self.events} events, {self.basis_edges} basis edges; wrote {self.swing_rows} SWING and "
+            f"{self.cooc_rows} COOC relationships ({secs})"
+        )
 
 
-def run_spark_scores(spark, settings, *, events=None, alpha: float = 1.0, user_weight: bool = True, k: int = 50,
-                     iuf: bool = True, min_score: float = 0.0,
-                     event_types=("view", "cart", "fav", "purchase", "rated_high"), max_items_per_user: int = 1000,
-                     max_users_per_item: int = 1000, salts: int = DEFAULT_SALTS, write_partitions: int = 1,
-                     batch_size: int = 20000, swing_plan: str = "items") -> SparkScoresReport:
+def run_spark_scores(
+    spark,
+    settings,
+    *,
+    events=None,
+    alpha: float = 1.0,
+    user_weight: bool = True,
+    k: int = 50,
+    iuf: bool = True,
+    min_score: float = 0.0,
+    event_types=("view", "cart", "fav", "purchase", "rated_high"),
+    max_items_per_user: int = 1000,
+    max_users_per_item: int = 1000,
+    salts: int = DEFAULT_SALTS,
+    write_partitions: int = 1,
+    batch_size: int = 20000,
+    swing_plan: str = "items",
+) -> SparkScoresReport:
     """Basis, Swing and ItemCF on Spark; both lists written back to the graph through the connector.
 
     ``events``: a ``(u, i, type, t)`` DataFrame (:func:`events_from_file`); None reads the graph's
@@ -460,18 +581,35 @@ def run_spark_scores(spark, settings, *, events=None, alpha: float = 1.0, user_w
     ev = ev.repartition(parts).cache()  # one connector read is one partition; spread it over the cores
     n_events = ev.count()
     secs["read"] = time.perf_counter() - t
-    logger.info("spark: %d events read in %.1fs (%.0f events/s)", n_events, secs["read"],
-                n_events / secs["read"] if secs["read"] else 0.0)
+    logger.info(
+        "spark: %d events read in %.1fs (%.0f events/s)",
+        n_events,
+        secs["read"],
+        n_events / secs["read"] if secs["read"] else 0.0,
+    )
     t = time.perf_counter()
-    basis = capped_basis(ev, event_types=event_types, max_items_per_user=max_items_per_user,
-                         max_users_per_item=max_users_per_item, salts=salts).repartition(parts, "u").cache()
+    basis = (
+        capped_basis(
+            ev,
+            event_types=event_types,
+            max_items_per_user=max_items_per_user,
+            max_users_per_item=max_users_per_item,
+            salts=salts,
+        )
+        .repartition(parts, "u")
+        .cache()
+    )
     n_basis = basis.count()
     secs["basis"] = time.perf_counter() - t
     logger.info("spark: basis of %d user-item edges in %.1fs", n_basis, secs["basis"])
     rows = {}
-    plans = (("SWING", lambda: swing(basis, alpha=alpha, user_weight=user_weight, k=k, min_score=min_score,
-                                     plan=swing_plan)),
-             ("COOC", lambda: cooc(basis, k=k, iuf=iuf, min_score=min_score)))
+    plans = (
+        (
+            "SWING",
+            lambda: swing(basis, alpha=alpha, user_weight=user_weight, k=k, min_score=min_score, plan=swing_plan),
+        ),
+        ("COOC", lambda: cooc(basis, k=k, iuf=iuf, min_score=min_score)),
+    )
     for rel, plan in plans:
         t = time.perf_counter()  # the items plan collects and broadcasts the basis when it is built
         df = plan().cache()  # computed once, then written: the two times apart
@@ -482,18 +620,30 @@ def run_spark_scores(spark, settings, *, events=None, alpha: float = 1.0, user_w
         rows[rel] = write_scores(df, rel, settings, batch_size=batch_size, partitions=write_partitions)
         secs[rel.lower() + "_write"] = w = time.perf_counter() - t
         df.unpersist()
-        logger.info("spark: %s written, %d relationships in %.1fs (%.0f rels/s)", rel, rows[rel], w,
-                    rows[rel] / w if w else 0.0)
+        logger.info(
+            "spark: %s written, %d relationships in %.1fs (%.0f rels/s)", rel, rows[rel], w, rows[rel] / w if w else 0.0
+        )
     basis.unpersist()
     ev.unpersist()
     driver = settings.driver()
     try:
         with driver.session(database=settings.database) as s:
             s.run(Q_CLEAR_BASIS).consume()
-        store_score_settings(driver, dict(engine="spark", swing_alpha=alpha, user_weight=user_weight, top_k=k,
-                                          cooc_iuf=iuf, min_score=min_score, event_types=list(event_types),
-                                          max_items_per_user=max_items_per_user,
-                                          max_users_per_item=max_users_per_item), settings.database)
+        store_score_settings(
+            driver,
+            dict(
+                engine="spark",
+                swing_alpha=alpha,
+                user_weight=user_weight,
+                top_k=k,
+                cooc_iuf=iuf,
+                min_score=min_score,
+                event_types=list(event_types),
+                max_items_per_user=max_items_per_user,
+                max_users_per_item=max_users_per_item,
+            ),
+            settings.database,
+        )
         bump_data_version(driver, "scores", settings.database)
     finally:
         driver.close()
@@ -502,11 +652,11 @@ def run_spark_scores(spark, settings, *, events=None, alpha: float = 1.0, user_w
 
 def local_frame_to_events(spark, triples):
     """A ``(u, i, type, t)`` DataFrame from ``(user, item, t)`` triples, all of type ``view`` (tests)."""
-    return spark.createDataFrame([(str(u), str(i), "view", int(t)) for u, i, t in triples],
-                                 "u string, i string, type string, t long")
+    return spark.createDataFrame(
+        [(str(u), str(i), "view", int(t)) for u, i, t in triples], "u string, i string, type string, t long"
+    )
 
 
 def collect_topk(df) -> dict[tuple[str, str], float]:
     """``{(i, j): score}`` of a top-k DataFrame, on the driver (tests and small graphs)."""
     return {(r["i"], r["j"]): r["score"] for r in df.collect()}
-

@@ -40,8 +40,20 @@ from prometheus_client.core import GaugeMetricFamily
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...graph_schema.schema import BROWSER_DIR
-from .retriever import (CHANNELS, COLD_MODES, INFO_FIELDS, NO_FILTERS, RECALL_DEPTH, SAME_FIELDS, Filters, ItemRetriever,
-                             Recalled, UnknownItem, UserHistory, decay_weights)
+from .retriever import (
+    CHANNELS,
+    COLD_MODES,
+    INFO_FIELDS,
+    NO_FILTERS,
+    RECALL_DEPTH,
+    SAME_FIELDS,
+    Filters,
+    ItemRetriever,
+    Recalled,
+    UnknownItem,
+    UserHistory,
+    decay_weights,
+)
 
 logger = logging.getLogger(__name__)
 access = logging.getLogger("graphrecall.access")
@@ -124,17 +136,24 @@ class RecallRequest(BaseModel):
     fields: list[str] = Field(default_factory=list)
 
 
-def _recall_response(rec: Recalled, channel: str, k: int, fields: list[str], view, user_id: str | None = None
-                     ) -> RecallResponse:
+def _recall_response(
+    rec: Recalled, channel: str, k: int, fields: list[str], view, user_id: str | None = None
+) -> RecallResponse:
     info = view.item_info(list(rec.ids), fields) if fields else [{}] * len(rec)
-    items = [RecallItem(item_id=str(i), score=float(s), sources=src, **extra)
-             for i, s, src, extra in zip(rec.ids, rec.scores, rec.sources, info)]
+    items = [
+        RecallItem(item_id=str(i), score=float(s), sources=src, **extra)
+        for i, s, src, extra in zip(rec.ids, rec.scores, rec.sources, info)
+    ]
     reason = None
     if not items:
-        reason = ("none of the history items is known to the service" if not rec.history else
-                  "the history items' lists have no candidates left (after exclusions and filters)")
-    return RecallResponse(user_id=user_id, channel=channel, k=k, history=rec.history, unknown=rec.unknown,
-                          items=items, reason=reason)
+        reason = (
+            "none of the history items is known to the service"
+            if not rec.history
+            else "the history items' lists have no candidates left (after exclusions and filters)"
+        )
+    return RecallResponse(
+        user_id=user_id, channel=channel, k=k, history=rec.history, unknown=rec.unknown, items=items, reason=reason
+    )
 
 
 def _query_channel(query: str) -> str:
@@ -157,8 +176,10 @@ def _fields(names: list[str]) -> list[str]:
 
 def _items(nb, fields: list[str], view) -> list[Neighbour]:
     info = view.item_info(list(nb.ids), fields) if fields else [{}] * len(nb)
-    return [Neighbour(item_id=str(i), score=float(s), channel=c, **extra)
-            for i, s, c, extra in zip(nb.ids, nb.scores, nb.channels, info)]
+    return [
+        Neighbour(item_id=str(i), score=float(s), channel=c, **extra)
+        for i, s, c, extra in zip(nb.ids, nb.scores, nb.channels, info)
+    ]
 
 
 class RetrieverCollector:
@@ -170,11 +191,17 @@ class RetrieverCollector:
     def collect(self):
         health = self.retriever.health()
         stats = health.get("snapshot") or (self.retriever.stats() if hasattr(self.retriever, "stats") else {})
-        yield GaugeMetricFamily("graphrecall_degraded", "1 while Neo4j is unreachable and answers come from the "
-                                "last snapshot", value=float(health.get("status") == "degraded"))
+        yield GaugeMetricFamily(
+            "graphrecall_degraded",
+            "1 while Neo4j is unreachable and answers come from the last snapshot",
+            value=float(health.get("status") == "degraded"),
+        )
         if stats.get("loaded_at"):
-            yield GaugeMetricFamily("graphrecall_snapshot_age_seconds", "seconds since the snapshot was loaded",
-                                    value=time.time() - stats["loaded_at"])
+            yield GaugeMetricFamily(
+                "graphrecall_snapshot_age_seconds",
+                "seconds since the snapshot was loaded",
+                value=time.time() - stats["loaded_at"],
+            )
         loaded = GaugeMetricFamily("graphrecall_snapshot_loaded", "what the snapshot holds", labels=["what"])
         for key, value in stats.items():
             if key != "loaded_at" and isinstance(value, (int, float)):
@@ -197,13 +224,22 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
         if callable(stop):
             stop()
 
-    app = FastAPI(title="graphrecall i2i", version="0.1.0", lifespan=lifespan,
-                  description="Item-to-item recall from Swing, co-occurrence and EGES, stored in Neo4j.")
+    app = FastAPI(
+        title="graphrecall i2i",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Item-to-item recall from Swing, co-occurrence and EGES, stored in Neo4j.",
+    )
     app.state.retriever = retriever
     registry = CollectorRegistry()  # per app, so that several apps in one process keep apart
     requests = Counter("graphrecall_requests", "HTTP requests", ["endpoint", "channel", "status"], registry=registry)
-    latency = Histogram("graphrecall_request_seconds", "request latency", ["endpoint", "channel"], registry=registry,
-                        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5))
+    latency = Histogram(
+        "graphrecall_request_seconds",
+        "request latency",
+        ["endpoint", "channel"],
+        registry=registry,
+        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    )
     registry.register(RetrieverCollector(retriever))
 
     class Observe:
@@ -235,10 +271,21 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
                 latency.labels(endpoint, channel).observe(seconds)
                 if access_log:
                     client = scope.get("client")
-                    access.info(json.dumps({"ts": round(time.time(), 3), "method": scope["method"], "path": scope["path"],
-                                            "query": query, "status": status[0], "ms": round(1000 * seconds, 3),
-                                            "endpoint": endpoint, "channel": channel,
-                                            "client": client[0] if client else None}))
+                    access.info(
+                        json.dumps(
+                            {
+                                "ts": round(time.time(), 3),
+                                "method": scope["method"],
+                                "path": scope["path"],
+                                "query": query,
+                                "status": status[0],
+                                "ms": round(1000 * seconds, 3),
+                                "endpoint": endpoint,
+                                "channel": channel,
+                                "client": client[0] if client else None,
+                            }
+                        )
+                    )
 
     app.add_middleware(Observe)
 
@@ -255,9 +302,15 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
 
     @app.options("/guide/{name}", include_in_schema=False)
     def guide_preflight(name: str) -> Response:  # Browser's fetch sends custom headers, hence a preflight
-        return Response(status_code=204, headers={"Access-Control-Allow-Origin": "*",
-                                                  "Access-Control-Allow-Methods": "GET, OPTIONS",
-                                                  "Access-Control-Allow-Headers": "*", "Access-Control-Max-Age": "600"})
+        return Response(
+            status_code=204,
+            headers={
+                "Access-Control-Allow-Origin": "*",
+                "Access-Control-Allow-Methods": "GET, OPTIONS",
+                "Access-Control-Allow-Headers": "*",
+                "Access-Control-Max-Age": "600",
+            },
+        )
 
     @app.get("/metrics", include_in_schema=False)
     def metrics() -> Response:
@@ -291,31 +344,51 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
         names = _fields(_split([fields])) if fields else []
         view = retriever.view()
         try:
-            nb = retriever.similar_items(item_id, k=k, channel=channel,
-                                         filters=Filters(frozenset(_split(exclude)), same, cold) if exclude or same
-                                         or cold != "include" else NO_FILTERS, view=view)
+            nb = retriever.similar_items(
+                item_id,
+                k=k,
+                channel=channel,
+                filters=Filters(frozenset(_split(exclude)), same, cold)
+                if exclude or same or cold != "include"
+                else NO_FILTERS,
+                view=view,
+            )
         except UnknownItem:
             raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}") from None
         # the hot path, on the event loop (no thread hop: a snapshot answers in memory, from its cache or in about
         # a millisecond); plain dicts serialised by orjson (the I2IResponse shape, no pydantic object per item)
         info = view.item_info(list(nb.ids), names) if names else None
-        items = [{"item_id": str(i), "score": float(sc), "channel": c} for i, sc, c in zip(nb.ids, nb.scores, nb.channels)]
+        items = [
+            {"item_id": str(i), "score": float(sc), "channel": c} for i, sc, c in zip(nb.ids, nb.scores, nb.channels)
+        ]
         if info:
             for item, extra in zip(items, info):
                 item.update(extra)
-        return Response(orjson.dumps({"item_id": item_id, "channel": channel, "k": k, "items": items}),
-                        media_type="application/json")
+        return Response(
+            orjson.dumps({"item_id": item_id, "channel": channel, "k": k, "items": items}),
+            media_type="application/json",
+        )
 
     @app.post("/recall", response_model=RecallResponse, response_model_exclude_none=True)
     def recall_items(body: RecallRequest, request: Request) -> RecallResponse:
         request.state.channel = body.channel
         fields = _fields(body.fields)
         if body.weights is not None and (len(body.weights) != len(body.items) or min(body.weights) < 0):
-            raise HTTPException(status_code=422, detail=f"weights needs one number >= 0 per item "
-                                f"({len(body.items)}), got {len(body.weights)}; or leave it out for weight 1 each")
+            raise HTTPException(
+                status_code=422,
+                detail=f"weights needs one number >= 0 per item "
+                f"({len(body.items)}), got {len(body.weights)}; or leave it out for weight 1 each",
+            )
         view = retriever.view()
-        rec = retriever.recall(body.items, k=body.k, channel=body.channel, weights=body.weights, depth=body.depth,
-                               filters=Filters(frozenset(_split(body.exclude)), body.same, body.cold), view=view)
+        rec = retriever.recall(
+            body.items,
+            k=body.k,
+            channel=body.channel,
+            weights=body.weights,
+            depth=body.depth,
+            filters=Filters(frozenset(_split(body.exclude)), body.same, body.cold),
+            view=view,
+        )
         return _recall_response(rec, body.channel, body.k, fields, view)
 
     @app.get("/recall/{user_id:path}", response_model=RecallResponse, response_model_exclude_none=True)
@@ -324,34 +397,51 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
         k: int = Query(10, ge=1, le=MAX_K, description=f"number of candidates, 1..{MAX_K}"),
         channel: Channel = Query("blend"),
         n: int = Query(20, ge=1, le=MAX_HISTORY, description="how many of the user's most recent items to use"),
-        half_life_hours: float | None = Query(None, gt=0, description="weight each history item by "
-                                              "0.5 ** (age / half-life), age from the user's latest event"),
+        half_life_hours: float | None = Query(
+            None,
+            gt=0,
+            description="weight each history item by 0.5 ** (age / half-life), age from the user's latest event",
+        ),
         depth: int = Query(RECALL_DEPTH, ge=1, le=MAX_DEPTH, description="neighbours each history item contributes"),
         exclude: list[str] = Query([], description="ids never returned (comma-separated or repeated)"),
-        same: Same | None = Query(None, description="keep only candidates sharing this field with the history "
-                                  "item that brings them"),
+        same: Same | None = Query(
+            None, description="keep only candidates sharing this field with the history item that brings them"
+        ),
         cold: Cold = Query("include", description="items without events: include, exclude, or only them"),
         fields: str = Query("", description=f"item fields added to each result: {', '.join(INFO_FIELDS)}"),
     ) -> RecallResponse:
         names = _fields(_split([fields]))
         if history is None:
-            raise HTTPException(status_code=503, detail="this service has no user-history source (Neo4j); "
-                                "POST /recall with the user's items instead")
+            raise HTTPException(
+                status_code=503,
+                detail="this service has no user-history source (Neo4j); POST /recall with the user's items instead",
+            )
         try:
             recent = history.recent_items(user_id, n)
         except Exception as exc:  # noqa: BLE001 - Neo4j down or failing: the snapshot cannot answer this one
             logger.warning("user history unavailable: %s", exc)
-            raise HTTPException(status_code=503, detail="user histories are read from Neo4j, which is unreachable; "
-                                "POST /recall with the user's items still works") from None
+            raise HTTPException(
+                status_code=503,
+                detail="user histories are read from Neo4j, which is unreachable; "
+                "POST /recall with the user's items still works",
+            ) from None
         if recent is None:
             raise HTTPException(status_code=404, detail=f"unknown user {user_id!r}")
         if not recent:
-            return RecallResponse(user_id=user_id, channel=channel, k=k, history=[], items=[],
-                                  reason="the user has no events")
+            return RecallResponse(
+                user_id=user_id, channel=channel, k=k, history=[], items=[], reason="the user has no events"
+            )
         weights = decay_weights([t for _, t in recent], None if half_life_hours is None else half_life_hours * 3600)
         view = retriever.view()
-        rec = retriever.recall([i for i, _ in recent], k=k, channel=channel, weights=weights, depth=depth,
-                               filters=Filters(frozenset(_split(exclude)), same, cold), view=view)
+        rec = retriever.recall(
+            [i for i, _ in recent],
+            k=k,
+            channel=channel,
+            weights=weights,
+            depth=depth,
+            filters=Filters(frozenset(_split(exclude)), same, cold),
+            view=view,
+        )
         return _recall_response(rec, channel, k, names, view, user_id=user_id)
 
     @app.get("/health")
@@ -359,9 +449,3 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
         return retriever.health()
 
     return app
-
-
-
-
-
-

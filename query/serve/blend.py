@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -11,13 +11,19 @@ import pandas as pd
 from ...graph_schema.store.meta import read_blend
 from ..channels import BASE_CHANNELS, BLEND_DEPTH, Neighbours
 
-__all__ = ["BLEND_DEPTH", "BLEND_METHODS", "DEFAULT_BLEND", "RRF_K", "BlendConfig", "blend", "blend_many",
-           "stored_blend"]
+__all__ = [
+    "BLEND_DEPTH",
+    "BLEND_METHODS",
+    "DEFAULT_BLEND",
+    "RRF_K",
+    "BlendConfig",
+    "blend",
+    "blend_many",
+    "stored_blend",
+]
 
 
 RRF_K = 60.0
-
-
 
 
 BLEND_METHODS = ("score", "rrf")
@@ -47,12 +53,14 @@ class BlendConfig:
             raise ValueError(f"unknown blend method {self.method!r}; choose one of {', '.join(BLEND_METHODS)}")
         bad = [ch for ch, w in self.weights if ch not in BASE_CHANNELS or not (w >= 0)]
         if bad:
-            raise ValueError(f"blend weights need channels from {', '.join(BASE_CHANNELS)} and weights >= 0; got {dict(self.weights)}")
+            raise ValueError(
+                f"blend weights need channels from {', '.join(BASE_CHANNELS)} and weights >= 0; got {dict(self.weights)}"
+            )
         if not 0 <= self.new_items <= 1:
             raise ValueError(f"new= (the weight of items without events) must be in 0..1, got {self.new_items}")
 
     @classmethod
-    def of(cls, method: str = "score", new: float = 1.0, **weights: float) -> "BlendConfig":
+    def of(cls, method: str = "score", new: float = 1.0, **weights: float) -> BlendConfig:
         if not weights:  # rrf alone: default weights
             return cls(method, new_items=new)
         return cls(method, tuple(sorted(weights.items())), new)
@@ -62,7 +70,7 @@ class BlendConfig:
         return dict(self.weights)
 
     @classmethod
-    def parse(cls, spec: str) -> "BlendConfig":
+    def parse(cls, spec: str) -> BlendConfig:
         """``"score"``, ``"rrf"`` (default weights), or a method with weights,
         ``"score:cooc=1,swing=0.25,eges=0.5"``; a channel left out then gets weight 0; ``new=0.7`` sets
         :attr:`new_items`."""
@@ -75,8 +83,10 @@ class BlendConfig:
             except ValueError:
                 eq = ""
             if not eq:
-                raise ValueError(f"bad blend weight {part!r} in {spec!r}; write channel=weight, "
-                                 "e.g. 'score:cooc=1,swing=0.25,eges=0.5'")
+                raise ValueError(
+                    f"bad blend weight {part!r} in {spec!r}; write channel=weight, "
+                    "e.g. 'score:cooc=1,swing=0.25,eges=0.5'"
+                )
         return cls.of(method.strip(), **weights)
 
     def __str__(self) -> str:
@@ -95,15 +105,24 @@ def stored_blend(driver, database: str = "neo4j") -> tuple[BlendConfig, str]:
     return BlendConfig.parse(stored[0]), f"graphrecall tune, {stored[1]}"
 
 
-def blend(per_channel: dict[str, Neighbours], k: int, config: BlendConfig = DEFAULT_BLEND,
-          is_new: Callable[[np.ndarray], np.ndarray] | None = None) -> Neighbours:
+def blend(
+    per_channel: dict[str, Neighbours],
+    k: int,
+    config: BlendConfig = DEFAULT_BLEND,
+    is_new: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Neighbours:
     """Fuse per-channel lists (each sorted best first) by one config: :func:`blend_many` with ``[config]``.
     Each item is labelled by its largest contributor (the first channel on a tie)."""
     return blend_many(per_channel, [config], k, is_new, labels=True)[0]
 
 
-def blend_many(per_channel: dict[str, Neighbours], configs: Sequence[BlendConfig], k: int,
-               is_new: Callable[[np.ndarray], np.ndarray] | None = None, labels: bool = False) -> list[Neighbours]:
+def blend_many(
+    per_channel: dict[str, Neighbours],
+    configs: Sequence[BlendConfig],
+    k: int,
+    is_new: Callable[[np.ndarray], np.ndarray] | None = None,
+    labels: bool = False,
+) -> list[Neighbours]:
     """The top ``k`` of each config's fusion of the same per-channel lists: the one blend implementation,
     which serving calls with one config and ``graphrecall tune`` with its whole grid.
 
@@ -114,8 +133,9 @@ def blend_many(per_channel: dict[str, Neighbours], configs: Sequence[BlendConfig
     channel by channel (the same float sums for every config), and only the candidates that can reach the
     top ``k`` are sorted. ``labels``: each item's channel is its largest contributor, else ``"blend"``."""
     names = list(per_channel)
-    w = np.array([[c.weight.get(ch, 0.0) for ch in names] for c in configs], dtype=np.float64).reshape(len(configs),
-                                                                                                         len(names))
+    w = np.array([[c.weight.get(ch, 0.0) for ch in names] for c in configs], dtype=np.float64).reshape(
+        len(configs), len(names)
+    )
     rrf = np.array([c.method == "rrf" for c in configs], dtype=bool)
     lists, active = [], []
     for j, ch in enumerate(names):
@@ -136,11 +156,14 @@ def blend_many(per_channel: dict[str, Neighbours], configs: Sequence[BlendConfig
     best = np.zeros((len(configs), len(uniq)), dtype=np.int64) if labels else None
     start = 0
     for (j, nb, top), on in zip(lists, active):
-        cols = codes[start:start + len(nb)]  # one list holds an id once
+        cols = codes[start : start + len(nb)]  # one list holds an id once
         start += len(nb)
         rank = w[:, j, None] / (RRF_K + np.arange(1, len(nb) + 1))[None, :]
-        score = w[:, j, None] * np.maximum(np.asarray(nb.scores, dtype=np.float64), 0.0)[None, :] / top \
-            if top > 0 else np.zeros_like(rank)
+        score = (
+            w[:, j, None] * np.maximum(np.asarray(nb.scores, dtype=np.float64), 0.0)[None, :] / top
+            if top > 0
+            else np.zeros_like(rank)
+        )
         contrib = np.where(on[:, None], np.where(rrf[:, None], rank, score), 0.0)
         total[:, cols] += contrib
         listed[:, cols] |= on[:, None]

@@ -6,7 +6,7 @@ import gc
 import logging
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,9 +29,13 @@ class ResilientRetriever(ItemRetriever):
     then swapped in with one assignment. A request reads :meth:`view` once, so it never mixes the two.
     """
 
-    def __init__(self, load_snapshot: Callable[[], SnapshotRetriever], probe: Callable[[], int | None],
-                 probe_every: float = 5.0,
-                 fallback: Callable[[], SnapshotRetriever] | None = None):
+    def __init__(
+        self,
+        load_snapshot: Callable[[], SnapshotRetriever],
+        probe: Callable[[], int | None],
+        probe_every: float = 5.0,
+        fallback: Callable[[], SnapshotRetriever] | None = None,
+    ):
         """``fallback`` (e.g. :meth:`SnapshotRetriever.load` of a saved snapshot) is used when Neo4j
         is down at start-up; the service then starts ``degraded`` and recovers like after any outage."""
         self._load, self._probe, self.probe_every = load_snapshot, probe, probe_every
@@ -63,7 +67,7 @@ class ResilientRetriever(ItemRetriever):
     def blend_source(self) -> str:
         return "--blend / GRAPHRECALL_BLEND" if self.blend_override else self.snapshot.blend_source
 
-    def start(self) -> "ResilientRetriever":
+    def start(self) -> ResilientRetriever:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="neo4j-probe", daemon=True)
             self._thread.start()
@@ -81,14 +85,16 @@ class ResilientRetriever(ItemRetriever):
             version = self._probe()
         except Exception as exc:  # noqa: BLE001 - any failure is "down"
             if self.neo4j_ok:
-                logger.warning("Neo4j unreachable, serving the snapshot of %s: %s",
-                               time.strftime("%H:%M:%S", time.localtime(self.snapshot.loaded_at)), exc)
+                logger.warning(
+                    "Neo4j unreachable, serving the snapshot of %s: %s",
+                    time.strftime("%H:%M:%S", time.localtime(self.snapshot.loaded_at)),
+                    exc,
+                )
             self.neo4j_ok, self.last_error = False, f"{type(exc).__name__}: {exc}"[:300]
             return False
         changed = version is not None and version != self.snapshot.version
         if not self.neo4j_ok or changed:
-            why = "Neo4j is back" if not self.neo4j_ok else \
-                f"data version {self.snapshot.version} -> {version}"
+            why = "Neo4j is back" if not self.neo4j_ok else f"data version {self.snapshot.version} -> {version}"
             try:
                 t0 = time.perf_counter()
                 fresh = self._load()
@@ -118,11 +124,18 @@ class ResilientRetriever(ItemRetriever):
     def item_values(self, ids, field: str) -> list:
         return self.snapshot.item_values(ids, field)
 
-    def view(self) -> "ItemRetriever":
+    def view(self) -> ItemRetriever:
         return self.snapshot  # read once per call (or per batch), so a reload mid-request cannot mix snapshots
 
     def health(self) -> dict:
         snap = self.snapshot
-        return {"status": "ok" if self.neo4j_ok else "degraded", "neo4j": self.neo4j_ok, "version": snap.version,
-                "reloads": self.reloads, "error": self.last_error, "snapshot": snap.stats(), "blend": str(self.blend_config),
-                "blend_source": self.blend_source}
+        return {
+            "status": "ok" if self.neo4j_ok else "degraded",
+            "neo4j": self.neo4j_ok,
+            "version": snap.version,
+            "reloads": self.reloads,
+            "error": self.last_error,
+            "snapshot": snap.stats(),
+            "blend": str(self.blend_config),
+            "blend_source": self.blend_source,
+        }

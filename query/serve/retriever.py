@@ -23,9 +23,23 @@ COLD_MODES = ("include", "exclude", "only")
 FILTER_DEPTH = 1000  # candidates read per channel when filters apply, so that k survive them when enough exist
 RECALL_DEPTH = 50  # neighbours each history item contributes to a recall (row-normalised, summed)
 
-__all__ = ["CHANNELS", "COLD_MODES", "FILTER_DEPTH", "INFO_FIELDS", "NO_FILTERS", "RECALL_DEPTH", "SAME_FIELDS",
-           "Filters", "ItemRetriever", "Neighbours", "Recalled", "UnknownItem", "UserHistory", "check_channel",
-           "decay_weights"]
+__all__ = [
+    "CHANNELS",
+    "COLD_MODES",
+    "FILTER_DEPTH",
+    "INFO_FIELDS",
+    "NO_FILTERS",
+    "RECALL_DEPTH",
+    "SAME_FIELDS",
+    "Filters",
+    "ItemRetriever",
+    "Neighbours",
+    "Recalled",
+    "UnknownItem",
+    "UserHistory",
+    "check_channel",
+    "decay_weights",
+]
 
 
 class UnknownItem(KeyError):
@@ -95,8 +109,14 @@ class ItemRetriever(ABC):
         """Each channel's unfiltered top ``depth`` for a known ``item_id``: what the blend fuses."""
         return {ch: self._channel(item_id, depth, ch) for ch in channels}
 
-    def similar_items(self, item_id: str, k: int = 10, channel: str = "blend", filters: Filters = NO_FILTERS,
-                      view: "ItemRetriever | None" = None) -> Neighbours:
+    def similar_items(
+        self,
+        item_id: str,
+        k: int = 10,
+        channel: str = "blend",
+        filters: Filters = NO_FILTERS,
+        view: ItemRetriever | None = None,
+    ) -> Neighbours:
         """Top-``k`` neighbours of ``item_id`` by ``channel``; ``filters`` apply before the cut. ``view``: the
         data to read (default :meth:`view`); a batch passes one view so that all its answers read one snapshot."""
         check_channel(channel)
@@ -117,7 +137,7 @@ class ItemRetriever(ABC):
             cache.put(key, nb)
         return nb
 
-    def _answer(self, v: "ItemRetriever", item_id: str, k: int, channel: str, filters: Filters) -> Neighbours:
+    def _answer(self, v: ItemRetriever, item_id: str, k: int, channel: str, filters: Filters) -> Neighbours:
         depth = max(FILTER_DEPTH, k) if filters.active else k
         if channel != "blend":
             nb = v._channel(item_id, depth, channel)
@@ -127,8 +147,16 @@ class ItemRetriever(ABC):
             nb = nb.take(np.flatnonzero(v._keep(item_id, nb.ids, filters)))
         return nb.take(slice(0, k)) if len(nb) > k else nb
 
-    def recall(self, history, k: int = 10, channel: str = "blend", weights=None, filters: Filters = NO_FILTERS,
-               depth: int = RECALL_DEPTH, view: "ItemRetriever | None" = None) -> Recalled:
+    def recall(
+        self,
+        history,
+        k: int = 10,
+        channel: str = "blend",
+        weights=None,
+        filters: Filters = NO_FILTERS,
+        depth: int = RECALL_DEPTH,
+        view: ItemRetriever | None = None,
+    ) -> Recalled:
         """Candidates for a user or a cart: each history item's top-``depth`` list by ``channel`` (filters
         applied, history items excluded), divided by the best score of its unfiltered list, times the
         item's weight (``weights``, default 1 each; e.g. a time decay), summed per candidate; top ``k``, ties
@@ -153,8 +181,13 @@ class ItemRetriever(ABC):
             if filters.active:  # the filter path reads deep lists (FILTER_DEPTH) and drops the history with them
                 best = self.similar_items(h, k=1, channel=channel, view=v)
                 top = float(best.scores[0]) if len(best) else 0.0
-                nb = self.similar_items(h, k=depth, channel=channel, view=v,
-                                        filters=Filters(filters.exclude | drop, filters.same, filters.cold))
+                nb = self.similar_items(
+                    h,
+                    k=depth,
+                    channel=channel,
+                    view=v,
+                    filters=Filters(filters.exclude | drop, filters.same, filters.cold),
+                )
             else:  # no filters: read just deep enough that dropping the history leaves ``depth``
                 nb = self.similar_items(h, k=depth + min(len(drop), FILTER_DEPTH), channel=channel, view=v)
                 top = float(nb.scores[0]) if len(nb) else 0.0
@@ -176,10 +209,11 @@ class ItemRetriever(ABC):
         for c, s_, w in zip(inv[by], src[by], contrib[by]):
             if w > 0 and int(c) in rows:
                 rows[int(c)].append(known[s_])
-        return Recalled(cand[order].astype(object), total[order].astype(np.float32), [rows[int(c)] for c in order],
-                        known, unknown)
+        return Recalled(
+            cand[order].astype(object), total[order].astype(np.float32), [rows[int(c)] for c in order], known, unknown
+        )
 
-    def view(self) -> "ItemRetriever":
+    def view(self) -> ItemRetriever:
         """The object whose data answers a call (a live backend: itself; :class:`ResilientRetriever`: its
         current snapshot)."""
         return self

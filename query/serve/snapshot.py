@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import threading
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
-
-import json
-import uuid
 
 import numpy as np
 from cachetools import LRUCache
@@ -86,8 +85,8 @@ class CsrLists:
         scores = np.zeros(int(indptr[-1]), np.float32)
         for r, item in rows.items():
             nb, sc = per[item]
-            nbr[indptr[r]:indptr[r + 1]] = [ids.index(str(x)) for x in nb]
-            scores[indptr[r]:indptr[r + 1]] = sc
+            nbr[indptr[r] : indptr[r + 1]] = [ids.index(str(x)) for x in nb]
+            scores[indptr[r] : indptr[r + 1]] = sc
         return indptr, nbr, scores
 
     def get(self, item_id, default=None):
@@ -140,8 +139,9 @@ def saved_snapshot_key(directory: str | Path) -> str | None:
         return None
 
 
-def shared_snapshot(directory: str | Path, key: str | None, build: Callable[[], "SnapshotRetriever"],
-                    faiss_dir: str | Path | None = None) -> "SnapshotRetriever":
+def shared_snapshot(
+    directory: str | Path, key: str | None, build: Callable[[], SnapshotRetriever], faiss_dir: str | Path | None = None
+) -> SnapshotRetriever:
     """The snapshot of the graph's data ``key``, memory-mapped from ``directory``. The first worker that
     needs it builds it (``build()``) and saves it under a file lock; the others wait, then map the same
     files, so the OS keeps one copy of the lists for all of them. ``key`` None always builds."""
@@ -157,13 +157,15 @@ def shared_snapshot(directory: str | Path, key: str | None, build: Callable[[], 
 @dataclass
 class SnapshotRetriever(ItemRetriever):
     items: set[str]
-    lists: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)  # channel -> item -> (ids, scores)
+    lists: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = field(
+        default_factory=dict
+    )  # channel -> item -> (ids, scores)
     vectors: object | None = None  # embed.index.ItemVectorIndex
     loaded_at: float = field(default_factory=time.time)
     side: SideIndex | None = None
     blend_config: BlendConfig = DEFAULT_BLEND
     blend_source: str = "built-in default"
-    answers: "AnswerCache" = field(default_factory=lambda: AnswerCache(ANSWER_CACHE_SIZE), repr=False)
+    answers: AnswerCache = field(default_factory=lambda: AnswerCache(ANSWER_CACHE_SIZE), repr=False)
     version: int = 0  # the graph's data version when this snapshot was read (query.scores.read_data_version)
 
     def __setattr__(self, name, value):
@@ -186,10 +188,15 @@ class SnapshotRetriever(ItemRetriever):
         return [None] * len(ids) if self.side is None else self.side.value(ids, field)
 
     def stats(self) -> dict:
-        return {"items": len(self.items), "loaded_at": self.loaded_at, "version": self.version,
-                **{f"{ch}_lists": len(v) for ch, v in self.lists.items()},
-                "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids),
-                "side_items": 0 if self.side is None else len(self.side.item_ids), "cached_answers": len(self.answers)}
+        return {
+            "items": len(self.items),
+            "loaded_at": self.loaded_at,
+            "version": self.version,
+            **{f"{ch}_lists": len(v) for ch, v in self.lists.items()},
+            "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids),
+            "side_items": 0 if self.side is None else len(self.side.item_ids),
+            "cached_answers": len(self.answers),
+        }
 
     def save(self, directory: str | Path, key: str | None = None) -> Path:
         """Write the snapshot into a new folder under ``directory`` and point ``CURRENT`` at it: the item ids
@@ -219,16 +226,23 @@ class SnapshotRetriever(ItemRetriever):
             side = {"layout": "arrays", **side}
             for part, arr in arrays.items():
                 np.save(tmp / f"side.{part}.npy", np.asarray(arr))
-        meta = {"format": SNAPSHOT_FORMAT, "key": key, "loaded_at": self.loaded_at, "version": self.version,
-                "blend": str(self.blend_config), "blend_source": self.blend_source, "channels": sorted(self.lists),
-                "side": side}
+        meta = {
+            "format": SNAPSHOT_FORMAT,
+            "key": key,
+            "loaded_at": self.loaded_at,
+            "version": self.version,
+            "blend": str(self.blend_config),
+            "blend_source": self.blend_source,
+            "channels": sorted(self.lists),
+            "side": side,
+        }
         (tmp / "meta.json").write_text(json.dumps(meta))
         publish(tmp, keep=SNAPSHOTS_KEPT)
         (d / "snapshot.json").unlink(missing_ok=True)  # format 1, superseded
         return d
 
     @classmethod
-    def load(cls, directory: str | Path, faiss_dir: str | Path | None = None, mmap: bool = True) -> "SnapshotRetriever":
+    def load(cls, directory: str | Path, faiss_dir: str | Path | None = None, mmap: bool = True) -> SnapshotRetriever:
         """The snapshot saved in ``directory``, its arrays (lists, side index, Faiss index) memory-mapped
         read-only, so the processes that load it share one copy; ``mmap=False`` reads a private copy
         instead. A format-1 ``snapshot.json`` and a format-2 side index (``meta.json``) are still read."""
@@ -239,36 +253,58 @@ class SnapshotRetriever(ItemRetriever):
         mode = "r" if mmap else None
         ids = np.load(sub / "ids.npy", mmap_mode=mode)
         sid = SortedIds(ids, np.load(sub / "member.npy", mmap_mode=mode))
-        lists = {ch: CsrLists(sid, *(np.load(sub / f"{ch}.{part}.npy", mmap_mode=mode)
-                                     for part in ("indptr", "nbr", "scores")))
-                 for ch in meta["channels"]}
+        lists = {
+            ch: CsrLists(
+                sid, *(np.load(sub / f"{ch}.{part}.npy", mmap_mode=mode) for part in ("indptr", "nbr", "scores"))
+            )
+            for ch in meta["channels"]
+        }
         blend_config = BlendConfig.parse(meta["blend"]) if meta.get("blend") else DEFAULT_BLEND
         side = meta.get("side")
         if side and side.get("layout") == "arrays":
-            arrays = {p.name[len("side."):-len(".npy")]: np.load(p, mmap_mode=mode) for p in sub.glob("side.*.npy")}
+            arrays = {p.name[len("side.") : -len(".npy")]: np.load(p, mmap_mode=mode) for p in sub.glob("side.*.npy")}
             side = SideIndex.from_arrays(arrays, side)
         elif side:
             side = SideIndex.from_json(side)
-        return cls(sid, lists, ItemVectorIndex.load_saved(faiss_dir, mmap), meta["loaded_at"], side, blend_config,
-                   meta.get("blend_source", "built-in default"), version=int(meta.get("version", 0)))
+        return cls(
+            sid,
+            lists,
+            ItemVectorIndex.load_saved(faiss_dir, mmap),
+            meta["loaded_at"],
+            side,
+            blend_config,
+            meta.get("blend_source", "built-in default"),
+            version=int(meta.get("version", 0)),
+        )
 
     @classmethod
-    def _load_json(cls, d: Path, faiss_dir) -> "SnapshotRetriever":
+    def _load_json(cls, d: Path, faiss_dir) -> SnapshotRetriever:
         path = d / "snapshot.json"
         if not path.exists():
-            raise FileNotFoundError(f"{d} holds no saved snapshot; start the API once while Neo4j is up so that "
-                                    "it saves one")
+            raise FileNotFoundError(
+                f"{d} holds no saved snapshot; start the API once while Neo4j is up so that it saves one"
+            )
         body = json.loads(path.read_text())
-        lists = {ch: {i: (np.array(v[0], dtype=object), np.array(v[1], dtype=np.float32)) for i, v in per.items()}
-                 for ch, per in body["lists"].items()}
+        lists = {
+            ch: {i: (np.array(v[0], dtype=object), np.array(v[1], dtype=np.float32)) for i, v in per.items()}
+            for ch, per in body["lists"].items()
+        }
         vectors = ItemVectorIndex.load_saved(faiss_dir)
         blend_config = BlendConfig.parse(body["blend"]) if body.get("blend") else DEFAULT_BLEND
         side = SideIndex.from_json(body["side"]) if body.get("side") else None
-        return cls(set(body["items"]), lists, vectors, body["loaded_at"], side, blend_config,
-                   body.get("blend_source", "built-in default"), version=int(body.get("version", 0)))
+        return cls(
+            set(body["items"]),
+            lists,
+            vectors,
+            body["loaded_at"],
+            side,
+            blend_config,
+            body.get("blend_source", "built-in default"),
+            version=int(body.get("version", 0)),
+        )
 
     @classmethod
-    def from_neo4j(cls, driver, faiss_dir: str | Path | None = None, database: str = "neo4j") -> "SnapshotRetriever":
+    def from_neo4j(cls, driver, faiss_dir: str | Path | None = None, database: str = "neo4j") -> SnapshotRetriever:
         t0 = time.perf_counter()
         version = read_data_version(driver, database)  # first: a change while loading makes the next probe reload
         items = read_item_ids(driver, database)
@@ -280,9 +316,13 @@ class SnapshotRetriever(ItemRetriever):
         snap.blend_config, snap.blend_source = stored_blend(driver, database)
         logger.info("snapshot loaded in %.1fs: %s", time.perf_counter() - t0, snap.stats())
         if not items:
-            logger.warning("the graph has no items, so every lookup will be 404; run `graphrecall ingest`, "
-                           "`graphrecall scores` and `graphrecall embed` (or `graphrecall demo`) first")
+            logger.warning(
+                "the graph has no items, so every lookup will be 404; run `graphrecall ingest`, "
+                "`graphrecall scores` and `graphrecall embed` (or `graphrecall demo`) first"
+            )
         elif not lists.get("swing") and not lists.get("cooc") and vectors is None:
-            logger.warning("no SWING/COOC lists and no Faiss index yet, so lookups return empty lists; "
-                           "run `graphrecall scores` and `graphrecall embed`")
+            logger.warning(
+                "no SWING/COOC lists and no Faiss index yet, so lookups return empty lists; "
+                "run `graphrecall scores` and `graphrecall embed`"
+            )
         return snap
