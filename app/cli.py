@@ -175,9 +175,8 @@ def _ingest_bulk(args, mapping) -> int:
 def _cfg_from_args(args):
     """The pipeline's settings: each stage's dataclass with the options given on the command line."""
     from ..common.settings import from_args
-    from ..embed.train import EgesSettings
-    from ..query.channels.rank import RankSettings
-    from ..query.config import PipelineConfig
+    from ..embed.settings import EgesSettings
+    from ..query.config import PipelineConfig, RankSettings
     from ..query.scoring.settings import ScoreSettings
 
     return from_args(
@@ -501,9 +500,8 @@ def _add_score_settings(g):
 def _add_model(p):
     """Every stage's settings (:mod:`graphrecall.query.config`), flags and defaults from their dataclasses."""
     from ..common.settings import add_options
-    from ..embed.train import EgesSettings
-    from ..query.channels.rank import RankSettings
-    from ..query.config import PipelineConfig
+    from ..embed.settings import EgesSettings
+    from ..query.config import PipelineConfig, RankSettings
     from ..query.scoring.settings import ScoreSettings
 
     g = p.add_argument_group("scores and embeddings")

@@ -56,6 +56,7 @@ def add_options(group, cls, only: tuple[str, ...] | None = None) -> None:
             type=kind,
             choices=meta["choices"],
             default=None,
+            metavar=None if meta["choices"] else meta["flag"].lstrip("-").upper().replace("-", "_"),
             help=f"{meta['help']} (default {shown})",
         )
 

@@ -3,7 +3,7 @@ import pytest
 from graphrecall.app.cli import main
 from graphrecall.app.pipeline import PipelineConfig, pick_sample_items, run_pipeline
 from graphrecall.embed.index import ItemVectorIndex
-from graphrecall.embed.train import EgesSettings
+from graphrecall.embed.settings import EgesSettings
 from graphrecall.ingest.synthetic import generate_rees46
 from graphrecall.query.serve.snapshot import SnapshotRetriever
 

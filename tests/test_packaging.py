@@ -4,6 +4,7 @@ serve` answering from a saved snapshot while Neo4j is unreachable, all from a cl
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,22 +40,13 @@ def _get(url: str) -> tuple[int, bytes]:
 @pytest.fixture(scope="module")
 def wheel_venv(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp / "dist"),
-            str(ROOT),
-        ],
-        check=True,
-        cwd=tmp,
-    )
+    # built from a copy of the sources: setuptools leaves a build/ folder behind, whose stale files a later
+    # build in the same tree would package
+    src = tmp / "src"
+    skip = shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "__pycache__", "results", "data")
+    shutil.copytree(ROOT, src, ignore=skip)
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]
+    subprocess.run([*pip_wheel, "-w", str(tmp / "dist"), str(src)], check=True, cwd=tmp)
     (wheel,) = (tmp / "dist").glob("graphrecall-*.whl")
     subprocess.run([sys.executable, "-m", "venv", str(tmp / "venv")], check=True)
     subprocess.run(

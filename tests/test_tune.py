@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 
 from graphrecall.app.cli import main
 from graphrecall.app.pipeline import PipelineConfig, run_pipeline
-from graphrecall.embed.train import EgesSettings
+from graphrecall.embed.settings import EgesSettings
 from graphrecall.graph_schema.store.meta import read_blend, store_blend
 from graphrecall.ingest.synthetic import generate_rees46
 from graphrecall.query.evaluate.tune import tune_blend

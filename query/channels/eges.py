@@ -27,7 +27,7 @@ def eges_vectors(
     trans: sp.csr_matrix | None = None,
 ) -> ItemVectorIndex:
     """The eges channel's Faiss index: :func:`~graphrecall.embed.train.train_item_vectors` on the training
-    sessions' transitions and sequences (``settings``: an :class:`~graphrecall.embed.train.EgesSettings` or a
+    sessions' transitions and sequences (``settings``: an :class:`~graphrecall.embed.settings.EgesSettings` or a
     dict of its keyword arguments), one vector per catalogue item."""
     settings = settings if isinstance(settings, dict) else asdict(settings)
     sess = [r[r >= 0] for r in (cat.rows(s["items"]) for s in train_sessions)]

@@ -32,7 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ...common.progress import progress_bar
-from ...common.settings import setting
+from ..config import MAX_CASES_PER_CUT, MAX_POSITIVE_CASES_PER_CUT, NEGATIVES
 from ..data import Cases, Catalogue, next_item_cases, split_stored_sessions, transition_matrix
 from .base import Parts, StoredListChannel, Training, register
 from .side import SideIndex
@@ -40,15 +40,6 @@ from .side import SideIndex
 logger = logging.getLogger(__name__)
 
 CUTOFF_QUANTILES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
-NEGATIVES = 100  # negatives sampled per training case
-# training cases kept per cut (a uniform sample beyond it): bounds the fit's rows at about
-# 6 cuts x 20,000 x 101 whatever the log's size; REES46 head17k and Taobao timeslice96k stay under it
-MAX_CASES_PER_CUT = 20_000
-# of those, the cases that give rows (their target is among the candidates) kept per cut: bounds the rows at
-# about 6 x 5,000 x 101 = 3.0M. It does not bind on the bench logs (REES46 head17k and Taobao timeslice96k have
-# at most 4,766 and 17,105 cases per cut, and fewer than 5,000 with their target among the candidates);
-# generated logs reach it from 100k events.
-MAX_POSITIVE_CASES_PER_CUT = 5_000
 # user co-occurrence leaves out users with more distinct items than this (crawlers), whose pairs would
 # grow with the square of their items; Swing caps the same way (max_items_per_user)
 UCOOC_MAX_ITEMS_PER_USER = 500
@@ -98,45 +89,6 @@ def _codes(values) -> np.ndarray:
 
 def _row(m: sp.csr_matrix, r: int) -> np.ndarray:
     return m.indices[m.indptr[r] : m.indptr[r + 1]]
-
-
-@dataclass
-class RankSettings:
-    """The rank channel's training budget: negatives sampled per case and cases kept per time cut. The defaults
-    are what the next-item bench measured (the caps on cases do not bind there). On validation, 30 negatives cost
-    Taobao NDCG@20 0.067 -> 0.065 and REES46 nothing, at 1/3 the rows. Of the cases, those with rows (target among
-    the candidates) are capped per cut: about 3.0M rows at most; it binds on generated logs only, where it cost
-    cold HR@20 0.36 -> 0.30 at 300k events (warm and NDCG unchanged)."""
-
-    enabled: bool = setting(
-        True,
-        flag="--no-rank",
-        help="leave out the rank channel (the learned ranker's RANKED lists; see `graphrecall rank --help`)",
-    )
-    negatives: int = setting(
-        NEGATIVES,
-        flag="--rank-negatives",
-        help="rank channel: negatives sampled per training case (30 fits on a third of the rows)",
-    )
-    # LightGBM threads for the rank stage, which runs while Neo4j is idle (sessions read, nothing written yet):
-    # on REES46 validation rows the fit took 14.7 s with 2 against 29.3 s with 1, scores equal within 2e-9
-    threads: int = setting(
-        2,
-        flag="--rank-threads",
-        help="rank channel: LightGBM threads for its fit and lists (2: Neo4j is idle in that stage)",
-    )
-    cases_per_cut: int = setting(
-        MAX_CASES_PER_CUT,
-        flag="--rank-cases-per-cut",
-        help="rank channel: training cases kept per time cut, a uniform sample beyond it",
-    )
-    positives_per_cut: int = setting(
-        MAX_POSITIVE_CASES_PER_CUT,
-        flag="--rank-positives-per-cut",
-        help="rank channel: of those, cases whose target is among the candidates (the "
-        "ones that give rows) kept per cut, a uniform sample beyond it (5000: at "
-        "most about 3M rows)",
-    )
 
 
 class RankFeatures:

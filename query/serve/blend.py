@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from ...graph_schema.store.meta import read_blend
 from ..channels import BASE_CHANNELS, BLEND_DEPTH, Neighbours
@@ -133,56 +134,73 @@ def blend_many(
     channel by channel (the same float sums for every config), and only the candidates that can reach the
     top ``k`` are sorted. ``labels``: each item's channel is its largest contributor, else ``"blend"``."""
     names = list(per_channel)
-    w = np.array([[c.weight.get(ch, 0.0) for ch in names] for c in configs], dtype=np.float64).reshape(
-        len(configs), len(names)
-    )
-    rrf = np.array([c.method == "rrf" for c in configs], dtype=bool)
-    lists, active = [], []
+    weights = [[c.weight.get(ch, 0.0) for ch in names] for c in configs]
+    rrf_of = [c.method == "rrf" for c in configs]
+    kept, ids, scores, tops, on_ch = [], [], [], [], []
     for j, ch in enumerate(names):
         nb = per_channel[ch]
         if not len(nb):
             continue
         top = float(nb.scores[0])
-        on = (w[:, j] > 0) & (rrf | (top > 0))  # per config: does this channel count
-        if on.any():
-            lists.append((j, nb, top))
-            active.append(on)
-    if not lists:
+        counts = [wc[j] > 0 and (r or top > 0) for wc, r in zip(weights, rrf_of)]  # per config
+        if not any(counts):
+            continue
+        kept.append(j)
+        ids.append(nb.ids)
+        scores.append(nb.scores)
+        tops.append(top if top > 0 else 1.0)  # a list whose top is <= 0 counts under rrf only
+        on_ch.append(counts)
+    if not kept:
         return [Neighbours.empty() for _ in configs]
-    codes, uniq = pd.factorize(np.concatenate([np.asarray(nb.ids, dtype=object) for _, nb, _ in lists]))
-    total = np.zeros((len(configs), len(uniq)))
-    listed = np.zeros((len(configs), len(uniq)), dtype=bool)
-    best_c = np.full((len(configs), len(uniq)), -np.inf) if labels else None
-    best = np.zeros((len(configs), len(uniq)), dtype=np.int64) if labels else None
-    start = 0
-    for (j, nb, top), on in zip(lists, active):
-        cols = codes[start : start + len(nb)]  # one list holds an id once
-        start += len(nb)
-        rank = w[:, j, None] / (RRF_K + np.arange(1, len(nb) + 1))[None, :]
-        score = (
-            w[:, j, None] * np.maximum(np.asarray(nb.scores, dtype=np.float64), 0.0)[None, :] / top
-            if top > 0
-            else np.zeros_like(rank)
-        )
-        contrib = np.where(on[:, None], np.where(rrf[:, None], rank, score), 0.0)
-        total[:, cols] += contrib
-        listed[:, cols] |= on[:, None]
-        if labels:
-            better = on[:, None] & (contrib > best_c[:, cols])
-            best_c[:, cols] = np.where(better, contrib, best_c[:, cols])
-            best[:, cols] = np.where(better, j, best[:, cols])
-    new_w = np.array([c.new_items for c in configs])
-    if is_new is not None and (new_w != 1.0).any():
-        total = total * np.where(np.asarray(is_new(uniq), dtype=bool)[None, :], new_w[:, None], 1.0)
+    lengths = [len(x) for x in ids]
+    codes, uniq = pd.factorize(np.concatenate(ids).astype(object, copy=False))
+    # every entry's contribution for every config (configs x entries), entries in channel order
+    wk = np.repeat(np.array([[wc[j] for j in kept] for wc in weights]), lengths, axis=1)
+    if any(rrf_of):
+        rank = np.arange(1, len(codes) + 1) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        by_rank = wk / (RRF_K + rank)
+    if not all(rrf_of):
+        s = np.maximum(np.concatenate(scores).astype(np.float64), 0.0)
+        by_score = wk * s / np.repeat(tops, lengths)
+    if all(rrf_of):
+        contrib = by_rank
+    elif not any(rrf_of):
+        contrib = by_score
+    else:
+        contrib = np.where(np.array(rrf_of)[:, None], by_rank, by_score)
+    on = None if all(map(all, on_ch)) else np.repeat(np.array(on_ch).T, lengths, axis=1)
+    if on is not None:
+        contrib = np.where(on, contrib, 0.0)
+    # summed per item in entry order (the same float sums as adding them one by one); one config: bincount
+    if len(configs) == 1:
+        total = np.bincount(codes, weights=contrib[0], minlength=len(uniq))[None, :]
+    else:
+        onehot = sp.csr_matrix((np.ones(len(codes)), (codes, np.arange(len(codes)))), shape=(len(uniq), len(codes)))
+        total = np.asarray(onehot @ contrib.T).T
+    if on is None:
+        listed = None  # every kept entry counts for every config: every item is listed
+    elif len(configs) == 1:
+        listed = np.bincount(codes, weights=on[0], minlength=len(uniq))[None, :] > 0
+    else:
+        listed = np.asarray(onehot @ on.T.astype(np.float64)).T > 0
+    new_w = [c.new_items for c in configs]
+    if is_new is not None and any(x != 1.0 for x in new_w):
+        total = total * np.where(np.asarray(is_new(uniq), dtype=bool)[None, :], np.array(new_w)[:, None], 1.0)
+    ch_of = np.repeat(np.arange(len(kept)), lengths) if labels else None
     out = []
     for n in range(len(configs)):
-        score = np.where(listed[n], total[n], -np.inf)
-        m = min(k, int(listed[n].sum()))
+        score = total[n] if listed is None else np.where(listed[n], total[n], -np.inf)
+        m = min(k, len(uniq) if listed is None else int(listed[n].sum()))
         if m == 0:
             out.append(Neighbours.empty())
             continue
         kth = np.partition(-score, m - 1)[m - 1]
         order = sorted(np.flatnonzero(-score <= kth), key=lambda r: (-score[r], uniq[r]))[:k]
-        chans = [names[b] for b in best[n, order]] if labels else ["blend"] * len(order)
-        out.append(Neighbours(np.asarray(uniq, dtype=object)[order], score[order].astype(np.float32), chans))
+        if labels:  # per item, the largest contribution first, then channel order (a stable sort)
+            by = np.lexsort((-contrib[n] if on is None else np.where(on[n], -contrib[n], np.inf), codes))
+            best = ch_of[by[np.r_[True, codes[by][1:] != codes[by][:-1]]]]
+            out_chans = [names[kept[b]] for b in best[order]]
+        else:
+            out_chans = ["blend"] * len(order)
+        out.append(Neighbours(np.asarray(uniq, dtype=object)[order], score[order].astype(np.float32), out_chans))
     return out
