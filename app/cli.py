@@ -466,6 +466,60 @@ def cmd_serve(args) -> int:
     return 0
 
 
+def cmd_explain(args) -> int:
+    import json
+
+    from ..query.serve.explain import draw_graph, explain_pair, summary, table, write_graph
+    from ..query.serve.neo4j import Neo4jRetriever
+    from ..query.serve.retriever import UnknownItem
+
+    if args.out and Path(args.out).suffix not in (".graphml", ".gexf"):
+        raise CliError(f"--out {args.out}: name a .graphml or .gexf file (Gephi and Cytoscape read both)")
+    driver, settings = connect(args)
+    with driver:
+        try:
+            g = explain_pair(driver, Neo4jRetriever(driver, settings.database), args.a, args.b, settings.database)
+        except UnknownItem as exc:
+            raise CliError(f"unknown item {exc.args[0]!r}: give ids of items in the graph") from None
+    print(json.dumps(summary(g), indent=1) if args.json else table(g))
+    if args.out:
+        print(f"graph in {write_graph(g, args.out)}")
+    if args.png:
+        try:
+            print(f"picture in {draw_graph(g, args.png)}")
+        except RuntimeError as exc:
+            raise CliError(str(exc)) from None
+    return 0
+
+
+def cmd_export(args) -> int:
+    if args.export_command == "pyg":
+        from ..embed.pyg import export_pyg
+
+        driver, settings = connect(args)
+        with driver:
+            path = export_pyg(driver, args.out, settings.database)
+        print(
+            f"the graph as torch_geometric HeteroData in {path}; load it with torch.load({str(path)!r}, "
+            "weights_only=False)"
+        )
+        return 0
+    from ..embed.export import export_vectors
+    from ..embed.index import ItemVectorIndex
+
+    faiss_dir = Path(args.faiss_dir) if args.faiss_dir else artifacts_dir() / "faiss"
+    index = ItemVectorIndex.load_saved(faiss_dir, mmap=False)
+    if index is None:
+        raise CliError(
+            f"no saved item vectors in {faiss_dir}; run `graphrecall embed` (or `graphrecall demo`) first, "
+            "or point --faiss-dir at the folder `graphrecall embed` wrote"
+        )
+    path = export_vectors(index, args.out, args.format)
+    load = "KeyedVectors.load" if args.format == "keyedvectors" else "KeyedVectors.load_word2vec_format"
+    print(f"{len(index.item_ids)} item vectors ({index.dim} dims) in {path}; gensim: {load}({str(path)!r})")
+    return 0
+
+
 def cmd_generate(args) -> int:
     from ..ingest.synthetic import generate_rees46
 
@@ -758,6 +812,58 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_conn(s)
     s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser(
+        "explain",
+        help="why is item B in item A's lists? the evidence, channel by channel",
+        description="Reads the graph: B's rank, score and contribution to the blend in each of A's "
+        "channels (live, as the API answers), the Swing user pairs and ItemCF users behind the "
+        "stored SWING/COOC scores (their terms add up to those scores), the transitions both "
+        "ways, the side fields they share and their EGES cosine. --out writes the evidence "
+        "graph (networkx) as GraphML or GEXF; --png draws it.",
+    )
+    s.add_argument("a", help="the query item's id")
+    s.add_argument("b", help="the id of an item in its lists")
+    s.add_argument("--json", action="store_true", help="print the numbers as JSON (what GET /explain/A/B returns)")
+    s.add_argument("--out", type=Path, help="write the evidence graph: FILE.graphml or FILE.gexf")
+    s.add_argument("--png", type=Path, help="draw the evidence graph into this PNG (needs matplotlib)")
+    _add_conn(s)
+    s.set_defaults(func=cmd_explain)
+
+    s = sub.add_parser("export", help="write the item vectors as files other tools load (gensim, word2vec text)")
+    sp = s.add_subparsers(dest="export_command", required=True, metavar="WHAT")
+    s = sp.add_parser(
+        "vectors",
+        help="the EGES item vectors, from the saved Faiss index",
+        description="Writes the item vectors `graphrecall embed` saved (unit length, as the eges channel "
+        "searches them) keyed by item id: --format keyedvectors is gensim's own file "
+        "(KeyedVectors.load), word2vec the text format most embedding tools read "
+        "(KeyedVectors.load_word2vec_format). Needs no Neo4j.",
+    )
+    s.add_argument("out", type=Path, help="the file to write")
+    s.add_argument(
+        "--format",
+        choices=["keyedvectors", "word2vec"],
+        default="keyedvectors",
+        help="keyedvectors (default) or word2vec (text)",
+    )
+    s.add_argument(
+        "--faiss-dir",
+        type=Path,
+        help="the saved index (default: $GRAPHRECALL_ARTIFACTS/faiss, where `graphrecall embed` writes it)",
+    )
+    s.set_defaults(func=cmd_export)
+    s = sp.add_parser(
+        "pyg",
+        help="the graph (users, items, side features, edges) for PyTorch Geometric",
+        description="Writes the user-item graph (ENGAGED: event counts, types, times) and the item "
+        "transition graph (TRANSITION weights), with the items' side fields as codes and "
+        "their prices, as one torch_geometric.data.HeteroData (torch.save), so that you can "
+        "train your own GNN on the same graph. Reads Neo4j.",
+    )
+    s.add_argument("out", type=Path, help="the file to write (e.g. graph.pt)")
+    _add_conn(s)
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("generate", help="write a generated REES46-format event log")
     s.add_argument("--out", type=Path, required=True)

@@ -11,6 +11,7 @@ from ..graph_schema.config import Neo4jSettings, graphrecall_home
 from ..graph_schema.store.meta import read_data_key, read_data_version
 from ..query.serve.api import create_app
 from ..query.serve.blend import BlendConfig
+from ..query.serve.explain import explain_pair, summary
 from ..query.serve.neo4j import Neo4jHistory
 from ..query.serve.resilient import ResilientRetriever
 from ..query.serve.snapshot import SnapshotRetriever, shared_snapshot
@@ -46,7 +47,12 @@ def app_from_env():  # pragma: no cover - wiring for `graphrecall serve`
         retriever.blend_config = BlendConfig.parse(os.environ["GRAPHRECALL_BLEND"])  # overrides a tuned one
     logger.info("blend channel: %s (%s)", retriever.blend_config, retriever.blend_source)
     gc.freeze()  # the snapshot's objects leave the cyclic collector's scans (ResilientRetriever does it per reload)
-    return create_app(retriever, Neo4jHistory(driver, settings.database), access_log=_access_log_from_env())
+    return create_app(
+        retriever,
+        Neo4jHistory(driver, settings.database),
+        access_log=_access_log_from_env(),
+        explain=lambda a, b: summary(explain_pair(driver, retriever, a, b, settings.database)),
+    )
 
 
 def app_from_saved_snapshot():  # pragma: no cover - wiring for bench/api_load.py and read-only replicas

@@ -82,3 +82,14 @@ def most_listed_items(driver, n: int = 3, database: str = "neo4j") -> list[str]:
             n=n,
         )
     ]
+
+
+def read_user_ids(driver, database: str = "neo4j") -> list[str]:
+    return [r[0] for r in read_rows(driver, database, "MATCH (u:User) RETURN u.id ORDER BY u.id")]
+
+
+def read_engaged_edges(driver, database: str = "neo4j") -> list:
+    """``[user id, item id, event type, count, last_ts]`` of every ``ENGAGED`` edge."""
+    return read_rows(
+        driver, database, "MATCH (u:User)-[e:ENGAGED]->(i:Item) RETURN u.id, i.id, e.type, e.count, e.last_ts"
+    )

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Literal
 
@@ -209,10 +210,17 @@ class RetrieverCollector:
         yield loaded
 
 
-def create_app(retriever: ItemRetriever, history: UserHistory | None = None, access_log: bool = False) -> FastAPI:
-    """The HTTP API over ``retriever``; ``history`` (e.g. :class:`~query.retriever.Neo4jHistory`) answers
-    ``GET /recall/{user_id}`` (503 without one). ``access_log``: one JSON line per request on the
-    ``graphrecall.access`` logger (method, path, query, status, ms, channel, client)."""
+def create_app(
+    retriever: ItemRetriever,
+    history: UserHistory | None = None,
+    access_log: bool = False,
+    explain: Callable[[str, str], dict] | None = None,
+) -> FastAPI:
+    """The HTTP API over ``retriever``; ``history`` (e.g. :class:`~.neo4j.Neo4jHistory`) answers
+    ``GET /recall/{user_id}`` (503 without one); ``explain(a, b)`` (the numbers of
+    :func:`~.explain.explain_pair`, which reads the graph) answers ``GET /explain/{a}/{b}`` (503 without one).
+    ``access_log``: one JSON line per request on the ``graphrecall.access`` logger (method, path, query, status,
+    ms, channel, client)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -443,6 +451,22 @@ def create_app(retriever: ItemRetriever, history: UserHistory | None = None, acc
             view=view,
         )
         return _recall_response(rec, channel, k, names, view, user_id=user_id)
+
+    @app.get("/explain/{a}/{b}")
+    def explain_pair(
+        a: str = Path(..., description="the query item"), b: str = Path(..., description="an item in its lists")
+    ) -> dict:
+        """Why ``b`` is in ``a``'s lists: each channel's rank, score and contribution to the blend, the Swing user
+        pairs and ItemCF users behind the stored scores, the transitions, shared side fields and EGES cosine."""
+        if explain is None:
+            raise HTTPException(status_code=503, detail="explanations read the graph; this service has no Neo4j")
+        try:
+            return explain(a, b)
+        except UnknownItem as exc:
+            raise HTTPException(status_code=404, detail=f"unknown item {exc.args[0]!r}") from None
+        except Exception as exc:  # noqa: BLE001 - Neo4j down or failing: the snapshot cannot answer this one
+            logger.warning("explain unavailable: %s", exc)
+            raise HTTPException(status_code=503, detail="explanations read Neo4j, which is unreachable") from None
 
     @app.get("/health")
     def health() -> dict:

@@ -117,22 +117,20 @@ def blend(
     return blend_many(per_channel, [config], k, is_new, labels=True)[0]
 
 
-def blend_many(
-    per_channel: dict[str, Neighbours],
-    configs: Sequence[BlendConfig],
-    k: int,
-    is_new: Callable[[np.ndarray], np.ndarray] | None = None,
-    labels: bool = False,
-) -> list[Neighbours]:
-    """The top ``k`` of each config's fusion of the same per-channel lists: the one blend implementation,
-    which serving calls with one config and ``graphrecall tune`` with its whole grid.
+@dataclass
+class _Entries:
+    """Every list entry of the kept channels, in channel order, with its contribution under every config."""
 
-    A channel adds ``w * max(score, 0) / top`` per item (``score``; a list whose top score is <= 0 adds
-    nothing) or ``w / (60 + rank)`` (``rrf``); an item enters only through a channel of weight > 0.
-    ``is_new(ids)`` marks items without events, whose fused score is multiplied by ``new_items``. Ties in the
-    fused score go to the smaller id. Ids are factorised (hashing, no string sort), contributions are added
-    channel by channel (the same float sums for every config), and only the candidates that can reach the
-    top ``k`` are sorted. ``labels``: each item's channel is its largest contributor, else ``"blend"``."""
+    names: list[str]  # the channels given
+    kept: list[int]  # those that count for some config, by position in names
+    lengths: list[int]  # entries per kept channel
+    codes: np.ndarray  # per entry: its item's position in uniq
+    uniq: np.ndarray  # the items, in order of first entry
+    contrib: np.ndarray  # configs x entries
+    on: np.ndarray | None  # configs x entries: does the entry count (None: every one does)
+
+
+def _entries(per_channel: dict[str, Neighbours], configs: Sequence[BlendConfig]) -> _Entries | None:
     names = list(per_channel)
     weights = [[c.weight.get(ch, 0.0) for ch in names] for c in configs]
     rrf_of = [c.method == "rrf" for c in configs]
@@ -151,7 +149,7 @@ def blend_many(
         tops.append(top if top > 0 else 1.0)  # a list whose top is <= 0 counts under rrf only
         on_ch.append(counts)
     if not kept:
-        return [Neighbours.empty() for _ in configs]
+        return None
     lengths = [len(x) for x in ids]
     codes, uniq = pd.factorize(np.concatenate(ids).astype(object, copy=False))
     # every entry's contribution for every config (configs x entries), entries in channel order
@@ -171,6 +169,29 @@ def blend_many(
     on = None if all(map(all, on_ch)) else np.repeat(np.array(on_ch).T, lengths, axis=1)
     if on is not None:
         contrib = np.where(on, contrib, 0.0)
+    return _Entries(names, kept, lengths, codes, uniq, contrib, on)
+
+
+def blend_many(
+    per_channel: dict[str, Neighbours],
+    configs: Sequence[BlendConfig],
+    k: int,
+    is_new: Callable[[np.ndarray], np.ndarray] | None = None,
+    labels: bool = False,
+) -> list[Neighbours]:
+    """The top ``k`` of each config's fusion of the same per-channel lists: the one blend implementation,
+    which serving calls with one config and ``graphrecall tune`` with its whole grid.
+
+    A channel adds ``w * max(score, 0) / top`` per item (``score``; a list whose top score is <= 0 adds
+    nothing) or ``w / (60 + rank)`` (``rrf``); an item enters only through a channel of weight > 0.
+    ``is_new(ids)`` marks items without events, whose fused score is multiplied by ``new_items``. Ties in the
+    fused score go to the smaller id. Ids are factorised (hashing, no string sort), contributions are added
+    channel by channel (the same float sums for every config), and only the candidates that can reach the
+    top ``k`` are sorted. ``labels``: each item's channel is its largest contributor, else ``"blend"``."""
+    e = _entries(per_channel, configs)
+    if e is None:
+        return [Neighbours.empty() for _ in configs]
+    names, kept, lengths, codes, uniq, contrib, on = e.names, e.kept, e.lengths, e.codes, e.uniq, e.contrib, e.on
     # summed per item in entry order (the same float sums as adding them one by one); one config: bincount
     if len(configs) == 1:
         total = np.bincount(codes, weights=contrib[0], minlength=len(uniq))[None, :]
@@ -203,4 +224,26 @@ def blend_many(
         else:
             out_chans = ["blend"] * len(order)
         out.append(Neighbours(np.asarray(uniq, dtype=object)[order], score[order].astype(np.float32), out_chans))
+    return out
+
+
+def channel_contributions(
+    per_channel: dict[str, Neighbours], config: BlendConfig, item_id: str
+) -> dict[str, dict[str, float | int]]:
+    """Per channel that lists ``item_id``: its rank there (1 is the top), its score, and what it adds to the
+    item's fused score under ``config`` (before the ``new_items`` weight): the terms :func:`blend_many` sums."""
+    out = {
+        ch: {"rank": int(r) + 1, "score": float(nb.scores[r]), "contribution": 0.0}
+        for ch, nb in per_channel.items()
+        for r in np.flatnonzero(np.asarray(nb.ids, dtype=object) == item_id)[:1]
+    }
+    e = _entries(per_channel, [config])
+    if e is None:
+        return out
+    start = 0
+    for j, n in zip(e.kept, e.lengths):
+        rows = np.flatnonzero(e.uniq[e.codes[start : start + n]] == item_id)
+        if len(rows) and (e.on is None or e.on[0, start + rows[0]]):
+            out[e.names[j]]["contribution"] = float(e.contrib[0, start + rows[0]])
+        start += n
     return out
