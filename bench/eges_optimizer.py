@@ -16,7 +16,6 @@ eges channel's NDCG@20 (all cases) and HR@20 (warm, cold) as mean ± sd over see
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import time
@@ -25,11 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import (  # noqa: E402
-    Data,
-    load,
-    write_result,  # noqa: E402
-)
+from common import Data, load, parser, write_result  # noqa: E402
 from graphrecall.common.threads import torch_threads  # noqa: E402
 from graphrecall.query.channels.eges import eges_vectors
 from graphrecall.query.config import PipelineConfig  # noqa: E402
@@ -45,7 +40,7 @@ VARIANTS = {
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser(__doc__)
     ap.add_argument("--datasets", nargs="+", default=["rees46", "taobao"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"any of {list(VARIANTS)}")

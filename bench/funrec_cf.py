@@ -22,7 +22,6 @@ The last line printed is JSON: {"channels": {"swing": {"hr@5": ..}, ..}, "blend"
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -34,6 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from common import parser
 from graphrecall.embed.eges import EGES, SideInfo  # noqa: E402
 from graphrecall.embed.index import ItemVectorIndex  # noqa: E402
 from graphrecall.ingest.sessions import session_ids  # noqa: E402
@@ -512,9 +512,7 @@ def run(
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
-    )
+    p = parser(__doc__)
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="ml-latest-small folder (ratings.csv, movies.csv)")
     p.add_argument("--json", action="store_true", help="print only the JSON line")
     p.add_argument("--backend", choices=["neo4j", "memory"], default="neo4j", help="where Swing/ItemCF run")
