@@ -57,7 +57,7 @@ class PipelineResult:
     ingest: list[IngestReport] = field(default_factory=list)
     swing: ScoreReport | None = None
     cooc: ScoreReport | None = None
-    rank: object | None = None  # query.ranker.FitReport (None: the rank channel was off or skipped)
+    rank: object | None = None  # graphrecall.query.channels.rank.FitReport (None: the rank channel was off or skipped)
     n_items: int = 0
     n_cold: int = 0
     faiss_dir: Path | None = None
@@ -110,7 +110,7 @@ def compute_scores(
 
 
 def compute_rank(driver, cfg: PipelineConfig, database: str = "neo4j", progress: bool = True, bump: bool = True):
-    """The ``rank`` channel from the graph's sessions and item side info: fit (:func:`query.ranker.fit_ranker`),
+    """The ``rank`` channel from the graph's sessions and item side info: fit (:func:`~graphrecall.query.channels.rank.fit_ranker`),
     list the top ``cfg.top_k`` of every item, replace the ``RANKED`` edges; returns the fit's report.
     ``bump=False`` leaves the data version to the caller (refresh bumps once for everything)."""
     lists, report = rank_lists(
@@ -241,7 +241,7 @@ def refresh(
     **ingest_options,
 ) -> RefreshResult:
     """New event files into a graph that already has lists: ingest them, recompute only the SWING/COOC rows
-    that can change (:func:`query.scores.refresh_scores`, with the settings of the last full scores), and
+    that can change (:func:`~graphrecall.query.scoring.cypher.refresh_scores`, with the settings of the last full scores), and
     train EGES for ``epochs`` from the stored state (new items start random, new side values too; items
     without events keep side-info vectors). Vectors go to Neo4j and Faiss, and only then is the data version
     bumped, so a running API reloads once, onto the whole refresh. Without stored lists or state, that

@@ -1,6 +1,6 @@
 """The i2i API under an open-loop, fixed-rate load on loopback, sharing the machine's cores.
 
-The snapshot is built from the REES46 log without Neo4j (every channel, as ``query.evaluation.build_retriever``
+The snapshot is built from the REES46 log without Neo4j (every channel, as ``graphrecall.query.evaluate.protocol.build_retriever``
 builds them for the next-item bench), saved, and served by uvicorn (uvloop + httptools) through
 ``graphrecall.app.serve:app_from_saved_snapshot``: the same ``SnapshotRetriever`` and endpoints the live service answers
 from. The load generator runs in this process: one asyncio loop sends ``GET /i2i/{item}?k=10&channel=..``

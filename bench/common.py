@@ -119,7 +119,7 @@ DATASETS = {
     "taobao-tail10k": (SHARED_DATA / "taobao" / "UserBehavior_tail10k_HotItems.csv", "taobao"),  # smoke test
 }
 # EGES starts from the pipeline's settings with same-market negatives on (the paper's recipe); the greedy
-# search below is what set the pipeline's defaults (graphrecall.pipeline.PipelineConfig)
+# search below is what set the pipeline's defaults (graphrecall.query.config.PipelineConfig)
 
 
 class Data:

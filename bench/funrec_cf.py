@@ -552,7 +552,7 @@ def main(argv=None) -> int:
         for ch, r in out["channels"].items():
             print(f"{'graphrecall ' + ch:36s}" + "".join(f"{r[c]:9.4f}" for c in cols))
         print(
-            f"\nblend = {out['blend']} (query.retriever.blend, top-{NEIGHBOURS} per item), chosen by NDCG@10 "
+            f"\nblend = {out['blend']} (graphrecall.query.serve.blend, top-{NEIGHBOURS} per item), chosen by NDCG@10 "
             f"on a validation split of the training positives; the API's default is {out['blend_api_default']}:"
         )
         for name, r in out["validation"].items():

@@ -58,7 +58,7 @@ def windowed_covisit(val: Data, window: int, reverse: float) -> sp.csr_matrix:
 
 
 def price_lists(val: Data, wp: float, scale: float) -> dict:
-    """The served side channel (:class:`query.retriever.SideIndex`: category 4, brand 2, price bucket 1) with
+    """The served side channel (:class:`graphrecall.query.channels.side.SideIndex`: category 4, brand 2, price bucket 1) with
     price proximity ``wp * exp(-|log(1 + p_q) - log(1 + p_c)| / scale)``; ``wp=0`` is side-field match."""
     cat = val.cat
     index = SideIndex(cat.item_ids, cat.side_with_price(), cat.pop, price_weight=wp, price_scale=scale)

@@ -5,7 +5,7 @@ A REES46-shaped log is generated (``ingest/synthetic.py``, the shape ``bench/sca
 "today's file"; everything before is the graph as it stood last night, built in full (ingest, scores,
 EGES: the state a refresh starts from). Then, in the local instance ``bench``:
 
-1. **refresh**: ``graphrecall.pipeline.refresh`` with today's file: ingest, the SWING/COOC rows whose
+1. **refresh**: ``graphrecall.app.pipeline.refresh`` with today's file: ingest, the SWING/COOC rows whose
    users changed, EGES warm-started for ``--refresh-epochs`` (default 2) epochs, write-back and Faiss;
 2. **full rebuild** on the very same graph: every SWING/COOC row, EGES from scratch with the pipeline's
    epochs (10), write-back and Faiss, with seed 0 and again with seed 1.

@@ -9,10 +9,10 @@
 // (:User {id})-[:ENGAGED {type, count, first_ts, last_ts}]->(:Item {id, category, brand, shop, price, price_bucket, market})
 // (:User)-[:HAS_SESSION]->(:Session {id, user, start_ts, end_ts, items, booked})-[:BOOKED]->(:Item)
 // (:Item)-[:TRANSITION {weight}]->(:Item)          session item -> next item, summed over sessions
-// (:Item)-[:SWING {score, norm, rank}]->(:Item)    written by query.scores.compute_swing (norm = score / best of i)
-// (:Item)-[:COOC {score, norm, rank}]->(:Item)     written by query.scores.compute_cooc
-// (:BlendChoice {name, spec, details, at})          the blend chosen by `graphrecall tune` (query.tune)
-// (:DataVersion {name, version, what, at})         the served data's version (query.scores.bump_data_version)
+// (:Item)-[:SWING {score, norm, rank}]->(:Item)    written by graphrecall.query.scoring (graphrecall scores) (norm = score / best of i)
+// (:Item)-[:COOC {score, norm, rank}]->(:Item)     written by graphrecall.query.scoring (graphrecall scores)
+// (:BlendChoice {name, spec, details, at})          the blend chosen by `graphrecall tune` (graphrecall.query.evaluate.tune)
+// (:DataVersion {name, version, what, at})         the served data's version (graphrecall.graph_schema.store.meta)
 // (:IngestBatch {key, rows, at})                   one per committed ingest batch (idempotency, resume)
 // (:SchemaVersion {name: 'graphrecall', version})
 

@@ -140,7 +140,7 @@ def matrix_lists(m: sp.csr_matrix, item_ids: np.ndarray, depth: int) -> dict[str
 
 
 def topk_lists(tk) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """:class:`query.oracle.TopK` as the snapshot's list format."""
+    """:class:`~graphrecall.query.scoring.reference.TopK` as the snapshot's list format."""
     out = {}
     for r, iid in enumerate(tk.item_ids):
         ok = tk.ids[r] >= 0

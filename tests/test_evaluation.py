@@ -1,4 +1,4 @@
-"""The leak-free next-item protocol (query.evaluation) on hand-built logs with known answers."""
+"""The leak-free next-item protocol (graphrecall.query.evaluate.protocol) on hand-built logs with known answers."""
 
 import numpy as np
 import pandas as pd

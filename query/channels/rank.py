@@ -289,7 +289,7 @@ def training_rows(
     random_seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, FitReport]:
     """The ranker's training matrix: at each time quantile, features from the sessions that end before it
-    (:func:`query.evaluation.split_stored_sessions`) and labels from the consecutive pairs of the sessions
+    (:func:`~graphrecall.query.data.split_stored_sessions`) and labels from the consecutive pairs of the sessions
     that start after it; ``negatives`` candidates sampled per case, at most ``max_cases`` cases per cut
     (a uniform sample). Cases whose target is not among the candidates get no rows (they carry no
     gradient); of the others, at most ``max_positives`` per cut are kept (a uniform sample where there are

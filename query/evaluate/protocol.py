@@ -121,7 +121,7 @@ def side_popularity_lists(
     price_scale: float | None = None,
 ) -> dict[str, list[str]]:
     """Items sharing the query's side fields (weighted match, ``weights`` default: category only),
-    then training popularity, then id: the served ``side`` channel's :class:`~query.retriever.SideIndex`.
+    then training popularity, then id: the served ``side`` channel's :class:`~graphrecall.query.channels.side.SideIndex`.
     ``{"category": 1}`` is popularity in the query's category; :data:`SIDE_MATCH_WEIGHTS` is side-field
     match. ``pop`` replaces the training event counts (e.g. recency-weighted). ``price_weight``: price
     proximity as in the served channel (0, the baselines' setting, leaves it out). Queries outside the

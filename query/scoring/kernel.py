@@ -1,6 +1,6 @@
 """Swing top-k for a batch of items over an in-memory CSR basis, compiled with numba.
 
-The same algorithm as the in-database procedure (``query/procedures/.../Scores.java``): for item
+The same algorithm as the in-database procedure (``java-procedures/.../Scores.java``): for item
 ``i``, each pair of its users ``u < v`` (in basis order) is intersected with a stamp array (cost
 ``|I_v|`` per pair); a pair with ``>= 2`` common items adds ``w / (alpha + |I_u ∩ I_v|)`` to every
 common item ``j != i``, with ``w = 1 / sqrt(|I_u| |I_v|)`` (or 1). The top ``k`` with
@@ -8,7 +8,7 @@ common item ``j != i``, with ``w = 1 / sqrt(|I_u| |I_v|)`` (or 1). The top ``k``
 index; index the items in id order and this is Cypher's ``ORDER BY round(score, 12) DESC, j.id``.
 
 Memory is ``O(items)`` per call plus the shared CSR arrays, so Spark tasks can each take a slice of
-the items against one broadcast basis (:func:`query.spark_scores.swing`, ``plan="items"``).
+the items against one broadcast basis (:func:`~graphrecall.query.scoring.spark.swing`, ``plan="items"``).
 """
 
 from __future__ import annotations

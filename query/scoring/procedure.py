@@ -1,7 +1,7 @@
-"""Build and install graphrecall's Neo4j procedures (``query/procedures``, Java, built with Maven).
+"""Build and install graphrecall's Neo4j procedures (``java-procedures/``, Java, built with Maven).
 
 ``graphrecall.scores(kind, config)`` computes SWING or COOC top-k lists on the BASIS graph inside
-the database, with the same definitions, ties and output as the Cypher of :mod:`query.scores`;
+the database, with the same definitions, ties and output as the Cypher of :mod:`~graphrecall.query.scoring.cypher`;
 ``graphrecall.version()`` names the build and ``graphrecall.progress(job)`` reports how far a call is.
 
 The jar is built once per version of the sources (a hash of them names it) into

@@ -27,7 +27,7 @@ def capped_basis(
     max_items_per_user: int = 1000,
     max_users_per_item: int = 1000,
 ) -> set[tuple[str, str]]:
-    """Apply the caps of :mod:`query.scores` to ``(user, item, last_ts)`` triples.
+    """Apply the caps of :mod:`~graphrecall.query.scoring.cypher` to ``(user, item, last_ts)`` triples.
 
     Keeps each user's ``max_items_per_user`` most recent items (ties: item id), then
     each item's ``max_users_per_item`` most recent users (ties: user id).

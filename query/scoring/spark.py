@@ -1,7 +1,7 @@
 """Swing and ItemCF on Apache Spark, for logs past one Neo4j box (``graphrecall spark scores``).
 
-The same definitions, parameters and tie rules as :mod:`query.scores` (and its oracle,
-:mod:`query.oracle`), written as Spark DataFrame plans:
+The same definitions, parameters and tie rules as :mod:`~graphrecall.query.scoring.cypher` (and its oracle,
+:mod:`~graphrecall.query.scoring.reference`), written as Spark DataFrame plans:
 
 1. **Basis.** Events of the chosen types; per (user, item) the latest time; each user's
    ``max_items_per_user`` most recent items (ties: item id), then each item's
@@ -10,7 +10,7 @@ The same definitions, parameters and tie rules as :mod:`query.scores` (and its o
 
    * ``"items"`` (the default): the capped basis is collected once as integer CSR arrays (item ids
      indexed in id order), broadcast to the executors, and the items are dealt to tasks, heaviest
-     first and round robin; each task runs :func:`query.swing_kernel.swing_topk`, the in-database
+     first and round robin; each task runs :func:`~graphrecall.query.scoring.kernel.swing_topk`, the in-database
      procedure's stamp-array algorithm compiled with numba, and emits only its items' top-k rows.
      It needs the basis (8 bytes per edge) on every executor.
    * ``"pairs"``: two passes over user pairs in Spark SQL, like the Cypher path: pass 1 joins the
@@ -330,7 +330,7 @@ def capped_basis(
     max_users_per_item: int = 1000,
     salts: int = DEFAULT_SALTS,
 ):
-    """The capped ``(u, i)`` basis of :func:`query.oracle.capped_basis` from ``(u, i, type, t)`` events."""
+    """The capped ``(u, i)`` basis of :func:`~graphrecall.query.scoring.reference.capped_basis` from ``(u, i, type, t)`` events."""
     from pyspark.sql import functions as F
 
     if not event_types:
@@ -382,7 +382,7 @@ def swing(
 
     ``plan="items"`` (default): the capped basis is collected once as integer CSR arrays (8 bytes per
     edge), broadcast, and the items are dealt to ``slices`` tasks (default: the shuffle partitions),
-    heaviest first and round robin, each running :func:`query.swing_kernel.swing_topk`. Nothing of
+    heaviest first and round robin, each running :func:`~graphrecall.query.scoring.kernel.swing_topk`. Nothing of
     size "user pairs" is shuffled, so it scales with executors as long as one executor holds the basis.
     ``plan="pairs"``: the two-pass user-pair plan, all in Spark SQL, for a basis past one executor's
     memory; it shuffles every (user pair, common item) row, about 30x slower at 10M events."""

@@ -130,7 +130,7 @@ def _lock(path: Path):
 
 
 def saved_snapshot_key(directory: str | Path) -> str | None:
-    """The data key (:func:`query.scores.read_data_key`) the newest snapshot in ``directory`` was saved
+    """The data key (:func:`~graphrecall.graph_schema.store.meta.read_data_key`) the newest snapshot in ``directory`` was saved
     under, or None."""
     sub = current(directory)
     try:
@@ -166,7 +166,7 @@ class SnapshotRetriever(ItemRetriever):
     blend_config: BlendConfig = DEFAULT_BLEND
     blend_source: str = "built-in default"
     answers: AnswerCache = field(default_factory=lambda: AnswerCache(ANSWER_CACHE_SIZE), repr=False)
-    version: int = 0  # the graph's data version when this snapshot was read (query.scores.read_data_version)
+    version: int = 0  # the graph's data version when this snapshot was read (graph_schema.store.meta.read_data_version)
 
     def __setattr__(self, name, value):
         # the answer cache holds answers computed from these fields: replacing one (the benches swap in
