@@ -29,13 +29,15 @@ import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from .config import DEFAULT_BOLT_PORT, DEFAULT_HTTP_PORT, Neo4jSettings, graphrecall_home
 
 logger = logging.getLogger(__name__)
 
-POM = Path(__file__).with_name("neo4j-server") / "pom.xml"
+# read through importlib.resources, so that it is found from a wheel on a zip path too (spark-submit --py-files)
+POM = resources.files(__package__).joinpath("neo4j-server", "pom.xml")
 
 
 def neo4j_version() -> str:
@@ -157,20 +159,21 @@ class LocalNeo4j:
         tmp.mkdir(parents=True)
         logger.info("fetching Neo4j %s jars with Maven into %s (one time)", self.version, self.lib_dir)
         t0 = time.perf_counter()
-        proc = subprocess.run(
-            [
-                mvn,
-                "-B",
-                "-q",
-                "-f",
-                str(POM),
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={tmp}",
-            ],
-            capture_output=True,
-            text=True,
-        )
+        with resources.as_file(POM) as pom:  # a real file for Maven, extracted when the package is zipped
+            proc = subprocess.run(
+                [
+                    mvn,
+                    "-B",
+                    "-q",
+                    "-f",
+                    str(pom),
+                    "dependency:copy-dependencies",
+                    "-DincludeScope=runtime",
+                    f"-DoutputDirectory={tmp}",
+                ],
+                capture_output=True,
+                text=True,
+            )
         if proc.returncode != 0:
             raise Neo4jServerError(
                 f"mvn dependency:copy-dependencies failed (exit {proc.returncode}); check network access "

@@ -13,11 +13,14 @@ the items against one broadcast basis (:func:`~graphrecall.query.scoring.spark.s
 
 from __future__ import annotations
 
+import os
+
 import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)
+# numba caches compiled code beside the source file, which a zipped package (spark-submit --py-files) has not
+@numba.njit(cache=os.path.isfile(__file__), nogil=True)
 def swing_topk(items, i_start, i_users, u_start, u_items, alpha, user_weight, k, min_score):
     """Top-``k`` Swing neighbours of each item in ``items``.
 
