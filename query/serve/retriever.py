@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from ...graph_schema.schema import INFO_FIELDS
 from ..channels import BASE_CHANNELS, BLEND_DEPTH, Neighbours
@@ -176,42 +177,26 @@ class ItemRetriever(ABC):
         known = [h for h, ok in is_known.items() if ok]
         unknown = [h for h, ok in is_known.items() if not ok]
         drop = frozenset(first)
-        ids, contrib, src = [], [], []
-        for n, h in enumerate(known):
-            if filters.active:  # the filter path reads deep lists (FILTER_DEPTH) and drops the history with them
+        if filters.active:  # the filter path reads deep lists (FILTER_DEPTH) and drops the history with them
+            lists, tops = [], []
+            for h in known:
                 best = self.similar_items(h, k=1, channel=channel, view=v)
-                top = float(best.scores[0]) if len(best) else 0.0
-                nb = self.similar_items(
-                    h,
-                    k=depth,
-                    channel=channel,
-                    view=v,
-                    filters=Filters(filters.exclude | drop, filters.same, filters.cold),
+                tops.append(float(best.scores[0]) if len(best) else 0.0)
+                lists.append(
+                    self.similar_items(
+                        h,
+                        k=depth,
+                        channel=channel,
+                        view=v,
+                        filters=Filters(filters.exclude | drop, filters.same, filters.cold),
+                    )
                 )
-            else:  # no filters: read just deep enough that dropping the history leaves ``depth``
-                nb = self.similar_items(h, k=depth + min(len(drop), FILTER_DEPTH), channel=channel, view=v)
-                top = float(nb.scores[0]) if len(nb) else 0.0
-                nb = nb.take(np.flatnonzero([str(i) not in drop for i in nb.ids])[:depth])
-            if top <= 0 or first[h] == 0:
-                continue
-            ids.append(np.asarray(nb.ids, dtype=object))
-            contrib.append(first[h] * np.maximum(np.asarray(nb.scores, np.float64), 0.0) / top)
-            src.append(np.full(len(nb), n))
-        if not ids:
-            return Recalled(np.array([], dtype=object), np.array([], np.float32), [], known, unknown)
-        cand, inv = np.unique(np.concatenate(ids).astype(str), return_inverse=True)
-        contrib, src = np.concatenate(contrib), np.concatenate(src)
-        total = np.bincount(inv, weights=contrib, minlength=len(cand))
-        order = np.lexsort((cand, -total))
-        order = order[total[order] > 0][:k]
-        by = np.lexsort((src, -contrib, inv))  # per candidate, largest contribution first
-        rows = {int(c): [] for c in order}
-        for c, s_, w in zip(inv[by], src[by], contrib[by]):
-            if w > 0 and int(c) in rows:
-                rows[int(c)].append(known[s_])
-        return Recalled(
-            cand[order].astype(object), total[order].astype(np.float32), [rows[int(c)] for c in order], known, unknown
-        )
+        else:  # no filters: each list read just deep enough that dropping the history leaves ``depth``
+            lists = [
+                self.similar_items(h, k=depth + min(len(drop), FILTER_DEPTH), channel=channel, view=v) for h in known
+            ]
+            tops = [float(nb.scores[0]) if len(nb) else 0.0 for nb in lists]
+        return _sum_lists(lists, np.array(tops), np.array([first[h] for h in known]), drop, depth, k, known, unknown)
 
     def view(self) -> ItemRetriever:
         """The object whose data answers a call (a live backend: itself; :class:`ResilientRetriever`: its
@@ -277,3 +262,47 @@ def decay_weights(times, half_life_seconds: float | None) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- resilient
+
+
+def _sum_lists(lists, tops, weights, drop, depth: int, k: int, known: list, unknown: list) -> Recalled:
+    """The recall of :meth:`ItemRetriever.recall` from each known history item's list, in one pass over all of
+    them: history items dropped (each list then cut at ``depth``), scores over the list's ``top`` times the item's
+    weight (a list whose top is <= 0 or whose weight is 0 adds nothing), summed per candidate in list order;
+    top ``k`` by score, ties by id; each candidate's sources by contribution, then history order."""
+    lengths = np.array([len(nb) for nb in lists], dtype=np.int64)
+    if not lengths.sum():
+        return Recalled(np.array([], dtype=object), np.array([], np.float32), [], known, unknown)
+    entries = np.concatenate([np.asarray(nb.ids, dtype=object) for nb in lists])
+    scores = np.concatenate([np.asarray(nb.scores, dtype=np.float64) for nb in lists])
+    src = np.repeat(np.arange(len(lists)), lengths)
+    codes, uniq = pd.factorize(np.concatenate([entries, np.array(sorted(drop), dtype=object)]))
+    in_history = np.zeros(len(uniq), dtype=bool)
+    in_history[codes[len(entries) :]] = True
+    codes = codes[: len(entries)]
+    keep = ~in_history[codes]
+    kept_before = np.cumsum(keep) - keep  # kept entries before each entry, over all lists
+    start = np.cumsum(lengths) - lengths
+    keep &= (kept_before - kept_before[np.minimum(start, len(entries) - 1)][src]) < depth  # at most depth per list
+    keep &= ((tops > 0) & (weights != 0))[src]
+    inv, src, scores = codes[keep], src[keep], scores[keep]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        contrib = weights[src] * np.maximum(scores, 0.0) / tops[src]
+    total = np.bincount(inv, weights=contrib, minlength=len(uniq))
+    positive = np.flatnonzero(total > 0)
+    if len(positive) > k:  # only the candidates that can reach the top k are sorted
+        kth = np.partition(-total[positive], k - 1)[k - 1]
+        positive = positive[-total[positive] <= kth]
+    order = positive[np.lexsort((uniq[positive].astype(str), -total[positive]))][:k]
+    chosen = np.zeros(len(uniq), dtype=bool)
+    chosen[order] = True
+    by = np.lexsort((src, -contrib, inv))  # per candidate, largest contribution first
+    by = by[(contrib[by] > 0) & chosen[inv[by]]]
+    cut = np.flatnonzero(np.r_[True, inv[by][1:] != inv[by][:-1]]) if len(by) else np.zeros(0, np.int64)
+    sources = {int(inv[by[c0]]): [known[s_] for s_ in src[by[c0:c1]]] for c0, c1 in zip(cut, [*cut[1:], len(by)])}
+    return Recalled(
+        np.asarray(uniq, dtype=object)[order],
+        total[order].astype(np.float32),
+        [sources[int(c)] for c in order],
+        known,
+        unknown,
+    )

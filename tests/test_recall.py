@@ -1,0 +1,44 @@
+"""The vectorised recall returns exactly what the loop over history items returned (tests/oracles.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from oracles import recall_reference
+
+from graphrecall.query.serve.snapshot import SnapshotRetriever
+
+
+def _random_snapshot(seed: int, n: int = 300) -> SnapshotRetriever:
+    rng = np.random.default_rng(seed)
+    ids = [f"i{r:04d}" for r in range(n)]
+    lists = {}
+    for ch in ("swing", "cooc", "trans"):
+        per = {}
+        for item in ids:
+            if rng.random() < 0.15:  # some items have no list
+                continue
+            m = int(rng.integers(1, 80))
+            nbr = rng.choice([i for i in ids if i != item], m, replace=False)
+            sc = np.sort(rng.choice([0.0, 0.5, 1.0, 2.0, 3.5], m) if rng.random() < 0.3 else rng.random(m))[::-1]
+            per[item] = (np.asarray(nbr, dtype=object), sc.astype(np.float32))
+        lists[ch] = per
+    return SnapshotRetriever(items=set(ids), lists=lists)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("channel", ["swing", "trans", "blend"])
+def test_recall_equals_the_loop_over_history_items(seed, channel):
+    snap = _random_snapshot(seed)
+    rng = np.random.default_rng(100 + seed)
+    for case in range(25):
+        h = list(rng.choice(sorted(snap.items), int(rng.integers(1, 90))))
+        h += ["unknown-a", h[0]] if case % 3 == 0 else []  # an unknown item and a repeat
+        weights = rng.choice([0.0, 0.25, 1.0, 2.0], len(h)) if case % 2 else None
+        depth, k = int(rng.choice([1, 5, 50])), int(rng.choice([1, 10, 40]))
+        got = snap.recall(h, k=k, channel=channel, weights=weights, depth=depth)
+        want = recall_reference(snap, h, k=k, channel=channel, weights=weights, depth=depth)
+        assert list(got.ids) == list(want.ids)
+        assert got.scores.tobytes() == want.scores.tobytes()
+        assert got.sources == want.sources
+        assert (got.history, got.unknown) == (want.history, want.unknown)
