@@ -71,5 +71,6 @@ def recall_reference(retriever, history, k=10, channel="blend", weights=None, de
     for c, s_, w in zip(inv[by], src[by], contrib[by]):
         if w > 0 and int(c) in rows:
             rows[int(c)].append(known[s_])
-    return Recalled(cand[order].astype(object), total[order].astype(np.float32), [rows[int(c)] for c in order],
-                    known, unknown)
+    return Recalled(
+        cand[order].astype(object), total[order].astype(np.float32), [rows[int(c)] for c in order], known, unknown
+    )

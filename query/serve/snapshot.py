@@ -20,6 +20,7 @@ from ...embed.index import ItemVectorIndex
 from ...graph_schema.store.items import read_item_ids
 from ...graph_schema.store.meta import read_data_version
 from ..channels import REGISTRY, GraphSource, Neighbours, Parts
+from ..channels.base import list_arrays
 from ..channels.side import SideIndex
 from ..data import SortedIds
 from .blend import DEFAULT_BLEND, BlendConfig, stored_blend
@@ -285,10 +286,7 @@ class SnapshotRetriever(ItemRetriever):
                 f"{d} holds no saved snapshot; start the API once while Neo4j is up so that it saves one"
             )
         body = json.loads(path.read_text())
-        lists = {
-            ch: {i: (np.array(v[0], dtype=object), np.array(v[1], dtype=np.float32)) for i, v in per.items()}
-            for ch, per in body["lists"].items()
-        }
+        lists = {ch: list_arrays(per) for ch, per in body["lists"].items()}
         vectors = ItemVectorIndex.load_saved(faiss_dir)
         blend_config = BlendConfig.parse(body["blend"]) if body.get("blend") else DEFAULT_BLEND
         side = SideIndex.from_json(body["side"]) if body.get("side") else None
