@@ -228,22 +228,31 @@ def blend_many(
 
 
 def channel_contributions(
-    per_channel: dict[str, Neighbours], config: BlendConfig, item_id: str
-) -> dict[str, dict[str, float | int]]:
+    per_channel: dict[str, Neighbours],
+    config: BlendConfig,
+    item_id: str,
+    is_new: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[dict[str, dict[str, float | int]], float]:
     """Per channel that lists ``item_id``: its rank there (1 is the top), its score, and what it adds to the
-    item's fused score under ``config`` (before the ``new_items`` weight): the terms :func:`blend_many` sums."""
+    item's fused score under ``config`` (the terms :func:`blend_many` sums); and that fused score, summed and
+    weighted for items without events (``is_new``) as :func:`blend_many` does (0 when no counted channel lists it)."""
     out = {
         ch: {"rank": int(r) + 1, "score": float(nb.scores[r]), "contribution": 0.0}
         for ch, nb in per_channel.items()
         for r in np.flatnonzero(np.asarray(nb.ids, dtype=object) == item_id)[:1]
     }
     e = _entries(per_channel, [config])
-    if e is None:
-        return out
+    at = np.flatnonzero(e.uniq == item_id) if e is not None else []
+    if not len(at):
+        return out, 0.0
+    counted = (e.codes == at[0]) & (True if e.on is None else e.on[0])
     start = 0
     for j, n in zip(e.kept, e.lengths):
-        rows = np.flatnonzero(e.uniq[e.codes[start : start + n]] == item_id)
-        if len(rows) and (e.on is None or e.on[0, start + rows[0]]):
+        rows = np.flatnonzero(counted[start : start + n])
+        if len(rows):
             out[e.names[j]]["contribution"] = float(e.contrib[0, start + rows[0]])
         start += n
-    return out
+    fused = float(np.bincount(e.codes, weights=e.contrib[0], minlength=len(e.uniq))[at[0]])
+    if config.new_items != 1.0 and is_new is not None and np.asarray(is_new(e.uniq[at]), dtype=bool)[0]:
+        fused *= config.new_items
+    return out, fused

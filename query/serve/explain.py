@@ -119,10 +119,7 @@ def explain_pair(driver, retriever: ItemRetriever, a: str, b: str, database: str
     ea, eb = (props.get(x, {}).get("embedding") for x in (a, b))
     cosine = float(np.dot(ea, eb) / (np.linalg.norm(ea) * np.linalg.norm(eb))) if ea and eb else None
     per_channel = view.read_channels(a, BLEND_DEPTH)
-    blend_terms = channel_contributions(per_channel, retriever.blend_config, b)
-    fused = sum(t["contribution"] for t in blend_terms.values())
-    if fused and view.is_new(np.array([b], dtype=object))[0]:
-        fused *= retriever.blend_config.new_items
+    blend_terms, fused = channel_contributions(per_channel, retriever.blend_config, b, view.is_new)
     edge = {
         "kind": "pair",
         "transitions_a_to_b": t_ab,
