@@ -315,7 +315,9 @@ def make_movielens_parser(min_rating: float = 4.0) -> RowParser:
 
 @dataclass
 class ColumnMapping:
-    """Maps canonical names (user, item, event, ts, category, brand, shop, price, market) to CSV columns."""
+    """Maps canonical names (user or session, item, event, ts, category, brand, shop, price, market) to CSV
+    columns. ``session`` (a session-id column, as in click logs without users like the RecSys Challenge 2015's)
+    stands in for ``user``: each session is then one anonymous user, so its events form its own sessions."""
 
     columns: dict[str, str]
     event_map: dict[str, str] | None = None  # raw event value -> canonical; None: keep as is
@@ -329,7 +331,7 @@ class ColumnMapping:
             if "=" not in part:
                 raise ValueError(f"bad mapping entry {part!r}: write canonical=column, e.g. user=customer_id")
             k, v = (s.strip() for s in part.split("=", 1))
-            allowed = {"user", "item", "event", "ts", *SIDE_FIELDS}
+            allowed = {"user", "session", "item", "event", "ts", *SIDE_FIELDS}
             if k not in allowed:
                 raise ValueError(f"unknown mapping key {k!r}; allowed: {', '.join(sorted(allowed))}")
             cols[k] = v
@@ -360,9 +362,17 @@ def _mapped_side(f: list[str], idx: dict[str, int]) -> dict:
 
 def make_generic_parser(header: list[str], mapping: ColumnMapping, path: str) -> RowParser:
     idx = _column_index(header, mapping, path)
-    for req in ("user", "item", "ts"):
+    for req in ("item", "ts"):
         if req not in idx:
             raise IngestError(path, 1, f"--map needs '{req}=<column>'")
+    if ("user" in idx) == ("session" in idx):
+        raise IngestError(
+            path,
+            1,
+            "--map needs exactly one of 'user=<column>' or 'session=<column>' (a log without users: its "
+            "session ids stand in for them)",
+        )
+    who = "user" if "user" in idx else "session"
     width = len(header)
 
     def parse(f: list[str], line: int) -> Event:
@@ -382,7 +392,7 @@ def make_generic_parser(header: list[str], mapping: ColumnMapping, path: str) ->
         else:
             etype = mapping.default_event
         return Event(
-            user=parse_text_id(f[idx["user"]], "user"),
+            user=parse_text_id(f[idx[who]], who),
             item=parse_text_id(f[idx["item"]], "item"),
             event_type=etype,
             ts=parse_time(f[idx["ts"]]),

@@ -156,6 +156,46 @@ def test_generic_mapping_and_item_catalog(driver, tmp_path):
         assert s.run("MATCH (i:Item {id: 'x1'}) RETURN i.shop, i.price_bucket").values() == [["s1", "8-16"]]
 
 
+def test_generic_click_log_with_session_ids_and_no_users(driver, tmp_path):
+    """A RecSys-2015-style click log: session id, time, item; no user, no event type, no side info."""
+    ev = write_lines(
+        tmp_path / "clicks.csv",
+        [
+            "session_id,timestamp,item_id",
+            "s1,2014-04-07T10:51:09,214536502",
+            "s1,2014-04-07T10:54:09,214536500",
+            "s1,2014-04-07T10:54:46,214536506",
+            "s2,2014-04-07T10:57:00,214536500",
+            "s2,2014-04-07T10:58:00,214536506",
+            "s2,not-a-time,214536506",
+            ",2014-04-07T10:58:00,214536506",
+        ],
+    )
+    mapping = ColumnMapping.parse("session=session_id,item=item_id,ts=timestamp")
+    rep = ingest_events(driver, ev, "generic", mapping=mapping, reject_dir=tmp_path, progress=False)
+    assert (rep.lines_ok, rep.rejected) == (5, 2)
+    rejects = (tmp_path / "clicks.csv.rejects.csv").read_text()
+    assert "time" in rejects and "session" in rejects
+    with driver.session() as s:
+        sessions = s.run("MATCH (u:User)-[:HAS_SESSION]->(x:Session) RETURN u.id, x.items ORDER BY u.id").values()
+        trans = s.run("MATCH (a)-[t:TRANSITION]->(b) RETURN a.id, b.id, t.weight ORDER BY a.id, b.id").values()
+    assert sessions == [["s1", ["214536502", "214536500", "214536506"]], ["s2", ["214536500", "214536506"]]]
+    assert trans == [["214536500", "214536506", 2], ["214536502", "214536500", 1]]
+    # again: nothing doubles
+    rep = ingest_events(driver, ev, "generic", mapping=mapping, reject_dir=tmp_path, progress=False)
+    with driver.session() as s:
+        assert s.run("MATCH ()-[t:TRANSITION]->() RETURN sum(t.weight)").single()[0] == 3
+
+
+@pytest.mark.parametrize(
+    "spec", ["item=item_id,ts=timestamp", "user=session_id,session=session_id,item=item_id,ts=timestamp"]
+)
+def test_generic_needs_one_of_user_or_session(tmp_path, spec):
+    ev = write_lines(tmp_path / "clicks.csv", ["session_id,timestamp,item_id", "s1,2014-04-07T10:51:09,1"])
+    with pytest.raises(IngestError, match="exactly one of 'user=<column>' or 'session=<column>'"):
+        list(read_events(ev, "generic", RejectSink(ev, None), mapping=ColumnMapping.parse(spec)))
+
+
 @pytest.mark.parametrize("fmt,path", [("rees46", "rees46_head300.csv"), ("taobao", "taobao_300.csv")])
 def test_event_log_as_item_catalog_adds_items_without_events(driver, tmp_path, fmt, path):
     infos = list(read_items(DATA / path, fmt, RejectSink(DATA / path, None)))
