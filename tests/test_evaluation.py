@@ -12,6 +12,7 @@ from graphrecall.query.evaluate.protocol import (
     Catalogue,
     blend_grid,
     blend_grid_lists,
+    blend_refinements,
     case_masks,
     covisit_lists,
     cutoff_time,
@@ -261,6 +262,35 @@ def test_blend_grid_equals_the_served_blend():
     for cfg, lists in zip(configs, got):
         r.blend_config = cfg
         assert lists == served_lists(r, ids, "blend", k=10), cfg
+
+
+def test_blend_refinements_add_the_later_channels_to_stage_ones_choice():
+    best = BlendConfig.parse("score:rank=1,trans=1,new=0.7")
+    got = blend_refinements(best, weights=(0.5, 1.0))
+    assert all(c.new_items == 0.7 and c.weight.get("rank") == 1 for c in got)
+    specs = {str(c) for c in got}
+    assert "score:rank=1,seqrules=0.5,trans=1,new=0.7" in specs  # seqrules added
+    assert "score:rank=1,seqrules=0.5,new=0.7" in specs  # seqrules in trans's place
+    assert "score:gnn=1,rank=1,trans=1,new=0.7" in specs  # gnn added
+    assert "score:gnn=0.5,rank=1,seqrules=1,trans=1,new=0.7" in specs  # both
+    assert len(got) == 8 + 6  # 3 x 3 - 1 combinations, and the 6 with seqrules once more without trans
+    assert blend_refinements(BlendConfig.parse("rrf:swing=1")) == []
+
+
+def test_search_blend_takes_the_best_of_both_stages(monkeypatch):
+    """A stage-two config wins when it scores best; on a tie the earlier one does."""
+    import graphrecall.query.evaluate.protocol as protocol
+
+    grid = [BlendConfig.parse("score:trans=1"), BlendConfig.parse("score:rank=1")]
+    monkeypatch.setattr(protocol, "blend_grid", lambda: grid)
+    monkeypatch.setattr(protocol, "blend_grid_lists", lambda r, q, configs, k=20: [{"c": str(c)} for c in configs])
+    value = {"score:trans=1": 1.0, "score:rank=1": 2.0, "score:rank=1,seqrules=0.5": 3.0, "score:gnn=4,rank=1": 3.0}
+    scored = protocol.search_blend(None, ["q"], lambda lists: (value.get(lists["c"], 0.0), lists["c"]))
+    assert [str(c) for c, _, _ in scored[:2]] == ["score:trans=1", "score:rank=1"]
+    assert len(scored) == 2 + len(blend_refinements(grid[1]))
+    best = protocol.best_of(scored)
+    # gnn alone comes first in stage two's order (seqrules 0, gnn 0.25..4, then seqrules 0.25, ...)
+    assert str(best[0]) == "score:gnn=4,rank=1" and best[1] == 3.0
 
 
 def test_session_rows_accept_a_frame_in_file_order():

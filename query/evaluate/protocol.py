@@ -207,7 +207,7 @@ def build_retriever(
         t0 = time.perf_counter()
         parts.add(REGISTRY[name].build(training))
         seconds[name] = time.perf_counter() - t0
-    return SnapshotRetriever(set(cat.item_ids), parts.lists, parts.vectors, side=parts.side), seconds
+    return SnapshotRetriever(set(cat.item_ids), parts.lists, parts.vectors, side=parts.side, users=parts.users), seconds
 
 
 def served_lists(retriever, queries: Iterable[str], channel: str, k: int = K) -> dict[str, list[str]]:
@@ -256,3 +256,49 @@ def blend_grid() -> list:
         for new in (1.0, 0.7, 0.4)
     ]
     return grid + [BlendConfig.of("rrf", **{c: 1.0 for c in BASE_CHANNELS})]
+
+
+REFINE_CHANNELS = ("seqrules", "gnn")  # added to stage one's choice in stage two
+REFINE_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+def blend_refinements(
+    best: BlendConfig, channels: Sequence[str] = REFINE_CHANNELS, weights: Sequence[float] = REFINE_WEIGHTS
+) -> list[BlendConfig]:
+    """Stage two of the blend search: stage one's choice (``best``, a score blend) with each of ``channels`` added
+    at each of ``weights``, alone and together; where ``best`` has ``trans``, also with ``seqrules`` in its place
+    (sequential rules generalise the adjacent-pair transitions). Empty for an rrf blend."""
+    if best.method != "score":
+        return []
+    base, out = best.weight, []
+    for combo in itertools.product((0.0, *weights), repeat=len(channels)):
+        if not any(combo):
+            continue
+        w = {**base, **{c: x for c, x in zip(channels, combo) if x}}
+        out.append(BlendConfig.of("score", new=best.new_items, **w))
+        if "trans" in base and w.get("seqrules"):
+            out.append(BlendConfig.of("score", new=best.new_items, **{c: x for c, x in w.items() if c != "trans"}))
+    return out
+
+
+def search_blend(retriever, queries: Iterable[str], score, k: int = K) -> list[tuple[BlendConfig, float, object]]:
+    """The blend search of ``graphrecall tune`` and the bench: every config of :func:`blend_grid` (stage one),
+    then :func:`blend_refinements` of stage one's best (stage two). ``score(lists)`` returns ``(value, detail)``
+    for one config's ``{query: [ids]}``; returns ``(config, value, detail)`` for every config searched, in search
+    order (on a tie, the earlier, simpler config is the one to take)."""
+    queries = list(dict.fromkeys(queries))
+    grid = blend_grid()
+    out = [(c, *score(lists)) for c, lists in zip(grid, blend_grid_lists(retriever, queries, grid, k))]
+    best = max(range(len(out)), key=lambda n: (out[n][1], -n))
+    stage2 = [c for c in blend_refinements(out[best][0]) if c not in set(grid)]
+    if stage2:
+        out += [(c, *score(lists)) for c, lists in zip(stage2, blend_grid_lists(retriever, queries, stage2, k))]
+    logger.info(
+        "blend search: %d configs in stage one, %d in stage two; best %s", len(grid), len(stage2), best_of(out)[0]
+    )
+    return out
+
+
+def best_of(scored: list[tuple[BlendConfig, float, object]]) -> tuple[BlendConfig, float, object]:
+    """The highest value of :func:`search_blend`'s results, the earliest on a tie."""
+    return scored[max(range(len(scored)), key=lambda n: (scored[n][1], -n))]

@@ -4,7 +4,7 @@ The last 20% of the graph's time is held out (:func:`~graphrecall.query.data.spl
 sessions that end before T train, sessions that start at or after T validate, the few that
 straddle T are left out, since the graph keeps no per-event times). Every channel is rebuilt from
 the training sessions alone with the pipeline's settings, every consecutive pair of a validation
-session is a case, and each channel and every blend of :func:`.protocol.blend_grid` is scored
+session is a case, and each channel and every blend of :func:`.protocol.search_blend` is scored
 by NDCG@20. The best blend is stored as ``(:BlendChoice {name: 'default'})``; ``graphrecall serve``
 uses it unless ``--blend`` says otherwise, and ``/health`` names it.
 
@@ -29,7 +29,7 @@ from ...graph_schema.store.sessions import read_sessions
 from ..channels import BASE_CHANNELS
 from ..config import PipelineConfig
 from ..data import Catalogue, next_item_cases, split_stored_sessions
-from .protocol import blend_grid, blend_grid_lists, build_retriever, case_masks, score_lists, served_lists, summarize
+from .protocol import build_retriever, case_masks, score_lists, search_blend, served_lists, summarize
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,6 @@ def tune_blend(
     cat = Catalogue.build(read_item_side(driver, database), events["item"])
     masks = case_masks(cases, cat)
     queries = set(cases.query)
-    grid = blend_grid()
     bar = progress_bar(total=2 + len(BASE_CHANNELS), unit="steps", desc="tune", enabled=progress)
     with torch_threads(cfg.torch_threads):
         retriever, _ = build_retriever(events, train, cat, cfg, random_seed=random_seed)
@@ -102,10 +101,12 @@ def tune_blend(
     for ch in BASE_CHANNELS:
         channels[ch] = summarize(*score_lists(served_lists(retriever, queries, ch), cases), masks)
         bar.update(1)
-    scored = []
-    for config, lists in zip(grid, blend_grid_lists(retriever, queries, grid)):
+
+    def score(lists):
         hit, ndcg = score_lists(lists, cases)
-        scored.append((float(ndcg.mean()), str(config), summarize(hit, ndcg, masks)))
+        return float(ndcg.mean()), summarize(hit, ndcg, masks)
+
+    scored = [(value, str(config), detail) for config, value, detail in search_blend(retriever, queries, score)]
     bar.update(1)
     bar.close()
     order = sorted(range(len(scored)), key=lambda n: (-scored[n][0], n))  # ties: the earlier (simpler) config
@@ -137,9 +138,9 @@ def tune_blend(
     logger.info(
         "tune: %d cases, %d blends in %.1fs (%.0f cases/s); chosen %s",
         len(cases),
-        len(grid),
+        len(scored),
         report.seconds,
-        len(cases) * len(grid) / max(report.seconds, 1e-9),
+        len(cases) * len(scored) / max(report.seconds, 1e-9),
         best[1],
     )
     return report
