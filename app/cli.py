@@ -175,7 +175,7 @@ def _ingest_bulk(args, mapping) -> int:
 def _cfg_from_args(args):
     """The pipeline's settings: each stage's dataclass with the options given on the command line."""
     from ..common.settings import from_args
-    from ..embed.settings import EgesSettings
+    from ..embed.settings import EgesSettings, GnnSettings
     from ..query.config import PipelineConfig, RankSettings
     from ..query.scoring.settings import ScoreSettings
 
@@ -185,6 +185,7 @@ def _cfg_from_args(args):
         scores=from_args(ScoreSettings, args),
         eges=from_args(EgesSettings, args),
         rank=from_args(RankSettings, args),
+        gnn=from_args(GnnSettings, args),
     )
 
 
@@ -291,6 +292,23 @@ def cmd_embed(args) -> int:
     return 0
 
 
+def cmd_gnn(args) -> int:
+    from .pipeline import compute_gnn
+
+    driver, settings = connect(args)
+    with driver:
+        try:
+            rep = compute_gnn(driver, _cfg_from_args(args), artifacts_dir(), settings.database, progress=not args.quiet)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+    print(
+        f"LightGCN on {rep.users} users, {rep.items} items ({rep.pairs} engaged pairs) in {rep.seconds:.1f}s, "
+        f"final loss {rep.loss:.4f}; GNN: {rep.written} relationships; vectors in Neo4j index item_gnn_embedding; "
+        f"user vectors in {artifacts_dir() / 'gnn'}"
+    )
+    return 0
+
+
 def cmd_tune(args) -> int:
     from ..query.evaluate.tune import tune_blend
 
@@ -382,6 +400,11 @@ def cmd_demo(args) -> int:
         print(
             f"SWING {res.swing.written} rels, COOC {res.cooc.written} rels; "
             f"EGES {res.n_items} items ({res.n_cold} cold); Faiss in {res.faiss_dir}"
+            + (
+                f"; LightGCN {res.gnn.users} users, {res.gnn.items} items, GNN {res.gnn.written} rels"
+                if res.gnn is not None
+                else ""
+            )
         )
         print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in res.seconds.items()))
         if not args.no_tune:
@@ -554,7 +577,7 @@ def _add_score_settings(g):
 def _add_model(p):
     """Every stage's settings (:mod:`graphrecall.query.config`), flags and defaults from their dataclasses."""
     from ..common.settings import add_options
-    from ..embed.settings import EgesSettings
+    from ..embed.settings import EgesSettings, GnnSettings
     from ..query.config import PipelineConfig, RankSettings
     from ..query.scoring.settings import ScoreSettings
 
@@ -563,6 +586,7 @@ def _add_model(p):
     add_options(g, ScoreSettings)
     add_options(g, EgesSettings)
     add_options(g, RankSettings)
+    add_options(g, GnnSettings)
 
 
 def _ingest_options() -> argparse.ArgumentParser:
@@ -620,7 +644,11 @@ def build_parser() -> argparse.ArgumentParser:
         help=FORMAT_HELP + "; items: movielens-movies | generic | rees46 | taobao "
         "(the side info of every item in an event log, without its events)",
     )
-    s.add_argument("--map", help="generic column mapping, e.g. user=uid,item=sku,event=type,ts=time,category=cat")
+    s.add_argument(
+        "--map",
+        help="generic column mapping, e.g. user=uid,item=sku,event=type,ts=time,category=cat; only user (or "
+        "session, for a log of anonymous sessions), item and ts are needed",
+    )
     s.add_argument("--events", help="generic event value mapping, e.g. buy=purchase,click=view (others rejected)")
     s.add_argument("--batch-size", type=int, default=2000, help="rows per transaction (keep it when resuming)")
     s.add_argument(
@@ -729,6 +757,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model(s)
     _add_conn(s)
     s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser(
+        "gnn",
+        help="LightGCN (torch-geometric) on the user-item graph: GNN lists, item and user vectors",
+        description="Trains LightGCN with BPR on the graph's ENGAGED pairs (torch-geometric; sparse "
+        "propagation, so memory grows with the nodes, not the edges), writes each item's top-K by cosine "
+        "as (:Item)-[:GNN {score, rank}]->(:Item), the item vectors as Item.gnn_embedding with the vector "
+        "index item_gnn_embedding, and the user vectors beside the Faiss index, so that "
+        "`GET /recall/{user}?channel=gnn` answers from the user's own vector. Items without events get no vector.",
+    )
+    _add_model(s)
+    _add_conn(s)
+    s.set_defaults(func=cmd_gnn)
 
     s = sub.add_parser(
         "refresh",

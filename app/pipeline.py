@@ -7,14 +7,17 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from ..common.threads import torch_threads
 from ..embed.eges import EGESState
+from ..embed.gnn import fit_gnn
 from ..embed.index import ItemVectorIndex
 from ..embed.train import train_item_vectors
 from ..embed.writeback import write_embeddings
-from ..graph_schema.schema import apply_schema
-from ..graph_schema.store.items import most_listed_items, read_item_side
-from ..graph_schema.store.lists import write_rank_lists
+from ..graph_schema.schema import GNN_VECTOR_INDEX, apply_schema
+from ..graph_schema.store.items import most_listed_items, read_engaged_edges, read_item_side
+from ..graph_schema.store.lists import write_item_lists, write_rank_lists
 from ..graph_schema.store.meta import bump_data_version, read_score_settings, store_score_settings
 from ..graph_schema.store.sessions import read_sessions
 from ..ingest.writer import IngestReport, ingest_events
@@ -42,6 +45,7 @@ __all__ = [
     "PipelineConfig",
     "PipelineResult",
     "RefreshResult",
+    "compute_gnn",
     "compute_rank",
     "compute_scores",
     "pick_sample_items",
@@ -58,6 +62,7 @@ class PipelineResult:
     swing: ScoreReport | None = None
     cooc: ScoreReport | None = None
     rank: object | None = None  # graphrecall.query.channels.rank.FitReport (None: the rank channel was off or skipped)
+    gnn: GnnReport | None = None  # None: the gnn channel was off
     n_items: int = 0
     n_cold: int = 0
     faiss_dir: Path | None = None
@@ -130,6 +135,47 @@ def compute_rank(driver, cfg: PipelineConfig, database: str = "neo4j", progress:
     return report
 
 
+@dataclass
+class GnnReport:
+    users: int
+    items: int
+    pairs: int
+    written: int
+    seconds: float
+    loss: float
+
+
+def compute_gnn(
+    driver, cfg: PipelineConfig, artifacts: Path, database: str = "neo4j", progress: bool = True, bump: bool = True
+) -> GnnReport:
+    """The ``gnn`` channel: LightGCN (:func:`~graphrecall.embed.gnn.fit_gnn`) on the graph's ``ENGAGED`` pairs;
+    each item's top ``cfg.top_k`` by cosine replaces the ``GNN`` edges, the item vectors go to
+    ``Item.gnn_embedding`` (vector index ``item_gnn_embedding``), and the user tower to ``artifacts/gnn`` (which
+    the API reads beside ``artifacts/faiss``)."""
+    t0 = time.perf_counter()
+    rows = read_engaged_edges(driver, database)
+    if not rows:
+        raise ValueError("the graph has no ENGAGED edges; run `graphrecall ingest` first")
+    users = np.array([r[0] for r in rows], dtype=object)
+    items = np.array([r[1] for r in rows], dtype=object)
+    with torch_threads(cfg.torch_threads):
+        model = fit_gnn(users, items, cfg.gnn, cfg.top_k, random_seed=cfg.random_seed, progress=progress)
+    written = write_item_lists(driver, "GNN", model.lists, database, progress=progress)
+    write_embeddings(driver, model.item_ids, model.item_vectors, database=database, index=GNN_VECTOR_INDEX)
+    model.tower.save(gnn_dir(artifacts))
+    if bump:
+        bump_data_version(driver, "gnn", database)
+    res = model.result
+    return GnnReport(
+        len(model.tower), len(model.item_ids), len(rows), written, time.perf_counter() - t0, res.losses[-1]
+    )
+
+
+def gnn_dir(artifacts: Path) -> Path:
+    """The gnn channel's user tower: ``gnn`` beside ``faiss`` (:attr:`GraphSource.gnn_dir`)."""
+    return Path(artifacts) / "gnn"
+
+
 def eges_state_path(artifacts: Path) -> Path:
     return Path(artifacts) / "eges" / "state.pt"
 
@@ -196,6 +242,10 @@ def run_pipeline(
     g, res, out.faiss_dir = train_embeddings(driver, cfg, artifacts, database, progress)
     out.seconds["walks+eges+writeback"] = time.perf_counter() - t
     out.n_items, out.n_cold = len(g.item_ids), int(res.cold.sum())
+    if cfg.gnn.enabled:
+        t = time.perf_counter()
+        out.gnn = compute_gnn(driver, cfg, artifacts, database, progress)
+        out.seconds["gnn"] = time.perf_counter() - t
     return out
 
 
@@ -280,6 +330,10 @@ def refresh(
         t = time.perf_counter()
         _rank_or_warn(driver, cfg, database, progress, bump=False)  # one bump, after the vectors
         out.seconds["rank"] = time.perf_counter() - t
+    if cfg.gnn.enabled:  # LightGCN is retrained in full (new users and items need vectors); one bump, after EGES
+        t = time.perf_counter()
+        compute_gnn(driver, cfg, artifacts, database, progress, bump=False)
+        out.seconds["gnn"] = time.perf_counter() - t
     t = time.perf_counter()
     path = eges_state_path(artifacts)
     state = EGESState.load(path) if path.exists() else None

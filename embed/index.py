@@ -155,3 +155,89 @@ class ItemVectorIndex:
                 "with `graphrecall embed`"
             )
         return obj
+
+
+class UserTower:
+    """Two-tower recall (as in YouTube DNN): each user's vector against every item's by inner product, the
+    score a LightGCN is trained on (not cosine: an item's norm carries its popularity). Exact search in a
+    Faiss ``IndexFlatIP`` over the raw item vectors.
+
+    Saved like :class:`ItemVectorIndex` (a version folder named by ``CURRENT``), memory-mapped by :meth:`load`."""
+
+    def __init__(self, user_ids, user_vectors: np.ndarray, item_ids, item_vectors: np.ndarray):
+        user_vectors = np.ascontiguousarray(user_vectors, dtype=np.float32)
+        item_vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
+        if len(user_ids) != len(user_vectors) or len(item_ids) != len(item_vectors):
+            raise ValueError(
+                f"need one vector per id: {len(user_ids)} users for {len(user_vectors)} vectors, "
+                f"{len(item_ids)} items for {len(item_vectors)} vectors"
+            )
+        if user_vectors.shape[1:] != item_vectors.shape[1:]:
+            raise ValueError(f"user and item vectors differ in size: {user_vectors.shape} and {item_vectors.shape}")
+        self.user_ids = np.array([str(u) for u in user_ids], dtype=str) if len(user_ids) else np.zeros(0, "<U1")
+        self._sorted_rows = np.argsort(self.user_ids, kind="stable")
+        self._sorted_ids = self.user_ids[self._sorted_rows]
+        self.user_vectors = user_vectors
+        self.item_ids = np.array([str(i) for i in item_ids], dtype=str) if len(item_ids) else np.zeros(0, "<U1")
+        self.item_vectors = item_vectors
+        self.index = faiss.IndexFlatIP(item_vectors.shape[1])
+        self.index.add(item_vectors)
+
+    def _row(self, user_id) -> int:
+        n, user_id = len(self._sorted_ids), str(user_id)
+        pos = int(np.searchsorted(self._sorted_ids, user_id)) if n else 0
+        return int(self._sorted_rows[pos]) if pos < n and self._sorted_ids[pos] == user_id else -1
+
+    def __contains__(self, user_id) -> bool:
+        return self._row(user_id) >= 0
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    def recall(self, user_id, k: int = 10, exclude=frozenset(), depth: int | None = None):
+        """The user's top ``k`` items by inner product, ``exclude``d ids left out: ``(ids, scores)``. Searches
+        ``depth`` deep (default ``k`` plus the exclusions) before leaving them out. :class:`KeyError` for a user
+        without a vector."""
+        r = self._row(user_id)
+        if r < 0:
+            raise KeyError(user_id)
+        depth = min(self.index.ntotal, k + len(exclude) if depth is None else depth)
+        scores, rows = self.index.search(np.asarray(self.user_vectors[r : r + 1]), depth)
+        rows, scores = rows[0], scores[0]
+        keep = rows >= 0
+        ids = self.item_ids[rows[keep]].astype(object)
+        scores = scores[keep]
+        if exclude:
+            ok = np.array([i not in exclude for i in ids], dtype=bool)
+            ids, scores = ids[ok], scores[ok]
+        return ids[:k], scores[:k].astype(np.float32)
+
+    def save(self, directory: str | Path) -> Path:
+        d = Path(directory)
+        tmp = new_version(d, f"v{uuid.uuid4().hex[:12]}")
+        for part, arr in (
+            ("user_ids", self.user_ids),
+            ("user_vectors", self.user_vectors),
+            ("item_ids", self.item_ids),
+            ("item_vectors", self.item_vectors),
+        ):
+            np.save(tmp / f"{part}.npy", np.asarray(arr))
+        sub = publish(tmp, keep=VERSIONS_KEPT)
+        logger.info("saved user tower of %d users, %d items to %s", len(self.user_ids), len(self.item_ids), sub)
+        return d
+
+    @classmethod
+    def load_saved(cls, directory: str | Path | None, mmap: bool = True) -> UserTower | None:
+        """The tower saved in ``directory``, or None when it holds none. The user vectors are memory-mapped
+        (``mmap``); the item index is rebuilt from the item vectors (a flat index is a copy of them)."""
+        sub = None if directory is None else current(directory)
+        if sub is None:
+            return None
+        mode = "r" if mmap else None
+        obj = cls(
+            np.load(sub / "user_ids.npy", mmap_mode=mode),
+            np.load(sub / "user_vectors.npy", mmap_mode=mode),
+            np.load(sub / "item_ids.npy", mmap_mode=mode),
+            np.load(sub / "item_vectors.npy"),
+        )
+        return obj

@@ -27,3 +27,35 @@ class EgesSettings:
     market_negatives: int = setting(
         0, flag="--market-negatives", help="same-market negatives per positive (2 turns them on)"
     )
+
+
+@dataclass
+class GnnSettings:
+    """LightGCN's settings (the ``gnn`` channel, :func:`~graphrecall.embed.gnn.train_lightgcn`): the paper's
+    dimension and layers; epochs, learning rate and L2 weight chosen on FunRec's validation split (validation
+    HR@10: 60 epochs 0.572-0.587, 150 epochs 0.589-0.601, 300 epochs at lr 0.01 and L2 1e-3 0.609;
+    bench/funrec_gnn.py)."""
+
+    enabled: bool = setting(
+        True, flag="--no-gnn", help="leave out the gnn channel (LightGCN; `graphrecall gnn --help`)"
+    )
+    dim: int = setting(64, flag="--gnn-dim", help="LightGCN dimension")
+    layers: int = setting(3, flag="--gnn-layers", help="LightGCN propagation layers")
+    epochs: int = setting(300, flag="--gnn-epochs", help="LightGCN epochs")
+    lr: float = setting(0.01, flag="--gnn-lr", help="LightGCN Adam learning rate")
+    reg: float = setting(1e-3, flag="--gnn-reg", help="LightGCN L2 weight on the batch's base embeddings")
+    batch_size: int = setting(2048, flag="--gnn-batch-size", help="LightGCN BPR triples per batch")
+    samples_per_epoch: int = setting(
+        2_000_000,
+        flag="--gnn-samples-per-epoch",
+        help="LightGCN: BPR triples per epoch, at most one per user-item pair",
+    )
+    max_batches: int = setting(
+        32,
+        flag="--gnn-max-batches",
+        help="LightGCN: batches per epoch at most; a bigger log gets bigger batches (each batch propagates over "
+        "the whole graph, so this bounds an epoch's time)",
+    )
+
+    def train_kwargs(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "enabled"}

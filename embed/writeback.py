@@ -1,4 +1,5 @@
-"""Write item vectors back to Neo4j as ``Item.embedding`` with a native vector index."""
+"""Write item vectors back to Neo4j as ``Item.embedding`` (EGES) or ``Item.gnn_embedding`` (LightGCN), each
+with a native vector index."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import time
 
 import numpy as np
 
-from ..graph_schema.schema import create_vector_index
+from ..graph_schema.schema import VECTOR_INDEX, VECTOR_PROPERTIES, create_vector_index
 
 logger = logging.getLogger(__name__)
 
 Q_SET_VECTORS = """
 UNWIND $rows AS r
 MATCH (i:Item {id: r.id})
-CALL db.create.setNodeVectorProperty(i, 'embedding', r.v)
-SET i.embedding_cold = r.cold
+CALL db.create.setNodeVectorProperty(i, $prop, r.v)
+SET i[$prop + '_cold'] = r.cold
 """
 
 
@@ -26,9 +27,13 @@ def write_embeddings(
     cold: np.ndarray | None = None,
     database: str = "neo4j",
     batch_size: int = 1000,
+    index: str = VECTOR_INDEX,
 ) -> int:
+    """Set each item's vector property of ``index`` (:data:`~graphrecall.graph_schema.schema.VECTOR_PROPERTIES`)
+    and ``<property>_cold``; returns the items written."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    create_vector_index(driver, vectors.shape[1], database=database)
+    create_vector_index(driver, vectors.shape[1], database=database, name=index)
+    prop = VECTOR_PROPERTIES[index]
     cold = np.zeros(len(item_ids), bool) if cold is None else np.asarray(cold, bool)
     t0 = time.perf_counter()
     n = 0
@@ -42,9 +47,9 @@ def write_embeddings(
                     cold[start : start + batch_size],
                 )
             ]
-            s.execute_write(lambda tx, rows=rows: tx.run(Q_SET_VECTORS, rows=rows).consume())
+            s.execute_write(lambda tx, rows=rows: tx.run(Q_SET_VECTORS, rows=rows, prop=prop).consume())
             n += len(rows)
-        s.run("CALL db.awaitIndex('item_embedding', 300)").consume()
+        s.run("CALL db.awaitIndex($name, 300)", name=index).consume()
     dt = time.perf_counter() - t0
-    logger.info("wrote %d embeddings to Neo4j in %.1fs (%.0f items/s)", n, dt, n / dt if dt else 0.0)
+    logger.info("wrote %d %s vectors to Neo4j in %.1fs (%.0f items/s)", n, prop, dt, n / dt if dt else 0.0)
     return n

@@ -12,6 +12,9 @@ SCHEMA_FILE = Path(__file__).with_name("schema.cypher")
 BROWSER_DIR = Path(__file__).with_name("browser")  # Neo4j Browser guide, style and saved queries
 SCHEMA_VERSION = 4
 VECTOR_INDEX = "item_embedding"
+GNN_VECTOR_INDEX = "item_gnn_embedding"
+# vector index -> the Item property it covers (fixed names: index and property names cannot be parameters)
+VECTOR_PROPERTIES = {VECTOR_INDEX: "embedding", GNN_VECTOR_INDEX: "gnn_embedding"}
 # the item properties: SIDE_INFO_FIELDS are the side fields EGES embeds; INFO_FIELDS are what a client may ask for
 SIDE_INFO_FIELDS = ("category", "brand", "shop", "price_bucket", "market")
 INFO_FIELDS = ("category", "brand", "market", "shop", "price", "price_bucket")
@@ -34,14 +37,18 @@ def apply_schema(driver, database: str = "neo4j") -> int:
     return SCHEMA_VERSION
 
 
-def create_vector_index(driver, dimensions: int, database: str = "neo4j", similarity: str = "cosine") -> None:
-    """Native vector index on ``Item.embedding``; recreated when the dimension changes."""
+def create_vector_index(
+    driver, dimensions: int, database: str = "neo4j", similarity: str = "cosine", name: str = VECTOR_INDEX
+) -> None:
+    """Native vector index ``name`` (``item_embedding`` on ``Item.embedding``, EGES's, or ``item_gnn_embedding``
+    on ``Item.gnn_embedding``); recreated when the dimension changes."""
     if similarity not in ("cosine", "euclidean"):
         raise ValueError(f"similarity must be 'cosine' or 'euclidean', got {similarity!r}")
+    if name not in VECTOR_PROPERTIES:
+        raise ValueError(f"name must be one of {', '.join(VECTOR_PROPERTIES)}, got {name!r}")
+    prop = VECTOR_PROPERTIES[name]
     with driver.session(database=database) as session:
-        rec = session.run(
-            "SHOW INDEXES YIELD name, options WHERE name = $name RETURN options", name=VECTOR_INDEX
-        ).single()
+        rec = session.run("SHOW INDEXES YIELD name, options WHERE name = $name RETURN options", name=name).single()
         if rec is not None:
             cfg = (rec["options"] or {}).get("indexConfig", {})
             if (
@@ -49,12 +56,12 @@ def create_vector_index(driver, dimensions: int, database: str = "neo4j", simila
                 and cfg.get("vector.similarity_function", "").lower() == similarity
             ):
                 return
-            session.run("DROP INDEX item_embedding IF EXISTS").consume()
+            session.run(f"DROP INDEX {name} IF EXISTS").consume()
         session.run(
-            "CREATE VECTOR INDEX item_embedding IF NOT EXISTS FOR (i:Item) ON (i.embedding) "
+            f"CREATE VECTOR INDEX {name} IF NOT EXISTS FOR (i:Item) ON (i.{prop}) "
             "OPTIONS {indexConfig: {`vector.dimensions`: $dim, `vector.similarity_function`: $sim}}",
             dim=int(dimensions),
             sim=similarity,
         ).consume()
-        session.run("CALL db.awaitIndex($name, 300)", name=VECTOR_INDEX).consume()
-    logger.info("vector index %s: %d dims, %s", VECTOR_INDEX, dimensions, similarity)
+        session.run("CALL db.awaitIndex($name, 300)", name=name).consume()
+    logger.info("vector index %s: %d dims, %s", name, dimensions, similarity)

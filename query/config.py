@@ -10,7 +10,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..common.settings import setting
-from ..embed.settings import EgesSettings
+from ..embed.settings import EgesSettings, GnnSettings
 from .scoring.settings import ScoreSettings
 
 NEGATIVES = 100  # negatives sampled per training case
@@ -80,3 +80,4 @@ class PipelineConfig:
     scores: ScoreSettings = field(default_factory=ScoreSettings)
     eges: EgesSettings = field(default_factory=EgesSettings)
     rank: RankSettings = field(default_factory=RankSettings)
+    gnn: GnnSettings = field(default_factory=GnnSettings)

@@ -12,7 +12,7 @@ from graphrecall.app.pipeline import compute_scores
 from graphrecall.graph_schema.store.lists import read_scores
 from graphrecall.query.config import PipelineConfig
 from graphrecall.query.serve.api import create_app
-from graphrecall.query.serve.explain import explain_pair, summary, write_graph
+from graphrecall.query.serve.explain import explain_pair, summary, table, write_graph
 from graphrecall.query.serve.retriever import UnknownItem
 from graphrecall.query.serve.snapshot import SnapshotRetriever
 
@@ -59,6 +59,21 @@ def test_transitions_side_fields_and_the_blend_match_what_is_served(design_graph
     # the graph: both items, the three users, the user pairs and the pair edge
     assert {"item:h", "item:t", "user:A", "user:B"} <= set(g.nodes)
     assert g.edges["item:h", "item:t"]["transitions_a_to_b"] == 2.0
+
+
+def test_the_gnn_cosine_is_the_stored_gnn_score(design_graph, tmp_path):
+    from graphrecall.app.pipeline import compute_gnn
+    from graphrecall.embed.settings import GnnSettings
+
+    driver = design_graph
+    compute_gnn(driver, PipelineConfig(top_k=3, gnn=GnnSettings(epochs=5, dim=8)), tmp_path, progress=False)
+    snap = SnapshotRetriever.from_neo4j(driver, tmp_path / "faiss")
+    gnn = read_scores(driver, "GNN")
+    assert len(gnn) == 4 * 3  # h, t, r, p: three neighbours each
+    for (a, b), score in gnn.items():
+        s = summary(explain_pair(driver, snap, a, b))
+        assert s["gnn_cosine"] == pytest.approx(score, abs=1e-5) and s["stored"]["gnn"]["score"] == score
+    assert "gnn cosine: " in table(explain_pair(driver, snap, "h", "t"))
 
 
 def test_the_evidence_graph_round_trips_through_graphml_and_gexf(design_graph, tmp_path):

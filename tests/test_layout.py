@@ -151,6 +151,6 @@ def test_the_channel_registry_keeps_the_served_order():
     from graphrecall.query.channels import REGISTRY
     from graphrecall.query.serve.retriever import CHANNELS
 
-    assert tuple(REGISTRY) == ("swing", "cooc", "trans", "side", "eges", "rank", "seqrules")
+    assert tuple(REGISTRY) == ("swing", "cooc", "trans", "side", "eges", "rank", "seqrules", "gnn")
     assert CHANNELS == (*REGISTRY, "blend")
     assert all(REGISTRY[name].name == name for name in REGISTRY)

@@ -20,7 +20,7 @@ def shared_basis_users(driver, a: str, b: str, database: str = "neo4j") -> list:
 
 
 def stored_pair(driver, a: str, b: str, database: str = "neo4j") -> dict[str, tuple[float, int]]:
-    """``{SWING|COOC|RANKED: (score, rank)}`` of the stored relationships from ``a`` to ``b``."""
+    """``{SWING|COOC|RANKED|GNN: (score, rank)}`` of the stored relationships from ``a`` to ``b``."""
     return {
         r[0]: (r[1], r[2])
         for r in read_rows(
@@ -49,12 +49,16 @@ def transition_weights(driver, a: str, b: str, database: str = "neo4j") -> tuple
 
 
 def item_properties(driver, ids, fields, database: str = "neo4j") -> dict[str, dict]:
-    """``{id: {field: value, "basis_deg": ..., "embedding": [...] or None}}`` for the ids that exist."""
+    """``{id: {field: value, "basis_deg": ..., "embedding": [...] or None, "gnn_embedding": [...] or None}}`` for
+    the ids that exist."""
     rows = read_rows(
         driver,
         database,
-        "UNWIND $ids AS id MATCH (i:Item {id: id}) RETURN id, [f IN $fields | i[f]], i.basis_deg, i.embedding",
+        "UNWIND $ids AS id MATCH (i:Item {id: id}) "
+        "RETURN id, [f IN $fields | i[f]], i.basis_deg, i.embedding, i.gnn_embedding",
         ids=[str(i) for i in ids],
         fields=list(fields),
     )
-    return {r[0]: {**dict(zip(fields, r[1])), "basis_deg": r[2], "embedding": r[3]} for r in rows}
+    return {
+        r[0]: {**dict(zip(fields, r[1])), "basis_deg": r[2], "embedding": r[3], "gnn_embedding": r[4]} for r in rows
+    }

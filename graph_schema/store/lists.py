@@ -1,4 +1,4 @@
-"""The stored top-K lists: ``(:Item)-[:SWING|COOC|RANKED {score, rank}]->(:Item)`` and ``TRANSITION`` weights."""
+"""The stored top-K lists: ``(:Item)-[:SWING|COOC|RANKED|GNN {score, rank}]->(:Item)`` and ``TRANSITION`` weights."""
 
 from __future__ import annotations
 
@@ -6,17 +6,29 @@ import logging
 import time
 
 from ...common.progress import progress_bar
+from ..schema import VECTOR_PROPERTIES
 from . import read_rows
 
 logger = logging.getLogger(__name__)
 
-LIST_TYPES = ("SWING", "COOC", "RANKED")  # relationship types that hold top-K lists
+LIST_TYPES = ("SWING", "COOC", "RANKED", "GNN")  # relationship types that hold top-K lists
+WRITTEN_LISTS = ("RANKED", "GNN")  # the ones written from Python (SWING and COOC are computed in the graph)
+# one query per type: a relationship type cannot be a parameter, and these are constants, never user input
+_Q_DELETE = {
+    rel: f"MATCH ()-[r:{rel}]->() CALL (r) {{ DELETE r }} IN TRANSACTIONS OF 50000 ROWS" for rel in WRITTEN_LISTS
+}
+_Q_CREATE = {
+    rel: "UNWIND $rows AS r MATCH (a:Item {id: r.id}) "
+    "UNWIND range(0, size(r.nbr) - 1) AS k MATCH (b:Item {id: r.nbr[k]}) "
+    f"CREATE (a)-[:{rel} {{score: r.scores[k], rank: k + 1}}]->(b)"
+    for rel in WRITTEN_LISTS
+}
 
 
 def read_scores(driver, rel: str, database: str = "neo4j") -> dict[tuple[str, str], float]:
-    """All written scores of ``SWING`` or ``COOC`` as ``{(i, j): score}``."""
-    if rel not in ("SWING", "COOC"):
-        raise ValueError(f"rel must be 'SWING' or 'COOC', got {rel!r}")
+    """All written scores of one list type (``SWING``, ``COOC``, ``RANKED`` or ``GNN``) as ``{(i, j): score}``."""
+    if rel not in LIST_TYPES:
+        raise ValueError(f"rel must be one of {', '.join(LIST_TYPES)}, got {rel!r}")
     with driver.session(database=database) as s:
         res = s.run(
             "MATCH (i:Item)-[r]->(j:Item) WHERE type(r) = $rel RETURN i.id AS i, j.id AS j, r.score AS s", rel=rel
@@ -25,10 +37,12 @@ def read_scores(driver, rel: str, database: str = "neo4j") -> dict[tuple[str, st
 
 
 def read_top_lists(driver, rel: str, prop: str = "score", database: str = "neo4j") -> dict[str, tuple[list, list]]:
-    """Each item's ``SWING``/``COOC``/``RANKED`` list in rank order: ``{item: (ids, values)}``; ``prop`` is
+    """Each item's ``SWING``/``COOC``/``RANKED``/``GNN`` list in rank order: ``{item: (ids, values)}``; ``prop`` is
     ``"score"`` or ``"norm"`` (row-normalised; SWING and COOC only). Read-only."""
     if rel not in LIST_TYPES or prop not in ("score", "norm"):
-        raise ValueError(f"rel must be 'SWING', 'COOC' or 'RANKED' and prop 'score' or 'norm', got {rel!r}, {prop!r}")
+        raise ValueError(
+            f"rel must be one of {', '.join(LIST_TYPES)} and prop 'score' or 'norm', got {rel!r}, {prop!r}"
+        )
     with driver.session(database=database, default_access_mode="READ") as s:
         return {
             i: (ids, vals)
@@ -42,35 +56,39 @@ def read_top_lists(driver, rel: str, prop: str = "score", database: str = "neo4j
 
 
 def write_rank_lists(driver, lists: dict, database: str = "neo4j", batch: int = 500, progress: bool = False) -> int:
-    """Replace every ``RANKED`` relationship with ``lists`` (``{item: (ids, scores)}``, best first), as
-    ``(:Item)-[:RANKED {score, rank}]->(:Item)`` with rank 1 the best; returns the relationships written."""
+    """:func:`write_item_lists` of the learned ranker's ``RANKED`` lists."""
+    return write_item_lists(driver, "RANKED", lists, database, batch, progress)
+
+
+def write_item_lists(
+    driver, rel: str, lists: dict, database: str = "neo4j", batch: int = 500, progress: bool = False
+) -> int:
+    """Replace every ``rel`` relationship (``RANKED`` or ``GNN``) with ``lists`` (``{item: (ids, scores)}``,
+    best first), as ``(:Item)-[:REL {score, rank}]->(:Item)`` with rank 1 the best; returns the relationships
+    written."""
+    if rel not in WRITTEN_LISTS:
+        raise ValueError(f"rel must be one of {', '.join(WRITTEN_LISTS)}, got {rel!r}")
     t0 = time.perf_counter()
     with driver.session(database=database) as s:
-        s.run("MATCH ()-[r:RANKED]->() CALL (r) { DELETE r } IN TRANSACTIONS OF 50000 ROWS").consume()
+        s.run(_Q_DELETE[rel]).consume()
     rows = [
         {"id": str(i), "nbr": [str(x) for x in ids], "scores": [float(x) for x in sc]}
         for i, (ids, sc) in sorted(lists.items())
         if len(ids)
     ]
-    bar = progress_bar(total=len(rows), unit="items", desc="RANKED write", enabled=progress)
+    bar = progress_bar(total=len(rows), unit="items", desc=f"{rel} write", enabled=progress)
     written = 0
     with driver.session(database=database) as s:
         for lo in range(0, len(rows), batch):
             part = rows[lo : lo + batch]
-            s.execute_write(
-                lambda tx: tx.run(
-                    "UNWIND $rows AS r MATCH (a:Item {id: r.id}) "
-                    "UNWIND range(0, size(r.nbr) - 1) AS k MATCH (b:Item {id: r.nbr[k]}) "
-                    "CREATE (a)-[:RANKED {score: r.scores[k], rank: k + 1}]->(b)",
-                    rows=part,
-                ).consume()
-            )
+            s.execute_write(lambda tx, part=part: tx.run(_Q_CREATE[rel], rows=part).consume())
             written += sum(len(r["nbr"]) for r in part)
             bar.update(len(part))
     bar.close()
     secs = time.perf_counter() - t0
     logger.info(
-        "RANKED: %d relationships for %d items in %.1fs (%.0f rels/s)",
+        "%s: %d relationships for %d items in %.1fs (%.0f rels/s)",
+        rel,
         written,
         len(rows),
         secs,
@@ -126,15 +144,19 @@ def read_transitions(driver, item_id: str, k: int, database: str = "neo4j") -> l
 
 
 def read_nearest_vectors(driver, item_id: str, k: int, database: str = "neo4j", index: str = "item_embedding") -> list:
-    """The ``k`` nearest items by the native vector index: ``[id, score]`` rows, the item itself left out."""
+    """The ``k`` nearest items by the native vector ``index`` (``item_embedding`` or ``item_gnn_embedding``):
+    ``[id, score]`` rows, the item itself left out."""
+    if index not in VECTOR_PROPERTIES:
+        raise ValueError(f"index must be one of {', '.join(VECTOR_PROPERTIES)}, got {index!r}")
     return read_rows(
         driver,
         database,
-        "MATCH (q:Item {id: $id}) WHERE q.embedding IS NOT NULL "
-        "CALL db.index.vector.queryNodes($index, $k1, q.embedding) YIELD node, score "
+        "MATCH (q:Item {id: $id}) WHERE q[$prop] IS NOT NULL "
+        "CALL db.index.vector.queryNodes($index, $k1, q[$prop]) YIELD node, score "
         "WHERE node <> q RETURN node.id, score LIMIT $k",
         id=item_id,
         index=index,
+        prop=VECTOR_PROPERTIES[index],
         k1=k + 1,
         k=k,
     )

@@ -1,5 +1,5 @@
 """The i2i channels, one module each behind :class:`~.base.Channel`, in :data:`REGISTRY` order:
-swing, cooc, trans, side, eges, rank, seqrules. Adding a channel: a module with a subclass and a :func:`register` call,
+swing, cooc, trans, side, eges, rank, seqrules, gnn. Adding a channel: a module with a subclass and a :func:`register` call,
 imported here (docs/architecture.md)."""
 
 # the import order is the registration order, which is the channel order
@@ -11,6 +11,7 @@ from . import side  # noqa: F401
 from . import eges  # noqa: F401
 from . import rank  # noqa: F401
 from . import seqrules  # noqa: F401
+from . import gnn  # noqa: F401
 
 # isort: on
 from .base import BLEND_DEPTH, REGISTRY, Channel, GraphSource, Neighbours, Parts, Training, register

@@ -58,16 +58,19 @@ class Neighbours:
 @dataclass
 class Parts:
     """What a channel adds to a snapshot: ``lists`` (channel -> ``{item: (ids, scores)}``), ``vectors``
-    (an :class:`~graphrecall.embed.index.ItemVectorIndex`) or ``side`` (a :class:`~.side.SideIndex`)."""
+    (an :class:`~graphrecall.embed.index.ItemVectorIndex`), ``side`` (a :class:`~.side.SideIndex`) or
+    ``users`` (a :class:`~graphrecall.embed.index.UserTower`: user vectors for two-tower recall)."""
 
     lists: dict[str, Any] = field(default_factory=dict)
     vectors: Any = None
     side: Any = None
+    users: Any = None
 
     def add(self, other: Parts) -> Parts:
         self.lists.update(other.lists)
         self.vectors = other.vectors if other.vectors is not None else self.vectors
         self.side = other.side if other.side is not None else self.side
+        self.users = other.users if other.users is not None else self.users
         return self
 
 
@@ -118,6 +121,11 @@ class GraphSource:
     database: str = "neo4j"
     faiss_dir: str | Path | None = None
 
+    @property
+    def gnn_dir(self) -> Path | None:
+        """Where the gnn channel's user tower is saved: ``gnn`` beside the Faiss folder."""
+        return None if self.faiss_dir is None else Path(self.faiss_dir).with_name("gnn")
+
 
 class Channel(ABC):
     """One i2i channel; see the module docstring. Subclasses set :attr:`name` and register an instance."""
@@ -136,6 +144,11 @@ class Channel(ABC):
 
     @abstractmethod
     def answer_live(self, driver, database: str, item_id: str, k: int) -> Neighbours: ...
+
+    def answer_user(self, snapshot, user_id: str, k: int, exclude: frozenset) -> Neighbours | None:
+        """A user's top ``k`` from the user's own vector (two-tower recall), ``exclude``d ids left out; None
+        when this channel has no user vectors or none for this user (the caller sums the history's lists)."""
+        return None
 
     def _neighbours(self, ids, scores) -> Neighbours:
         return Neighbours(np.asarray(ids, dtype=object), np.asarray(scores, dtype=np.float32), [self.name] * len(ids))

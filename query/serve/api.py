@@ -122,6 +122,11 @@ class RecallResponse(BaseModel):
     history: list[str] = Field(description="history items used, most recent (or first given) first")
     unknown: list[str] = Field(default_factory=list, description="history items the service does not know")
     items: list[RecallItem]
+    via: str = Field(
+        "history lists",
+        description="'history lists' (each history item's list, summed) or 'user vector' (the channel's own "
+        "vector for the user: gnn's two-tower recall)",
+    )
     reason: str | None = Field(None, description="why ``items`` is empty")
 
 
@@ -153,7 +158,14 @@ def _recall_response(
             else "the history items' lists have no candidates left (after exclusions and filters)"
         )
     return RecallResponse(
-        user_id=user_id, channel=channel, k=k, history=rec.history, unknown=rec.unknown, items=items, reason=reason
+        user_id=user_id,
+        channel=channel,
+        k=k,
+        history=rec.history,
+        unknown=rec.unknown,
+        items=items,
+        via=rec.via,
+        reason=reason,
     )
 
 
@@ -441,7 +453,8 @@ def create_app(
             )
         weights = decay_weights([t for _, t in recent], None if half_life_hours is None else half_life_hours * 3600)
         view = retriever.view()
-        rec = retriever.recall(
+        rec = retriever.recall_user(
+            user_id,
             [i for i, _ in recent],
             k=k,
             channel=channel,

@@ -6,7 +6,7 @@
   ``sqrt(N_a N_b)``; their sum is the stored COOC score;
 * **trans**: the ``TRANSITION`` counts both ways;
 * **side**: the side fields the two items share;
-* **eges**: the cosine of their stored embeddings;
+* **eges** and **gnn**: the cosine of their stored EGES and LightGCN vectors;
 * **blend**: B's rank, score and contribution in each channel as served, under the blend in use.
 
 The graph (:func:`explain_pair`) has the two items, the shared users (with their weights), the Swing user
@@ -116,8 +116,7 @@ def explain_pair(driver, retriever: ItemRetriever, a: str, b: str, database: str
     # item-item evidence
     stored = evidence.stored_pair(driver, a, b, database)
     t_ab, t_ba = evidence.transition_weights(driver, a, b, database)
-    ea, eb = (props.get(x, {}).get("embedding") for x in (a, b))
-    cosine = float(np.dot(ea, eb) / (np.linalg.norm(ea) * np.linalg.norm(eb))) if ea and eb else None
+    cosine, gnn_cosine = (_cosine(*(props.get(x, {}).get(p) for x in (a, b))) for p in ("embedding", "gnn_embedding"))
     per_channel = view.read_channels(a, BLEND_DEPTH)
     blend_terms, fused = channel_contributions(per_channel, retriever.blend_config, b, view.is_new)
     edge = {
@@ -130,6 +129,8 @@ def explain_pair(driver, retriever: ItemRetriever, a: str, b: str, database: str
     }
     if cosine is not None:
         edge["eges_cosine"] = cosine
+    if gnn_cosine is not None:
+        edge["gnn_cosine"] = gnn_cosine
     for rel, (score, rank) in stored.items():
         edge[f"stored_{rel.lower()}_score"], edge[f"stored_{rel.lower()}_rank"] = float(score), int(rank)
     for ch, t in blend_terms.items():
@@ -161,8 +162,15 @@ def explain_pair(driver, retriever: ItemRetriever, a: str, b: str, database: str
         "trans": {"a_to_b": t_ab, "b_to_a": t_ba},
         "side": shared_side,
         "eges_cosine": cosine,
+        "gnn_cosine": gnn_cosine,
     }
     return g
+
+
+def _cosine(x, y) -> float | None:
+    if not x or not y:
+        return None
+    return float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y)))
 
 
 def summary(g: nx.Graph) -> dict:
@@ -199,7 +207,9 @@ def table(g: nx.Graph) -> str:
     )
     lines.append(f"trans: {s['trans']['a_to_b']:g} times {s['a']} -> {s['b']}, {s['trans']['b_to_a']:g} back")
     lines.append("side: " + (", ".join(f"{f}={v}" for f, v in s["side"].items()) or "no shared field"))
-    lines.append("eges cosine: " + ("n/a" if s["eges_cosine"] is None else f"{s['eges_cosine']:.4f}"))
+    for name in ("eges", "gnn"):
+        value = s.get(f"{name}_cosine")
+        lines.append(f"{name} cosine: " + ("n/a" if value is None else f"{value:.4f}"))
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ...graph_schema.schema import INFO_FIELDS
-from ..channels import BASE_CHANNELS, BLEND_DEPTH, Neighbours
+from ..channels import BASE_CHANNELS, BLEND_DEPTH, REGISTRY, Neighbours
 from .blend import DEFAULT_BLEND, BlendConfig, blend
 
 CHANNELS = (*BASE_CHANNELS, "blend")  # the registered channels (graphrecall.query.channels) and their blend
@@ -89,6 +89,7 @@ class Recalled:
     sources: list[list[str]]
     history: list[str]
     unknown: list[str]
+    via: str = "history lists"  # or "user vector": the channel's own vector for the user (two-tower recall)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -102,6 +103,10 @@ class ItemRetriever(ABC):
 
     @abstractmethod
     def has_item(self, item_id: str) -> bool: ...
+
+    def has_items(self, ids: list[str]) -> list[bool]:
+        """:meth:`has_item` of each id (a backend may answer all at once)."""
+        return [self.has_item(i) for i in ids]
 
     @abstractmethod
     def _channel(self, item_id: str, k: int, channel: str) -> Neighbours: ...
@@ -143,7 +148,8 @@ class ItemRetriever(ABC):
         if channel != "blend":
             nb = v._channel(item_id, depth, channel)
         else:
-            nb = blend(v.read_channels(item_id, max(BLEND_DEPTH, depth)), depth, self.blend_config, v.is_new)
+            used = tuple(ch for ch in BASE_CHANNELS if self.blend_config.weight.get(ch, 0.0) > 0)  # others add nothing
+            nb = blend(v.read_channels(item_id, max(BLEND_DEPTH, depth), used), depth, self.blend_config, v.is_new)
         if filters.active:
             nb = nb.take(np.flatnonzero(v._keep(item_id, nb.ids, filters)))
         return nb.take(slice(0, k)) if len(nb) > k else nb
@@ -173,7 +179,7 @@ class ItemRetriever(ABC):
         first: dict[str, float] = {}
         for h, w in zip(history, weights):  # a repeated item counts once, with its first (most recent) weight
             first.setdefault(h, float(w))
-        is_known = {h: v.has_item(h) for h in first}
+        is_known = dict(zip(first, v.has_items(list(first))))
         known = [h for h, ok in is_known.items() if ok]
         unknown = [h for h, ok in is_known.items() if not ok]
         drop = frozenset(first)
@@ -192,11 +198,51 @@ class ItemRetriever(ABC):
                     )
                 )
         else:  # no filters: each list read just deep enough that dropping the history leaves ``depth``
-            lists = [
-                self.similar_items(h, k=depth + min(len(drop), FILTER_DEPTH), channel=channel, view=v) for h in known
-            ]
+            deep = depth + min(len(drop), FILTER_DEPTH)
+            coded = v._coded_lists(self, known, deep, channel, drop)
+            if coded is not None:  # the view codes ids itself (a saved snapshot): no ids to factorise
+                codes, scores, lengths, tops, in_history, uniq = coded
+                w = np.array([first[h] for h in known])
+                return _sum_coded(codes, scores, lengths, in_history, uniq, tops, w, depth, k, known, unknown)
+            lists = [self.similar_items(h, k=deep, channel=channel, view=v) for h in known]
             tops = [float(nb.scores[0]) if len(nb) else 0.0 for nb in lists]
         return _sum_lists(lists, np.array(tops), np.array([first[h] for h in known]), drop, depth, k, known, unknown)
+
+    def _coded_lists(self, owner: ItemRetriever, known: list, k: int, channel: str, drop: frozenset):
+        """For :meth:`recall`: each known item's top ``k`` (``owner.similar_items``) as codes of this view's own,
+        ``(codes, scores, lengths, tops, in_history, uniq)`` as :func:`_sum_coded` takes them; None: not coded
+        here (the lists are then factorised)."""
+        return None
+
+    def recall_user(
+        self,
+        user_id: str,
+        history,
+        k: int = 10,
+        channel: str = "blend",
+        weights=None,
+        filters: Filters = NO_FILTERS,
+        depth: int = RECALL_DEPTH,
+        view: ItemRetriever | None = None,
+    ) -> Recalled:
+        """Candidates for a known user whose recent items are ``history``: from the user's own vector when
+        ``channel`` has one for them (``gnn``: two-tower recall, ``history`` and ``filters.exclude`` left out,
+        the ``cold`` filter applied), otherwise (a user first seen after training, another channel, or a
+        ``same`` filter, which needs the history item that brings a candidate) :meth:`recall` of ``history``."""
+        check_channel(channel)
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        v = self.view() if view is None else view
+        history = [str(h) for h in history]
+        if channel in REGISTRY and filters.same is None:
+            deep = k if filters.cold == "include" else max(FILTER_DEPTH, k)
+            nb = REGISTRY[channel].answer_user(v, str(user_id), deep, frozenset(history) | filters.exclude)
+            if nb is not None:
+                if filters.cold != "include":
+                    nb = nb.take(np.flatnonzero(v._keep(None, nb.ids, Filters(cold=filters.cold))))
+                nb = nb.take(slice(0, k)) if len(nb) > k else nb
+                return Recalled(nb.ids, nb.scores, [[] for _ in nb.ids], history, [], via="user vector")
+        return self.recall(history, k=k, channel=channel, weights=weights, filters=filters, depth=depth, view=v)
 
     def view(self) -> ItemRetriever:
         """The object whose data answers a call (a live backend: itself; :class:`ResilientRetriever`: its
@@ -268,21 +314,42 @@ def _sum_lists(lists, tops, weights, drop, depth: int, k: int, known: list, unkn
     """The recall of :meth:`ItemRetriever.recall` from each known history item's list, in one pass over all of
     them: history items dropped (each list then cut at ``depth``), scores over the list's ``top`` times the item's
     weight (a list whose top is <= 0 or whose weight is 0 adds nothing), summed per candidate in list order;
-    top ``k`` by score, ties by id; each candidate's sources by contribution, then history order."""
+    top ``k`` by score, ties by id; each candidate's sources by contribution, then history order. The ids are
+    coded here (factorised); :func:`_sum_coded` is the rest, which a snapshot enters with codes of its own."""
     lengths = np.array([len(nb) for nb in lists], dtype=np.int64)
     if not lengths.sum():
         return Recalled(np.array([], dtype=object), np.array([], np.float32), [], known, unknown)
     entries = np.concatenate([np.asarray(nb.ids, dtype=object) for nb in lists])
     scores = np.concatenate([np.asarray(nb.scores, dtype=np.float64) for nb in lists])
-    src = np.repeat(np.arange(len(lists)), lengths)
     codes, uniq = pd.factorize(np.concatenate([entries, np.array(sorted(drop), dtype=object)]))
     in_history = np.zeros(len(uniq), dtype=bool)
     in_history[codes[len(entries) :]] = True
-    codes = codes[: len(entries)]
+    return _sum_coded(
+        codes[: len(entries)],
+        scores,
+        lengths,
+        in_history,
+        np.asarray(uniq, dtype=object),
+        tops,
+        weights,
+        depth,
+        k,
+        known,
+        unknown,
+    )
+
+
+def _sum_coded(codes, scores, lengths, in_history, uniq, tops, weights, depth, k, known, unknown) -> Recalled:
+    """:func:`_sum_lists` after coding: ``codes`` (every list entry's id as a position in ``uniq``, lists
+    concatenated in history order), their ``scores`` (float64), the ``lengths`` of the lists, and which codes
+    are ``in_history``."""
+    if not lengths.sum():
+        return Recalled(np.array([], dtype=object), np.array([], np.float32), [], known, unknown)
+    src = np.repeat(np.arange(len(lengths)), lengths)
     keep = ~in_history[codes]
     kept_before = np.cumsum(keep) - keep  # kept entries before each entry, over all lists
     start = np.cumsum(lengths) - lengths
-    keep &= (kept_before - kept_before[np.minimum(start, len(entries) - 1)][src]) < depth  # at most depth per list
+    keep &= (kept_before - kept_before[np.minimum(start, len(codes) - 1)][src]) < depth  # at most depth per list
     keep &= ((tops > 0) & (weights != 0))[src]
     inv, src, scores = codes[keep], src[keep], scores[keep]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -295,12 +362,12 @@ def _sum_lists(lists, tops, weights, drop, depth: int, k: int, known: list, unkn
     order = positive[np.lexsort((uniq[positive].astype(str), -total[positive]))][:k]
     chosen = np.zeros(len(uniq), dtype=bool)
     chosen[order] = True
-    by = np.lexsort((src, -contrib, inv))  # per candidate, largest contribution first
-    by = by[(contrib[by] > 0) & chosen[inv[by]]]
+    sel = np.flatnonzero((contrib > 0) & chosen[inv])  # the chosen candidates' entries only
+    by = sel[np.lexsort((src[sel], -contrib[sel], inv[sel]))]  # per candidate, largest contribution first
     cut = np.flatnonzero(np.r_[True, inv[by][1:] != inv[by][:-1]]) if len(by) else np.zeros(0, np.int64)
     sources = {int(inv[by[c0]]): [known[s_] for s_ in src[by[c0:c1]]] for c0, c1 in zip(cut, [*cut[1:], len(by)])}
     return Recalled(
-        np.asarray(uniq, dtype=object)[order],
+        np.asarray(uniq[order], dtype=object),
         total[order].astype(np.float32),
         [sources[int(c)] for c in order],
         known,

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from cachetools import LRUCache
 
 from ...common.versions import current, new_version, publish
-from ...embed.index import ItemVectorIndex
+from ...embed.index import ItemVectorIndex, UserTower
 from ...graph_schema.store.items import read_item_ids
 from ...graph_schema.store.meta import read_data_version
 from ..channels import REGISTRY, GraphSource, Neighbours, Parts
-from ..channels.base import list_arrays
+from ..channels.base import ListChannel, list_arrays
 from ..channels.side import SideIndex
 from ..data import SortedIds
 from .blend import DEFAULT_BLEND, BlendConfig, stored_blend
@@ -167,23 +168,82 @@ class SnapshotRetriever(ItemRetriever):
     blend_config: BlendConfig = DEFAULT_BLEND
     blend_source: str = "built-in default"
     answers: AnswerCache = field(default_factory=lambda: AnswerCache(ANSWER_CACHE_SIZE), repr=False)
+    # recall's coded answers: (channel, k, blend config) -> item -> (codes, scores); plain dicts, read per
+    # history item without a lock (a dict read or write is atomic), emptied with the answer cache
+    _coded: dict = field(default_factory=dict, repr=False)
     version: int = 0  # the graph's data version when this snapshot was read (graph_schema.store.meta.read_data_version)
+    users: object | None = None  # embed.index.UserTower: the gnn channel's user vectors (two-tower recall)
 
     def __setattr__(self, name, value):
         # the answer cache holds answers computed from these fields: replacing one (the benches swap in
         # other vectors) starts an empty cache, or lookups would keep returning the old data's answers
-        if name in ("items", "lists", "vectors", "side") and "answers" in self.__dict__:
+        if name in ("items", "lists", "vectors", "side", "users") and "answers" in self.__dict__:
             object.__setattr__(self, "answers", AnswerCache(ANSWER_CACHE_SIZE))
+            object.__setattr__(self, "_coded", {})
         object.__setattr__(self, name, value)
 
     def has_item(self, item_id: str) -> bool:
         return item_id in self.items
+
+    def has_items(self, ids: list[str]) -> list[bool]:
+        if not isinstance(self.items, SortedIds) or self.items.rows is not None:
+            return [i in self.items for i in ids]
+        rows = self.items.indices(ids)
+        member = self.items.member
+        ok = rows >= 0
+        if member is not None:
+            ok &= np.asarray(member)[np.maximum(rows, 0)]
+        return ok.tolist()
 
     def _channel(self, item_id: str, k: int, channel: str) -> Neighbours:
         return REGISTRY[channel].answer(self, item_id, k)
 
     def is_new(self, ids: np.ndarray) -> np.ndarray:
         return np.zeros(len(ids), dtype=bool) if self.side is None else self.side.is_new(ids)
+
+    def _coded_lists(self, owner: ItemRetriever, known: list, k: int, channel: str, drop: frozenset):
+        """A saved snapshot's recall input as row codes of its sorted ids: a stored list channel's top ``k`` are
+        gathered from its CSR arrays for all history items at once; another channel's answers (blend, eges, side)
+        are coded once per item and cached. None for an in-memory snapshot (ids in a set)."""
+        ids = self.items
+        if not isinstance(ids, SortedIds) or ids.rows is not None:
+            return None
+        per = self.lists.get(channel)
+        if isinstance(per, CsrLists) and per.ids is ids and type(REGISTRY[channel]).answer is ListChannel.answer:
+            rows = ids.indices(known)
+            start = np.where(rows >= 0, per.indptr[np.maximum(rows, 0)], 0)
+            lengths = np.where(rows >= 0, np.minimum(per.indptr[np.maximum(rows, 0) + 1] - start, k), 0)
+            at = np.repeat(start - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+            codes, scores = per.nbr[at].astype(np.int64), per.scores[at].astype(np.float64)
+            tops = np.where(lengths > 0, per.scores[np.minimum(start, max(len(per.scores) - 1, 0))], 0.0)
+        else:
+            parts = [self._coded_answer(owner, h, k, channel) for h in known]
+            if any(p is None for p in parts):
+                return None
+            lengths = np.array([len(c) for c, _ in parts], dtype=np.int64)
+            codes = np.concatenate([c for c, _ in parts]) if parts else np.zeros(0, np.int64)
+            scores = np.concatenate([sc for _, sc in parts]) if parts else np.zeros(0)
+            tops = np.array([float(sc[0]) if len(sc) else 0.0 for _, sc in parts])
+        dropped = ids.indices(sorted(drop))
+        inv, local = pd.factorize(np.concatenate([codes, dropped[dropped >= 0]]))  # hashing, no sort
+        in_history = np.zeros(len(local), dtype=bool)
+        in_history[inv[len(codes) :]] = True
+        return inv[: len(codes)], scores, lengths, tops.astype(np.float64), in_history, np.asarray(ids.ids[local])
+
+    def _coded_answer(self, owner: ItemRetriever, item_id: str, k: int, channel: str):
+        per = self._coded.get((channel, k, owner.blend_config))
+        if per is None:
+            per = self._coded.setdefault((channel, k, owner.blend_config), {})
+        hit = per.get(item_id)
+        if hit is None:
+            nb = owner.similar_items(item_id, k=k, channel=channel, view=self)
+            codes = self.items.indices(nb.ids)
+            if (codes < 0).any():  # an answer outside the snapshot's ids (not expected): not coded
+                return None
+            if len(per) >= ANSWER_CACHE_SIZE:  # bounded like the answer cache; starts over when full
+                per.clear()
+            hit = per[item_id] = (codes, np.asarray(nb.scores, dtype=np.float64))
+        return hit
 
     def item_values(self, ids, field: str) -> list:
         return [None] * len(ids) if self.side is None else self.side.value(ids, field)
@@ -195,6 +255,7 @@ class SnapshotRetriever(ItemRetriever):
             "version": self.version,
             **{f"{ch}_lists": len(v) for ch, v in self.lists.items()},
             "eges_vectors": 0 if self.vectors is None else len(self.vectors.item_ids),
+            "gnn_users": 0 if self.users is None else len(self.users),
             "side_items": 0 if self.side is None else len(self.side.item_ids),
             "cached_answers": len(self.answers),
         }
@@ -276,6 +337,7 @@ class SnapshotRetriever(ItemRetriever):
             blend_config,
             meta.get("blend_source", "built-in default"),
             version=int(meta.get("version", 0)),
+            users=UserTower.load_saved(GraphSource(None, faiss_dir=faiss_dir).gnn_dir, mmap),
         )
 
     @classmethod
@@ -310,7 +372,7 @@ class SnapshotRetriever(ItemRetriever):
         for channel in REGISTRY.values():
             parts.add(channel.read(source))
         lists, vectors = parts.lists, parts.vectors
-        snap = cls(items, lists, vectors, side=parts.side, version=version)
+        snap = cls(items, lists, vectors, side=parts.side, version=version, users=parts.users)
         snap.blend_config, snap.blend_source = stored_blend(driver, database)
         logger.info("snapshot loaded in %.1fs: %s", time.perf_counter() - t0, snap.stats())
         if not items:
