@@ -10,6 +10,11 @@ time, so a stalled server cannot hide queueing (no coordinated omission). Errors
 and connection failures.
 
     python bench/api_load.py [--rates 200 500 1000 2000] [--seconds 60] [--workers 1 2]
+    python bench/api_load.py --endpoint recall --rates 500 --workers 2   # POST /recall, 50-100 history items
+
+``--endpoint recall`` sends ``POST /recall`` (the default blend, k=10) for carts of 50 to 100 distinct items with
+events, drawn uniformly (a pool of 2,000 carts, repeated); the answers are the same as ``GET /recall/{user}`` gives
+for a user with that history, without the history's read from Neo4j.
 
 Prints one row per (workers, rate) and a JSON line; ``bench/results/api_load.json``.
 """
@@ -41,7 +46,7 @@ MAX_CONNS = 900  # requests in flight at most (one connection each); more is cou
 KEEP_ALIVE = 4.0  # reuse a connection only if it was idle less than this (uvicorn closes them after 5 s)
 
 
-def build_snapshot(out: Path) -> tuple[Path, Path, list[str]]:
+def build_snapshot(out: Path) -> tuple[Path, Path, list[str], list[str]]:
     """Every channel from the whole REES46 log, saved as the service saves its snapshot."""
     from common import load
     from graphrecall.app.pipeline import PipelineConfig
@@ -54,7 +59,8 @@ def build_snapshot(out: Path) -> tuple[Path, Path, list[str]]:
     faiss_dir = retriever.vectors.save(out / "faiss")
     retriever.save(out / "snapshot")
     logger.info("snapshot: %d items, built in %s", len(cat), {k: round(v, 1) for k, v in secs.items()})
-    return out / "snapshot", faiss_dir, [str(i) for i in cat.item_ids]
+    warm = sorted(set(map(str, df["item"])))
+    return out / "snapshot", faiss_dir, [str(i) for i in cat.item_ids], warm
 
 
 def free_port() -> int:
@@ -109,8 +115,15 @@ def start_server(snapshot: Path, faiss_dir: Path, workers: int) -> tuple[subproc
     raise RuntimeError("the API did not start within 120 s")
 
 
-async def _request(reader, writer, path: bytes) -> int:
-    writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+async def _request(reader, writer, path) -> int:
+    if isinstance(path, tuple):  # (path, JSON body): a POST
+        path, body = path
+        writer.write(
+            b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+    else:
+        writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     head = await reader.readuntil(b"\r\n\r\n")
     status = int(head[9:12])
     length = 0
@@ -195,6 +208,12 @@ def main(argv=None) -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="load duration per rate (bounded)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="uvicorn worker counts to try")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    p.add_argument(
+        "--endpoint",
+        choices=["i2i", "recall"],
+        default="i2i",
+        help="GET /i2i lookups (default) or POST /recall for carts of 50-100 items",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for name in ("neo4j", "faiss", "embed", "walkers"):
@@ -211,14 +230,19 @@ def main(argv=None) -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        snapshot, faiss_dir, items = build_snapshot(Path(tmp))
+        snapshot, faiss_dir, items, warm = build_snapshot(Path(tmp))
         rng = np.random.default_rng(0)
-        picks = rng.choice(items, size=200_000)
-        from urllib.parse import quote
+        if args.endpoint == "recall":
+            carts = [rng.choice(warm, size=int(rng.integers(50, 101)), replace=False).tolist() for _ in range(2000)]
+            paths = [(b"/recall", json.dumps({"items": c, "k": 10}).encode()) for c in carts]
+        else:
+            picks = rng.choice(items, size=200_000)
+            from urllib.parse import quote
 
-        paths = [
-            f"/i2i/{quote(i, safe='')}?k=10&channel={CHANNELS[n % len(CHANNELS)]}".encode() for n, i in enumerate(picks)
-        ]
+            paths = [
+                f"/i2i/{quote(i, safe='')}?k=10&channel={CHANNELS[n % len(CHANNELS)]}".encode()
+                for n, i in enumerate(picks)
+            ]
         for workers in args.workers:
             proc, port = start_server(snapshot, faiss_dir, workers)
             try:
@@ -247,9 +271,9 @@ def main(argv=None) -> int:
             f"{r['workers']:7d} {r['target_rate']:9.0f} {r['achieved_rate']:11.0f} {r['p50_ms']:8.2f} "
             f"{r['p99_ms']:8.2f} {r['max_ms']:8.1f} {r['errors']:7d}"
         )
-    out = {"machine_cores": os.cpu_count(), "seconds_per_rate": args.seconds, "rows": rows}
+    out = {"machine_cores": os.cpu_count(), "seconds_per_rate": args.seconds, "endpoint": args.endpoint, "rows": rows}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_result(args.out / "api_load.json", out)
+    write_result(args.out / ("api_load.json" if args.endpoint == "i2i" else "api_load_recall.json"), out)
     print(json.dumps(out))
     return 0
 

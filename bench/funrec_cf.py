@@ -26,14 +26,23 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from common import parser
+from common import (
+    DEFAULT_DATA,
+    Split,
+    evaluate,
+    load_split,
+    make_split,
+    paired_bootstrap,
+    parser,
+    train_test_split_rows,
+    usercf_scores,
+)
 from graphrecall.embed.eges import EGES, SideInfo  # noqa: E402
 from graphrecall.embed.index import ItemVectorIndex  # noqa: E402
 from graphrecall.ingest.sessions import session_ids  # noqa: E402
@@ -49,33 +58,7 @@ PUBLISHED = {
     "Swing": {"hr@5": 0.5042, "hr@10": 0.6194, "p@5": 0.1629, "p@10": 0.1282},
     "UserCF": {"hr@5": 0.5927, "hr@10": 0.6912, "p@5": 0.2063, "p@10": 0.1643},
 }
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-latest-small"
 NEIGHBOURS = 20
-
-
-def train_test_split_rows(n: int, test_size: float = 0.2, random_state: int = 42) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices exactly as sklearn's train_test_split(shuffle=True) draws them (ShuffleSplit)."""
-    n_test = int(np.ceil(test_size * n))
-    n_train = n - n_test
-    perm = np.random.RandomState(random_state).permutation(n)
-    return perm[n_test : n_test + n_train], perm[:n_test]
-
-
-def load_split(data: Path):
-    ratings = pd.read_csv(data / "ratings.csv")
-    tr, te = train_test_split_rows(len(ratings))
-    try:  # cross-check against sklearn itself when it is installed
-        from sklearn.model_selection import train_test_split
-
-        a, b = train_test_split(np.arange(len(ratings)), test_size=0.2, random_state=42)
-        if not (np.array_equal(a, tr) and np.array_equal(b, te)):
-            raise RuntimeError("split differs from sklearn's train_test_split")
-    except ImportError:
-        pass
-    # FunRec splits all ratings, then keeps the positives of each side (599 users)
-    train, test = ratings.iloc[tr], ratings.iloc[te]
-    train, test = train[train["rating"] >= 4], test[test["rating"] >= 4]
-    return train, test
 
 
 def topk_lists_to_matrix(item_ids, lists: dict[str, tuple[list[str], list[float]]], k: int) -> sp.csr_matrix:
@@ -92,65 +75,6 @@ def topk_lists_to_matrix(item_ids, lists: dict[str, tuple[list[str], list[float]
                 vals.append(s)
     n = len(item_ids)
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n))
-
-
-def evaluate(
-    scores: np.ndarray, hist: sp.csr_matrix, truth: list[set[int]], ks=(5, 10), per_user: bool = False
-) -> dict:
-    """scores: users x items; hist rows are excluded; truth: relevant item indices per user.
-
-    Ties rank the lower item index first. ``per_user=True`` returns each metric as an array
-    over users (for paired bootstrap) instead of its mean."""
-    scores = scores.copy()
-    scores[hist.nonzero()] = -np.inf
-    kmax = max(ks)
-    n = scores.shape[0]
-    out = {f"{m}@{k}": np.zeros(n) for k in ks for m in ("hr", "p")}
-    out["ndcg@10"] = np.zeros(n)
-    disc = 1.0 / np.log2(np.arange(2, 12))
-    for u in range(n):
-        row = scores[u]
-        cand = np.flatnonzero(row > 0)
-        if len(cand) > kmax:
-            cand = cand[np.argpartition(-row[cand], kmax - 1)[:kmax]]
-        rec = cand[np.lexsort((cand, -row[cand]))]
-        hits = np.array([r in truth[u] for r in rec], dtype=bool)
-        for k in ks:
-            h = hits[:k]
-            out[f"hr@{k}"][u] = float(h.any())
-            out[f"p@{k}"][u] = h.sum() / max(1, min(k, len(rec)))
-        ideal = disc[: min(10, len(truth[u]))].sum()
-        out["ndcg@10"][u] = float((hits[:10] * disc[: len(hits[:10])]).sum() / ideal) if ideal else 0.0
-    return out if per_user else {k: float(v.mean()) for k, v in out.items()}
-
-
-def paired_bootstrap(
-    a: np.ndarray, b: np.ndarray, n_boot: int = 2000, random_seed: int = 0
-) -> tuple[float, float, float]:
-    """Mean of ``a - b`` over users and its 95% percentile interval, resampling users with replacement."""
-    d = np.asarray(a, float) - np.asarray(b, float)
-    rng = np.random.default_rng(random_seed)
-    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
-    lo, hi = np.percentile(means, [2.5, 97.5])
-    return float(d.mean()), float(lo), float(hi)
-
-
-def usercf_scores(
-    hist_all: sp.csr_matrix, rows: np.ndarray, k_neighbors: int = 20, min_similarity: float = 0.1
-) -> np.ndarray:
-    """Reference UserCF as FunRec describes it (not a graphrecall channel): cosine user similarity
-    ``|N(u) & N(v)| / sqrt(|N(u)||N(v)|)``, similarities below ``min_similarity`` dropped, each user's
-    ``k_neighbors`` most similar users vote for their items with their similarity."""
-    x = hist_all.astype(np.float64).tocsr()
-    n_u = np.asarray(x.sum(axis=1)).ravel()
-    sim = np.asarray((x[rows] @ x.T).todense())
-    sim /= np.sqrt(np.outer(n_u[rows], n_u)).clip(min=1e-12)
-    sim[np.arange(len(rows)), rows] = 0.0
-    sim[sim < min_similarity] = 0.0
-    top = np.argpartition(-sim, k_neighbors, axis=1)[:, :k_neighbors]
-    w = np.zeros_like(sim)
-    np.put_along_axis(w, top, np.take_along_axis(sim, top, axis=1), axis=1)
-    return np.asarray(sp.csr_matrix(w) @ x.todense())
 
 
 def cypher_lists(train: pd.DataFrame, alpha: float, max_items_per_user: int, max_users_per_item: int):
@@ -254,39 +178,6 @@ def eges_vectors(
         progress=False,
     ).fit(walks, side)
     return res.embeddings
-
-
-@dataclass
-class Split:
-    """One train/test split in matrix form: ``hist`` (evaluated users x items), ``all_users`` (every
-    training user x items, for UserCF), ``rows`` (evaluated users' rows in ``all_users``), ``truth``."""
-
-    train: pd.DataFrame
-    item_ids: np.ndarray
-    hist: sp.csr_matrix
-    all_users: sp.csr_matrix
-    rows: np.ndarray
-    truth: list[set[int]]
-
-
-def make_split(train: pd.DataFrame, test: pd.DataFrame) -> Split:
-    users = sorted(set(train["userId"]) & set(test["userId"]))
-    item_ids = np.array(sorted({str(i) for i in train["movieId"]}))
-    index = {i: n for n, i in enumerate(item_ids)}
-    every = sorted(set(train["userId"]))
-    uindex = {u: n for n, u in enumerate(every)}
-    all_users = sp.csr_matrix(
-        (np.ones(len(train)), ([uindex[u] for u in train["userId"]], [index[str(i)] for i in train["movieId"]])),
-        shape=(len(every), len(item_ids)),
-    )
-    all_users.data[:] = 1.0
-    rows = np.array([uindex[u] for u in users])
-    pos = {u: n for n, u in enumerate(users)}
-    truth = [set() for _ in users]
-    for u, i in zip(test["userId"], test["movieId"]):
-        if u in pos and str(i) in index:
-            truth[pos[u]].add(index[str(i)])
-    return Split(train, item_ids, all_users[rows].tocsr(), all_users, rows, truth)
 
 
 RECALL_DEPTHS = (20, 50, 100)  # neighbours per history item; the pipeline stores top-50 (RECALL_DEPTH)

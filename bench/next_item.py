@@ -39,11 +39,11 @@ from graphrecall.app.pipeline import PipelineConfig  # noqa: E402
 from graphrecall.query.channels.eges import eges_vectors  # noqa: E402
 from graphrecall.query.evaluate.protocol import (  # noqa: E402
     K,
-    blend_grid,
-    blend_grid_lists,
+    best_of,
     build_retriever,
     pad,
     paired_interval,
+    search_blend,
     served_lists,
     side_popularity_lists,
     temporal_split,
@@ -59,7 +59,9 @@ ITEM2VEC_GRID = [
     dict(epochs=e, ns_exponent=ns, sample=smp, negative=10)
     for e, ns, smp in itertools.product((10, 30), (0.75, -0.5), (0.0, 1e-4))
 ]
-BLEND_GRID = blend_grid()
+MP2V_GRID = [dict(epochs=e, alpha=a) for e, a in itertools.product((10, 30), (0.5, 1.0))]
+# the channels built from the pipeline's settings for validation and test (eges and gnn are built per seed)
+FIXED_CHANNELS = ("swing", "cooc", "trans", "side", "rank", "seqrules")
 
 
 def item2vec_lists(d: Data, params: dict, seed: int, fill: dict) -> dict:
@@ -72,6 +74,46 @@ def item2vec_lists(d: Data, params: dict, seed: int, fill: dict) -> dict:
     out = {}
     for q in d.queries:
         near = [w for w, _ in w2v.wv.most_similar(q, topn=K)] if q in w2v.wv else []
+        out[q] = pad(near, fill.get(q, []), K, exclude=q)
+    return out
+
+
+def metaprod2vec_lists(d: Data, params: dict, seed: int, fill: dict) -> dict:
+    """Meta-Prod2Vec (Vasile et al. 2016) as gensim skip-gram: each training session with every item followed
+    by its category's token, so items and categories share one space; an item's vector is its own plus
+    ``alpha`` times its category's, so a new item (no events) answers with its category's vector alone.
+    Nearest catalogue items by cosine, padded with popularity in the query's category. Without categories
+    it is item2vec."""
+    from gensim.models import Word2Vec
+
+    cats = d.cat.side.get("category", [None] * len(d.cat.item_ids))
+    token = {str(i): (None if c is None else f"category:{c}") for i, c in zip(d.cat.item_ids, cats)}
+    corpus = [
+        [w for i in s["items"] for w in (i, token.get(i)) if w is not None] for s in d.sessions if len(s["items"]) >= 2
+    ]
+    w2v = Word2Vec(
+        corpus, vector_size=32, window=5, sg=1, min_count=1, workers=1, seed=seed, negative=10, epochs=params["epochs"]
+    )
+    wv = w2v.wv
+    vec = np.zeros((len(d.cat.item_ids), 32), np.float32)
+    for n, i in enumerate(d.cat.item_ids):
+        if i in wv:
+            vec[n] += wv[i]
+        if token[str(i)] in wv:
+            vec[n] += params["alpha"] * wv[token[str(i)]]
+    norm = np.linalg.norm(vec, axis=1)
+    vec /= np.where(norm > 0, norm, 1.0)[:, None]
+    out = {}
+    for q in d.queries:
+        r = d.cat.index.get(q)
+        near = []
+        if r is not None and norm[r] > 0:
+            sim = vec @ vec[r]
+            sim[r] = -np.inf
+            sim[norm == 0] = -np.inf
+            top = np.argpartition(-sim, K)[:K]
+            top = top[np.argsort(-sim[top], kind="stable")]
+            near = [str(d.cat.item_ids[t]) for t in top if np.isfinite(sim[t])]
         out[q] = pad(near, fill.get(q, []), K, exclude=q)
     return out
 
@@ -90,6 +132,8 @@ def tune(val: Data, base_retriever, seed: int = 0) -> dict:
     fill = side_popularity_lists(val.cat, val.queries)
     i2v = max(ITEM2VEC_GRID, key=lambda p: ndcg_all(val, item2vec_lists(val, p, seed, fill)))
     logger.info("item2vec chosen on validation: %s (%.0fs)", i2v, time.perf_counter() - t0)
+    mp2v = max(MP2V_GRID, key=lambda p: ndcg_all(val, metaprod2vec_lists(val, p, seed, fill)))
+    logger.info("Meta-Prod2Vec chosen on validation: %s (%.0fs)", mp2v, time.perf_counter() - t0)
     eges, best = dict(EGES_BASE), None
     for step in [{}] + EGES_STEPS:
         trial = {**eges, **step}
@@ -99,25 +143,27 @@ def tune(val: Data, base_retriever, seed: int = 0) -> dict:
         if best is None or score > best[0]:
             best, eges = (score, base_retriever.vectors), trial
     base_retriever.vectors = best[1]
-    grid = blend_grid_lists(base_retriever, val.queries, BLEND_GRID)
-    scores = [ndcg_all(val, lists) for lists in grid]
-    blend = BLEND_GRID[int(np.argmax(scores))]
+    blend, score, _ = best_of(search_blend(base_retriever, val.queries, lambda lists: (ndcg_all(val, lists), None)))
     logger.info(
         "EGES chosen: %s; blend chosen: %s (validation NDCG@20 %.4f) in %.0fs",
         eges,
         blend,
-        max(scores),
+        score,
         time.perf_counter() - t0,
     )
-    return {"item2vec": i2v, "eges": eges, "blend": str(blend), "validation_ndcg@20": {"blend": max(scores)}}
+    return {
+        "item2vec": i2v,
+        "metaprod2vec": mp2v,
+        "eges": eges,
+        "blend": str(blend),
+        "validation_ndcg@20": {"blend": score},
+    }
 
 
 def tuned_on_validation(val: Data, params) -> tuple:
     """The validation split's retriever (the pipeline's channels, then the chosen EGES vectors) and the
     settings :func:`tune` chose on it."""
-    retriever, _ = build_retriever(
-        val.split.train, val.sessions, val.cat, params, channels=("swing", "cooc", "trans", "side", "rank")
-    )
+    retriever, _ = build_retriever(val.split.train, val.sessions, val.cat, params, channels=(*FIXED_CHANNELS, "gnn"))
     return retriever, tune(val, retriever)  # tune leaves the chosen EGES vectors in the retriever
 
 
@@ -156,24 +202,26 @@ def run_dataset(name: str, seeds: list[int]) -> dict:
     for m, lists in baselines(test).items():
         s, hit, _ = test.evaluate(lists)
         runs[m] = [(s, hit)]
-    retriever, secs = build_retriever(
-        split.train, test.sessions, test.cat, params, channels=("swing", "cooc", "trans", "side", "rank")
-    )
-    for ch in ("swing", "cooc", "trans", "side"):
+    retriever, secs = build_retriever(split.train, test.sessions, test.cat, params, channels=FIXED_CHANNELS)
+    for ch in ("swing", "cooc", "trans", "side", "seqrules"):
         s, hit, _ = test.evaluate(served_lists(retriever, test.queries, ch))
         runs[f"served: {ch}"] = [(s, hit)]
     fill = side_popularity_lists(test.cat, test.queries)
     shares = []
     for seed in seeds:
-        if seed != 0:  # the rank channel's seed (negative sampling, trees) varies like EGES's
-            ranked, _ = build_retriever(
-                split.train, test.sessions, test.cat, params, random_seed=seed, channels=("rank",)
-            )
-            retriever.lists = {**retriever.lists, "rank": ranked.lists["rank"]}
+        # the rank channel's seed (negative sampling, trees) varies like EGES's and LightGCN's
+        again = ("gnn",) if seed == 0 else ("rank", "gnn")
+        seeded, _ = build_retriever(split.train, test.sessions, test.cat, params, random_seed=seed, channels=again)
+        retriever.lists = {**retriever.lists, **seeded.lists}
+        retriever.users = seeded.users
+        s, hit, _ = test.evaluate(served_lists(retriever, test.queries, "gnn"))
+        runs.setdefault("served: gnn", []).append((s, hit))
         s, hit, _ = test.evaluate(served_lists(retriever, test.queries, "rank"))
         runs.setdefault("served: rank", []).append((s, hit))
         s, hit, _ = test.evaluate(item2vec_lists(test, chosen["item2vec"], seed, fill))
         runs.setdefault("item2vec (gensim, tuned)", []).append((s, hit))
+        s, hit, _ = test.evaluate(metaprod2vec_lists(test, chosen["metaprod2vec"], seed, fill))
+        runs.setdefault("Meta-Prod2Vec (gensim, tuned)", []).append((s, hit))
         retriever.vectors = eges_index(test, chosen["eges"], seed)
         s, hit, _ = test.evaluate(served_lists(retriever, test.queries, "eges"))
         runs.setdefault("served: eges", []).append((s, hit))
@@ -238,7 +286,7 @@ def run_validation(name: str) -> dict:
     val = Data(temporal_split(temporal_split(df).train), item_side)
     retriever, chosen = tuned_on_validation(val, PipelineConfig())
     models = {m: val.evaluate(lists)[0] for m, lists in baselines(val).items()}
-    for ch in ("side", "rank", "eges"):
+    for ch in ("side", "rank", "eges", "seqrules", "gnn"):
         models[f"served: {ch}"] = val.evaluate(served_lists(retriever, val.queries, ch))[0]
     retriever.blend_config = BlendConfig.parse(chosen["blend"])
     models[f"served: blend {chosen['blend']} (tuned on these cases)"] = val.evaluate(
@@ -298,7 +346,13 @@ def table(name: str, r: dict) -> str:
 
 def main(argv=None) -> int:
     p = parser(__doc__)
-    p.add_argument("--datasets", nargs="+", default=["rees46", "taobao"], choices=list(DATASETS))
+    p.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["rees46", "taobao", "rees46-noside", "taobao-noside"],
+        choices=list(DATASETS),
+        help="logs to run (a -noside name: the same log without side fields, as a click-only log)",
+    )
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
     p.add_argument("--json", action="store_true", help="only the JSON line")
@@ -325,12 +379,12 @@ def main(argv=None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         write_result(args.out / "next_item_validation.json", out)
         return 0
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in args.datasets:
         out[name] = run_dataset(name, args.seeds)
+        write_result(args.out / "next_item.json", out)  # after each log: a long run keeps what it has measured
         if not args.json:
             print(table(name, out[name]), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    write_result(args.out / "next_item.json", out)
     print(json.dumps(out))
     return 0
 

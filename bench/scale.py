@@ -5,8 +5,10 @@ For each size a REES46-shaped log is generated (``ingest/synthetic.py``, seeded:
 instance ``scale`` and run through the pipeline as ``graphrecall demo`` runs it, each stage timed on its own:
 
 ingest -> scores (Swing + cooc) -> rank (fit, list every item, write RANKED) -> export -> walks + EGES
--> write-back (Neo4j vectors) -> Faiss index -> snapshot load (what the API does at start). Rows saved before
-the rank stage existed have no ``rank`` time. Ingest is ``graphrecall ingest events --bulk``'s path
+-> write-back (Neo4j vectors) -> Faiss index -> gnn (LightGCN: train, GNN lists, vectors, user tower) -> snapshot
+load (what the API does at start). Rows saved before the rank or gnn stage existed have no time for it; a gnn row
+also records the peak RSS before and after the stage (``gnn_rss_gib``), which shows whether LightGCN set the
+process's peak. Ingest is ``graphrecall ingest events --bulk``'s path
 (``neo4j-admin database import full`` into the empty database, the first-load path; rows saved before
 2026-11-30 used Bolt), or Bolt with ``--ingest bolt`` (the path daily files take); each row records which.
 
@@ -35,7 +37,7 @@ from pathlib import Path
 from common import parser, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("generate", "ingest", "scores", "rank", "export", "walks+eges", "write-back", "faiss", "snapshot")
+STAGES = ("generate", "ingest", "scores", "rank", "export", "walks+eges", "write-back", "faiss", "gnn", "snapshot")
 logger = logging.getLogger("bench.scale")
 
 
@@ -45,7 +47,7 @@ def run_size(
     import torch
 
     from common import server as bench_instance
-    from graphrecall.app.pipeline import PipelineConfig, compute_rank, compute_scores, reset_graph
+    from graphrecall.app.pipeline import PipelineConfig, compute_gnn, compute_rank, compute_scores, reset_graph
     from graphrecall.embed.index import ItemVectorIndex
     from graphrecall.embed.train import train_item_vectors
     from graphrecall.embed.writeback import write_embeddings
@@ -97,6 +99,11 @@ def run_size(
         t0 = time.perf_counter()
         faiss_dir = ItemVectorIndex(g.item_ids, res.embeddings).save(tmp / f"faiss-{n_events}")
         t["faiss"] = time.perf_counter() - t0
+        rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        t0 = time.perf_counter()
+        gnn = compute_gnn(driver, cfg, tmp, progress=True)  # its user tower goes beside faiss-N, in tmp/gnn
+        t["gnn"] = time.perf_counter() - t0
+        rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         t0 = time.perf_counter()
         snap = SnapshotRetriever.from_neo4j(driver, faiss_dir)
         t["snapshot"] = time.perf_counter() - t0
@@ -111,6 +118,8 @@ def run_size(
         "cooc_rels": cooc.written,
         "rank_rels": rank.written,
         "rank_fit_seconds": rank.seconds,
+        "gnn_rels": gnn.written,
+        "gnn_rss_gib": {"peak_before": rss_before, "peak_after": rss_after},
         "snapshot": {k: v for k, v in snap.stats().items() if k != "loaded_at"},
         "python_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
         "neo4j_heap": heap,

@@ -9,7 +9,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
-from funrec_cf import evaluate, make_split, paired_bootstrap, train_test_split_rows, usercf_scores  # noqa: E402
+from common import evaluate, make_split, paired_bootstrap, train_test_split_rows, usercf_scores  # noqa: E402
 
 
 def test_evaluate_hit_rate_precision_and_exclusion():
