@@ -14,6 +14,8 @@ from ..graph_schema.schema import SIDE_INFO_FIELDS  # the side fields EGES embed
 
 QUANTILE = 0.8
 
+SEQ_WINDOW = 10  # sequential rules: steps after an item that still count, weight 1/steps (Ludewig & Jannach 2018)
+
 
 def cutoff_time(ts: np.ndarray, quantile: float = QUANTILE) -> int:
     if not 0 < quantile < 1:

@@ -65,3 +65,19 @@ def test_every_backend_serves_the_rules_of_the_graphs_sessions(driver):
             assert list(nb.ids) == list(ids[:10])
             np.testing.assert_allclose(nb.scores, scores[:10], rtol=1e-6)
         assert list(built[item][0]) == list(ids)
+
+
+def test_the_rank_models_seq_rule_feature_is_the_channels_weight():
+    from graphrecall.query.channels.rank import FEATURES, RankFeatures
+
+    sessions = [{"items": s, "user": f"u{n}", "start_ts": n, "booked": None} for n, s in enumerate(SESSIONS)]
+    cat = Catalogue.build({}, [i for s in SESSIONS for i in s])
+    feats = RankFeatures(sessions, cat)
+    want = brute_force(SESSIONS)
+    q, c = np.array([cat.index[a] for a, _ in want]), np.array([cat.index[b] for _, b in want])
+    got = feats.features(q, c)
+    np.testing.assert_allclose(got[:, FEATURES.index("seq_rule")], [want[k] for k in want])
+    out = defaultdict(float)
+    for (a, _), w in want.items():
+        out[a] += w
+    np.testing.assert_allclose(got[:, FEATURES.index("log_query_seq_out")], [np.log1p(out[a]) for a, _ in want])

@@ -33,7 +33,7 @@ import scipy.sparse as sp
 
 from ...common.progress import progress_bar
 from ..config import MAX_CASES_PER_CUT, MAX_POSITIVE_CASES_PER_CUT, NEGATIVES
-from ..data import Cases, Catalogue, next_item_cases, split_stored_sessions, transition_matrix
+from ..data import SEQ_WINDOW, Cases, Catalogue, next_item_cases, split_stored_sessions, transition_matrix
 from .base import Parts, StoredListChannel, Training, register
 from .side import SideIndex
 
@@ -44,6 +44,7 @@ CUTOFF_QUANTILES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 # grow with the square of their items; Swing caps the same way (max_items_per_user)
 UCOOC_MAX_ITEMS_PER_USER = 500
 WINDOW = 3  # co-visitation window (steps, weight 1/distance, both directions)
+SEQ_CANDIDATES = 20  # candidates from the query's sequential rules (the strongest)
 RECENCY_HALF_LIFE = 1800.0  # seconds; e-folding time of the recency-weighted popularity
 SIDE_DEPTH = 100
 UCOOC_DEPTH = 50
@@ -79,6 +80,11 @@ FEATURES = (
     "log_pop_share",
     "log_recent_share",
     "log_query_pop_share",
+    # sequential rules (the seqrules channel's weights: b up to 10 steps after a, 1/steps), and how much of
+    # that evidence the query has: lets the trees treat queries with and without co-visitation apart
+    "seq_rule",
+    "seq_share",
+    "log_query_seq_out",
 )
 
 
@@ -102,6 +108,9 @@ class RankFeatures:
         self.trans_t = self.trans.T.tocsr()
         self.out_deg = np.asarray(self.trans.sum(axis=1)).ravel()
         self.win = window_covisit(rows, n)
+        self.seq = window_covisit(rows, n, window=SEQ_WINDOW, reverse=0.0)  # directed: the seqrules channel's
+        self.seq.eliminate_zeros()
+        self.seq_out = np.asarray(self.seq.sum(axis=1)).ravel()
         flat = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         lens = np.array([len(r) for r in rows], dtype=np.int64)
         users = np.repeat(_codes([s["user"] for s in sessions]), lens) if len(flat) else np.zeros(0, np.int64)
@@ -156,7 +165,9 @@ class RankFeatures:
         self.recent_share = self.recent / max(self.recent.sum(), 1e-12)
 
     def candidates(self, q: int) -> np.ndarray:
-        parts = [_row(self.trans, q), _row(self.trans_t, q), _row(self.win, q), self.top_global]
+        lo, hi = self.seq.indptr[q], self.seq.indptr[q + 1]
+        seq = self.seq.indices[lo:hi][np.argsort(-self.seq.data[lo:hi], kind="stable")[:SEQ_CANDIDATES]]
+        parts = [_row(self.trans, q), _row(self.trans_t, q), _row(self.win, q), seq, self.top_global]
         uc = self.ucooc
         lo, hi = uc.indptr[q], uc.indptr[q + 1]
         if hi > lo:
@@ -201,6 +212,8 @@ class RankFeatures:
             np.log(self.recent_share[c] + 1e-9),
             np.log(self.pop_share[q] + 1e-7),
         ]
+        sr = pair(self.seq)
+        cols += [sr, sr / np.maximum(self.seq_out[q], 1e-9), np.log1p(self.seq_out[q])]
         return np.column_stack(cols)
 
     def pairs(self, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,10 +15,9 @@ import scipy.sparse as sp
 
 from ...graph_schema.store import read_rows
 from ...graph_schema.store.sessions import read_sessions
-from ..data import matrix_lists
+from ..data import SEQ_WINDOW, matrix_lists
 from .base import GraphSource, ListChannel, Neighbours, Parts, Training, register
 
-SEQ_WINDOW = 10  # steps after an item that still count, with weight 1/steps (the paper's setting)
 SEQ_DEPTH = 50  # rules kept per item
 
 
