@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -156,6 +157,12 @@ def compute_gnn(
     rows = read_engaged_edges(driver, database)
     if not rows:
         raise ValueError("the graph has no ENGAGED edges; run `graphrecall ingest` first")
+    if len(rows) > cfg.gnn.max_pairs:
+        raise ValueError(
+            f"the graph has {len(rows):,} engaged user-item pairs, more than --gnn-max-pairs "
+            f"{cfg.gnn.max_pairs:,}: LightGCN propagates over the whole graph in every batch, which at this size "
+            "takes hours on 2 cores; raise --gnn-max-pairs to train it anyway, or lower --gnn-epochs"
+        )
     users = np.array([r[0] for r in rows], dtype=object)
     items = np.array([r[1] for r in rows], dtype=object)
     with torch_threads(cfg.torch_threads):
@@ -244,9 +251,21 @@ def run_pipeline(
     out.n_items, out.n_cold = len(g.item_ids), int(res.cold.sum())
     if cfg.gnn.enabled:
         t = time.perf_counter()
-        out.gnn = compute_gnn(driver, cfg, artifacts, database, progress)
+        out.gnn = _gnn_or_warn(driver, cfg, artifacts, database, progress)
         out.seconds["gnn"] = time.perf_counter() - t
     return out
+
+
+def _gnn_or_warn(driver, cfg: PipelineConfig, artifacts: Path, database: str, progress: bool, bump: bool = True):
+    """:func:`compute_gnn`, or a warning and no GNN lists when the graph is past ``--gnn-max-pairs`` (lists and
+    user vectors of an earlier fit are removed: they would describe other data)."""
+    try:
+        return compute_gnn(driver, cfg, artifacts, database, progress, bump)
+    except ValueError as exc:
+        write_item_lists(driver, "GNN", {}, database)
+        shutil.rmtree(gnn_dir(artifacts), ignore_errors=True)
+        logger.warning("gnn channel skipped, and GNN lists of an earlier fit removed: %s", exc)
+        return None
 
 
 def _rank_or_warn(driver, cfg: PipelineConfig, database: str, progress: bool, bump: bool = True):
@@ -332,7 +351,7 @@ def refresh(
         out.seconds["rank"] = time.perf_counter() - t
     if cfg.gnn.enabled:  # LightGCN is retrained in full (new users and items need vectors); one bump, after EGES
         t = time.perf_counter()
-        compute_gnn(driver, cfg, artifacts, database, progress, bump=False)
+        _gnn_or_warn(driver, cfg, artifacts, database, progress, bump=False)
         out.seconds["gnn"] = time.perf_counter() - t
     t = time.perf_counter()
     path = eges_state_path(artifacts)

@@ -50,6 +50,12 @@ class GnnSettings:
         flag="--gnn-samples-per-epoch",
         help="LightGCN: BPR triples per epoch, at most one per user-item pair",
     )
+    max_pairs: int = setting(
+        2_000_000,
+        flag="--gnn-max-pairs",
+        help="skip LightGCN (with a warning) on a graph with more engaged user-item pairs than this: every batch "
+        "propagates over the whole graph, and at 10M events its 9,600 propagations take hours on 2 cores",
+    )
     max_batches: int = setting(
         32,
         flag="--gnn-max-batches",
@@ -58,4 +64,4 @@ class GnnSettings:
     )
 
     def train_kwargs(self) -> dict:
-        return {k: v for k, v in vars(self).items() if k != "enabled"}
+        return {k: v for k, v in vars(self).items() if k not in ("enabled", "max_pairs")}

@@ -141,3 +141,17 @@ def test_recall_for_a_user_comes_from_the_users_vector(driver, gnn_graph):
         assert [x["item_id"] for x in late["items"]] == list(snap.similar_items("i00", k=3, channel="gnn").ids)
         swing = c.get("/recall/u03", params={"channel": "swing"}).json()
         assert swing["via"] == "history lists"
+
+
+def test_a_graph_past_max_pairs_is_skipped_with_the_fix_named(driver, gnn_graph):
+    from dataclasses import replace
+
+    from graphrecall.app import pipeline
+
+    _, artifacts = gnn_graph
+    cfg = PipelineConfig(top_k=4, gnn=replace(FAST, max_pairs=10))
+    with pytest.raises(ValueError, match="--gnn-max-pairs"):
+        compute_gnn(driver, cfg, artifacts, progress=False)
+    assert read_top_lists(driver, "GNN")  # a refused fit leaves the earlier one
+    assert pipeline._gnn_or_warn(driver, cfg, artifacts, "neo4j", progress=False) is None
+    assert read_top_lists(driver, "GNN") == {} and not gnn_dir(artifacts).exists()  # stale lists removed

@@ -21,7 +21,8 @@ class Gnn(StoredListChannel):
 
     def build(self, training: Training) -> Parts:
         cfg = training.settings
-        if not cfg.gnn.enabled or training.events.empty:
+        pairs = 0 if training.events.empty else len(training.events[["user", "item"]].drop_duplicates())
+        if not cfg.gnn.enabled or pairs == 0 or pairs > cfg.gnn.max_pairs:  # as the pipeline skips it
             return Parts(lists={self.name: {}})
         model = fit_gnn(
             training.events["user"].to_numpy(),
