@@ -262,7 +262,11 @@ def main(argv=None) -> int:
                     )
             finally:
                 proc.terminate()
-                proc.wait(timeout=30)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:  # a server still busy with a backlog
+                    proc.kill()
+                    proc.wait()
     print(
         f"{'workers':>7s} {'target/s':>9s} {'achieved/s':>11s} {'p50 ms':>8s} {'p99 ms':>8s} {'max ms':>8s} {'errors':>7s}"
     )
