@@ -48,3 +48,27 @@ def test_recall_equals_the_loop_over_history_items(seed, channel, saved, tmp_pat
         assert got.scores.tobytes() == want.scores.tobytes()
         assert got.sources == want.sources
         assert (got.history, got.unknown) == (want.history, want.unknown)
+
+
+def test_saved_blend_recall_gathers_the_stored_blend_lists(tmp_path):
+    """A saved snapshot stores each item's blend list: recall with that blend reads them (no blend computed per
+    history item) and equals the loop; another blend, or lists read deeper than stored, compute instead."""
+    from graphrecall.query.serve.blend import BlendConfig
+    from graphrecall.query.serve.snapshot import SERVED_BLEND_DEPTH
+
+    mem = _random_snapshot(3)
+    snap = SnapshotRetriever.load(mem.save(tmp_path / "snap"))
+    assert snap.served_blend_config == str(mem.blend_config)
+    assert len(snap.served_blend) == sum(len(mem.similar_items(i, k=1)) > 0 for i in mem.items)
+    h = sorted(snap.items)[:60]
+    got = snap.recall(h, k=20)
+    assert snap._coded == {}  # gathered, nothing computed per item
+    want = recall_reference(snap, h, k=20)
+    assert (list(got.ids), got.scores.tobytes(), got.sources) == (list(want.ids), want.scores.tobytes(), want.sources)
+    deep = snap.recall(h, k=20, depth=SERVED_BLEND_DEPTH)  # read deeper than stored: computed per item
+    assert snap._coded and list(deep.ids) == list(recall_reference(snap, h, k=20, depth=SERVED_BLEND_DEPTH).ids)
+    other = BlendConfig.parse("rrf:swing=1,trans=2")
+    assert snap._served_blend(snap, 10) is not None
+    snap.blend_config = other
+    assert snap._served_blend(snap, 10) is None  # lists of another blend are never gathered
+    assert list(snap.recall(h, k=20).ids) == list(recall_reference(snap, h, k=20).ids)

@@ -25,7 +25,7 @@ from ..channels.base import ListChannel, list_arrays
 from ..channels.side import SideIndex
 from ..data import SortedIds
 from .blend import DEFAULT_BLEND, BlendConfig, stored_blend
-from .retriever import ItemRetriever
+from .retriever import NO_FILTERS, ItemRetriever
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ SNAPSHOT_FORMAT = 3  # a folder of .npy arrays (memory-mapped by every worker) a
 
 # 2 kept the side index in meta.json (one copy of Python objects per worker)
 SNAPSHOTS_KEPT = 3  # saved versions kept, so a worker still mapping an older one never loses its files
+# A saved snapshot also stores every item's served blend list (the blend config it was saved with), this deep,
+# so that ``recall`` with that blend is one CSR gather instead of a blend per history item: its lists are read
+# ``RECALL_DEPTH`` + history length deep, so this covers histories of up to 100 items; deeper reads compute.
+SERVED_BLEND_DEPTH = 150
+SERVED_BLEND_MAX_ITEMS = 300_000  # above this many items the served blend lists are not stored (memory, build time)
 
 
 class CsrLists:
@@ -115,6 +120,15 @@ class CsrLists:
 
     def items(self):
         return ((i, self[i]) for i in self)
+
+
+def _gather(indptr: np.ndarray, nbr: np.ndarray, scores: np.ndarray, rows: np.ndarray, k: int):
+    """The top ``k`` of CSR rows ``rows`` (-1: none) at once: ``(codes, scores, lengths, tops)``, lists in row order."""
+    start = np.where(rows >= 0, indptr[np.maximum(rows, 0)], 0)
+    lengths = np.where(rows >= 0, np.minimum(indptr[np.maximum(rows, 0) + 1] - start, k), 0)
+    at = np.repeat(start - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
+    tops = np.where(lengths > 0, scores[np.minimum(start, max(len(scores) - 1, 0))], 0.0)
+    return nbr[at].astype(np.int64), scores[at].astype(np.float64), lengths, tops.astype(np.float64)
 
 
 @contextlib.contextmanager
@@ -173,6 +187,9 @@ class SnapshotRetriever(ItemRetriever):
     _coded: dict = field(default_factory=dict, repr=False)
     version: int = 0  # the graph's data version when this snapshot was read (graph_schema.store.meta.read_data_version)
     users: object | None = None  # embed.index.UserTower: the gnn channel's user vectors (two-tower recall)
+    # a saved snapshot's stored blend lists (SERVED_BLEND_DEPTH deep) and the blend config they were made with
+    served_blend: CsrLists | None = field(default=None, repr=False)
+    served_blend_config: str | None = None
 
     def __setattr__(self, name, value):
         # the answer cache holds answers computed from these fields: replacing one (the benches swap in
@@ -180,6 +197,7 @@ class SnapshotRetriever(ItemRetriever):
         if name in ("items", "lists", "vectors", "side", "users") and "answers" in self.__dict__:
             object.__setattr__(self, "answers", AnswerCache(ANSWER_CACHE_SIZE))
             object.__setattr__(self, "_coded", {})
+            object.__setattr__(self, "served_blend", None)
         object.__setattr__(self, name, value)
 
     def has_item(self, item_id: str) -> bool:
@@ -208,14 +226,13 @@ class SnapshotRetriever(ItemRetriever):
         ids = self.items
         if not isinstance(ids, SortedIds) or ids.rows is not None:
             return None
-        per = self.lists.get(channel)
-        if isinstance(per, CsrLists) and per.ids is ids and type(REGISTRY[channel]).answer is ListChannel.answer:
-            rows = ids.indices(known)
-            start = np.where(rows >= 0, per.indptr[np.maximum(rows, 0)], 0)
-            lengths = np.where(rows >= 0, np.minimum(per.indptr[np.maximum(rows, 0) + 1] - start, k), 0)
-            at = np.repeat(start - (np.cumsum(lengths) - lengths), lengths) + np.arange(int(lengths.sum()))
-            codes, scores = per.nbr[at].astype(np.int64), per.scores[at].astype(np.float64)
-            tops = np.where(lengths > 0, per.scores[np.minimum(start, max(len(per.scores) - 1, 0))], 0.0)
+        per = self.lists.get(channel) if channel != "blend" else self._served_blend(owner, k)
+        if (
+            isinstance(per, CsrLists)
+            and per.ids is ids
+            and (channel == "blend" or type(REGISTRY[channel]).answer is ListChannel.answer)
+        ):
+            codes, scores, lengths, tops = _gather(per.indptr, per.nbr, per.scores, ids.indices(known), k)
         else:
             parts = [self._coded_answer(owner, h, k, channel) for h in known]
             if any(p is None for p in parts):
@@ -229,6 +246,38 @@ class SnapshotRetriever(ItemRetriever):
         in_history = np.zeros(len(local), dtype=bool)
         in_history[inv[len(codes) :]] = True
         return inv[: len(codes)], scores, lengths, tops.astype(np.float64), in_history, np.asarray(ids.ids[local])
+
+    def _served_blend(self, owner: ItemRetriever, k: int) -> CsrLists | None:
+        """The stored blend lists when they answer ``owner``'s blend ``k`` deep (the same config, deep enough)."""
+        if self.served_blend is None or k > SERVED_BLEND_DEPTH or self.served_blend_config != str(owner.blend_config):
+            return None
+        return self.served_blend
+
+    def blend_arrays(self, sid: SortedIds, member: np.ndarray, depth: int = SERVED_BLEND_DEPTH):
+        """Every member item's blend list (this snapshot's blend config), ``depth`` deep, as CSR ``(indptr, nbr,
+        scores)`` over ``sid``'s rows: what :meth:`save` stores for recall. The lists are this snapshot's own
+        blend answers, so a recall that gathers them gives the same answers. None if an answer holds an id
+        outside ``sid`` (not expected)."""
+        rows = np.flatnonzero(member)
+        lengths = np.zeros(len(sid.ids) + 1, np.int64)
+        nbrs, scores = [], []
+        t0 = last = time.perf_counter()
+        for n, r in enumerate(rows.tolist()):
+            nb = self._answer(self, str(sid.ids[r]), depth, "blend", NO_FILTERS)
+            codes = sid.indices(nb.ids)
+            if (codes < 0).any():
+                logger.warning("a blend answer holds an item outside the snapshot; blend lists not stored")
+                return None
+            nbrs.append(codes.astype(np.int32))
+            scores.append(np.asarray(nb.scores, dtype=np.float32))
+            lengths[r + 1] = len(codes)
+            now = time.perf_counter()
+            if now - last > 10:
+                last = now
+                logger.info("blend lists: %d/%d items, %.0f items/s", n + 1, len(rows), (n + 1) / (now - t0))
+        logger.info("blend lists of %d items (%d deep) in %.1fs", len(rows), depth, time.perf_counter() - t0)
+        nbr = np.concatenate(nbrs) if nbrs else np.zeros(0, np.int32)
+        return np.cumsum(lengths), nbr, np.concatenate(scores) if scores else np.zeros(0, np.float32)
 
     def _coded_answer(self, owner: ItemRetriever, item_id: str, k: int, channel: str):
         per = self._coded.get((channel, k, owner.blend_config))
@@ -282,6 +331,14 @@ class SnapshotRetriever(ItemRetriever):
             arrays = (per.indptr, per.nbr, per.scores) if isinstance(per, CsrLists) else CsrLists.arrays(per, sid)
             for part, arr in zip(("indptr", "nbr", "scores"), arrays):
                 np.save(tmp / f"{ch}.{part}.npy", np.asarray(arr))
+        served = None
+        if not 0 < int(member.sum()) <= SERVED_BLEND_MAX_ITEMS:
+            logger.info("%d items: blend lists not stored (recall computes them per item)", int(member.sum()))
+        else:
+            served = self.blend_arrays(sid, member)
+        if served is not None:
+            for part, arr in zip(("indptr", "nbr", "scores"), served):
+                np.save(tmp / f"served_blend.{part}.npy", arr)
         side = None
         if self.side is not None:
             arrays, side = self.side.arrays()
@@ -296,6 +353,7 @@ class SnapshotRetriever(ItemRetriever):
             "blend": str(self.blend_config),
             "blend_source": self.blend_source,
             "channels": sorted(self.lists),
+            "served_blend": None if served is None else {"blend": str(self.blend_config), "depth": SERVED_BLEND_DEPTH},
             "side": side,
         }
         (tmp / "meta.json").write_text(json.dumps(meta))
@@ -322,6 +380,13 @@ class SnapshotRetriever(ItemRetriever):
             for ch in meta["channels"]
         }
         blend_config = BlendConfig.parse(meta["blend"]) if meta.get("blend") else DEFAULT_BLEND
+        served = meta.get("served_blend")
+        served_lists = None
+        if served and served.get("depth", 0) >= SERVED_BLEND_DEPTH:
+            served_lists = CsrLists(
+                sid,
+                *(np.load(sub / f"served_blend.{part}.npy", mmap_mode=mode) for part in ("indptr", "nbr", "scores")),
+            )
         side = meta.get("side")
         if side and side.get("layout") == "arrays":
             arrays = {p.name[len("side.") : -len(".npy")]: np.load(p, mmap_mode=mode) for p in sub.glob("side.*.npy")}
@@ -338,6 +403,8 @@ class SnapshotRetriever(ItemRetriever):
             meta.get("blend_source", "built-in default"),
             version=int(meta.get("version", 0)),
             users=UserTower.load_saved(GraphSource(None, faiss_dir=faiss_dir).gnn_dir, mmap),
+            served_blend=served_lists,
+            served_blend_config=served["blend"] if served_lists is not None else None,
         )
 
     @classmethod
